@@ -1,0 +1,359 @@
+"""Reverse mode: apply primitives while recording the graph, then walk it right to left.
+
+`apply` runs a primitive's forward on arrays and records its inputs when one of them
+requires a gradient. `backward` orders the recorded graph topologically (iteratively, so
+depth is unlimited), pulls each cotangent back through the primitive's VJP rules, sums it
+back over broadcast axes (`unbroadcast`), accumulates into the leaves and releases the graph.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .tensor import Tensor
+
+
+class _GradMode(threading.local):
+    enabled = True
+
+
+_grad_mode = _GradMode()
+
+# Hooks that watch every primitive application (forward-mode traces, anomaly mode).
+# Module-level lists so that the common case costs one truth test.
+jvp_traces: List[Any] = []
+apply_hooks: List[Any] = []
+
+
+def is_grad_enabled() -> bool:
+    """Whether operations on this thread record a graph."""
+    return _grad_mode.enabled
+
+
+class set_grad_enabled:
+    """`with set_grad_enabled(mode):` turns graph recording on or off on this thread.
+
+    Also a decorator: `@no_grad()` runs the whole function without recording.
+    """
+
+    def __init__(self, mode: bool) -> None:
+        self.mode = bool(mode)
+        self.prev: List[bool] = []
+
+    def __enter__(self) -> None:
+        self.prev.append(_grad_mode.enabled)
+        _grad_mode.enabled = self.mode
+
+    def __exit__(self, *exc: Any) -> None:
+        _grad_mode.enabled = self.prev.pop()
+
+    def __call__(self, fn):
+        import functools
+        mode = self.mode
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with set_grad_enabled(mode):
+                return fn(*args, **kwargs)
+        return wrapper
+
+
+class no_grad(set_grad_enabled):
+    """`with no_grad():` records nothing on this thread (inference, parameter updates)."""
+
+    def __init__(self) -> None:
+        super().__init__(False)
+
+
+class enable_grad(set_grad_enabled):
+    """`with enable_grad():` records again inside a `no_grad()` block."""
+
+    def __init__(self) -> None:
+        super().__init__(True)
+
+
+def apply(prim, args: tuple, params: dict) -> Tensor:
+    """Run `prim` forward on the arrays inside `args`; record the node if a gradient is needed."""
+    arrays = []
+    record = False
+    for a in args:
+        if isinstance(a, Tensor):
+            arrays.append(a.data)
+            if a.requires_grad:
+                record = True
+        else:
+            arrays.append(a)
+    try:
+        out = prim.forward(*arrays, **params)
+    except (ValueError, IndexError, TypeError) as error:
+        message = str(error)
+        if not message.startswith(prim.name + ":"):
+            shapes = ", ".join(str(np.shape(a)) for a in arrays)
+            message = f"{prim.name}: {message} (input shapes {shapes})"
+        raise type(error)(message) from None
+    if type(out) is not np.ndarray:
+        out = np.asarray(out)
+    result = Tensor._wrap(out)
+    if record and _grad_mode.enabled:
+        result.requires_grad = True
+        result._op = prim
+        result._inputs = args
+        result._params = params
+    if jvp_traces:
+        for trace in tuple(jvp_traces):
+            trace.process(prim, args, params, result)
+    if apply_hooks:
+        for hook in tuple(apply_hooks):
+            hook(prim, args, params, result)
+    return result
+
+
+def unbroadcast(cotangent: Any, shape: tuple) -> Any:
+    """Sum a cotangent over the axes that broadcasting added or stretched, back to `shape`.
+
+    Works on arrays and on Tensors alike (it only uses `.sum` and `.reshape`).
+    """
+    cshape = cotangent.shape
+    if cshape == shape:
+        return cotangent
+    lead = len(cshape) - len(shape)
+    if lead < 0:  # a rule returned less than the input: stretch it (happens in forward mode only)
+        return broadcast_array_or_tensor(cotangent, shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and cshape[lead + i] != 1)
+    if axes:
+        cotangent = cotangent.sum(axis=axes, keepdims=True)
+    if cotangent.shape != shape:
+        cotangent = cotangent.reshape(shape)
+    return cotangent
+
+
+def broadcast_array_or_tensor(value: Any, shape: tuple) -> Any:
+    """`np.broadcast_to` for arrays, the broadcast primitive for Tensors."""
+    from . import primitives
+    return primitives.broadcast_to(value, shape=tuple(shape))
+
+
+class GraphReleasedError(RuntimeError):
+    """Raised by a second backward through a graph that the first backward released."""
+
+
+def _released_error(node: Tensor) -> GraphReleasedError:
+    return GraphReleasedError(
+        f"backward: trying to backward through the graph a second time: the graph behind "
+        f"'{node._op.name}' (output shape {node.shape}) was released by an earlier backward(). "
+        "Pass retain_graph=True to the first backward() if you need to go through it again, "
+        "or recompute the forward pass.")
+
+
+def _topological_order(roots: Sequence[Tensor], stop: Optional[set] = None) -> List[Tensor]:
+    """Non-leaf tensors reachable from `roots`, each after all its inputs (iterative DFS)."""
+    order: List[Tensor] = []
+    visited = set()
+    stack: List[Tuple[Tensor, bool]] = [(r, False) for r in roots]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        key = id(node)
+        if key in visited:
+            continue
+        visited.add(key)
+        if node._op is None or (stop is not None and key in stop):
+            continue
+        inputs = node._inputs
+        if inputs is None:
+            raise _released_error(node)
+        stack.append((node, True))
+        for x in inputs:
+            if isinstance(x, Tensor) and x.requires_grad and x._op is not None and id(x) not in visited:
+                stack.append((x, False))
+    return order
+
+
+def _as_cotangent(value: Any, like: Tensor, create_graph: bool, where: str) -> Any:
+    if isinstance(value, Tensor):
+        array = value.data
+    else:
+        array = np.asarray(value, dtype=like.dtype)
+    if array.shape != like.shape:
+        raise ValueError(f"{where}: the gradient has shape {array.shape} but the tensor it starts "
+                         f"from has shape {like.shape}; they must be equal")
+    if create_graph:
+        return value if isinstance(value, Tensor) else Tensor._wrap(array)
+    return array
+
+
+def _seed(root: Tensor, gradient: Any, create_graph: bool, where: str) -> Any:
+    if gradient is None:
+        if root.data.size != 1:
+            raise RuntimeError(
+                f"{where}: the tensor has shape {root.shape}, not a single element; a gradient "
+                f"can only be created implicitly for a scalar. Pass gradient= (an array of shape "
+                f"{root.shape}), or reduce first, e.g. loss.sum().backward()")
+        ones = np.ones_like(root.data)
+        return Tensor._wrap(ones) if create_graph else ones
+    return _as_cotangent(gradient, root, create_graph, where)
+
+
+def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequence[Tensor]],
+         retain_graph: bool, create_graph: bool) -> Dict[int, list]:
+    """The reverse sweep. Returns {id(tensor): [tensor, cotangent]} for leaves (or for `targets`)."""
+    stop = None if targets is None else {id(t) for t in targets}
+    order = _topological_order(roots, stop)
+    if targets is not None:
+        # prune: only the nodes that lead to a target need their cotangents pulled back
+        leads = set(stop)
+        for node in order:
+            if id(node) in stop:
+                continue
+            for x in node._inputs:
+                if isinstance(x, Tensor) and id(x) in leads:
+                    leads.add(id(node))
+                    break
+    else:
+        leads = None
+    tensor_mode = create_graph or bool(jvp_traces)
+    grads: Dict[int, Any] = {}
+    results: Dict[int, Any] = {}
+    for root, seed in zip(roots, seeds):
+        key = id(root)
+        if root._op is None or (stop is not None and key in stop):
+            _add_result(results, root, seed)
+        else:
+            grads[key] = seed if key not in grads else grads[key] + seed
+    prev_mode = _grad_mode.enabled
+    _grad_mode.enabled = create_graph
+    try:
+        for node in reversed(order):
+            key = id(node)
+            g = grads.pop(key, None)
+            if g is None:
+                continue
+            if node._retain and targets is None:
+                _accumulate_grad(node, g, create_graph)
+            if stop is not None and key in stop:
+                _add_result(results, node, g)
+                continue
+            prim = node._op
+            inputs = node._inputs
+            params = node._params
+            if tensor_mode:
+                values = inputs
+                ans = node
+            else:
+                values = tuple(x.data if isinstance(x, Tensor) else x for x in inputs)
+                ans = node.data
+            rules = prim.vjps
+            for i, x in enumerate(inputs):
+                if not (isinstance(x, Tensor) and x.requires_grad):
+                    continue
+                xkey = id(x)
+                if leads is not None and xkey not in leads:
+                    continue
+                rule = rules[0] if prim.variadic else rules[i]
+                if rule is None:
+                    raise NotImplementedError(
+                        f"backward: primitive '{prim.name}' has no VJP rule for argument {i}")
+                if prim.variadic:
+                    c = rule(g, ans, *values, argnum=i, **params)
+                else:
+                    c = rule(g, ans, *values, **params)
+                if c.shape != x.shape:
+                    c = unbroadcast(c, x.shape)
+                if x._op is None or (stop is not None and xkey in stop):
+                    _add_result(results, x, c)
+                else:
+                    prev = grads.get(xkey)
+                    grads[xkey] = c if prev is None else prev + c
+            if not retain_graph:
+                node._inputs = None
+                node._params = None
+    finally:
+        _grad_mode.enabled = prev_mode
+    return results
+
+
+def _add_result(results: Dict[int, list], t: Tensor, c: Any) -> None:
+    entry = results.get(id(t))
+    if entry is None:
+        results[id(t)] = [t, c]
+    else:
+        entry[1] = entry[1] + c
+
+
+def _accumulate_grad(t: Tensor, g: Any, create_graph: bool) -> None:
+    """`t.grad += g`, out of place, keeping t's dtype and shape."""
+    if isinstance(g, Tensor):
+        if g.dtype != t.dtype:
+            g = g.astype(t.dtype)
+        t.grad = g if t.grad is None else t.grad + g
+        return
+    if g.dtype != t.data.dtype:
+        g = g.astype(t.data.dtype)
+    elif not g.flags.writeable:  # a broadcast view: give the user an array of their own
+        g = np.array(g)
+    t.grad = Tensor._wrap(g) if t.grad is None else Tensor._wrap(t.grad.data + g)
+
+
+def backward(root: Tensor, gradient: Any = None, retain_graph: bool = False,
+             create_graph: bool = False) -> None:
+    """Accumulate d(root)/d(leaf) into `.grad` of every leaf that requires a gradient."""
+    if not isinstance(root, Tensor):
+        raise TypeError(f"backward: expected a Tensor, got {type(root).__name__}")
+    if not root.requires_grad:
+        raise RuntimeError(
+            "backward: this tensor does not require grad and has no graph: none of the tensors "
+            "it was computed from had requires_grad=True (or it was computed under no_grad())")
+    seed = _seed(root, gradient, create_graph, "backward")
+    for leaf, g in _run([root], [seed], None, retain_graph or create_graph, create_graph).values():
+        _accumulate_grad(leaf, g, create_graph)
+
+
+def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: Optional[bool] = None,
+         create_graph: bool = False, allow_unused: bool = True) -> Tuple[Any, ...]:
+    """Cotangents of `inputs` (d outputs / d inputs, times `grad_outputs`), without touching `.grad`.
+
+    Like `torch.autograd.grad`: `outputs` and `inputs` are Tensors or sequences of them. An input
+    the outputs do not depend on gets zeros.
+    """
+    outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    ins = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if grad_outputs is None:
+        gouts = [None] * len(outs)
+    elif isinstance(grad_outputs, (Tensor, np.ndarray)) and len(outs) == 1:
+        gouts = [grad_outputs]
+    else:
+        gouts = list(grad_outputs)
+    if retain_graph is None:
+        retain_graph = create_graph
+    roots, seeds = [], []
+    for out, gout in zip(outs, gouts):
+        if not isinstance(out, Tensor):
+            raise TypeError(f"grad: outputs must be Tensors, got {type(out).__name__}")
+        if not out.requires_grad:
+            continue
+        roots.append(out)
+        seeds.append(_seed(out, gout, create_graph, "grad"))
+    results = _run(roots, seeds, ins, retain_graph, create_graph) if roots else {}
+    answer = []
+    for x in ins:
+        entry = results.get(id(x))
+        c = None if entry is None else entry[1]
+        if c is None:
+            zeros = np.zeros_like(x.data)
+            c = Tensor._wrap(zeros) if create_graph else zeros
+        if isinstance(c, Tensor):
+            if c.dtype != x.dtype:
+                c = c.astype(x.dtype)
+        else:
+            if c.dtype != x.dtype:
+                c = c.astype(x.dtype)
+            elif not c.flags.writeable:
+                c = np.array(c)
+            c = Tensor._wrap(c)
+        answer.append(c)
+    return tuple(answer)

@@ -1,0 +1,1 @@
+"""nn: neural-network modules, losses and optimizers built on autograd_lite."""
