@@ -26,11 +26,12 @@ def _normalize_axis(axis: Axis, ndim: int, op: str) -> Optional[tuple]:
     if axis is None:
         return None
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    span = builtins.max(ndim, 1)  # like NumPy, a 0-d tensor accepts axis 0 and -1
     out = []
     for a in axes:
-        if not -ndim <= a < builtins.max(ndim, 1) or (ndim == 0 and a not in (0, -1)):
+        if not -span <= a < span:
             raise ValueError(f"{op}: axis {a} is out of range for a tensor with {ndim} dimensions")
-        out.append(int(a) % builtins.max(ndim, 1))
+        out.append(int(a) % span)
     if len(set(out)) != len(out):
         raise ValueError(f"{op}: repeated axis in {axis}")
     return None if ndim == 0 else tuple(sorted(out))

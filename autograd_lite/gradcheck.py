@@ -64,7 +64,7 @@ def gradcheck(f: Callable[..., Tensor], *inputs: Any, eps: float = 1e-6, atol: f
             minus = _projected(f, constants, v)
             flat[k] = original
             numeric = (plus - minus) / (2 * eps)
-            exact = analytic[i].reshape(-1)[k]
+            exact = float(analytic[i].reshape(-1)[k])
             if not abs(exact - numeric) <= atol + rtol * abs(numeric):
                 index = np.unravel_index(k, x.shape) if x.ndim else ()
                 raise GradcheckError(
