@@ -245,7 +245,7 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
                 values = inputs
                 ans = node
             else:
-                values = tuple(x.data if isinstance(x, Tensor) else x for x in inputs)
+                values = [x.data if isinstance(x, Tensor) else x for x in inputs]
                 ans = node.data
             rules = prim.vjps
             for i, x in enumerate(inputs):

@@ -368,7 +368,15 @@ transpose.defvjp(lambda g, ans, x, axes: transpose(g, axes=tuple(np.argsort(axes
                  text="g with the axes permuted back")
 transpose.defjvp(lambda t, ans, x, axes: transpose(t, axes=axes))
 
-broadcast_to = primitive(lambda x, shape: np.broadcast_to(x, shape), "broadcast_to")
+def _broadcast_to(x: np.ndarray, shape: tuple) -> np.ndarray:
+    """x repeated to `shape`, as an array of its own (np.broadcast_to's read-only view is slower
+    to make for small arrays, and would hand users gradients they cannot write to)."""
+    out = np.empty(shape, dtype=np.result_type(x))
+    out[...] = x
+    return out
+
+
+broadcast_to = primitive(_broadcast_to, "broadcast_to")
 broadcast_to.defvjp(lambda g, ans, x, shape: g, text="g summed over the broadcast axes")
 broadcast_to.defjvp(lambda t, ans, x, shape: broadcast_to(t, shape=shape))
 
