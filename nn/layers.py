@@ -1,0 +1,288 @@
+"""Layers: Linear, the activations, Dropout, Sequential and the multilayer perceptron MLP.
+
+Shapes follow the lecture: a batch is a matrix A of shape (samples, in) and a layer
+computes Z = A W + b with W of shape (in, out), so one row per sample all the way through.
+Weights are initialised from a seeded `numpy.random.Generator`: Glorot/Xavier for
+sigmoid and tanh, He for ReLU; biases start at zero.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Iterator, Optional, Sequence
+
+import numpy as np
+
+import autograd_lite as ag
+from autograd_lite import Tensor
+
+from .module import Module, Parameter
+
+ACTIVATIONS = ("sigmoid", "tanh", "relu")
+OUTPUT_ACTIVATIONS = (None, "sigmoid", "tanh", "relu", "softmax")
+INITS = ("glorot", "he")
+
+
+def make_rng(rng: Optional[np.random.Generator] = None, seed: Optional[int] = None) -> np.random.Generator:
+    """`rng` itself, or a new Generator from `seed` (fresh entropy when both are None)."""
+    if rng is not None and seed is not None:
+        raise ValueError("make_rng: give rng or seed, not both")
+    if rng is not None:
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(f"make_rng: rng must be a numpy.random.Generator "
+                            f"(np.random.default_rng(seed)), got {type(rng).__name__}")
+        return rng
+    return np.random.default_rng(seed)
+
+
+def init_weight(fan_in: int, fan_out: int, init: str, rng: np.random.Generator,
+                dtype: Any = np.float64) -> np.ndarray:
+    """A (fan_in, fan_out) weight matrix.
+
+    "glorot": uniform on [-r, r], r = sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010),
+    keeps the variance of sigmoid/tanh layers roughly constant in both directions.
+    "he": normal with standard deviation sqrt(2 / fan_in) (He et al. 2015), for ReLU.
+    """
+    if init == "glorot":
+        limit = np.sqrt(6.0 / (fan_in + fan_out))
+        w = rng.uniform(-limit, limit, size=(fan_in, fan_out))
+    elif init == "he":
+        w = rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in)
+    else:
+        raise ValueError(f"init_weight: init must be one of {INITS}, got {init!r}")
+    return w.astype(dtype)
+
+
+def default_init(activation: Optional[str]) -> str:
+    """He for ReLU, Glorot for everything else."""
+    return "he" if activation == "relu" else "glorot"
+
+
+def _check_features(name: str, x: Tensor, expected: int) -> None:
+    if x.ndim < 1 or x.shape[-1] != expected:
+        raise ValueError(f"{name}: expected an input whose last axis has {expected} features, "
+                         f"got shape {x.shape}")
+
+
+def _as_input(x: Any, dtype: np.dtype) -> Tensor:
+    """Tensors pass through; arrays (e.g. integer pixels) become constants of the layer's dtype."""
+    if isinstance(x, Tensor):
+        return x
+    return Tensor(np.asarray(x, dtype=dtype))
+
+
+class Linear(Module):
+    """Z = A W + b, with W of shape (in_features, out_features) and b of shape (out_features,).
+
+    Example:
+        >>> layer = Linear(784, 100, init="glorot", seed=0)
+        >>> layer(np.zeros((32, 784))).shape
+        (32, 100)
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, init: str = "glorot",
+                 rng: Optional[np.random.Generator] = None, seed: Optional[int] = None,
+                 dtype: Any = np.float64) -> None:
+        super().__init__()
+        if int(in_features) < 1 or int(out_features) < 1:
+            raise ValueError(f"Linear: in_features and out_features must be positive, "
+                             f"got {in_features} and {out_features}")
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+        rng = make_rng(rng, seed)
+        self.weight = Parameter(init_weight(self.in_features, self.out_features, init, rng, dtype),
+                                kind="weight")
+        self.bias = Parameter(np.zeros(self.out_features, dtype=dtype), kind="bias") if bias else None
+
+    def forward(self, x: Any) -> Tensor:
+        x = _as_input(x, self.weight.dtype)
+        _check_features(f"Linear({self.in_features} -> {self.out_features})", x, self.in_features)
+        z = x @ self.weight
+        return z if self.bias is None else z + self.bias
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features} -> {self.out_features}, bias={self.bias is not None}"
+
+
+class Sigmoid(Module):
+    """a = 1 / (1 + exp(-z)), elementwise."""
+
+    def forward(self, x: Any) -> Tensor:
+        return ag.sigmoid(x)
+
+
+class Tanh(Module):
+    """a = tanh(z), elementwise."""
+
+    def forward(self, x: Any) -> Tensor:
+        return ag.tanh(x)
+
+
+class ReLU(Module):
+    """a = max(z, 0), elementwise."""
+
+    def forward(self, x: Any) -> Tensor:
+        return ag.relu(x)
+
+
+class Softmax(Module):
+    """a = exp(z) / sum(exp(z)) along `axis` (stable for large logits)."""
+
+    def __init__(self, axis: int = -1) -> None:
+        super().__init__()
+        self.axis = axis
+
+    def forward(self, x: Any) -> Tensor:
+        return ag.softmax(x, axis=self.axis)
+
+    def extra_repr(self) -> str:
+        return f"axis={self.axis}"
+
+
+_ACTIVATION_MODULES = {"sigmoid": Sigmoid, "tanh": Tanh, "relu": ReLU, "softmax": Softmax}
+
+
+def activation_module(name: str) -> Module:
+    """The activation module for "sigmoid", "tanh", "relu" or "softmax"."""
+    if name not in _ACTIVATION_MODULES:
+        raise ValueError(f"activation_module: unknown activation {name!r}, "
+                         f"expected one of {tuple(_ACTIVATION_MODULES)}")
+    return _ACTIVATION_MODULES[name]()
+
+
+class Dropout(Module):
+    """Inverted dropout: in training, zero each element with probability p and scale the rest by
+    1 / (1 - p), so the expected value is unchanged; in `eval()` mode, the identity.
+
+    The mask comes from a seeded Generator (`rng` or `seed`), so a run can be repeated.
+    """
+
+    def __init__(self, p: float = 0.5, rng: Optional[np.random.Generator] = None,
+                 seed: Optional[int] = None) -> None:
+        super().__init__()
+        p = float(p)
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"Dropout: p is the probability of dropping an element and must be "
+                             f"in [0, 1), got {p}")
+        self.p = p
+        self.rng = make_rng(rng, seed)
+
+    def forward(self, x: Any) -> Tensor:
+        x = ag.as_tensor(x)
+        if not self.training or self.p == 0.0:
+            return x
+        keep = self.rng.random(x.shape) >= self.p
+        scale = np.asarray(1.0 / (1.0 - self.p), dtype=x.dtype)
+        return x * (keep * scale).astype(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class Sequential(Module):
+    """Modules applied in order: `Sequential(Linear(4, 8), Tanh(), Linear(8, 1))`.
+
+    Parameters are named by position: `0.weight`, `0.bias`, `2.weight`, ...
+    """
+
+    def __init__(self, *modules: Module) -> None:
+        super().__init__()
+        for i, m in enumerate(modules):
+            if not isinstance(m, Module):
+                raise TypeError(f"Sequential: argument {i} is a {type(m).__name__}, not a Module")
+        self.steps = list(modules)
+
+    def named_children(self) -> Iterator:
+        for i, module in enumerate(self.steps):
+            yield str(i), module
+
+    def forward(self, x: Any) -> Tensor:
+        for module in self.steps:
+            x = module(x)
+        return x
+
+    def __getitem__(self, i: int) -> Module:
+        return self.steps[i]
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self.steps)
+
+
+class MLP(Module):
+    """A multilayer perceptron: sizes [n_in, h_1, ..., n_out], `activation` after every hidden
+    layer (followed by dropout when `dropout > 0`), and `output_activation` (None for logits,
+    "sigmoid" for the lecture's network) after the last.
+
+    Parameters are named after the lecture's layers: `hidden.0.weight`, `hidden.0.bias`, ...,
+    `output.weight`, `output.bias`. `architecture()` describes the network as plain JSON data
+    and `MLP.from_architecture` rebuilds it, which is how `nn.load(path)` restores a model.
+
+    Example (the lecture's 784-100-10 sigmoid network):
+        >>> model = MLP([784, 100, 10], activation="sigmoid", output_activation="sigmoid", seed=0)
+    """
+
+    def __init__(self, sizes: Sequence[int], activation: str = "sigmoid", dropout: float = 0.0,
+                 output_activation: Optional[str] = None, init: Optional[str] = None,
+                 bias: bool = True, rng: Optional[np.random.Generator] = None,
+                 seed: Optional[int] = None, dtype: Any = np.float64) -> None:
+        super().__init__()
+        sizes = [int(n) for n in sizes]
+        if len(sizes) < 2 or any(n < 1 for n in sizes):
+            raise ValueError(f"MLP: sizes must list at least an input and an output width, all "
+                             f"positive, e.g. [784, 100, 10]; got {sizes}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"MLP: activation must be one of {ACTIVATIONS}, got {activation!r}")
+        if output_activation not in OUTPUT_ACTIVATIONS:
+            raise ValueError(f"MLP: output_activation must be one of {OUTPUT_ACTIVATIONS}, "
+                             f"got {output_activation!r}")
+        rng = make_rng(rng, seed)
+        dtype = np.dtype(dtype)
+        self.sizes = sizes
+        self.activation_name = activation
+        self.output_activation_name = output_activation
+        self.dtype = dtype
+        self.hidden = [Linear(a, b, bias=bias, init=init or default_init(activation), rng=rng, dtype=dtype)
+                       for a, b in zip(sizes[:-2], sizes[1:-1])]
+        self.activation = activation_module(activation)
+        self.dropout = Dropout(dropout, rng=rng)
+        self.output = Linear(sizes[-2], sizes[-1], bias=bias,
+                             init=init or default_init(output_activation),
+                             rng=rng, dtype=dtype)
+        self.output_activation = None if output_activation is None else activation_module(output_activation)
+
+    def forward(self, x: Any) -> Tensor:
+        a = _as_input(x, self.dtype)
+        _check_features(f"MLP({self.sizes[0]} -> ... -> {self.sizes[-1]})", a, self.sizes[0])
+        for layer in self.hidden:
+            a = self.dropout(self.activation(layer(a)))
+        z = self.output(a)
+        return z if self.output_activation is None else self.output_activation(z)
+
+    def architecture(self) -> Dict[str, Any]:
+        """The constructor arguments as JSON data: `MLP.from_architecture(m.architecture())`
+        builds an MLP of the same shape (with fresh weights)."""
+        return {"class": "MLP", "sizes": list(self.sizes), "activation": self.activation_name,
+                "dropout": self.dropout.p, "output_activation": self.output_activation_name,
+                "bias": self.output.bias is not None, "dtype": self.dtype.name}
+
+    @classmethod
+    def from_architecture(cls, arch: Dict[str, Any], seed: Optional[int] = 0) -> "MLP":
+        """An MLP built from `architecture()` data (weights freshly initialised from `seed`)."""
+        if not isinstance(arch, dict) or arch.get("class") != "MLP":
+            raise ValueError(f"MLP.from_architecture: expected a dict with 'class': 'MLP', got {arch!r}")
+        known = ("sizes", "activation", "dropout", "output_activation", "bias", "dtype")
+        unknown = sorted(set(arch) - set(known) - {"class"})
+        if unknown or "sizes" not in arch:
+            raise ValueError(f"MLP.from_architecture: needs 'sizes' and accepts only {known}; "
+                             f"got keys {sorted(arch)}")
+        kwargs = {k: arch[k] for k in known if k in arch}
+        return cls(seed=seed, **kwargs)
+
+    def extra_repr(self) -> str:
+        text = " -> ".join(str(n) for n in self.sizes) + f", activation={self.activation_name!r}"
+        if self.dropout.p:
+            text += f", dropout={self.dropout.p}"
+        if self.output_activation_name is not None:
+            text += f", output_activation={self.output_activation_name!r}"
+        return text

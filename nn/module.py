@@ -1,0 +1,217 @@
+"""Module and Parameter: the containers a model is written with.
+
+A `Module` finds its parameters and sub-modules from its attributes (also inside lists,
+tuples and dicts of modules), names them with dotted paths (`hidden.0.weight`), switches
+training behaviour on and off for the whole tree, and reads and writes its state as a
+dict of arrays. A `Parameter` is a leaf Tensor that requires a gradient and knows whether
+it is a weight (penalised by `l2_penalty`) or a bias (not penalised).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple
+
+import numpy as np
+
+from autograd_lite import Tensor
+
+PARAMETER_KINDS = ("weight", "bias")
+
+
+class Parameter(Tensor):
+    """A trainable leaf tensor (requires_grad=True) with a `kind`: "weight" or "bias".
+
+    `kind` decides whether `l2_penalty` includes it: weights yes, biases no (the lecture's
+    penalty term sums the squared weights only).
+
+    Example:
+        >>> W = Parameter(np.zeros((3, 2)), kind="weight")
+    """
+
+    __slots__ = ("kind",)
+
+    def __init__(self, data: Any, kind: str = "weight", dtype: Any = None,
+                 name: Optional[str] = None) -> None:
+        if kind not in PARAMETER_KINDS:
+            raise ValueError(f"Parameter: kind must be one of {PARAMETER_KINDS}, got {kind!r}")
+        array = np.array(data.data if isinstance(data, Tensor) else data, dtype=dtype)
+        if array.dtype.kind != "f":
+            raise TypeError(f"Parameter: needs floating-point data, got dtype {array.dtype}; "
+                            "pass float data or dtype=np.float64 / np.float32")
+        super().__init__(array, requires_grad=True, name=name)
+        self.kind = kind
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.data, separator=", ", prefix="Parameter(")
+        return f"Parameter({body}, kind={self.kind!r}, dtype={self.dtype})"
+
+
+class IncompatibleKeys(NamedTuple):
+    """What `load_state_dict(strict=False)` skipped: keys the module has but the state lacks,
+    and keys the state has but the module does not."""
+    missing_keys: List[str]
+    unexpected_keys: List[str]
+
+
+class Module:
+    """Base class of every layer and model: subclass it, assign parameters and sub-modules as
+    attributes in `__init__`, and write `forward`.
+
+    Example:
+        >>> class TwoLayer(Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.hidden = Linear(4, 8, seed=0)
+        ...         self.output = Linear(8, 1, seed=1)
+        ...     def forward(self, x):
+        ...         return self.output(self.hidden(x).tanh())
+        >>> [name for name, _ in TwoLayer().named_parameters()]
+        ['hidden.weight', 'hidden.bias', 'output.weight', 'output.bias']
+    """
+
+    def __init__(self) -> None:
+        self.training = True
+
+    # ---- running -----------------------------------------------------------------------
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__}: subclasses of Module must define forward()")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)
+
+    def train(self, mode: bool = True) -> "Module":
+        """Training mode (dropout active) for this module and every sub-module; returns self."""
+        for module in self.modules():
+            module.training = bool(mode)
+        return self
+
+    def eval(self) -> "Module":
+        """Evaluation mode (dropout is the identity) for the whole tree; returns self."""
+        return self.train(False)
+
+    # ---- the tree ----------------------------------------------------------------------
+    def named_children(self) -> Iterator[Tuple[str, "Module"]]:
+        """(name, module) for each direct sub-module; modules in a list `layers` are `layers.0`, ..."""
+        for attr, value in vars(self).items():
+            if isinstance(value, Module):
+                yield attr, value
+            elif isinstance(value, (list, tuple)):
+                for i, item in enumerate(value):
+                    if isinstance(item, Module):
+                        yield f"{attr}.{i}", item
+            elif isinstance(value, dict):
+                for key, item in value.items():
+                    if isinstance(item, Module):
+                        yield f"{attr}.{key}", item
+
+    def children(self) -> Iterator["Module"]:
+        for _, module in self.named_children():
+            yield module
+
+    def named_modules(self, prefix: str = "") -> Iterator[Tuple[str, "Module"]]:
+        """(dotted name, module) for this module ("" for itself) and every descendant, depth first."""
+        seen = set()
+        stack = [(prefix, self)]
+        while stack:
+            name, module = stack.pop()
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
+            yield name, module
+            children = [(f"{name}.{child_name}" if name else child_name, child)
+                        for child_name, child in module.named_children()]
+            stack.extend(reversed(children))
+
+    def modules(self) -> Iterator["Module"]:
+        for _, module in self.named_modules():
+            yield module
+
+    def _own_parameters(self) -> Iterator[Tuple[str, Parameter]]:
+        for attr, value in vars(self).items():
+            if isinstance(value, Parameter):
+                yield attr, value
+            elif isinstance(value, (list, tuple)):
+                for i, item in enumerate(value):
+                    if isinstance(item, Parameter):
+                        yield f"{attr}.{i}", item
+
+    def named_parameters(self) -> Iterator[Tuple[str, Parameter]]:
+        """(dotted name, parameter) for every parameter in the tree, each shared one once."""
+        seen = set()
+        for module_name, module in self.named_modules():
+            for name, param in module._own_parameters():
+                if id(param) in seen:
+                    continue
+                seen.add(id(param))
+                yield (f"{module_name}.{name}" if module_name else name), param
+
+    def parameters(self) -> List[Parameter]:
+        """Every parameter in the tree (what an optimizer updates)."""
+        return [p for _, p in self.named_parameters()]
+
+    def num_parameters(self) -> int:
+        """The number of trainable scalars."""
+        return int(sum(p.size for p in self.parameters()))
+
+    def zero_grad(self) -> None:
+        """Forget every parameter's gradient (sets `.grad` to None)."""
+        for p in self.parameters():
+            p.grad = None
+
+    # ---- state -------------------------------------------------------------------------
+    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+        """{dotted name: a copy of the parameter's array}, in `named_parameters()` order."""
+        return OrderedDict((name, p.data.copy()) for name, p in self.named_parameters())
+
+    def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
+        """Copy arrays from `state` into the parameters with the same names, in place.
+
+        Every key is checked before anything is copied: a shape mismatch (always) or a
+        missing or unexpected key (when `strict`) raises a ValueError that lists every
+        offending key with both shapes, and the module is left unchanged. Values are cast
+        to each parameter's dtype. Returns the missing and unexpected keys.
+        """
+        own = OrderedDict(self.named_parameters())
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        problems = []
+        if strict:
+            problems += [f"missing key {k!r} (the module's parameter has shape {own[k].shape})"
+                         for k in missing]
+            problems += [f"unexpected key {k!r} (shape {np.shape(state[k])}; the module has no "
+                         f"parameter of that name)" for k in unexpected]
+        arrays = {}
+        for k, p in own.items():
+            if k not in state:
+                continue
+            value = state[k]
+            value = value.data if isinstance(value, Tensor) else np.asarray(value)
+            if value.shape != p.shape:
+                problems.append(f"shape mismatch for {k!r}: the state has {value.shape}, "
+                                f"the module's parameter has {p.shape}")
+            elif value.dtype.kind not in "fiub":
+                problems.append(f"{k!r} has dtype {value.dtype}, expected a numeric array")
+            else:
+                arrays[k] = value
+        if problems:
+            raise ValueError(f"load_state_dict: {type(self).__name__} cannot load this state "
+                             f"({len(problems)} problem{'s' if len(problems) > 1 else ''}; "
+                             "nothing was changed):\n  " + "\n  ".join(problems))
+        for k, value in arrays.items():
+            np.copyto(own[k].data, value, casting="unsafe")
+        return IncompatibleKeys(missing, unexpected)
+
+    # ---- printing ----------------------------------------------------------------------
+    def extra_repr(self) -> str:
+        """The text inside the parentheses of this module's repr (its settings)."""
+        return ""
+
+    def __repr__(self) -> str:
+        count = self.num_parameters()
+        head = f"{type(self).__name__}({self.extra_repr()})"
+        if count:
+            head += f": {count:,} parameter{'s' if count != 1 else ''}"
+        lines = [head]
+        for name, child in self.named_children():
+            lines.append(f"  ({name}): " + repr(child).replace("\n", "\n  "))
+        return "\n".join(lines)

@@ -1,0 +1,266 @@
+"""Optimizers (SGD with momentum / Nesterov, Adam) and learning-rate schedules.
+
+The update formulas follow PyTorch's conventions (torch.optim.SGD and torch.optim.Adam):
+weight decay adds `weight_decay * p` to the gradient (L2, not decoupled), the momentum
+buffer starts at zero, and Adam corrects the bias of both moment estimates. Updates are in
+place on each parameter's array, so a model and its optimizer share the same Parameters.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any, Dict, Iterable, List, Sequence, Tuple, Union
+
+import numpy as np
+
+from autograd_lite import Tensor
+
+from .module import Module
+
+Params = Union[Module, Iterable[Tensor]]
+
+
+class Optimizer:
+    """Base class: holds the parameters, their per-parameter state and the learning rate `lr`
+    (which a schedule may change between steps)."""
+
+    state_names: Tuple[str, ...] = ()
+
+    def __init__(self, params: Params, lr: float) -> None:
+        name = type(self).__name__
+        params = list(params.parameters() if isinstance(params, Module) else params)
+        if not params:
+            raise ValueError(f"{name}: got no parameters to optimise")
+        for i, p in enumerate(params):
+            if not isinstance(p, Tensor) or not p.requires_grad or not p.is_leaf:
+                raise TypeError(f"{name}: parameter {i} must be a leaf Tensor with requires_grad=True "
+                                f"(a Parameter), got {type(p).__name__}")
+        if len({id(p) for p in params}) != len(params):
+            raise ValueError(f"{name}: a parameter appears more than once")
+        _check_nonnegative(name, "lr", lr)
+        self.params: List[Tensor] = params
+        self.lr = float(lr)
+        self.state: List[Dict[str, Any]] = [self._initial_state(p) for p in params]
+
+    def _initial_state(self, p: Tensor) -> Dict[str, Any]:
+        return {}
+
+    def hyperparameters(self) -> Dict[str, Any]:
+        """The settings that define the update (lr included), as plain Python values."""
+        return {"lr": self.lr}
+
+    def zero_grad(self) -> None:
+        """Forget every parameter's gradient (sets `.grad` to None)."""
+        for p in self.params:
+            p.grad = None
+
+    def step(self) -> None:
+        """Update every parameter that has a gradient, in place (the others are skipped)."""
+        for p, state in zip(self.params, self.state):
+            if p.grad is None:
+                continue
+            grad = p.grad.data
+            if grad.shape != p.shape:
+                raise ValueError(f"{type(self).__name__}.step: a gradient of shape {grad.shape} "
+                                 f"for a parameter of shape {p.shape}")
+            self._update(p.data, np.asarray(grad, dtype=p.dtype), state)
+
+    def _update(self, param: np.ndarray, grad: np.ndarray, state: Dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def state_dict(self) -> Dict[str, Any]:
+        """{"type", "hyperparameters", "state": one dict of arrays/counters per parameter} (copies)."""
+        return {"type": type(self).__name__, "hyperparameters": self.hyperparameters(),
+                "state": copy.deepcopy(self.state)}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restore hyperparameters and per-parameter state saved by `state_dict()`.
+
+        Checked first (type, number of parameters, every array's shape); on any mismatch a
+        ValueError lists the problems and the optimizer is unchanged.
+        """
+        name = type(self).__name__
+        problems = []
+        if state.get("type") != name:
+            problems.append(f"the state is for {state.get('type')!r}, this optimizer is {name!r}")
+        unknown = sorted(set(state.get("hyperparameters", {})) - set(self.hyperparameters()))
+        if unknown:
+            problems.append(f"unknown hyperparameters {unknown}; expected {sorted(self.hyperparameters())}")
+        saved = state.get("state", [])
+        if len(saved) != len(self.params):
+            problems.append(f"the state has {len(saved)} parameters, this optimizer {len(self.params)}")
+        else:
+            for i, (entry, p) in enumerate(zip(saved, self.params)):
+                for key in self.state_names:
+                    value = entry.get(key)
+                    if value is not None and np.shape(value) != p.shape:
+                        problems.append(f"parameter {i}: {key!r} has shape {np.shape(value)}, "
+                                        f"the parameter has {p.shape}")
+        if problems:
+            raise ValueError(f"{name}.load_state_dict: cannot load this state (nothing was changed):"
+                             "\n  " + "\n  ".join(problems))
+        for key, value in state.get("hyperparameters", {}).items():
+            setattr(self, key, tuple(value) if isinstance(value, list) else value)
+        self.state = [{k: (np.array(v, dtype=p.dtype) if k in self.state_names else v)
+                       for k, v in entry.items()} for entry, p in zip(saved, self.params)]
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, as torch.optim.SGD (dampening 0):
+
+        g = grad + weight_decay * p
+        v = momentum * v + g                       (v starts at 0; only when momentum > 0)
+        g = g + momentum * v if nesterov else v
+        p = p - lr * g
+
+    With momentum 0 this is the lecture's update W <- W - lr * Delta.
+    """
+
+    state_names = ("velocity",)
+
+    def __init__(self, params: Params, lr: float, momentum: float = 0.0, nesterov: bool = False,
+                 weight_decay: float = 0.0) -> None:
+        _check_nonnegative("SGD", "momentum", momentum)
+        _check_nonnegative("SGD", "weight_decay", weight_decay)
+        if nesterov and momentum <= 0:
+            raise ValueError(f"SGD: nesterov=True needs momentum > 0, got momentum={momentum}")
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+        self.weight_decay = float(weight_decay)
+        super().__init__(params, lr)
+
+    def _initial_state(self, p: Tensor) -> Dict[str, Any]:
+        return {"velocity": np.zeros_like(p.data)} if self.momentum else {}
+
+    def hyperparameters(self) -> Dict[str, Any]:
+        return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov,
+                "weight_decay": self.weight_decay}
+
+    def _update(self, param: np.ndarray, grad: np.ndarray, state: Dict[str, Any]) -> None:
+        if self.weight_decay:
+            grad = grad + self.weight_decay * param
+        if self.momentum:
+            velocity = state.setdefault("velocity", np.zeros_like(param))
+            velocity *= self.momentum
+            velocity += grad
+            grad = grad + self.momentum * velocity if self.nesterov else velocity
+        param -= self.lr * grad
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015), as torch.optim.Adam (L2 weight decay, not AdamW):
+
+        g = grad + weight_decay * p;  t = t + 1
+        m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g**2     (m, v start at 0)
+        m_hat = m / (1 - beta1**t);   v_hat = v / (1 - beta2**t)         (bias correction)
+        p = p - lr * m_hat / (sqrt(v_hat) + eps)
+    """
+
+    state_names = ("m", "v")
+
+    def __init__(self, params: Params, lr: float = 1e-3, betas: Sequence[float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0) -> None:
+        betas = tuple(float(b) for b in betas)
+        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"Adam: betas must be two numbers in [0, 1), got {betas}")
+        _check_nonnegative("Adam", "eps", eps)
+        _check_nonnegative("Adam", "weight_decay", weight_decay)
+        self.betas = betas
+        self.eps = float(eps)
+        self.weight_decay = float(weight_decay)
+        super().__init__(params, lr)
+
+    def _initial_state(self, p: Tensor) -> Dict[str, Any]:
+        return {"step": 0, "m": np.zeros_like(p.data), "v": np.zeros_like(p.data)}
+
+    def hyperparameters(self) -> Dict[str, Any]:
+        return {"lr": self.lr, "betas": list(self.betas), "eps": self.eps,
+                "weight_decay": self.weight_decay}
+
+    def _update(self, param: np.ndarray, grad: np.ndarray, state: Dict[str, Any]) -> None:
+        beta1, beta2 = self.betas
+        state["step"] += 1
+        t = state["step"]
+        if self.weight_decay:
+            grad = grad + self.weight_decay * param
+        m, v = state["m"], state["v"]
+        m *= beta1
+        m += (1 - beta1) * grad
+        v *= beta2
+        v += (1 - beta2) * (grad * grad)
+        m_hat = m / (1 - beta1 ** t)
+        v_hat = v / (1 - beta2 ** t)
+        param -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+
+
+class LRSchedule:
+    """Sets `optimizer.lr` from the epoch count: call `step()` once per epoch, after training it.
+
+    `base_lr` is the optimizer's lr when the schedule is made; `lr_at(epoch)` is the rule.
+    """
+
+    def __init__(self, optimizer: Optimizer) -> None:
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"{type(self).__name__}: expected an Optimizer, got {type(optimizer).__name__}")
+        self.optimizer = optimizer
+        self.base_lr = optimizer.lr
+        self.epoch = 0
+
+    def lr_at(self, epoch: int) -> float:
+        raise NotImplementedError
+
+    def step(self) -> float:
+        """Advance one epoch and set the optimizer's lr; returns the new lr."""
+        self.epoch += 1
+        self.optimizer.lr = self.lr_at(self.epoch)
+        return self.optimizer.lr
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"type": type(self).__name__, "base_lr": self.base_lr, "epoch": self.epoch}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        if state.get("type") != type(self).__name__:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: the state is for "
+                             f"{state.get('type')!r}")
+        self.base_lr = float(state["base_lr"])
+        self.epoch = int(state["epoch"])
+        self.optimizer.lr = self.lr_at(self.epoch)
+
+
+class StepDecay(LRSchedule):
+    """lr = base_lr * gamma ** (epoch // step_size): multiply by gamma every step_size epochs
+    (torch.optim.lr_scheduler.StepLR)."""
+
+    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
+        if int(step_size) < 1:
+            raise ValueError(f"StepDecay: step_size must be a positive number of epochs, got {step_size}")
+        _check_nonnegative("StepDecay", "gamma", gamma)
+        super().__init__(optimizer)
+        self.step_size = int(step_size)
+        self.gamma = float(gamma)
+
+    def lr_at(self, epoch: int) -> float:
+        return self.base_lr * self.gamma ** (epoch // self.step_size)
+
+
+class CosineDecay(LRSchedule):
+    """lr = min_lr + (base_lr - min_lr) (1 + cos(pi * epoch / total_epochs)) / 2, and min_lr
+    after total_epochs (torch.optim.lr_scheduler.CosineAnnealingLR for its first T_max epochs)."""
+
+    def __init__(self, optimizer: Optimizer, total_epochs: int, min_lr: float = 0.0) -> None:
+        if int(total_epochs) < 1:
+            raise ValueError(f"CosineDecay: total_epochs must be positive, got {total_epochs}")
+        _check_nonnegative("CosineDecay", "min_lr", min_lr)
+        super().__init__(optimizer)
+        self.total_epochs = int(total_epochs)
+        self.min_lr = float(min_lr)
+
+    def lr_at(self, epoch: int) -> float:
+        progress = min(epoch, self.total_epochs) / self.total_epochs
+        return self.min_lr + (self.base_lr - self.min_lr) * (1 + math.cos(math.pi * progress)) / 2
+
+
+def _check_nonnegative(op: str, name: str, value: float) -> None:
+    if not (isinstance(value, (int, float, np.floating, np.integer)) and value >= 0
+            and math.isfinite(value)):
+        raise ValueError(f"{op}: {name} must be a non-negative finite number, got {value!r}")
