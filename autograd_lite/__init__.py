@@ -12,3 +12,5 @@ from .functions import (
 from .gradcheck import gradcheck, GradcheckError
 
 __version__ = "0.1.0"
+from .anomaly import detect_anomaly, AnomalyError, is_anomaly_enabled
+from .graph import to_dot, render, explain

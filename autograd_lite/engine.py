@@ -25,6 +25,9 @@ _grad_mode = _GradMode()
 # Module-level lists so that the common case costs one truth test.
 jvp_traces: List[Any] = []
 apply_hooks: List[Any] = []
+# Hooks that watch every step of the reverse sweep: callables
+# (node, cotangent_in, [(argnum, input, cotangent_out), ...]) (anomaly mode, explain()).
+backward_hooks: List[Any] = []
 
 
 def is_grad_enabled() -> bool:
@@ -248,6 +251,7 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
                 values = [x.data if isinstance(x, Tensor) else x for x in inputs]
                 ans = node.data
             rules = prim.vjps
+            produced = [] if backward_hooks else None
             for i, x in enumerate(inputs):
                 if not (isinstance(x, Tensor) and x.requires_grad):
                     continue
@@ -264,11 +268,16 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
                     c = rule(g, ans, *values, **params)
                 if c.shape != x.shape:
                     c = unbroadcast(c, x.shape)
+                if produced is not None:
+                    produced.append((i, x, c))
                 if x._op is None or (stop is not None and xkey in stop):
                     _add_result(results, x, c)
                 else:
                     prev = grads.get(xkey)
                     grads[xkey] = c if prev is None else prev + c
+            if produced is not None:
+                for hook in tuple(backward_hooks):
+                    hook(node, g, produced)
             if not retain_graph:
                 node._inputs = None
                 node._params = None

@@ -1,0 +1,124 @@
+"""Anomaly mode: find the first primitive whose forward or backward made a NaN or an Inf.
+
+Inside `with detect_anomaly():` every primitive's output is checked as it is computed, and
+every cotangent as the reverse sweep produces it; each output also remembers the file and
+line of the user's code that created it. Outside the block none of this runs.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from typing import Any, List, Optional, Tuple
+
+import numpy as np
+
+from . import engine
+from .tensor import Tensor
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_LIBRARY_DIRS = (_PACKAGE_DIR + os.sep,
+                 os.path.join(os.path.dirname(_PACKAGE_DIR), "nn") + os.sep)
+_lock = threading.Lock()
+_depth = 0
+
+
+class AnomalyError(FloatingPointError):
+    """A primitive produced a NaN or an Inf in anomaly mode."""
+
+
+def _user_frame() -> Optional[Tuple[str, int, str]]:
+    """(file, line, function) of the innermost caller outside autograd_lite and nn."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = os.path.abspath(frame.f_code.co_filename)
+        if not filename.startswith(_LIBRARY_DIRS):
+            return filename, frame.f_lineno, frame.f_code.co_name
+        frame = frame.f_back
+    return None
+
+
+def _where(t: Tensor) -> str:
+    if t._trace is None:
+        return "created outside anomaly mode (no location recorded)"
+    filename, line, function = t._trace
+    return f"created at {filename}:{line} in {function}()"
+
+
+def _describe_inputs(args: tuple) -> List[str]:
+    lines = []
+    for i, a in enumerate(args):
+        data = a.data if isinstance(a, Tensor) else a
+        if isinstance(data, np.ndarray) and data.dtype.kind in "fc":
+            bad = ~np.isfinite(data)
+            note = (f"{int(bad.sum())} non-finite value(s) (e.g. {data[bad].flat[0]!r})"
+                    if bad.any() else "all finite")
+            lines.append(f"  input {i}: shape {data.shape}, {note}")
+        elif isinstance(data, np.ndarray):
+            lines.append(f"  input {i}: shape {data.shape}, dtype {data.dtype}")
+        else:
+            lines.append(f"  input {i}: {type(data).__name__} {data!r}")
+    return lines
+
+
+def _check_forward(prim: Any, args: tuple, params: dict, result: Tensor) -> None:
+    result._trace = _user_frame()
+    data = result.data
+    if data.dtype.kind in "fc" and not np.all(np.isfinite(data)):
+        count = int((~np.isfinite(data)).sum())
+        raise AnomalyError("\n".join(
+            [f"anomaly: the forward of '{prim.name}' produced {count} NaN/Inf value(s) "
+             f"in its output of shape {data.shape}, {_where(result)}"]
+            + _describe_inputs(args)))
+
+
+def _check_backward(node: Tensor, g: Any, produced: list) -> None:
+    for argnum, x, c in produced:
+        c_data = c.data if isinstance(c, Tensor) else c
+        if not np.all(np.isfinite(c_data)):
+            g_data = g.data if isinstance(g, Tensor) else g
+            incoming = "finite" if np.all(np.isfinite(g_data)) else "already non-finite"
+            raise AnomalyError("\n".join(
+                [f"anomaly: the backward of '{node._op.name}' produced a NaN/Inf gradient for its "
+                 f"input {argnum} (shape {np.shape(c_data)}); the incoming cotangent "
+                 f"(shape {np.shape(g_data)}) was {incoming}. The '{node._op.name}' was {_where(node)}"]
+                + _describe_inputs(tuple(node._inputs))))
+
+
+class detect_anomaly:
+    """`with detect_anomaly():` raises `AnomalyError` at the first NaN or Inf that a primitive
+    produces, forward or backward, naming the primitive, where the user's code created it,
+    and its input shapes and non-finite inputs. Free when not in use.
+
+    Example:
+        >>> with detect_anomaly():
+        ...     loss = model_loss(batch)   # raises at e.g. 'log' if it meets a 0
+        ...     loss.backward()
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+
+    def __enter__(self) -> "detect_anomaly":
+        global _depth
+        if self.enabled:
+            with _lock:
+                if _depth == 0:
+                    engine.apply_hooks.append(_check_forward)
+                    engine.backward_hooks.append(_check_backward)
+                _depth += 1
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        global _depth
+        if self.enabled:
+            with _lock:
+                _depth -= 1
+                if _depth == 0:
+                    engine.apply_hooks.remove(_check_forward)
+                    engine.backward_hooks.remove(_check_backward)
+
+
+def is_anomaly_enabled() -> bool:
+    """Whether a `detect_anomaly()` block is active."""
+    return _depth > 0
