@@ -1,0 +1,184 @@
+"""Downloads against a local HTTP server on 127.0.0.1 (good file, wrong checksum, truncated file,
+truncated transfer, server down), and MNIST from ../shared/data/mnist when it exists."""
+import hashlib
+import http.server
+import shutil
+import socket
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nn.datasets import (MNIST_FILES, ChecksumError, DatasetNotFoundError, DownloadError, RemoteFile,
+                         fetch, load_mnist, read_idx, write_idx)
+
+SHARED_MNIST = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    files: dict = {}          # path -> bytes
+    cut_transfer: set = set()  # paths whose transfer stops halfway (Content-Length stays full)
+
+    def do_GET(self):
+        body = self.files.get(self.path)
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[: len(body) // 2] if self.path in self.cut_transfer else body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server(monkeypatch):
+    """A local HTTP server: yields (base_url, files dict, cut set); stopped after the test."""
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    handler = type("Handler", (_Handler,), {"files": {}, "cut_transfer": set()})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/", handler.files, handler.cut_transfer
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+def _published(name: str, body: bytes) -> RemoteFile:
+    return RemoteFile(name, len(body), hashlib.sha256(body).hexdigest(), hashlib.md5(body).hexdigest())
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+def _idx_bytes(tmp_path: Path) -> bytes:
+    write_idx(tmp_path / "src.gz", np.arange(60, dtype=np.uint8).reshape(3, 4, 5))
+    return (tmp_path / "src.gz").read_bytes()
+
+
+def test_good_file_is_downloaded_verified_and_readable(server, tmp_path):
+    base, files, _ = server
+    body = _idx_bytes(tmp_path)
+    files["/data.gz"] = body
+    root = tmp_path / "cache" / "deep"
+    path = fetch(_published("data.gz", body), root, [base])
+    assert path == root / "data.gz" and path.read_bytes() == body
+    assert read_idx(path).shape == (3, 4, 5)
+    assert sorted(p.name for p in root.iterdir()) == ["data.gz"]   # no temporary file left
+
+
+def test_second_mirror_is_used_when_the_first_fails(server, tmp_path):
+    base, files, _ = server
+    body = _idx_bytes(tmp_path)
+    files["/good/data.gz"] = body
+    path = fetch(_published("data.gz", body), tmp_path / "c", [base + "missing/", base + "good/"])
+    assert path.read_bytes() == body
+
+
+def test_wrong_checksum_leaves_nothing_in_the_cache(server, tmp_path):
+    base, files, _ = server
+    body = _idx_bytes(tmp_path)
+    files["/data.gz"] = body[:-1] + bytes([body[-1] ^ 1])   # same size, one bit flipped
+    root = tmp_path / "cache"
+    with pytest.raises(DownloadError, match="SHA-256 [0-9a-f]{64} where the published value is"):
+        fetch(_published("data.gz", body), root, [base])
+    assert not root.exists()
+
+
+def test_truncated_file_leaves_nothing_in_the_cache(server, tmp_path):
+    base, files, _ = server
+    body = _idx_bytes(tmp_path)
+    files["/data.gz"] = body[: len(body) // 2]
+    root = tmp_path / "cache"
+    root.mkdir()
+    with pytest.raises(DownloadError, match=f"has {len(body) // 2} bytes where the published file has {len(body)}"):
+        fetch(_published("data.gz", body), root, [base])
+    assert list(root.iterdir()) == []
+
+
+def test_truncated_transfer_leaves_nothing_in_the_cache(server, tmp_path):
+    base, files, cut = server
+    body = _idx_bytes(tmp_path)
+    files["/data.gz"] = body
+    cut.add("/data.gz")
+    root = tmp_path / "cache"
+    root.mkdir()
+    with pytest.raises(DownloadError, match="truncated transfer"):
+        fetch(_published("data.gz", body), root, [base])
+    assert list(root.iterdir()) == []
+
+
+def test_server_down_names_every_mirror_and_leaves_nothing(tmp_path):
+    url = _closed_port_url()
+    root = tmp_path / "cache"
+    with pytest.raises(DownloadError, match=r"from any of 2 mirror\(s\).*cannot connect.*cannot connect"):
+        fetch(RemoteFile("x.gz", 1, "0" * 64), root, [url, url + "other/"], timeout=5)
+    assert not root.exists()
+
+
+def test_missing_file_with_download_off_says_so(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match="not in .* downloading is turned off"):
+        fetch(RemoteFile("x.gz", 1, "0" * 64), tmp_path, ["http://127.0.0.1:9/"], download=False)
+
+
+def test_corrupt_cached_file_is_not_used(tmp_path):
+    (tmp_path / "x.gz").write_bytes(b"abc")
+    with pytest.raises(ChecksumError, match="in the cache but has 3 bytes.*delete it"):
+        fetch(RemoteFile("x.gz", 4, "0" * 64), tmp_path, [])
+
+
+def test_load_mnist_offline_without_files_fails_clearly(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match="train-images-idx3-ubyte.gz is not in"):
+        load_mnist(tmp_path, download=False)
+
+
+def test_load_mnist_root_defaults_to_the_environment_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUTOGRAD_LITE_DATA", str(tmp_path / "env-root"))
+    with pytest.raises(DatasetNotFoundError, match="env-root"):
+        load_mnist(download=False)
+
+
+needs_mnist = pytest.mark.skipif(not (SHARED_MNIST / "train-images-idx3-ubyte.gz").is_file(),
+                                 reason=f"MNIST files not found in {SHARED_MNIST}")
+
+
+@needs_mnist
+def test_load_mnist_reads_the_official_files():
+    ds = load_mnist(SHARED_MNIST, download=False)
+    assert ds.x_train.shape == (60000, 28, 28) and ds.x_test.shape == (10000, 28, 28)
+    assert np.bincount(ds.y_test).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert np.bincount(ds.y_train)[1] == 6742
+    assert abs(ds.x_train.mean() - 33.318) < 1e-3
+
+
+@needs_mnist
+def test_load_mnist_downloads_the_official_files_from_a_mirror(server, tmp_path):
+    base, files, _ = server
+    for f in MNIST_FILES.values():
+        files["/mnist/" + f.name] = (SHARED_MNIST / f.name).read_bytes()
+    ds = load_mnist(tmp_path, mirrors=["http://127.0.0.1:1/", base + "mnist/"], verbose=False)
+    assert len(ds.x_train) == 60000 and len(ds.y_test) == 10000
+    assert sorted(p.name for p in (tmp_path / "mnist").iterdir()) == sorted(
+        f.name for f in MNIST_FILES.values())
+
+
+@needs_mnist
+def test_load_mnist_refuses_a_cached_file_that_was_altered(tmp_path):
+    for f in MNIST_FILES.values():
+        shutil.copy(SHARED_MNIST / f.name, tmp_path / f.name)
+    body = bytearray((tmp_path / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    body[100] ^= 1
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(bytes(body))
+    with pytest.raises(ChecksumError, match="t10k-labels-idx1-ubyte.gz is in the cache but has SHA-256"):
+        load_mnist(tmp_path, download=False)
