@@ -14,3 +14,5 @@ from .gradcheck import gradcheck, GradcheckError
 __version__ = "0.1.0"
 from .anomaly import detect_anomaly, AnomalyError, is_anomaly_enabled
 from .graph import to_dot, render, explain
+from .forward import jvp
+from .functional import grad, value_and_grad, vjp, jacobian, hessian, hvp
