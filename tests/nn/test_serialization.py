@@ -1,0 +1,216 @@
+"""Model files: round trips bit for bit, the header, rebuilding an MLP, atomic writes, bad files."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import autograd_lite as ag
+import nn
+from nn import serialization
+
+X = np.random.default_rng(0).standard_normal((7, 5))
+
+
+def _model(seed=0, **kwargs):
+    settings = dict(activation="tanh", output_activation="softmax", dropout=0.3, dtype=np.float32)
+    settings.update(kwargs)
+    return nn.MLP([5, 6, 4, 3], seed=seed, **settings).eval()
+
+
+def test_save_then_load_into_a_module_reproduces_predictions_bit_for_bit(tmp_path):
+    model = _model(seed=0)
+    path = tmp_path / "model.npz"
+    assert nn.save(model, path) == str(path)
+    other = _model(seed=1)
+    assert nn.load(path, other) is other
+    np.testing.assert_array_equal(other(X).data, model(X).data)
+
+
+def test_load_without_a_module_rebuilds_the_mlp_from_the_header(tmp_path):
+    model = _model(seed=0)
+    nn.save(model, tmp_path / "m.npz")
+    rebuilt = nn.load(tmp_path / "m.npz").eval()
+    assert isinstance(rebuilt, nn.MLP)
+    assert rebuilt.architecture() == model.architecture()
+    assert rebuilt.output.weight.dtype == np.float32
+    np.testing.assert_array_equal(rebuilt(X).data, model(X).data)
+
+
+def test_the_file_is_an_npz_with_parameter_names_as_keys_and_a_json_header(tmp_path):
+    model = _model()
+    nn.save(model, tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz", allow_pickle=False) as archive:
+        assert sorted(archive.files) == sorted(["__header__"] + [n for n, _ in model.named_parameters()])
+        np.testing.assert_array_equal(archive["output.weight"], model.output.weight.data)
+        header = json.loads(archive["__header__"].tobytes().decode("utf-8"))
+    assert header == nn.load_header(tmp_path / "m.npz")
+    assert header["library_version"] == ag.__version__
+    assert header["class"] == "MLP" and header["architecture"] == model.architecture()
+    assert header["parameters"]["hidden.0.weight"] == {"shape": [5, 6], "dtype": "float32"}
+
+
+def test_a_custom_module_round_trips_but_needs_the_module_to_load_into(tmp_path):
+    class Custom(nn.Module):
+        def __init__(self, seed):
+            super().__init__()
+            self.first = nn.Linear(5, 2, seed=seed)
+            self.file = nn.Parameter(np.full(2, float(seed)))   # a name np.savez could not take
+
+        def forward(self, x):
+            return self.first(x) * self.file
+
+    nn.save(Custom(0), tmp_path / "c.npz")
+    loaded = nn.load(tmp_path / "c.npz", Custom(1))
+    np.testing.assert_array_equal(loaded(X).data, Custom(0)(X).data)
+    with pytest.raises(nn.ModelFileError, match=r"saved from Custom.*nn.load\(path, model\)"):
+        nn.load(tmp_path / "c.npz")
+
+
+def test_a_model_saved_in_one_process_loads_in_another(tmp_path):
+    model = _model(seed=3)
+    nn.save(model, tmp_path / "m.npz")
+    np.save(tmp_path / "x.npy", X)
+    script = ("import numpy as np, nn; m = nn.load({m!r}).eval(); "
+              "np.save({out!r}, m(np.load({x!r})).data)").format(
+        m=str(tmp_path / "m.npz"), x=str(tmp_path / "x.npy"), out=str(tmp_path / "out.npy"))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, cwd=str(tmp_path), timeout=120)
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), model(X).data)
+
+
+def test_saving_over_a_file_replaces_it_and_leaves_no_temporary_files(tmp_path):
+    path = tmp_path / "m.npz"
+    nn.save(_model(seed=0), path)
+    nn.save(_model(seed=1), path)
+    np.testing.assert_array_equal(nn.load(path).eval()(X).data, _model(seed=1)(X).data)
+    assert os.listdir(tmp_path) == ["m.npz"]
+
+
+def test_an_interrupted_save_leaves_the_previous_file_intact(tmp_path, monkeypatch):
+    path = tmp_path / "m.npz"
+    nn.save(_model(seed=0), path)
+    before = path.read_bytes()
+    real_write = np.lib.format.write_array
+    calls = []
+
+    def write_then_die(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:                    # part of the new archive is on disk
+            raise KeyboardInterrupt
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(np.lib.format, "write_array", write_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        nn.save(_model(seed=1), path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["m.npz"]
+    np.testing.assert_array_equal(nn.load(path).eval()(X).data, _model(seed=0)(X).data)
+
+
+def test_a_failed_rename_leaves_the_previous_file_intact(tmp_path, monkeypatch):
+    path = tmp_path / "m.npz"
+    nn.save(_model(seed=0), path)
+    before = path.read_bytes()
+
+    def refuse(*args):
+        raise OSError("disk went away")
+
+    monkeypatch.setattr(serialization.os, "replace", refuse)
+    with pytest.raises(OSError, match="disk went away"):
+        nn.save(_model(seed=1), path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["m.npz"]
+
+
+# ---------------------------------------------------------------- bad files
+def test_a_truncated_file_gives_a_clear_error(tmp_path):
+    path = tmp_path / "m.npz"
+    nn.save(_model(), path)
+    data = path.read_bytes()
+    for keep in (len(data) // 2, len(data) - 30, 10):
+        path.write_bytes(data[:keep])
+        with pytest.raises(nn.ModelFileError, match="truncated"):
+            nn.load(path, _model())
+
+
+def test_a_corrupted_member_gives_a_clear_error(tmp_path):
+    path = tmp_path / "m.npz"
+    nn.save(_model(), path)
+    data = bytearray(path.read_bytes())
+    start = data.index(b"\x93NUMPY", data.index(b"output.weight.npy"))
+    data[start:start + 6] = b"garbag"          # the member's .npy magic
+    path.write_bytes(bytes(data))
+    with pytest.raises(nn.ModelFileError, match="damaged .npz archive"):
+        nn.load(path, _model())
+
+
+def test_files_that_are_not_npz_archives_give_a_clear_error(tmp_path):
+    text = tmp_path / "notes.npz"
+    text.write_text("these are not the weights you are looking for\n")
+    with pytest.raises(nn.ModelFileError, match="not an .npz archive"):
+        nn.load(text)
+    single = tmp_path / "array.npy"
+    np.save(single, np.zeros(3))
+    with pytest.raises(nn.ModelFileError, match=r"single array \(.npy\)"):
+        nn.load(single)
+    with pytest.raises(FileNotFoundError, match="no model file at"):
+        nn.load(tmp_path / "missing.npz")
+
+
+def test_a_pickled_member_is_never_unpickled(tmp_path):
+    path = tmp_path / "evil.npz"
+    np.savez(path, **{"output.weight": np.array([{"payload": 1}], dtype=object)})
+    with pytest.raises(nn.ModelFileError, match="damaged .npz archive"):
+        nn.load(path, _model())
+
+
+def test_a_header_that_is_not_ours_is_refused(tmp_path):
+    path = tmp_path / "h.npz"
+    np.savez(path, __header__=np.frombuffer(b"{not json", dtype=np.uint8))
+    with pytest.raises(nn.ModelFileError, match="not valid JSON"):
+        nn.load(path)
+    np.savez(path, __header__=np.frombuffer(json.dumps({"format": "other"}).encode(), dtype=np.uint8))
+    with pytest.raises(nn.ModelFileError, match="does not describe an 'autograd-lite-model' file"):
+        nn.load(path)
+    future = {"format": "autograd-lite-model", "format_version": 99}
+    np.savez(path, __header__=np.frombuffer(json.dumps(future).encode(), dtype=np.uint8))
+    with pytest.raises(nn.ModelFileError, match="format version 99"):
+        nn.load(path)
+
+
+def test_a_plain_npz_of_parameters_loads_into_a_module_but_cannot_be_rebuilt(tmp_path):
+    model = _model(seed=4)
+    path = tmp_path / "plain.npz"
+    np.savez(path, **model.state_dict())
+    np.testing.assert_array_equal(nn.load(path, _model(seed=5))(X).data, model(X).data)
+    with pytest.raises(nn.ModelFileError, match="does not record an architecture"):
+        nn.load(path)
+
+
+def test_loading_into_a_module_of_another_shape_names_keys_and_shapes_and_changes_nothing(tmp_path):
+    path = tmp_path / "m.npz"
+    nn.save(nn.MLP([5, 8, 3], seed=0), path)
+    target = nn.MLP([5, 6, 3], seed=1)
+    before = target.state_dict()
+    with pytest.raises(ValueError, match=r"shape mismatch for 'hidden.0.weight': the state has \(5, 8\), "
+                                         r"the module's parameter has \(5, 6\)"):
+        nn.load(path, target)
+    for name, array in target.state_dict().items():
+        np.testing.assert_array_equal(array, before[name])
+
+
+def test_an_archive_with_an_invalid_architecture_says_so(tmp_path):
+    model = _model()
+    path = tmp_path / "m.npz"
+    nn.save(model, path)
+    header = nn.load_header(path)
+    header["architecture"]["activation"] = "swish"
+    raw = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    np.savez(path, __header__=raw, **model.state_dict())
+    with pytest.raises(nn.ModelFileError, match="architecture in .* is invalid: MLP: activation must be"):
+        nn.load(path)
