@@ -1,0 +1,125 @@
+"""The hand-written NumPy training step (the lecture's backprop equations) and the BLAS floor,
+used by mlp_training.py as the baselines. Not part of the package.
+
+Forward: Z(h) = A(h-1) W(h) + b(h), A(h) = phi(Z(h)). Backward: delta(out) = (a(out) - y) / n
+(for the logistic cost or softmax cross-entropy, both from logits), delta(h) = delta(h+1)
+W(h+1)^T (.) phi'(Z(h)); Delta(h) = A(h-1)^T delta(h) + lam W(h); update W := W - eta Delta.
+"""
+from __future__ import annotations
+
+from typing import Callable, List, Tuple
+
+import numpy as np
+
+NETS = {
+    "A": dict(name="A", sizes=[784, 100, 10], activation="sigmoid", loss="bce", l2=1e-4,
+              optimizer="sgd", lr=0.1, dropout=0.0),
+    "B": dict(name="B", sizes=[784, 256, 128, 10], activation="relu", loss="ce", l2=0.0,
+              optimizer="adam", lr=1e-3, dropout=0.2),
+}
+
+
+def make_batch(net: dict, batch: int, dtype: np.dtype, seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """Pixel-like inputs in [0, 1] and integer labels."""
+    rng = np.random.default_rng(seed)
+    X = rng.random((batch, net["sizes"][0])).astype(dtype)
+    y = rng.integers(0, net["sizes"][-1], batch)
+    return X, y
+
+
+def initial_weights(net: dict, dtype: np.dtype, seed: int = 1) -> List[Tuple[np.ndarray, np.ndarray]]:
+    """Glorot-uniform weights (in, out) and zero biases, the same for every implementation."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for n_in, n_out in zip(net["sizes"][:-1], net["sizes"][1:]):
+        limit = np.sqrt(6.0 / (n_in + n_out))
+        out.append((rng.uniform(-limit, limit, (n_in, n_out)).astype(dtype), np.zeros(n_out, dtype)))
+    return out
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (np.tanh(0.5 * z) + 1)
+
+
+class NumpyStep:
+    """One training step written out by hand in NumPy; calling it returns the loss."""
+
+    def __init__(self, net: dict, W: list, X: np.ndarray, y: np.ndarray, dropout: float) -> None:
+        self.net, self.X, self.y, self.p = net, X, y, dropout
+        self.W = [w for w, _ in W]
+        self.b = [b for _, b in W]
+        self.Y = np.eye(net["sizes"][-1], dtype=X.dtype)[y]
+        self.rng = np.random.default_rng(0)
+        self.t = 0
+        self.m = [np.zeros_like(p) for p in self.W + self.b]
+        self.v = [np.zeros_like(p) for p in self.W + self.b]
+
+    def __call__(self) -> float:
+        net, X, n, lam = self.net, self.X, self.X.shape[0], self.net["l2"]
+        sigmoid = net["activation"] == "sigmoid"
+        A, masks = [X], []
+        for W, b in zip(self.W[:-1], self.b[:-1]):
+            Z = A[-1] @ W + b
+            a = _sigmoid(Z) if sigmoid else np.maximum(Z, 0)
+            if self.p:
+                mask = (self.rng.random(a.shape) >= self.p) * np.asarray(1 / (1 - self.p), X.dtype)
+                a = a * mask
+                masks.append(mask)
+            A.append(a)
+        z = A[-1] @ self.W[-1] + self.b[-1]
+        if net["loss"] == "bce":
+            loss = np.sum(np.logaddexp(0, z) - self.Y * z) / n
+            delta = (_sigmoid(z) - self.Y) / n                         # delta(out) = a(out) - y
+        else:
+            shifted = z - z.max(axis=1, keepdims=True)
+            e = np.exp(shifted)
+            s = e.sum(axis=1, keepdims=True)
+            loss = -np.sum(shifted[np.arange(n), self.y] - np.log(s[:, 0])) / n
+            delta = (e / s - self.Y) / n
+        if lam:
+            loss += lam / 2 * sum(np.sum(W * W) for W in self.W)
+        grads_W, grads_b = [], []
+        for layer in range(len(self.W) - 1, -1, -1):
+            grads_W.append(A[layer].T @ delta + lam * self.W[layer])   # Delta = A^T delta + lam W
+            grads_b.append(delta.sum(axis=0))
+            if layer:
+                delta = delta @ self.W[layer].T                        # delta W^T (.) phi'(Z)
+                if self.p:
+                    delta = delta * masks[layer - 1]
+                a = A[layer]
+                delta = delta * (a * (1 - a)) if sigmoid else delta * (a > 0)
+        grads = grads_W[::-1] + grads_b[::-1]
+        params = self.W + self.b
+        if net["optimizer"] == "sgd":
+            for p, g in zip(params, grads):
+                p -= net["lr"] * g
+        else:
+            self.t += 1
+            b1, b2, eps, lr = 0.9, 0.999, 1e-8, net["lr"]
+            for p, g, m, v in zip(params, grads, self.m, self.v):
+                m *= b1
+                m += (1 - b1) * g
+                v *= b2
+                v += (1 - b2) * g * g
+                p -= lr * (m / (1 - b1 ** self.t)) / (np.sqrt(v / (1 - b2 ** self.t)) + eps)
+        return float(loss)
+
+
+def blas_floor(net: dict, W: list, X: np.ndarray) -> Callable[[], float]:
+    """Only the matrix products of one step, into preallocated outputs: the time no
+    implementation of this step can beat."""
+    Ws = [w for w, _ in W]
+    n = X.shape[0]
+    acts = [X] + [np.empty((n, w.shape[1]), X.dtype) for w in Ws]
+    deltas = [np.empty((n, w.shape[0]), X.dtype) for w in Ws]
+    dWs = [np.empty_like(w) for w in Ws]
+
+    def step() -> float:
+        for i, w in enumerate(Ws):                         # forward: A W
+            np.dot(acts[i], w, out=acts[i + 1])
+        for i in range(len(Ws) - 1, -1, -1):               # backward: A^T delta, delta W^T
+            np.dot(acts[i].T, acts[i + 1], out=dWs[i])
+            if i:
+                np.dot(acts[i + 1], Ws[i].T, out=deltas[i])
+        return 0.0
+    return step
