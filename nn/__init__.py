@@ -10,3 +10,5 @@ from .losses import (
 )
 from .optim import Optimizer, SGD, Adam, LRSchedule, StepDecay, CosineDecay
 from .serialization import save, load, load_header, ModelFileError
+from .train import fit, evaluate, predict, predict_proba, History, Evaluation
+from . import data, datasets

@@ -1,0 +1,410 @@
+"""The command line: `python -m nn train | evaluate | predict`.
+
+`python -m nn train` with no arguments trains the lecture's network (one hidden sigmoid layer,
+logistic cost on one-hot targets, L2 penalty, mini-batch SGD) on the bundled 8x8 digits and
+prints the progress per epoch and the test accuracy. User errors (a bad option, a missing
+file, a model that does not fit) end with one sentence on stderr and exit code 1 or 2.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .data import preprocess, stratified_split
+from .datasets import DatasetError, load_dataset
+from .layers import MLP
+from .optim import SGD, Adam, CosineDecay, StepDecay
+from .serialization import ModelFileError, load, save
+from .train import evaluate, fit, format_confusion, predict_proba
+
+# Inputs are scaled from 0..max_value to this range, in training and in prediction alike.
+FEATURE_RANGE = (-1.0, 1.0)
+# pixel range of the data sets by input width, so that a model file alone tells how to scale
+MAX_VALUE_BY_WIDTH = {64: 16, 784: 255}
+
+# The defaults: the lecture's network, tuned (by cross-validation on the digits' training set)
+# to reach >= 97% test accuracy on the bundled digits in a few seconds.
+DEFAULTS = dict(dataset="digits", hidden=[100], activation="sigmoid", loss="bce", optimizer="sgd",
+                lr=2.0, l2=3e-4, dropout=0.0, epochs=100, batch_size=32, schedule="cosine",
+                validation=0.1, seed=0)
+DEFAULT_LR = {"sgd": 2.0, "momentum": 0.2, "adam": 1e-3}
+
+
+class UserError(Exception):
+    """A problem with the user's input: printed as one sentence, exit code 1."""
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line with `argv` (default sys.argv[1:]); returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (UserError, DatasetError, ModelFileError, FileNotFoundError, ValueError, FloatingPointError,
+            OSError) as error:
+        print(f"error: {_one_sentence(error)}", file=sys.stderr)
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m nn", description="Train, evaluate and use multilayer perceptrons built "
+        "with autograd-lite. Run 'python -m nn train' to train on the bundled 8x8 digits.")
+    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,predict}")
+
+    train = sub.add_parser("train", help="train a network and report its test accuracy",
+                           description="Train a multilayer perceptron. Without options: the lecture's "
+                           "network (64-100-10, sigmoid, logistic cost, L2, mini-batch SGD with a cosine "
+                           "learning-rate schedule) on the bundled digits.",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_data_options(train)
+    train.add_argument("--hidden", action="append", metavar="N[,N...]",
+                       help="hidden layer widths, repeatable or a comma list (default: 100)")
+    train.add_argument("--activation", choices=("sigmoid", "tanh", "relu"), default=DEFAULTS["activation"])
+    train.add_argument("--loss", choices=("bce", "ce"), default=DEFAULTS["loss"],
+                       help="bce: the lecture's logistic cost on sigmoid outputs; ce: softmax cross-entropy")
+    train.add_argument("--optimizer", choices=("sgd", "momentum", "adam"), default=DEFAULTS["optimizer"])
+    train.add_argument("--lr", type=_positive_float, default=None,
+                       help="learning rate (default: 2.0 for sgd, 0.2 for momentum, 0.001 for adam)")
+    train.add_argument("--l2", type=_nonnegative_float, default=DEFAULTS["l2"],
+                       help="L2 penalty lam: adds lam/2 * sum of squared weights to each batch's mean loss")
+    train.add_argument("--dropout", type=_probability, default=DEFAULTS["dropout"],
+                       help="dropout probability after each hidden layer")
+    train.add_argument("--epochs", type=_positive_int, default=DEFAULTS["epochs"])
+    train.add_argument("--batch-size", type=_positive_int, default=DEFAULTS["batch_size"],
+                       help="1 = stochastic, the training set size = batch gradient descent")
+    train.add_argument("--schedule", choices=("cosine", "step", "constant"), default=DEFAULTS["schedule"],
+                       help="learning-rate schedule over the epochs")
+    train.add_argument("--validation", type=_fraction, default=DEFAULTS["validation"],
+                       help="share of the training set held out (stratified) for validation; 0 = none")
+    train.add_argument("--early-stopping", type=_positive_int, default=None, metavar="N",
+                       help="stop after N epochs without a better validation loss; keep the best weights")
+    train.add_argument("--seed", type=int, default=DEFAULTS["seed"],
+                       help="seed of the weights, the validation split, the batch order and dropout")
+    train.add_argument("--ensemble", type=_positive_int, default=1, metavar="K",
+                       help="train K models (seeds seed..seed+K-1) and average their probabilities")
+    train.add_argument("--save", metavar="MODEL.npz",
+                       help="write the trained model (with --ensemble: MODEL-1.npz ... MODEL-K.npz)")
+    train.add_argument("--plot", metavar="CURVES.png", help="plot loss and accuracy per epoch (needs matplotlib)")
+    train.add_argument("--confusion", action="store_true", help="print the test confusion matrix")
+    train.add_argument("--quiet", action="store_true", help="print only the final result")
+    train.set_defaults(run=run_train)
+
+    ev = sub.add_parser("evaluate", help="test accuracy and confusion matrix of a saved model",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ev.add_argument("--model", action="append", required=True, metavar="MODEL.npz",
+                    help="a model file from 'train --save'; repeat to evaluate an averaged ensemble")
+    _add_data_options(ev)
+    ev.add_argument("--hidden", action="append", metavar="N[,N...]",
+                    help="check that the model has these hidden widths")
+    ev.add_argument("--quiet", action="store_true", help="print only the accuracy")
+    ev.set_defaults(run=run_evaluate)
+
+    pr = sub.add_parser("predict", help="classify images (.npy arrays, or image files with Pillow)")
+    pr.add_argument("--model", action="append", required=True, metavar="MODEL.npz",
+                    help="a model file from 'train --save'; repeat to average an ensemble")
+    pr.add_argument("files", nargs="+", metavar="FILE",
+                    help="a .npy array of raw pixel values (one image or a stack), or an image file")
+    pr.add_argument("--max-value", type=_positive_float, default=None,
+                    help="the largest pixel value of the .npy data (default: 16 for 8x8, 255 for 28x28)")
+    pr.set_defaults(run=run_predict)
+    return parser
+
+
+# ---------------------------------------------------------------- train
+def run_train(args: argparse.Namespace) -> int:
+    if args.plot:
+        _require_matplotlib("--plot")
+    hidden = _parse_hidden(args.hidden) or DEFAULTS["hidden"]
+    lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
+    say = (lambda *a: None) if args.quiet else print
+    ds = load_dataset(args.dataset, root=args.data_dir, download=not args.no_download, verbose=not args.quiet)
+    x_train = preprocess(ds.x_train, ds.max_value, FEATURE_RANGE)
+    x_test = preprocess(ds.x_test, ds.max_value, FEATURE_RANGE)
+    y_train, y_test = ds.y_train, ds.y_test
+    validation = None
+    if args.validation > 0:
+        (x_train, y_train), validation = stratified_split(x_train, y_train, args.validation, seed=args.seed)
+    sizes = [x_train.shape[1], *hidden, ds.num_classes]
+    say(f"{ds!r}: training on {len(x_train)}, validating on {0 if validation is None else len(validation[1])}, "
+        f"testing on {len(x_test)}")
+    probabilities, histories = [], []
+    for member in range(args.ensemble):
+        seed = args.seed + member
+        model = MLP(sizes, activation=args.activation, dropout=args.dropout,
+                    output_activation="sigmoid" if args.loss == "bce" else None, seed=seed, dtype=np.float32)
+        if member == 0:
+            say(f"{model!r}\nloss {args.loss}, optimizer {args.optimizer} (lr {lr:g}, {args.schedule} "
+                f"schedule), l2 {args.l2:g}, batch size {args.batch_size}, {args.epochs} epochs")
+        if args.ensemble > 1:
+            say(f"-- ensemble member {member + 1}/{args.ensemble} (seed {seed})")
+        optimizer = _make_optimizer(args.optimizer, model, lr)
+        schedule = _make_schedule(args.schedule, optimizer, args.epochs)
+        started = time.perf_counter()
+        history = fit(model, args.loss, optimizer, (x_train, y_train), validation=validation,
+                      epochs=args.epochs, batch_size=args.batch_size, l2=args.l2, schedule=schedule,
+                      early_stopping=args.early_stopping, seed=seed, verbose=not args.quiet)
+        seconds = time.perf_counter() - started
+        histories.append(history)
+        result = evaluate(model, x_test, y_test, loss=args.loss)
+        probabilities.append(predict_proba(model, x_test))
+        label = f"model {member + 1} " if args.ensemble > 1 else ""
+        print(f"{label}test accuracy: {100 * result.accuracy:.2f}% "
+              f"({int(round(result.accuracy * result.samples))}/{result.samples}), test loss "
+              f"{result.loss:.4f}, {history.epochs} epochs in {seconds:.1f}s")
+        if args.save:
+            path = _member_path(args.save, member, args.ensemble)
+            save(model, path)
+            say(f"saved {path}")
+    if args.ensemble > 1:
+        averaged = np.mean(probabilities, axis=0)
+        accuracy = float(np.mean(np.argmax(averaged, axis=1) == y_test))
+        print(f"ensemble of {args.ensemble} (averaged probabilities) test accuracy: {100 * accuracy:.2f}% "
+              f"({int(round(accuracy * len(y_test)))}/{len(y_test)})")
+    if args.confusion:
+        predicted = np.argmax(np.mean(probabilities, axis=0), axis=1)
+        confusion = np.zeros((ds.num_classes, ds.num_classes), dtype=np.int64)
+        np.add.at(confusion, (y_test, predicted), 1)
+        print("confusion matrix (rows: true class)\n" + format_confusion(confusion, ds.classes))
+    if args.plot:
+        _plot(histories, args.plot)
+        say(f"saved {args.plot}")
+    return 0
+
+
+# ---------------------------------------------------------------- evaluate
+def run_evaluate(args: argparse.Namespace) -> int:
+    models = _load_models(args.model, _parse_hidden(args.hidden))
+    ds = load_dataset(args.dataset, root=args.data_dir, download=not args.no_download, verbose=not args.quiet)
+    width = models[0].sizes[0]
+    x_test = preprocess(ds.x_test, ds.max_value, FEATURE_RANGE)
+    if x_test.shape[1] != width or models[0].sizes[-1] != ds.num_classes:
+        raise UserError(f"{args.model[0]} takes {width} inputs and gives {models[0].sizes[-1]} classes, "
+                        f"but {ds.name} has {x_test.shape[1]} pixels per image and {ds.num_classes} classes")
+    probs = np.mean([predict_proba(m, x_test) for m in models], axis=0)
+    predicted = np.argmax(probs, axis=1)
+    accuracy = float(np.mean(predicted == ds.y_test))
+    what = "ensemble of %d" % len(models) if len(models) > 1 else args.model[0]
+    print(f"{what} on {ds.name} test set: accuracy {100 * accuracy:.2f}% "
+          f"({int(np.sum(predicted == ds.y_test))}/{len(ds.y_test)})")
+    if not args.quiet:
+        confusion = np.zeros((ds.num_classes, ds.num_classes), dtype=np.int64)
+        np.add.at(confusion, (ds.y_test, predicted), 1)
+        print("confusion matrix (rows: true class)\n" + format_confusion(confusion, ds.classes))
+    return 0
+
+
+# ---------------------------------------------------------------- predict
+def run_predict(args: argparse.Namespace) -> int:
+    models = _load_models(args.model, None)
+    width = models[0].sizes[0]
+    side = int(round(width ** 0.5))
+    max_value = args.max_value or MAX_VALUE_BY_WIDTH.get(width)
+    if max_value is None:
+        raise UserError(f"the model takes {width} inputs, which is no known image size; give --max-value")
+    for name in args.files:
+        images = _read_images(Path(name), width, side, max_value)
+        x = preprocess(images, max_value, FEATURE_RANGE)
+        probs = np.mean([predict_proba(m, x) for m in models], axis=0)
+        for i, p in enumerate(probs):
+            where = name if len(probs) == 1 else f"{name}[{i}]"
+            k = int(np.argmax(p))
+            print(f"{where}: {k} (probability {p[k]:.3f})")
+    return 0
+
+
+def _read_images(path: Path, width: int, side: int, max_value: float) -> np.ndarray:
+    """(n, width) raw pixel values from a .npy file, or one image file read with Pillow."""
+    if not path.is_file():
+        raise UserError(f"no such file: {path}")
+    if path.suffix.lower() == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as error:
+            raise UserError(f"{path} is not a readable .npy array ({error})") from None
+        if array.dtype.kind not in "fiub":
+            raise UserError(f"{path} holds {array.dtype} values; expected numbers (pixel values)")
+        if array.size % width or array.size == 0:
+            raise UserError(f"{path} has shape {array.shape}; the model needs images of {width} pixels "
+                            f"({side}x{side}), one or a stack")
+        array = array.reshape(-1, width)
+        if array.min() < 0 or array.max() > max_value:
+            raise UserError(f"{path} has values in [{array.min()}, {array.max()}], outside 0..{max_value:g}; "
+                            "give raw pixel values or set --max-value")
+        return array
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError:
+        raise UserError(f"reading the image file {path} needs Pillow (pip install pillow); "
+                        "or pass the pixels as a .npy array") from None
+    try:
+        with Image.open(path) as image:
+            # area averaging, the way the 8x8 digits were made from 32x32 bitmaps
+            gray = np.asarray(image.convert("L").resize((side, side), Image.Resampling.BOX), dtype=np.float64)
+    except (UnidentifiedImageError, OSError) as error:
+        raise UserError(f"{path} is not an image Pillow can read ({error})") from None
+    if gray.mean() > 127:  # dark ink on light paper: the data sets have light digits on black
+        gray = 255 - gray
+    return (gray / 255 * max_value).reshape(1, width)
+
+
+# ---------------------------------------------------------------- helpers
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default=DEFAULTS["dataset"], metavar="NAME",
+                   help="digits (bundled), mnist, fashion-mnist, or a folder of IDX files")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="where mnist / fashion-mnist are cached (default $AUTOGRAD_LITE_DATA or "
+                        "~/.cache/autograd-lite)")
+    p.add_argument("--no-download", action="store_true", help="never download; fail if files are missing")
+
+
+def _parse_hidden(values: Optional[List[str]]) -> List[int]:
+    widths = []
+    for value in values or []:
+        for part in value.split(","):
+            part = part.strip()
+            if not part.isdigit() or int(part) < 1:
+                raise UserError(f"--hidden takes positive integers (e.g. --hidden 100 or --hidden 256,128), "
+                                f"got {value!r}")
+            widths.append(int(part))
+    return widths
+
+
+def _load_models(paths: Sequence[str], hidden: Optional[List[int]]) -> List[MLP]:
+    models = []
+    for path in paths:
+        if not os.path.isfile(path):
+            raise UserError(f"no model file at {path}")
+        model = load(path)
+        if not isinstance(model, MLP):
+            raise UserError(f"{path} does not hold an MLP written by 'python -m nn train --save'")
+        if hidden and model.sizes[1:-1] != hidden:
+            raise UserError(f"{path} has hidden layers {model.sizes[1:-1]}, which does not match "
+                            f"--hidden {','.join(map(str, hidden))}")
+        if models and model.sizes != models[0].sizes:
+            raise UserError(f"{path} has layer sizes {model.sizes} but {paths[0]} has {models[0].sizes}; "
+                            "an ensemble needs models of the same inputs and classes")
+        models.append(model)
+    return models
+
+
+def _make_optimizer(name: str, model: MLP, lr: float):
+    if name == "sgd":
+        return SGD(model, lr=lr)
+    if name == "momentum":
+        return SGD(model, lr=lr, momentum=0.9, nesterov=True)
+    return Adam(model, lr=lr)
+
+
+def _make_schedule(name: str, optimizer, epochs: int):
+    if name == "cosine":
+        return CosineDecay(optimizer, total_epochs=epochs)
+    if name == "step":
+        return StepDecay(optimizer, step_size=max(1, epochs // 3), gamma=0.1)
+    return None
+
+
+def _member_path(path: str, member: int, count: int) -> str:
+    if count == 1:
+        return path
+    p = Path(path)
+    return str(p.with_name(f"{p.stem}-{member + 1}{p.suffix or '.npz'}"))
+
+
+def _require_matplotlib(option: str) -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise UserError(f"{option} needs matplotlib, which is not installed: "
+                        "pip install 'autograd-lite[plot]'") from None
+
+
+def _plot(histories, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for i, h in enumerate(histories):
+        tag = f" (model {i + 1})" if len(histories) > 1 else ""
+        epochs = range(1, h.epochs + 1)
+        for key, style in (("loss", "-"), ("val_loss", "--")):
+            if key in h.history:
+                ax_loss.plot(epochs, h[key], style, label=key + tag)
+        for key, style in (("accuracy", "-"), ("val_accuracy", "--")):
+            if key in h.history:
+                ax_acc.plot(epochs, h[key], style, label=key + tag)
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    ax_loss.legend()
+    ax_acc.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _one_sentence(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    if isinstance(error, FileNotFoundError) and error.filename and not str(error.args[0]).startswith(("load", "no ")):
+        text = f"no such file: {error.filename}"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return " ".join(lines)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not np.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _nonnegative_float(text: str) -> float:
+    value = _float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _probability(text: str) -> float:
+    value = _float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1), got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = _float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}")
+    return value
