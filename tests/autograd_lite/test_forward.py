@@ -279,7 +279,8 @@ def test_every_primitive_has_a_jvp_rule_per_input():
         assert prim.jvps, f"{name} has no JVP rules"
         assert len(prim.jvps) == len(prim.vjps), f"{name}: {len(prim.jvps)} JVP vs {len(prim.vjps)} VJP rules"
         for vjp_rule, jvp_rule in zip(prim.vjps, prim.jvps):
-            assert (vjp_rule is None) == (jvp_rule is None), f"{name}: VJP and JVP rules differ in which inputs they cover"
+            assert (vjp_rule is None) == (jvp_rule is None), \
+                f"{name}: VJP and JVP rules differ in which inputs they cover"
 
 
 @pytest.mark.parametrize("name", TESTED)

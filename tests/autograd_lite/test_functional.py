@@ -177,8 +177,9 @@ def test_jacobian_fwd_and_rev_agree_with_each_other_and_with_finite_differences(
 def test_jacobian_auto_picks_the_cheaper_mode(monkeypatch):
     from autograd_lite import functional
     calls = []
-    monkeypatch.setattr(functional, "_jacobian_fwd", lambda *a: calls.append("fwd") or ([[np.zeros(0)]], False))
-    monkeypatch.setattr(functional, "_jacobian_rev", lambda *a: calls.append("rev") or ([[np.zeros(0)]], False))
+    for mode in ("fwd", "rev"):
+        monkeypatch.setattr(functional, f"_jacobian_{mode}",
+                            lambda *a, mode=mode: calls.append(mode) or ([[np.zeros(0)]], False))
     jacobian(lambda x: x.sum())(np.ones(5))                   # 5 inputs, 1 output: reverse
     jacobian(lambda x: ag.broadcast_to(x, (5,)))(np.ones(1))  # 1 input, 5 outputs: forward
     assert calls == ["rev", "fwd"]
