@@ -64,3 +64,143 @@ def index_pairs(shape: Tuple[int, ...]) -> st.SearchStrategy:
     """Integer index arrays (with repeats) into the first axis of `shape`."""
     n = shape[0]
     return hnp.arrays(np.intp, st.integers(1, 6), elements=st.integers(-n, n - 1))
+
+
+# ---------------------------------------------------------------- random programs
+def _broadcasts(a: tuple, b: tuple) -> bool:
+    try:
+        np.broadcast_shapes(a, b)
+        return True
+    except ValueError:
+        return False
+
+
+class RandomProgram:
+    """A random expression graph over the primitive table, replayable on any inputs.
+
+    `inputs` are float64 arrays; calling the program on Tensors (or arrays) replays the
+    recorded instructions. Intermediate values may be reused, so the graph is a DAG.
+    """
+
+    def __init__(self, inputs: list, steps: list) -> None:
+        self.inputs = inputs
+        self.steps = steps            # (name, operand indices, options)
+
+    def __call__(self, *xs: Any) -> Any:
+        from . import functions as F
+        values = list(xs)
+        for name, operands, options in self.steps:
+            values.append(_OPS[name][1](F, *[values[i] for i in operands], **options))
+        return values[-1]
+
+    def __repr__(self) -> str:
+        n = len(self.inputs)
+        lines = [f"inputs: {[a.shape for a in self.inputs]}"]
+        for k, (name, operands, options) in enumerate(self.steps):
+            lines.append(f"  v{n + k} = {name}({', '.join(f'v{i}' for i in operands)}"
+                         + (f", {options}" if options else "") + ")")
+        return "RandomProgram(\n" + "\n".join(lines) + ")"
+
+
+def _last_axis(shape: tuple) -> dict:
+    return {"axis": len(shape) - 1}
+
+
+# name -> (number of operands, replay(F, *operands, **options), options(draw, shapes) or None when
+# the operand shapes do not allow the op). Each keeps values moderate so that finite differences
+# stay meaningful over 50 steps; kinks (relu, abs, max, clip) are met at random points only.
+_OPS = {
+    "add": (2, lambda F, a, b: a + b, None),
+    "subtract": (2, lambda F, a, b: a - b, None),
+    "multiply": (2, lambda F, a, b: a * F.tanh(b), None),
+    "divide": (2, lambda F, a, b: a / (1.5 + F.sin(b)), None),
+    "maximum": (2, lambda F, a, b: F.maximum(a, b), None),
+    "minimum": (2, lambda F, a, b: F.minimum(a, b), None),
+    "where": (2, lambda F, a, b: F.where(np.asarray(a) > np.asarray(b), a, b * 0.5), None),
+    "power": (2, lambda F, a, b: F.power(F.sigmoid(a) + 0.5, F.tanh(b)), None),
+    "power_scalar": (1, lambda F, a, p: (F.sigmoid(a) + 0.5) ** p, None),
+    "negative": (1, lambda F, a: -a, None),
+    "absolute": (1, lambda F, a: F.absolute(a), None),
+    "sqrt": (1, lambda F, a: F.sqrt(a * a + 1), None),
+    "exp": (1, lambda F, a: F.exp(F.tanh(a)), None),
+    "log": (1, lambda F, a: F.log(F.sigmoid(a)), None),
+    "log1p": (1, lambda F, a: F.log1p(a * a), None),
+    "expm1": (1, lambda F, a: F.expm1(F.sin(a)), None),
+    "sin": (1, lambda F, a: F.sin(a), None),
+    "cos": (1, lambda F, a: F.cos(a), None),
+    "tanh": (1, lambda F, a: F.tanh(a), None),
+    "sigmoid": (1, lambda F, a: F.sigmoid(a), None),
+    "relu": (1, lambda F, a: F.relu(a), None),
+    "softplus": (1, lambda F, a: F.softplus(a), None),
+    "clip": (1, lambda F, a: F.clip(a, -1.0, 1.0), None),
+    "sum": (1, lambda F, a, axis: F.tanh(F.sum(a, axis=axis, keepdims=True)), None),
+    "mean": (1, lambda F, a, axis: F.mean(a, axis=axis, keepdims=True), None),
+    "max": (1, lambda F, a, axis: F.max(a, axis=axis, keepdims=True), None),
+    "min": (1, lambda F, a, axis: F.min(a, axis=axis), None),
+    "logsumexp": (1, lambda F, a, axis: F.logsumexp(a, axis=axis, keepdims=True), None),
+    "var": (1, lambda F, a, axis: F.var(a, axis=axis), None),
+    "softmax": (1, lambda F, a, axis: F.softmax(a, axis=axis), None),
+    "log_softmax": (1, lambda F, a, axis: F.log_softmax(a, axis=axis), None),
+    "reshape": (1, lambda F, a: F.reshape(a, np.shape(a)[::-1]), None),
+    "transpose": (1, lambda F, a: F.transpose(a), None),
+    "broadcast_to": (1, lambda F, a: F.broadcast_to(a, (2,) + np.shape(a)), None),
+    "getitem": (1, lambda F, a: a[np.array([0, -1, 0])], None),
+    "concatenate": (2, lambda F, a, b: F.concatenate([a, b], axis=0), None),
+    "matmul": (2, lambda F, a, b: F.matmul(a, F.tanh(b)), None),
+}
+
+
+def _allowed(name: str, shapes: list) -> bool:
+    if name in ("sum", "mean", "max", "min", "logsumexp", "var", "softmax", "log_softmax",
+                "getitem", "transpose"):
+        return len(shapes[0]) >= 1
+    if name == "broadcast_to":
+        return len(shapes[0]) <= 3
+    if name == "concatenate":
+        a, b = shapes
+        return len(a) >= 1 and len(a) == len(b) and a[1:] == b[1:]
+    if name == "matmul":
+        a, b = shapes
+        return len(a) >= 1 and len(b) >= 1 and a[-1] == (b[0] if len(b) == 1 else b[-2]) and (
+            len(a) < 2 or len(b) < 2 or _broadcasts(a[:-2], b[:-2]))
+    if _OPS[name][0] == 2:
+        return _broadcasts(*shapes)
+    return True
+
+
+@st.composite
+def programs(draw: Any, max_steps: int = 50, max_inputs: int = 3) -> RandomProgram:
+    """Random expression graphs from the primitive table: mixed shapes with broadcasting,
+    reused subexpressions, chains of up to `max_steps` operations. Input values are drawn
+    uniformly in [-2, 2] from a seed (so kinks are met only at random points)."""
+    n_inputs = draw(st.integers(1, max_inputs))
+    input_shapes = draw(broadcastable_shapes(n_inputs, min_dims=0, max_dims=3, max_side=3))
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
+    inputs = [rng.uniform(-2, 2, s) for s in input_shapes]
+    program = RandomProgram(inputs, [])
+    values = [np.asarray(a) for a in inputs]
+    names = sorted(_OPS)
+    for _ in range(draw(st.integers(1, max_steps))):
+        name = draw(st.sampled_from(names))
+        arity = _OPS[name][0]
+        # mostly extend the latest value (deep chains), sometimes reuse an earlier one
+        first = draw(st.one_of(st.just(len(values) - 1), st.integers(0, len(values) - 1)))
+        operands = [first] + [draw(st.integers(0, len(values) - 1)) for _ in range(arity - 1)]
+        shapes = [values[i].shape for i in operands]
+        if not _allowed(name, shapes):
+            continue
+        options = {}
+        if name in ("sum", "mean", "max", "min", "logsumexp", "var", "softmax", "log_softmax"):
+            options["axis"] = draw(st.integers(-len(shapes[0]), len(shapes[0]) - 1))
+        if name == "power_scalar":
+            options["p"] = draw(st.sampled_from([2, 3, 0.5, -1, 1.5]))
+        from . import functions as F
+        out = _OPS[name][1](F, *[values[i] for i in operands], **options)
+        out = np.asarray(out.data)
+        if out.size == 0 or out.size > 200 or not np.all(np.isfinite(out)):
+            continue
+        program.steps.append((name, operands, options))
+        values.append(out)
+    if not program.steps:
+        program.steps.append(("sin", [0], {}))
+    return program
