@@ -160,13 +160,14 @@ def time_many_pass(problem: Problem, repeats: int, budget: float) -> Dict[str, A
     # stop at the budget: run passes until it is spent, estimate the total from their rate
     start = time.perf_counter()
     sweep = problem.many_pass()
+    setup = time.perf_counter() - start
     done, chunk = 0, 16
-    while done < problem.n and time.perf_counter() - start < budget:
+    while done < problem.n and (done == 0 or time.perf_counter() - start < budget):
         sweep(range(done, min(problem.n, done + chunk)))
         done = min(problem.n, done + chunk)
     spent = time.perf_counter() - start
-    return {"seconds": spent / done * problem.n, "complete": done == problem.n, "passes": done,
-            "spent": spent}
+    return {"seconds": setup + (spent - setup) / done * problem.n, "complete": done == problem.n,
+            "passes": done, "spent": spent}
 
 
 # ---------------------------------------------------------------- cross-checks
@@ -296,18 +297,30 @@ def run_family(family: str, sizes: List[int], repeats: int, budget: float, peer_
 
 
 # ---------------------------------------------------------------- reporting
-def crossover(rows: List[Dict[str, Any]]) -> Tuple[Optional[float], str]:
-    """Where reverse and forward cost the same, interpolated on the log-log curves."""
+def crossover(rows: List[Dict[str, Any]], family: str) -> Tuple[Optional[float], str]:
+    """Where reverse and forward cost the same: interpolated on the log-log curves, or, outside
+    the sizes measured, extrapolated from the nearest one with the many-pass cost taken as
+    proportional to n (and the one-pass cost as flat)."""
+    size = "n" if family == "A" else "m"
     diffs = [(r["n"], math.log(r["reverse_s"]) - math.log(r["forward_s"])) for r in rows]
     for (n0, d0), (n1, d1) in zip(diffs, diffs[1:]):
         if d0 == 0:
-            return float(n0), f"n = {n0}"
+            return float(n0), f"{size} = {n0}"
         if d0 * d1 < 0:
             t = d0 / (d0 - d1)
             n_star = math.exp(math.log(n0) + t * (math.log(n1) - math.log(n0)))
-            return n_star, f"n ~ {n_star:.3g} (between {n0} and {n1})"
-    winner = "reverse" if diffs and diffs[-1][1] < 0 else "forward"
-    return None, f"none in the range measured: {winner} mode is cheaper at every size"
+            return n_star, f"{size} ~ {n_star:.3g} (between {n0} and {n1})"
+    if not diffs:
+        return None, "no sizes measured"
+    # log(reverse / forward) falls by log(n) in family A (forward grows), rises in family B
+    sign = 1 if family == "A" else -1
+    below = (diffs[0][1] < 0) if family == "A" else (diffs[0][1] > 0)
+    n_ref, d_ref = diffs[0] if below else diffs[-1]
+    n_star = n_ref * math.exp(sign * d_ref)
+    winner = "reverse" if (family == "A") == below else "forward"
+    where = "below the smallest" if below else "above the largest"
+    return n_star, (f"{size} ~ {n_star:.2g}, extrapolated {where} size measured: {winner} mode is "
+                    "cheaper at every size here")
 
 
 def slope(rows: List[Dict[str, Any]], key: str) -> float:
@@ -351,7 +364,7 @@ def format_table(family: str, rows: List[Dict[str, Any]], budget: float) -> str:
                      f"{budget:g} s budget after "
                      f"{r['many_pass_done']} of {r['n']} {unit}; the total is estimated from "
                      "their measured rate")
-    _, where = crossover(rows)
+    _, where = crossover(rows, family)
     lines.append(f"  crossover (reverse = forward): {where}")
     size = "n" if family == "A" else "m"
     lines.append(f"  log-log slope of cost/eval against {size}: "
@@ -459,7 +472,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.json:
         write_json(args.json, {"hidden": HIDDEN, "fixed": FIXED, "budget_s": args.budget,
                                "families": results,
-                               "crossover": {f: crossover(rows)[0] for f, rows in results.items()},
+                               "crossover": {f: crossover(rows, f)[0] for f, rows in results.items()},
                                "slopes": {f: {"forward": slope(rows, "forward_ratio"),
                                               "reverse": slope(rows, "reverse_ratio")}
                                           for f, rows in results.items()}})
