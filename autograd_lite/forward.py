@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence, Tuple
 
 import numpy as np
 
-from . import engine
+from . import engine, primitives
 from .tensor import Tensor
 
 
@@ -112,7 +112,7 @@ def jvp(f: Callable[..., Any], primals: Any, tangents: Any) -> Tuple[Any, Any]:
         >>> float(dy)
         2.0
     """
-    primals, was_tuple = _as_tuple(primals)
+    primals, _ = _as_tuple(primals)
     tangents, _ = _as_tuple(tangents)
     if len(primals) != len(tangents):
         raise ValueError(f"jvp: got {len(primals)} primals but {len(tangents)} tangents; "
@@ -127,10 +127,12 @@ def jvp(f: Callable[..., Any], primals: Any, tangents: Any) -> Tuple[Any, Any]:
     finally:
         engine.jvp_traces.remove(trace)
     outs, out_tuple = _as_tuple(out)
-    values, out_tangents = [], []
-    for o in outs:
-        values.append(export(o, any_tensor, keep_graph))
-        out_tangents.append(export(pop_tangent(trace, o), any_tensor, keep_graph))
+    tangents_out = [tangent_of(trace, o) for o in outs]
+    for o in outs:  # the outputs leave without this trace's tangents
+        if isinstance(o, Tensor) and o._jvp:
+            o._jvp.pop(trace, None)
+    values = [export(o, any_tensor, keep_graph) for o in outs]
+    out_tangents = [export(t, any_tensor, keep_graph) for t in tangents_out]
     if out_tuple:
         return tuple(values), tuple(out_tangents)
     return values[0], out_tangents[0]
@@ -148,7 +150,6 @@ def attach_tangent(trace: JVPTrace, primal: Any, tangent: Any, i: int = 0) -> Te
                          f"{data.shape}; each tangent must have its primal's shape")
     if isinstance(primal, Tensor) and (primal.requires_grad or has_live_tangent(primal)):
         # a fresh node linked to the primal, so that outer transforms still see through it
-        from . import primitives
         x = primitives.reshape(primal, shape=data.shape)
         x._jvp = dict(x._jvp) if x._jvp else {}
     else:
@@ -163,11 +164,11 @@ def attach_tangent(trace: JVPTrace, primal: Any, tangent: Any, i: int = 0) -> Te
     return x
 
 
-def pop_tangent(trace: JVPTrace, out: Any) -> Tensor:
-    """The tangent `trace` gave `out` (zeros when out does not depend on the primals), removed."""
+def tangent_of(trace: JVPTrace, out: Any) -> Tensor:
+    """The tangent `trace` gave `out` (zeros when out does not depend on the primals)."""
     if not isinstance(out, Tensor):
         return Tensor._wrap(np.zeros_like(np.asarray(out, dtype=float)))
-    t = out._jvp.pop(trace, None) if out._jvp else None
+    t = out._jvp.get(trace) if out._jvp else None
     if t is None:
         return Tensor._wrap(np.zeros_like(out.data))
     return t

@@ -411,3 +411,9 @@ def test_jvp_under_no_grad_still_carries_tangents():
     with ag.no_grad():
         _, t = jvp(lambda x: (x * x).sum(), np.array([1.0, 2.0]), np.array([1.0, 1.0]))
     assert float(t) == 6.0
+
+
+def test_jvp_of_one_output_returned_twice_gives_its_tangent_twice():
+    _, (t1, t2) = jvp(lambda x: (x * 3.0,) * 2, np.ones(2), np.ones(2))
+    np.testing.assert_array_equal(t1, [3.0, 3.0])
+    np.testing.assert_array_equal(t2, [3.0, 3.0])
