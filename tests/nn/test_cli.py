@@ -42,9 +42,10 @@ def saved_model(tmp_path_factory):
 
 
 def test_train_prints_progress_per_epoch_and_the_test_accuracy():
-    proc = run_cli("train", *FAST)
+    proc = run_cli("train", *FAST, "--validation", "0.1")
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"^epoch 1/3 +loss [0-9.]+ +acc [0-9.]+ +val_loss", proc.stdout, re.M)
+    assert "training on 1295, validating on 143, testing on 359" in proc.stdout
     assert re.search(r"^test accuracy: \d+\.\d\d% \(\d+/359\)", proc.stdout, re.M)
     assert "\r" not in proc.stdout                   # no progress bar when not on a terminal
     assert "MLP(64 -> 20 -> 10, activation='sigmoid', output_activation='sigmoid')" in proc.stdout
