@@ -122,8 +122,12 @@ def unbroadcast(cotangent: Any, shape: tuple) -> Any:
     if cshape == shape:
         return cotangent
     lead = len(cshape) - len(shape)
-    if lead < 0:  # a rule returned less than the input: stretch it (happens in forward mode only)
-        return broadcast_array_or_tensor(cotangent, shape)
+    if lead < 0 or any(c == 1 and n != 1 for c, n in zip(cshape[lead:], shape)):
+        # a rule returned less than the target on some axis: stretch it first
+        full = np.broadcast_shapes(cshape, shape)
+        cotangent = broadcast_array_or_tensor(cotangent, full)
+        cshape = full
+        lead = len(cshape) - len(shape)
     axes = tuple(range(lead)) + tuple(
         lead + i for i, n in enumerate(shape) if n == 1 and cshape[lead + i] != 1)
     if axes:

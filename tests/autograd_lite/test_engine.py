@@ -201,3 +201,11 @@ def test_float32_stays_float32_through_forward_and_backward(name):
     assert out.dtype == np.float32
     out.sum().backward()
     assert a.grad.dtype == np.float32 and b.grad.dtype == np.float32
+
+
+def test_unbroadcast_sums_stretched_axes_and_stretches_missing_ones():
+    from autograd_lite.engine import unbroadcast
+    np.testing.assert_array_equal(unbroadcast(np.ones((2, 3, 4)), (3, 1)), np.full((3, 1), 8.0))
+    np.testing.assert_array_equal(unbroadcast(np.ones((3, 1)), (3, 4)), np.ones((3, 4)))
+    np.testing.assert_array_equal(unbroadcast(np.ones((1, 4)), (3, 1)), np.full((3, 1), 4.0))
+    assert unbroadcast(np.ones(()), (2, 2)).shape == (2, 2)
