@@ -16,3 +16,5 @@ from .anomaly import detect_anomaly, AnomalyError, is_anomaly_enabled
 from .graph import to_dot, render, explain
 from .forward import jvp
 from .functional import grad, value_and_grad, vjp, jacobian, hessian, hvp
+from . import kernels, fused
+from .kernels import set_kernels, get_kernels

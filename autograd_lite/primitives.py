@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 
-from . import engine
+from . import engine, kernels
 from .tensor import Tensor
 
 PRIMITIVES: Dict[str, "Primitive"] = {}
@@ -225,23 +225,30 @@ cos = primitive(np.cos, "cos")
 cos.defvjp(lambda g, ans, x: -g * sin(x), text="-g * sin(x)")
 cos.defjvp(lambda t, ans, x: -t * sin(x))
 
-tanh = primitive(np.tanh, "tanh")
-tanh.defvjp(lambda g, ans, x: g * (1 - ans * ans), text="g * (1 - a**2)")
+def _one_pass(kernel: Callable, rule: Callable) -> Callable:
+    """A VJP rule: `kernel` (one fused pass, autograd_lite/kernels) for a plain backward on
+    arrays, the readable `rule` on Tensors (create_graph=True, forward mode)."""
+    def vjp(g: Any, ans: Any, x: Any) -> Any:
+        if type(g) is np.ndarray and type(ans) is np.ndarray:
+            return kernel(g, ans, x)
+        return rule(g, ans, x)
+    return vjp
+
+
+# the forwards are kernels.tanh / sigmoid / relu: Numba loops on large arrays, NumPy otherwise
+tanh = primitive(kernels.tanh, "tanh")
+tanh.defvjp(_one_pass(lambda g, ans, x: kernels.tanh_backward(g, ans),
+                      lambda g, ans, x: g * (1 - ans * ans)), text="g * (1 - a**2)")
 tanh.defjvp(lambda t, ans, x: t * (1 - ans * ans))
 
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    """1 / (1 + exp(-x)), written so that neither branch overflows."""
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
-
-
-sigmoid = primitive(_sigmoid, "sigmoid")
-sigmoid.defvjp(lambda g, ans, x: g * ans * (1 - ans), text="g * a * (1 - a)")
+sigmoid = primitive(kernels.sigmoid, "sigmoid")  # 1 / (1 + exp(-x)), no overflow for any x
+sigmoid.defvjp(_one_pass(lambda g, ans, x: kernels.sigmoid_backward(g, ans),
+                         lambda g, ans, x: g * ans * (1 - ans)), text="g * a * (1 - a)")
 sigmoid.defjvp(lambda t, ans, x: t * ans * (1 - ans))
 
-relu = primitive(lambda x: np.maximum(x, 0), "relu")
-relu.defvjp(lambda g, ans, x: g * (_data(x) > 0), text="g * [x > 0]")
+relu = primitive(kernels.relu, "relu")
+relu.defvjp(_one_pass(lambda g, ans, x: kernels.relu_backward(g, x),
+                      lambda g, ans, x: g * (_data(x) > 0)), text="g * [x > 0]")
 relu.defjvp(lambda t, ans, x: t * (_data(x) > 0))
 
 softplus = primitive(lambda x: np.logaddexp(0, x), "softplus")  # log(1 + exp(x)), stable

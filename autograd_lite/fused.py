@@ -1,0 +1,281 @@
+"""Fused primitives: a linear layer, two cross-entropies and dropout, each one primitive.
+
+Each is a primitive in the one table (`primitives.PRIMITIVES`) like any other, with a VJP and a
+JVP rule, but its forward and its first-order backward run the one-pass kernels of
+`autograd_lite.kernels` instead of a chain of NumPy operations. Where a rule gets Tensors
+(create_graph=True, forward mode) it is written with ordinary differentiable operations
+instead, so grad-of-grad works through these primitives too.
+
+    >>> h = linear(x, W1, b1, activation="sigmoid")          # sigmoid(x @ W1 + b1)
+    >>> loss = softmax_cross_entropy(linear(h, W2, b2), labels)
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from . import kernels
+from . import primitives as P
+from .tensor import Tensor, _data
+
+REDUCTIONS = ("mean", "sum")
+
+
+def _on_arrays(*values: Any) -> bool:
+    """True for a plain backward (the engine hands rules arrays), False under create_graph."""
+    return all(type(v) is np.ndarray for v in values)
+
+
+def _as_input(x: Any) -> Any:
+    """Tensors stay Tensors (they may carry gradients); anything else becomes an ndarray."""
+    return x if isinstance(x, Tensor) else np.asarray(x)
+
+
+def _check_reduction(op: str, reduction: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{op}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+# ---------------------------------------------------------------- linear: activation(x @ W + b)
+def _activation_slope(ans: Any, activation: Optional[str]) -> Any:
+    """activation'(z) from a = activation(z): sigmoid a (1 - a), tanh 1 - a**2, relu [a > 0]."""
+    if activation == "sigmoid":
+        return ans * (1 - ans)
+    if activation == "tanh":
+        return 1 - ans * ans
+    if activation == "relu":
+        return (_data(ans) > 0).astype(_data(ans).dtype)
+    return None
+
+
+def _delta(g: Any, ans: Any, activation: Optional[str]) -> Any:
+    """g * activation'(z): one fused pass on arrays, differentiable Tensor operations otherwise."""
+    if _on_arrays(g, ans):
+        return kernels.activation_backward(g, ans, activation)
+    slope = _activation_slope(ans, activation)
+    return g if slope is None else g * slope
+
+
+def _tangent(dz: Any, ans: Any, activation: Optional[str]) -> Any:
+    """activation'(z) * dz: the output tangent for a tangent dz of the pre-activation."""
+    slope = _activation_slope(ans, activation)
+    return dz if slope is None else slope * dz
+
+
+def _linear_vjp_x(g, ans, x, W, b, activation):
+    if _on_arrays(g, ans, W):
+        return kernels.linear_backward(g, ans, x, W, activation, wrt=("x",))[0]
+    return _delta(g, ans, activation) @ W.T
+
+
+def _linear_vjp_W(g, ans, x, W, b, activation):
+    if _on_arrays(g, ans, x):
+        return kernels.linear_backward(g, ans, x, W, activation, wrt=("W",))[0]
+    return x.T @ _delta(g, ans, activation)
+
+
+def _linear_vjp_b(g, ans, x, W, b, activation):
+    if _on_arrays(g, ans):
+        return kernels.linear_backward(g, ans, x, W, activation, wrt=("b",))[0]
+    return _delta(g, ans, activation).sum(axis=0)
+
+
+_linear = P.primitive(kernels.linear, "linear")
+_linear.defvjp(_linear_vjp_x, _linear_vjp_W, _linear_vjp_b,
+               text="delta = g * act'(z): delta @ W^T, x^T @ delta, sum_rows(delta)")
+_linear.defjvp(lambda t, ans, x, W, b, activation: _tangent(t @ W, ans, activation),
+               lambda t, ans, x, W, b, activation: _tangent(x @ t, ans, activation),
+               lambda t, ans, x, W, b, activation: _tangent(P.broadcast_to(t, shape=ans.shape),
+                                                            ans, activation))
+
+
+def linear(x: Any, W: Any, b: Any = None, activation: Optional[str] = None) -> Tensor:
+    """activation(x @ W + b) as one primitive: x (batch, in), W (in, out), b (out,) or None,
+    activation None, "sigmoid", "tanh" or "relu".
+
+    The matmul goes through BLAS; the bias and the activation are one pass over its output,
+    and the backward folds the activation's derivative into delta = g * act'(z) before
+    dx = delta W^T, dW = x^T delta, db = sum(delta).
+
+    Example:
+        >>> h = linear(x, W, b, activation="relu")   # relu(x @ W + b)
+    """
+    if activation not in kernels.ACTIVATIONS:
+        raise ValueError(f"linear: activation must be one of {kernels.ACTIVATIONS}, got {activation!r}")
+    x, W = _as_input(x), _as_input(W)
+    if x.ndim != 2 or W.ndim != 2:
+        raise ValueError(f"linear: x must be 2-D (batch, in) and W 2-D (in, out), got shapes "
+                         f"{x.shape} and {W.shape}")
+    if x.shape[1] != W.shape[0]:
+        raise ValueError(f"linear: shapes {x.shape} and {W.shape} do not align: "
+                         f"{x.shape[1]} != {W.shape[0]}")
+    if b is not None:
+        b = _as_input(b)
+        if b.shape != (W.shape[1],):
+            raise ValueError(f"linear: the bias has shape {b.shape}, expected ({W.shape[1]},) "
+                             f"for W of shape {W.shape}")
+    if not isinstance(x, Tensor) and not isinstance(W, Tensor) and not isinstance(b, Tensor):
+        x = Tensor(x)
+    return _linear(x, W, b, activation=activation)
+
+
+# ---------------------------------------------------------------- the cross-entropies
+# The forward's kernel computes the loss and, in the same pass, the derivative the backward
+# needs (softmax - onehot, sigmoid - y). It is kept behind the loss: the forward returns the
+# loss as a 0-d view of a buffer that holds [loss, derivative...], and the plain backward finds
+# the derivative through `ans.base` instead of computing it again.
+def _with_residual(compute, like: np.ndarray) -> np.ndarray:
+    """Run compute(out) with `out` a slot of like's shape; return the 0-d loss it gives, as a
+    view whose .base carries the slot."""
+    buffer = np.empty(1 + like.size, dtype=like.dtype)
+    buffer[0] = compute(buffer[1:].reshape(like.shape))
+    return buffer[:1].reshape(())
+
+
+def _residual(ans: np.ndarray, like: np.ndarray) -> Optional[np.ndarray]:
+    base = ans.base
+    if type(base) is not np.ndarray or base.size != 1 + like.size or base.dtype != like.dtype:
+        return None
+    return base[1:].reshape(like.shape)
+
+
+def _scale(reduction: str, rows: int) -> float:
+    return 1.0 / rows if reduction == "mean" and rows else 1.0
+
+
+def _reduce(losses: np.ndarray, reduction: str) -> Any:
+    total = losses.sum()
+    if reduction == "mean":
+        return total / losses.shape[0] if losses.shape[0] else np.nan
+    return total
+
+
+def _onehot(labels: np.ndarray, like: Any) -> np.ndarray:
+    data = _data(like)
+    onehot = np.zeros(data.shape, dtype=data.dtype)
+    onehot[np.arange(data.shape[0]), labels] = 1
+    return onehot
+
+
+def _softmax_cross_entropy_forward(logits, labels, reduction):
+    return _with_residual(
+        lambda out: _reduce(kernels.softmax_cross_entropy(logits, labels, out=out)[0], reduction),
+        logits)
+
+
+def _softmax_cross_entropy_vjp(g, ans, logits, labels, reduction):
+    scale = _scale(reduction, logits.shape[0])
+    if _on_arrays(g, ans, logits):
+        delta = _residual(ans, logits)
+        if delta is None:
+            delta = kernels.softmax_cross_entropy(logits, labels)[1]
+        return delta * (g * scale)
+    return g * (P.softmax(logits, axis=1) - _onehot(labels, logits)) * scale
+
+
+_softmax_cross_entropy = P.primitive(_softmax_cross_entropy_forward, "softmax_cross_entropy")
+_softmax_cross_entropy.defvjp(_softmax_cross_entropy_vjp, None,
+                              text="g * (softmax(z) - onehot(labels)) / n")
+_softmax_cross_entropy.defjvp(
+    lambda t, ans, logits, labels, reduction:
+        ((P.softmax(logits, axis=1) - _onehot(labels, logits)) * t).sum()
+        * _scale(reduction, logits.shape[0]),
+    None)
+
+
+def softmax_cross_entropy(logits: Any, labels: Any, reduction: str = "mean") -> Tensor:
+    """-log softmax(logits)[label], summed over the rows, divided by the number of rows for
+    "mean" (not for "sum"). logits (batch, C); labels integers (batch,) in 0..C-1.
+
+    One pass computes the loss and softmax - onehot for the backward; stable for logits of
+    +-1000. A label outside 0..C-1 raises a ValueError naming it and C.
+    """
+    _check_reduction("softmax_cross_entropy", reduction)
+    logits = _as_input(logits)
+    if logits.ndim != 2:
+        raise ValueError(f"softmax_cross_entropy: logits must be 2-D (batch, classes), "
+                         f"got shape {logits.shape}")
+    labels = kernels.check_labels("softmax_cross_entropy", _data(labels), *logits.shape)
+    return _softmax_cross_entropy(logits if isinstance(logits, Tensor) else Tensor(logits),
+                                  labels, reduction=reduction)
+
+
+def _bce_with_logits_forward(logits, targets, reduction):
+    return _with_residual(
+        lambda out: _reduce(kernels.bce_with_logits(logits, targets, out=out)[0], reduction),
+        logits)
+
+
+def _bce_with_logits_vjp_logits(g, ans, logits, targets, reduction):
+    scale = _scale(reduction, logits.shape[0])
+    if _on_arrays(g, ans, logits, targets):
+        delta = _residual(ans, logits)
+        if delta is None:
+            delta = kernels.bce_with_logits(logits, targets)[1]
+        return delta * (g * scale)
+    return g * (P.sigmoid(logits) - targets) * scale
+
+
+_bce_with_logits = P.primitive(_bce_with_logits_forward, "bce_with_logits")
+_bce_with_logits.defvjp(
+    _bce_with_logits_vjp_logits,
+    lambda g, ans, logits, targets, reduction: -g * logits * _scale(reduction, logits.shape[0]),
+    text="g * (sigmoid(z) - y) / n, -g * z / n")
+_bce_with_logits.defjvp(
+    lambda t, ans, logits, targets, reduction:
+        ((P.sigmoid(logits) - targets) * t).sum() * _scale(reduction, logits.shape[0]),
+    lambda t, ans, logits, targets, reduction:
+        (-logits * t).sum() * _scale(reduction, logits.shape[0]))
+
+
+def bce_with_logits(logits: Any, targets: Any, reduction: str = "mean") -> Tensor:
+    """Binary cross-entropy of sigmoid(logits) against targets in [0, 1], from the logits:
+    -sum[y log s + (1 - y) log(1 - s)], s = sigmoid(logits), summed over the output units and
+    the rows, divided by the number of rows (samples) for "mean". logits (batch,) or
+    (batch, units), targets of the same shape. Stable for logits of +-1000.
+    """
+    _check_reduction("bce_with_logits", reduction)
+    logits, targets = _as_input(logits), _as_input(targets)
+    if logits.ndim not in (1, 2):
+        raise ValueError(f"bce_with_logits: logits must be (batch,) or (batch, units), "
+                         f"got shape {logits.shape}")
+    if targets.shape != logits.shape:
+        raise ValueError(f"bce_with_logits: targets have shape {targets.shape}, the logits "
+                         f"{logits.shape}; they must be equal")
+    if not isinstance(targets, Tensor) and targets.dtype != logits.dtype:
+        targets = targets.astype(logits.dtype)
+    if not isinstance(logits, Tensor) and not isinstance(targets, Tensor):
+        logits = Tensor(logits)
+    return _bce_with_logits(logits, targets, reduction=reduction)
+
+
+# ---------------------------------------------------------------- dropout
+def _dropout_rule(g, ans, x, u, p):
+    if _on_arrays(g):
+        return kernels.dropout(g, u, p)
+    return g * kernels.dropout(np.ones_like(u), u, p)
+
+
+_dropout = P.primitive(kernels.dropout, "dropout")
+_dropout.defvjp(_dropout_rule, None, text="g / (1 - p) where kept, 0 where dropped")
+_dropout.defjvp(_dropout_rule, None)
+
+
+def dropout(x: Any, p: float, rng: np.random.Generator) -> Tensor:
+    """Inverted dropout: each element kept with probability 1 - p and scaled by 1 / (1 - p),
+    the others set to 0, so the expected value is unchanged. The mask comes from
+    `rng.random(x.shape)`: the same seed gives the same mask. p = 0 returns x itself.
+    """
+    if not isinstance(p, (int, float, np.floating, np.integer)) or not 0 <= p <= 1:
+        raise ValueError(f"dropout: p must be a probability in [0, 1], got {p!r}")
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"dropout: rng must be a numpy.random.Generator "
+                        f"(np.random.default_rng(seed)), got {type(rng).__name__}")
+    x = x if isinstance(x, Tensor) else Tensor(x)
+    if x.dtype.kind != "f":
+        raise TypeError(f"dropout: x must be floating point, got dtype {x.dtype}")
+    if p == 0:
+        return x
+    u = rng.random(x.shape, dtype=x.dtype if x.dtype.char in "fd" else np.float64)
+    return _dropout(x, u.astype(x.dtype, copy=False), p=float(p))

@@ -1,0 +1,451 @@
+"""Fast kernels for the hot paths: Numba loops that make one pass over memory, with NumPy twins.
+
+Each function here takes and returns NumPy arrays and picks, per call, one of three
+implementations: the NumPy twin (`kernels.reference`), the serial Numba kernel, or its
+parallel (`prange`) version, by the array's size against `THRESHOLDS` (sizes measured with
+`benchmarks/kernels.py` on a 2-core machine). `set_kernels("numpy")`, or the environment
+variable AUTOGRAD_LITE_KERNELS=numpy, runs the twins everywhere, for debugging and comparison.
+
+Nothing is compiled, nor is Numba imported, until a kernel first runs; compiled code is
+cached on disk (`cache=True`), so the next process starts warm. The kernels take float32 and
+float64; other dtypes, and shapes they do not cover, go to the twins. Non-contiguous inputs
+are copied first.
+
+    >>> from autograd_lite import kernels
+    >>> kernels.sigmoid_backward(g, a)        # g * a * (1 - a), one pass
+"""
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import reference
+
+BACKENDS = ("numba", "numpy")
+ACTIVATIONS = (None, "sigmoid", "tanh", "relu")
+_ACTIVATION_CODES = {None: 0, "sigmoid": 1, "tanh": 2, "relu": 3}  # as in jitted.py
+
+# (serial_from, parallel_from): the number of elements from which the serial kernel runs instead
+# of the NumPy twin, and from which the parallel kernel runs (None: never). A dict gives them
+# per dtype. Measured with `python benchmarks/kernels.py` on 2 cores: below serial_from the twin
+# is faster (call overhead), and for tanh (and float32 softplus / log_sigmoid) NumPy's own SIMD
+# loops beat the serial kernel at every size, so only the parallel one is used.
+_INF = float("inf")
+THRESHOLDS: Dict[str, object] = {
+    "sigmoid": (1_000, 1_000_000),
+    "sigmoid_backward": (5_000, 1_000_000),
+    "tanh": {"float32": (_INF, None), "float64": (_INF, 1_000_000)},
+    "tanh_backward": (5_000, 1_000_000),
+    "relu": (5_000, 1_000_000),
+    "relu_backward": (5_000, 1_000_000),
+    "softplus": {"float32": (_INF, 1_000_000), "float64": (1_000, 1_000_000)},
+    "log_sigmoid": {"float32": (_INF, 1_000_000), "float64": (1_000, 1_000_000)},
+    "dropout": (1_000, 1_000_000),
+    "softmax": (1_000, 1_000_000),
+    "log_softmax": (1_000, 1_000_000),
+    "logsumexp": (1_000, 1_000_000),
+    "softmax_cross_entropy": (1_000, 1_000_000),
+    "bce_with_logits": (1_000, 1_000_000),
+    "bias_activation": (1_000, 1_000_000),
+    "linear_backward": (1_000, None),
+    "sgd_update": (1_000, None),
+    "adam_update": (1_000, None),
+}
+_FLOAT_NAMES = {"f": "float32", "d": "float64"}  # dtype.char -> name (dtype.name is slow)
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _backend_from_environment() -> str:
+    name = os.environ.get("AUTOGRAD_LITE_KERNELS", "numba").strip().lower()
+    if name not in BACKENDS:
+        raise ValueError(f"AUTOGRAD_LITE_KERNELS={name!r}: expected one of {BACKENDS}")
+    return name
+
+
+_backend = _backend_from_environment()
+_jitted = None  # the module of Numba kernels, imported on first use
+
+
+def set_kernels(name: str) -> str:
+    """Run the Numba kernels ("numba", the default) or their NumPy twins ("numpy") from now on.
+
+    Returns the previous setting, so a caller can restore it. The environment variable
+    AUTOGRAD_LITE_KERNELS sets the starting value.
+    """
+    global _backend
+    if name not in BACKENDS:
+        raise ValueError(f"set_kernels: expected one of {BACKENDS}, got {name!r}")
+    previous, _backend = _backend, name
+    return previous
+
+
+def get_kernels() -> str:
+    """"numba" or "numpy": which implementation the kernels run."""
+    return _backend
+
+
+def _jit():
+    """The jitted module, imported on first use; without Numba, fall back to the twins."""
+    global _jitted, _backend
+    if _jitted is None:
+        try:
+            from . import jitted
+        except ImportError as error:
+            warnings.warn(f"autograd_lite.kernels: Numba is not usable ({error}); "
+                          "running the NumPy twins instead", RuntimeWarning, stacklevel=3)
+            _backend = "numpy"
+            return None
+        _jitted = jitted
+    return _jitted
+
+
+def _kernel(name: str, x: np.ndarray):
+    """The Numba kernel to run on x (its size and dtype), or None for the NumPy twin."""
+    if _backend != "numba":
+        return None
+    limits = THRESHOLDS[name]
+    serial_from, parallel_from = limits[_FLOAT_NAMES[x.dtype.char]] if type(limits) is dict else limits
+    if parallel_from is not None and x.size >= parallel_from and _core_to_spare():
+        suffix = "_parallel"
+    elif x.size >= serial_from:
+        suffix = ""
+    else:
+        return None
+    module = _jitted or _jit()
+    return None if module is None else getattr(module, name + suffix)
+
+
+def _core_to_spare() -> bool:
+    """Whether a parallel loop would get a second core now. With every core busy its threads
+    wait for time slices (milliseconds each) and it runs far slower than the serial loop."""
+    if _CORES < 2:
+        return False
+    try:
+        return os.getloadavg()[0] < _CORES - 0.5
+    except (AttributeError, OSError):  # no load average on this platform
+        return True
+
+
+def _is_float(x: np.ndarray, *others: np.ndarray) -> bool:
+    """All are ndarrays of one dtype, float32 or float64 (what the kernels are compiled for)."""
+    if type(x) is not np.ndarray or x.dtype.char not in "fd":
+        return False
+    for other in others:
+        if type(other) is not np.ndarray or other.dtype != x.dtype:
+            return False
+    return True
+
+
+def _unary(name: str, x: np.ndarray) -> np.ndarray:
+    kernel = _kernel(name, x) if _is_float(x) else None
+    if kernel is None:
+        return getattr(reference, name)(x)
+    x = np.ascontiguousarray(x)
+    out = np.empty(x.shape, x.dtype)
+    kernel(x.reshape(-1), out.reshape(-1))
+    return out
+
+
+def _binary(name: str, g: np.ndarray, a: np.ndarray) -> np.ndarray:
+    kernel = _kernel(name, g) if _is_float(g, a) and g.shape == a.shape else None
+    if kernel is None:
+        return getattr(reference, name)(g, a)
+    g, a = np.ascontiguousarray(g), np.ascontiguousarray(a)
+    out = np.empty(g.shape, g.dtype)
+    kernel(g.reshape(-1), a.reshape(-1), out.reshape(-1))
+    return out
+
+
+# ---------------------------------------------------------------- elementwise
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + e**-x), elementwise, without overflow for any x."""
+    return _unary("sigmoid", x)
+
+
+def sigmoid_backward(g: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """g * a * (1 - a) in one pass: the cotangent of sigmoid's input, from its output a."""
+    return _binary("sigmoid_backward", g, a)
+
+
+def tanh(x: np.ndarray) -> np.ndarray:
+    """tanh(x), elementwise."""
+    return _unary("tanh", x)
+
+
+def tanh_backward(g: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """g * (1 - a**2) in one pass: the cotangent of tanh's input, from its output a."""
+    return _binary("tanh_backward", g, a)
+
+
+def relu(x: np.ndarray) -> np.ndarray:
+    """max(x, 0), elementwise (NaN stays NaN)."""
+    return _unary("relu", x)
+
+
+def relu_backward(g: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """g * [x > 0] in one pass (x: relu's input or its output, the mask is the same)."""
+    return _binary("relu_backward", g, x)
+
+
+def softplus(x: np.ndarray) -> np.ndarray:
+    """log(1 + e**x), elementwise, stable for any x."""
+    return _unary("softplus", x)
+
+
+def log_sigmoid(x: np.ndarray) -> np.ndarray:
+    """log(sigmoid(x)) = -softplus(-x), elementwise, stable for any x."""
+    return _unary("log_sigmoid", x)
+
+
+def dropout(x: np.ndarray, u: np.ndarray, p: float) -> np.ndarray:
+    """Inverted dropout with given uniforms: x / (1 - p) where u >= p, else 0, in one pass.
+
+    `u` holds uniform draws on [0, 1) of x's shape (`rng.random(x.shape, dtype=x.dtype)`),
+    so each element is kept with probability 1 - p; the same `u` applied to the cotangent
+    gives the backward pass.
+    """
+    if not 0 <= p <= 1:
+        raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+    if np.shape(u) != np.shape(x):
+        raise ValueError(f"dropout: the uniforms have shape {np.shape(u)}, the input {np.shape(x)}; "
+                         "they must be equal")
+    if p == 1:
+        return np.zeros_like(x)
+    kernel = _kernel("dropout", x) if _is_float(x, u) else None
+    if kernel is None:
+        return reference.dropout(x, u, p)
+    x, u = np.ascontiguousarray(x), np.ascontiguousarray(u)
+    out = np.empty(x.shape, x.dtype)
+    scalar = x.dtype.type
+    kernel(x.reshape(-1), u.reshape(-1), scalar(p), scalar(1 / (1 - p)), out.reshape(-1))
+    return out
+
+
+# ---------------------------------------------------------------- row-wise, over the last axis
+def _rows(name: str, x: np.ndarray, reduce: bool) -> np.ndarray:
+    """Run a row kernel over the last axis; `reduce`: one value per row instead of per element."""
+    if np.ndim(x) == 0:
+        raise ValueError(f"{name}: needs at least 1 dimension (it works over the last axis), "
+                         "got a 0-d array")
+    kernel = _kernel(name, x) if _is_float(x) and x.size else None
+    if kernel is None:
+        return getattr(reference, name)(x)
+    rows = np.ascontiguousarray(x).reshape(-1, x.shape[-1])           # (rows, last axis)
+    out = np.empty(rows.shape[:1] if reduce else rows.shape, x.dtype)
+    kernel(rows, out)
+    return out.reshape(x.shape[:-1] if reduce else x.shape)
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    """e**x / sum(e**x) over the last axis, stable for logits of +-1000."""
+    return _rows("softmax", x, reduce=False)
+
+
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    """x - logsumexp(x) over the last axis, stable for logits of +-1000."""
+    return _rows("log_softmax", x, reduce=False)
+
+
+def logsumexp(x: np.ndarray) -> np.ndarray:
+    """log(sum(e**x)) over the last axis (shape x.shape[:-1]), stable for logits of +-1000."""
+    return _rows("logsumexp", x, reduce=True)
+
+
+def check_labels(op: str, labels: np.ndarray, n_samples: int, n_classes: int) -> np.ndarray:
+    """Labels as a contiguous intp array; raises naming the first label outside 0..C-1."""
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"{op}: labels must be integers (class indices), got dtype {labels.dtype}")
+    if labels.shape != (n_samples,):
+        raise ValueError(f"{op}: labels have shape {labels.shape}, expected ({n_samples},), "
+                         f"one per row of the logits")
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        bad = labels[(labels < 0) | (labels >= n_classes)][0]
+        raise ValueError(f"{op}: label {bad} is outside 0..{n_classes - 1} "
+                         f"(the logits have C = {n_classes} classes)")
+    return np.ascontiguousarray(labels, dtype=np.intp)
+
+
+def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray,
+                          out: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Per-row losses logsumexp(z) - z[label] (shape (batch,)), and softmax(z) - onehot(label)
+    (shape (batch, C), written into `out` if given), in one pass over the logits.
+
+    Stable for logits of +-1000; raises for a label outside 0..C-1.
+    """
+    if np.ndim(logits) != 2:
+        raise ValueError(f"softmax_cross_entropy: logits must be 2-D (batch, classes), "
+                         f"got shape {np.shape(logits)}")
+    n, classes = logits.shape
+    labels = check_labels("softmax_cross_entropy", labels, n, classes)
+    kernel = _kernel("softmax_cross_entropy", logits) if _is_float(logits) else None
+    if kernel is None or (out is not None and not _writable_like(out, logits)):
+        return reference.softmax_cross_entropy(logits, labels, out)
+    logits = np.ascontiguousarray(logits)
+    delta = np.empty(logits.shape, logits.dtype) if out is None else out
+    losses = np.empty(n, logits.dtype)
+    kernel(logits, labels, losses, delta)
+    return losses, delta
+
+
+def bce_with_logits(logits: np.ndarray, targets: np.ndarray,
+                    out: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Per-row losses sum_k softplus(z) - z y (= -y log s - (1 - y) log(1 - s), s = sigmoid(z)),
+    and s - y (into `out` if given), in one pass. Rows are the first axis (a 1-D input has one
+    output unit per row). Stable for logits of +-1000."""
+    if np.ndim(logits) not in (1, 2):
+        raise ValueError(f"bce_with_logits: logits must be 1-D (batch,) or 2-D (batch, units), "
+                         f"got shape {np.shape(logits)}")
+    if np.shape(targets) != np.shape(logits):
+        raise ValueError(f"bce_with_logits: targets have shape {np.shape(targets)}, the logits "
+                         f"{np.shape(logits)}; they must be equal")
+    targets = np.asarray(targets, dtype=logits.dtype)
+    kernel = _kernel("bce_with_logits", logits) if _is_float(logits) else None
+    if kernel is None or (out is not None and not _writable_like(out, logits)):
+        return reference.bce_with_logits(logits, targets, out)
+    rows = (logits.shape[0], -1)
+    z = np.ascontiguousarray(logits).reshape(rows)
+    delta = np.empty(logits.shape, logits.dtype) if out is None else out
+    losses = np.empty(logits.shape[0], logits.dtype)
+    kernel(z, np.ascontiguousarray(targets).reshape(rows), losses, delta.reshape(rows))
+    return losses, delta
+
+
+def _writable_like(out: np.ndarray, like: np.ndarray) -> bool:
+    return (type(out) is np.ndarray and out.shape == like.shape and out.dtype == like.dtype
+            and out.flags.c_contiguous and out.flags.writeable)
+
+
+# ---------------------------------------------------------------- the linear layer
+def _activation_code(op: str, activation: Optional[str]) -> int:
+    if activation not in _ACTIVATION_CODES:
+        raise ValueError(f"{op}: activation must be one of {ACTIVATIONS}, got {activation!r}")
+    return _ACTIVATION_CODES[activation]
+
+
+def linear(x: np.ndarray, W: np.ndarray, b: Optional[np.ndarray] = None,
+           activation: Optional[str] = None) -> np.ndarray:
+    """activation(x @ W + b): the matmul through BLAS (np.dot), then bias and activation in one
+    pass over its output. x (batch, in), W (in, out), b (out,) or None."""
+    _activation_code("linear", activation)
+    return bias_activation(np.dot(x, W), b, activation, in_place=True)
+
+
+def bias_activation(z: np.ndarray, b: Optional[np.ndarray], activation: Optional[str],
+                    in_place: bool = False) -> np.ndarray:
+    """activation(z + b) in one pass over z (batch, out); b (out,) or None.
+    `in_place=True` may overwrite z (linear's own matmul output)."""
+    code = _activation_code("bias_activation", activation)
+    if b is not None and np.shape(b) != z.shape[-1:]:
+        raise ValueError(f"linear: the bias has shape {np.shape(b)}, expected ({z.shape[-1]},) "
+                         f"for an output of shape {z.shape}")
+    kernel = _kernel("bias_activation", z) if _is_float(z) and z.ndim == 2 else None
+    if kernel is None or (b is None and code == 0):
+        return reference.bias_activation(z, b, activation)
+    out = z if in_place and z.flags.c_contiguous and z.flags.writeable else np.array(z, order="C")
+    bias = np.zeros(z.shape[1], z.dtype) if b is None else np.ascontiguousarray(b, dtype=z.dtype)
+    kernel(out, bias, code)
+    return out
+
+
+def activation_backward(g: np.ndarray, a: np.ndarray, activation: Optional[str]) -> np.ndarray:
+    """delta = g * activation'(z), from the activation's output a, in one pass."""
+    _activation_code("activation_backward", activation)
+    if activation is None:
+        return g
+    return _binary(activation + "_backward", g, a)
+
+
+def linear_backward(g: np.ndarray, a: np.ndarray, x: np.ndarray, W: np.ndarray,
+                    activation: Optional[str],
+                    wrt: Sequence[str] = ("x", "W", "b")) -> Tuple[np.ndarray, ...]:
+    """The cotangents of x, W and b (those named in `wrt`, in that order) for
+    a = activation(x @ W + b) and the output cotangent g: delta = g * activation'(z) with the
+    bias gradient db = sum_rows(delta) in one pass, then dx = delta W^T, dW = x^T delta (BLAS)."""
+    code = _activation_code("linear_backward", activation)
+    kernel = (_kernel("linear_backward", g)
+              if "b" in wrt and _is_float(g, a) and g.shape == a.shape and g.ndim == 2 else None)
+    if kernel is None:
+        delta = activation_backward(g, a, activation)
+        db = delta.sum(axis=0) if "b" in wrt else None
+    else:
+        g, a = np.ascontiguousarray(g), np.ascontiguousarray(a)
+        delta = np.empty(g.shape, g.dtype)
+        db = np.empty(g.shape[1], g.dtype)
+        kernel(g, a, code, delta, db)
+    grads = {"x": lambda: np.dot(delta, W.T), "W": lambda: np.dot(x.T, delta), "b": lambda: db}
+    return tuple(grads[name]() for name in wrt)
+
+
+# ---------------------------------------------------------------- optimizer updates, in place
+def _check_state(op: str, param: np.ndarray, **arrays: Optional[np.ndarray]) -> None:
+    if type(param) is not np.ndarray or param.dtype.kind != "f":
+        raise TypeError(f"{op}: param must be a float ndarray, got {type(param).__name__}"
+                        + (f" of dtype {param.dtype}" if isinstance(param, np.ndarray) else ""))
+    for name, array in arrays.items():
+        if array is not None and np.shape(array) != param.shape:
+            raise ValueError(f"{op}: {name} has shape {np.shape(array)}, param {param.shape}; "
+                             "they must be equal")
+
+
+def _in_place_ok(*arrays: np.ndarray) -> bool:
+    return _is_float(*arrays) and all(a.flags.c_contiguous and a.flags.writeable for a in arrays)
+
+
+def sgd_update(param: np.ndarray, grad: np.ndarray, velocity: Optional[np.ndarray], lr: float,
+               momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0) -> None:
+    """One SGD step, in place, with PyTorch's conventions (dampening 0):
+
+        d = grad + weight_decay * param
+        velocity = momentum * velocity + d              (when momentum != 0)
+        d = d + momentum * velocity  (Nesterov)   or   d = velocity
+        param -= lr * d
+
+    `velocity` (zeros before the first step) is updated in place; it may be None when
+    momentum is 0.
+    """
+    lr, momentum, weight_decay = float(lr), float(momentum), float(weight_decay)
+    if momentum and velocity is None:
+        raise ValueError("sgd_update: momentum != 0 needs a velocity array (zeros at the start)")
+    _check_state("sgd_update", param, grad=grad, velocity=velocity)
+    arrays = (param, grad) if velocity is None else (param, grad, velocity)
+    kernel = _kernel("sgd_update", param) if _in_place_ok(*arrays) else None
+    if kernel is None:
+        reference.sgd_update(param, grad, velocity, lr, momentum, nesterov, weight_decay)
+        return
+    scalar = param.dtype.type
+    v = np.empty(0, param.dtype) if velocity is None else velocity.reshape(-1)
+    kernel(param.reshape(-1), grad.reshape(-1), v, scalar(lr), scalar(momentum), bool(nesterov),
+           scalar(weight_decay))
+
+
+def adam_update(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, step: int,
+                lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+                weight_decay: float = 0.0) -> None:
+    """One Adam step, in place, with PyTorch's conventions (torch.optim.Adam, not AdamW):
+
+        d = grad + weight_decay * param
+        m = beta1 * m + (1 - beta1) * d
+        v = beta2 * v + (1 - beta2) * d**2
+        param -= lr / (1 - beta1**step) * m / (sqrt(v) / sqrt(1 - beta2**step) + eps)
+
+    `step` counts from 1 (the first update); m and v (zeros before it) are updated in place.
+    """
+    if int(step) != step or step < 1:
+        raise ValueError(f"adam_update: step counts updates from 1, got {step}")
+    lr, beta1, beta2 = float(lr), float(beta1), float(beta2)
+    eps, weight_decay = float(eps), float(weight_decay)
+    _check_state("adam_update", param, grad=grad, m=m, v=v)
+    kernel = _kernel("adam_update", param) if _in_place_ok(param, grad, m, v) else None
+    if kernel is None:
+        reference.adam_update(param, grad, m, v, int(step), lr, beta1, beta2, eps, weight_decay)
+        return
+    scalar = param.dtype.type
+    kernel(param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1),
+           scalar(lr / (1 - beta1 ** step)), scalar(beta1), scalar(1 - beta1), scalar(beta2),
+           scalar(1 - beta2), scalar(math.sqrt(1 - beta2 ** step)), scalar(eps),
+           scalar(weight_decay))

@@ -1,0 +1,562 @@
+"""The Numba kernels: each hot path in one pass over memory, compiled on first call, cached on disk.
+
+Importing this module imports Numba but compiles nothing. Every kernel takes C-contiguous
+arrays of one float dtype (float32 or float64) and writes into outputs its caller allocates
+(`kernels/__init__.py` does the checks, the copies and the choice of kernel). Elementwise
+kernels come twice: a serial loop, and a `prange` loop (the `_parallel` twin) for large arrays.
+
+Transcendental functions are computed in float64 by `_exp`, `_log1p_unit` and `_tanh` below,
+written with arithmetic only, so that LLVM vectorizes the loops that call them; Numba's own
+`np.exp` calls libm one element at a time, several times slower than NumPy's SIMD loops.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
+
+# error_model="numpy": x / 0 gives inf or nan like NumPy, without a check that stops vectorization
+_JIT = dict(cache=True, nogil=True, error_model="numpy")
+# the transcendental kernels may fuse a * b + c into one FMA (more accurate, and about 1.7x
+# faster here); the others stay operation for operation like their NumPy twins
+_FAST = dict(_JIT, fastmath={"contract"})
+_INLINE = dict(inline="always", error_model="numpy")
+
+# activation codes of `bias_activation` / `activation_backward`
+IDENTITY, SIGMOID, TANH, RELU = 0, 1, 2, 3
+
+# ---------------------------------------------------------------- scalar building blocks
+_LOG2E = 1.4426950408889634
+_LN2 = 0.6931471805599453
+_LN2_HI = 6.93147180369123816490e-01   # ln 2 in two parts: k * _LN2_HI is exact for |k| < 2**11
+_LN2_LO = 1.90821492927058770002e-10
+# Taylor coefficients 1/n! of exp on |r| <= ln(2)/2: the truncation error is below 1e-17
+_E2, _E3, _E4, _E5, _E6, _E7, _E8, _E9, _E10, _E11, _E12, _E13 = (
+    1.0 / math.factorial(n) for n in range(2, 14))
+# log1p(v) = 2 s (1 + z P(z)), s = v / (2 + v), z = s*s, P(z) = sum_k z^k / (2k + 3); |s| <= 0.2
+_L = tuple(1.0 / (2 * k + 3) for k in range(12))
+_L0, _L1, _L2, _L3, _L4, _L5, _L6, _L7, _L8, _L9, _L10, _L11 = _L
+# tanh(x) = x + x^3 (T3 + T5 x^2 + ...) for |x| < 0.1: the terms left out are below 1e-17 |x|
+_T3, _T5, _T7, _T9 = -1.0 / 3.0, 2.0 / 15.0, -17.0 / 315.0, 62.0 / 2835.0
+_T11, _T13, _T15 = -1382.0 / 155925.0, 21844.0 / 6081075.0, -929569.0 / 638512875.0
+
+
+@intrinsic
+def _float64_from_bits(typingctx, bits):
+    """The float64 whose bit pattern is the int64 `bits` (to build 2**k without libm)."""
+    if not isinstance(bits, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+    return types.float64(types.int64), codegen
+
+
+@njit(**_INLINE)
+def _exp(x):
+    """e**x to about 1 ulp: x = k ln2 + r, e**r by its Taylor polynomial, times 2**k."""
+    finite = x if x == x else 0.0
+    xc = min(max(finite, -746.0), 710.0)           # beyond these e**x is 0 or inf anyway
+    kf = np.floor(xc * _LOG2E + 0.5)
+    r = xc - kf * _LN2_HI - kf * _LN2_LO
+    p = _E13
+    p = p * r + _E12
+    p = p * r + _E11
+    p = p * r + _E10
+    p = p * r + _E9
+    p = p * r + _E8
+    p = p * r + _E7
+    p = p * r + _E6
+    p = p * r + _E5
+    p = p * r + _E4
+    p = p * r + _E3
+    p = p * r + _E2
+    p = p * r + 1.0
+    p = p * r + 1.0
+    k = np.int64(kf)
+    half = k >> 1                                   # 2**k in two factors: no overflow of the
+    rest = k - half                                 # exponent field, one rounding for subnormals
+    y = p * _float64_from_bits((half + 1023) << 52) * _float64_from_bits((rest + 1023) << 52)
+    return y if x == x else x
+
+
+@njit(**_INLINE)
+def _log1p_unit(u):
+    """log(1 + u) for u in [0, 1] (what softplus needs: u = e**-|x|), to a few ulp."""
+    big = u > 0.5
+    v = (u - 1.0) * 0.5 if big else u               # 1 + u = 2 (1 + v) when u > 1/2
+    s = v / (2.0 + v)
+    z = s * s
+    p = _L11
+    p = p * z + _L10
+    p = p * z + _L9
+    p = p * z + _L8
+    p = p * z + _L7
+    p = p * z + _L6
+    p = p * z + _L5
+    p = p * z + _L4
+    p = p * z + _L3
+    p = p * z + _L2
+    p = p * z + _L1
+    p = p * z + _L0
+    log1p_v = 2.0 * s + 2.0 * s * z * p
+    return log1p_v + _LN2 if big else log1p_v
+
+
+@njit(**_INLINE)
+def _sigmoid(x):
+    e = _exp(-abs(x))
+    s = 1.0 / (1.0 + e)
+    return s if x >= 0 else e * s
+
+
+@njit(**_INLINE)
+def _tanh(x):
+    """tanh(x): a Taylor polynomial near 0, (1 - e) / (1 + e) with e = e**(-2|x|) elsewhere."""
+    ax = abs(x)
+    z = x * x
+    p = _T15
+    p = p * z + _T13
+    p = p * z + _T11
+    p = p * z + _T9
+    p = p * z + _T7
+    p = p * z + _T5
+    p = p * z + _T3
+    near_zero = x + x * z * p
+    e = _exp(-2.0 * ax)
+    far = math.copysign((1.0 - e) / (1.0 + e), x)
+    return near_zero if ax < 0.1 else far
+
+
+@njit(**_INLINE)
+def _softplus(x):
+    return max(x, 0.0) + _log1p_unit(_exp(-abs(x))) if x == x else x
+
+
+@njit(**_INLINE)
+def _log_sigmoid(x):
+    return min(x, 0.0) - _log1p_unit(_exp(-abs(x))) if x == x else x
+
+
+# ---------------------------------------------------------------- elementwise: x -> out
+@njit(**_FAST)
+def sigmoid(x, out):
+    for i in range(x.size):
+        out[i] = _sigmoid(np.float64(x[i]))
+
+
+@njit(parallel=True, **_FAST)
+def sigmoid_parallel(x, out):
+    for i in prange(x.size):
+        out[i] = _sigmoid(np.float64(x[i]))
+
+
+@njit(**_FAST)
+def tanh(x, out):
+    for i in range(x.size):
+        out[i] = _tanh(np.float64(x[i]))
+
+
+@njit(parallel=True, **_FAST)
+def tanh_parallel(x, out):
+    for i in prange(x.size):
+        out[i] = _tanh(np.float64(x[i]))
+
+
+@njit(**_JIT)
+def relu(x, out):
+    zero = x.dtype.type(0)
+    for i in range(x.size):
+        v = x[i]
+        out[i] = zero if v <= zero else v
+
+
+@njit(parallel=True, **_JIT)
+def relu_parallel(x, out):
+    zero = x.dtype.type(0)
+    for i in prange(x.size):
+        v = x[i]
+        out[i] = zero if v <= zero else v
+
+
+@njit(**_FAST)
+def softplus(x, out):
+    for i in range(x.size):
+        out[i] = _softplus(np.float64(x[i]))
+
+
+@njit(parallel=True, **_FAST)
+def softplus_parallel(x, out):
+    for i in prange(x.size):
+        out[i] = _softplus(np.float64(x[i]))
+
+
+@njit(**_FAST)
+def log_sigmoid(x, out):
+    for i in range(x.size):
+        out[i] = _log_sigmoid(np.float64(x[i]))
+
+
+@njit(parallel=True, **_FAST)
+def log_sigmoid_parallel(x, out):
+    for i in prange(x.size):
+        out[i] = _log_sigmoid(np.float64(x[i]))
+
+
+# ---------------------------------------------------------------- elementwise: (g, a) -> out
+# in the arrays' own dtype, operation for operation like the NumPy twins
+@njit(**_JIT)
+def sigmoid_backward(g, a, out):
+    one = a.dtype.type(1)
+    for i in range(g.size):
+        out[i] = g[i] * a[i] * (one - a[i])
+
+
+@njit(parallel=True, **_JIT)
+def sigmoid_backward_parallel(g, a, out):
+    one = a.dtype.type(1)
+    for i in prange(g.size):
+        out[i] = g[i] * a[i] * (one - a[i])
+
+
+@njit(**_JIT)
+def tanh_backward(g, a, out):
+    one = a.dtype.type(1)
+    for i in range(g.size):
+        out[i] = g[i] * (one - a[i] * a[i])
+
+
+@njit(parallel=True, **_JIT)
+def tanh_backward_parallel(g, a, out):
+    one = a.dtype.type(1)
+    for i in prange(g.size):
+        out[i] = g[i] * (one - a[i] * a[i])
+
+
+@njit(**_JIT)
+def relu_backward(g, x, out):
+    zero, one = g.dtype.type(0), g.dtype.type(1)
+    for i in range(g.size):
+        out[i] = g[i] * (one if x[i] > zero else zero)
+
+
+@njit(parallel=True, **_JIT)
+def relu_backward_parallel(g, x, out):
+    zero, one = g.dtype.type(0), g.dtype.type(1)
+    for i in prange(g.size):
+        out[i] = g[i] * (one if x[i] > zero else zero)
+
+
+@njit(**_JIT)
+def dropout(x, u, p, scale, out):
+    """out = x * scale where u >= p (kept, probability 1 - p), else 0."""
+    zero = x.dtype.type(0)
+    for i in range(x.size):
+        out[i] = x[i] * scale if u[i] >= p else zero
+
+
+@njit(parallel=True, **_JIT)
+def dropout_parallel(x, u, p, scale, out):
+    zero = x.dtype.type(0)
+    for i in prange(x.size):
+        out[i] = x[i] * scale if u[i] >= p else zero
+
+
+# ---------------------------------------------------------------- blocks of rows
+# A (batch, classes) array is processed in blocks of about _BLOCK elements that stay in cache:
+# row by row where rows differ (the max, the sums), and over the whole flattened block where
+# they do not (e**x), since a row of 10 alone would leave most of a SIMD register empty.
+# Block helpers index views from 0: with a variable start, Numba's check for negative
+# indices would stay in the loop and stop it from vectorizing.
+_BLOCK = 4096
+
+
+@njit(**_INLINE)
+def _blocks(rows, classes):
+    """(rows per block, number of blocks)."""
+    per_block = max(1, _BLOCK // max(classes, 1))
+    return per_block, (rows + per_block - 1) // per_block
+
+
+@njit(**_INLINE)
+def _row_max(row):
+    """max(row), NaN if the row holds one (like np.max), -inf for an empty row."""
+    m = -np.inf
+    nan = False
+    for j in range(row.size):                       # branch-free: random logits would
+        v = np.float64(row[j])                      # mispredict an if
+        m = v if v > m else m
+        nan |= v != v
+    return np.nan if nan else m
+
+
+@njit(**_INLINE)
+def _exp_block(x, shift, e):
+    """e (flat, float64) = e**(x[i, j] - shift[i]) for the block x (rows, c)."""
+    c = x.shape[1]
+    for i in range(x.shape[0]):
+        row, e_row, m = x[i], e[i * c:(i + 1) * c], shift[i]
+        for j in range(c):
+            e_row[j] = np.float64(row[j]) - m
+    for k in range(x.size):
+        e[k] = _exp(e[k])
+
+
+@njit(**_INLINE)
+def _row_maxima(x, row_max):
+    for i in range(x.shape[0]):
+        row_max[i] = _row_max(x[i])
+
+
+@njit(**_INLINE)
+def _softmax_block(x, out, row_max, e):
+    _row_maxima(x, row_max)
+    _exp_block(x, row_max, e)
+    c = x.shape[1]
+    for i in range(x.shape[0]):
+        e_row, out_row = e[i * c:(i + 1) * c], out[i]
+        inverse = 1.0 / np.sum(e_row)
+        for j in range(c):
+            out_row[j] = e_row[j] * inverse
+
+
+@njit(**_INLINE)
+def _log_softmax_block(x, out, row_max, e):
+    _row_maxima(x, row_max)
+    _exp_block(x, row_max, e)
+    c = x.shape[1]
+    for i in range(x.shape[0]):
+        row, out_row, m = x[i], out[i], row_max[i]
+        log_s = math.log(np.sum(e[i * c:(i + 1) * c]))
+        for j in range(c):
+            out_row[j] = (np.float64(row[j]) - m) - log_s
+
+
+@njit(**_INLINE)
+def _logsumexp_block(x, out, row_max, e):
+    """log(sum(e**(x - m))) + m, m the row max, or 0 where that is not finite (like the twin)."""
+    _row_maxima(x, row_max)
+    for i in range(x.shape[0]):
+        if not np.isfinite(row_max[i]):
+            row_max[i] = 0.0
+    _exp_block(x, row_max, e)
+    c = x.shape[1]
+    for i in range(x.shape[0]):
+        out[i] = math.log(np.sum(e[i * c:(i + 1) * c])) + row_max[i]
+
+
+@njit(**_INLINE)
+def _softmax_cross_entropy_block(x, labels, losses, delta, row_max, e):
+    """losses = logsumexp(x) - x[label] per row; delta = softmax(x) - onehot(label)."""
+    _row_maxima(x, row_max)
+    _exp_block(x, row_max, e)
+    c = x.shape[1]
+    for i in range(x.shape[0]):
+        e_row, delta_row, label = e[i * c:(i + 1) * c], delta[i], labels[i]
+        s = np.sum(e_row)
+        inverse = 1.0 / s
+        for j in range(c):
+            delta_row[j] = e_row[j] * inverse
+        delta_row[label] -= 1
+        losses[i] = math.log(s) - (np.float64(x[i, label]) - row_max[i])
+
+
+@njit(**_INLINE)
+def _bce_with_logits_block(x, y, c, losses, delta, per_unit):
+    """For flat blocks x, y, delta of rows of c units: delta = sigmoid(x) - y, and losses =
+    row sums of softplus(x) - x y (= -y log s - (1 - y) log(1 - s), s = sigmoid(x))."""
+    for k in range(x.size):
+        xk, yk = np.float64(x[k]), np.float64(y[k])
+        e = _exp(-abs(xk))
+        s = 1.0 / (1.0 + e)
+        delta[k] = (s if xk >= 0 else e * s) - yk
+        per_unit[k] = max(xk, 0.0) - xk * yk + _log1p_unit(e)
+    for i in range(losses.size):
+        losses[i] = np.sum(per_unit[i * c:(i + 1) * c])
+
+
+@njit(**_INLINE)
+def _bias_activation_block(z, b, code):
+    """z (rows, out) = activation(z + b): the bias row by row, the activation over the block."""
+    for i in range(z.shape[0]):
+        row = z[i]
+        for j in range(row.size):
+            row[j] += b[j]
+    flat = z.reshape(-1)
+    if code == SIGMOID:                             # one loop per activation: each vectorizes
+        for k in range(flat.size):
+            flat[k] = _sigmoid(np.float64(flat[k]))
+    elif code == TANH:
+        for k in range(flat.size):
+            flat[k] = _tanh(np.float64(flat[k]))
+    elif code == RELU:
+        zero = flat.dtype.type(0)
+        for k in range(flat.size):
+            flat[k] = zero if flat[k] <= zero else flat[k]
+
+
+# ---------------------------------------------------------------- row-wise kernels (batch, classes)
+@njit(**_FAST)
+def softmax(x, out):
+    per_block, blocks = _blocks(x.shape[0], x.shape[1])
+    row_max, e = np.empty(per_block), np.empty(per_block * x.shape[1])
+    for b in range(blocks):
+        rows = slice(b * per_block, (b + 1) * per_block)
+        _softmax_block(x[rows], out[rows], row_max, e)
+
+
+@njit(parallel=True, **_FAST)
+def softmax_parallel(x, out):
+    per_block, blocks = _blocks(x.shape[0], x.shape[1])
+    for b in prange(blocks):
+        row_max, e = np.empty(per_block), np.empty(per_block * x.shape[1])
+        rows = slice(b * per_block, (b + 1) * per_block)
+        _softmax_block(x[rows], out[rows], row_max, e)
+
+
+@njit(**_FAST)
+def log_softmax(x, out):
+    per_block, blocks = _blocks(x.shape[0], x.shape[1])
+    row_max, e = np.empty(per_block), np.empty(per_block * x.shape[1])
+    for b in range(blocks):
+        rows = slice(b * per_block, (b + 1) * per_block)
+        _log_softmax_block(x[rows], out[rows], row_max, e)
+
+
+@njit(parallel=True, **_FAST)
+def log_softmax_parallel(x, out):
+    per_block, blocks = _blocks(x.shape[0], x.shape[1])
+    for b in prange(blocks):
+        row_max, e = np.empty(per_block), np.empty(per_block * x.shape[1])
+        rows = slice(b * per_block, (b + 1) * per_block)
+        _log_softmax_block(x[rows], out[rows], row_max, e)
+
+
+@njit(**_FAST)
+def logsumexp(x, out):
+    per_block, blocks = _blocks(x.shape[0], x.shape[1])
+    row_max, e = np.empty(per_block), np.empty(per_block * x.shape[1])
+    for b in range(blocks):
+        rows = slice(b * per_block, (b + 1) * per_block)
+        _logsumexp_block(x[rows], out[rows], row_max, e)
+
+
+@njit(parallel=True, **_FAST)
+def logsumexp_parallel(x, out):
+    per_block, blocks = _blocks(x.shape[0], x.shape[1])
+    for b in prange(blocks):
+        row_max, e = np.empty(per_block), np.empty(per_block * x.shape[1])
+        rows = slice(b * per_block, (b + 1) * per_block)
+        _logsumexp_block(x[rows], out[rows], row_max, e)
+
+
+@njit(**_FAST)
+def softmax_cross_entropy(logits, labels, losses, delta):
+    per_block, blocks = _blocks(logits.shape[0], logits.shape[1])
+    row_max, e = np.empty(per_block), np.empty(per_block * logits.shape[1])
+    for b in range(blocks):
+        rows = slice(b * per_block, (b + 1) * per_block)
+        _softmax_cross_entropy_block(logits[rows], labels[rows], losses[rows], delta[rows], row_max, e)
+
+
+@njit(parallel=True, **_FAST)
+def softmax_cross_entropy_parallel(logits, labels, losses, delta):
+    per_block, blocks = _blocks(logits.shape[0], logits.shape[1])
+    for b in prange(blocks):
+        row_max, e = np.empty(per_block), np.empty(per_block * logits.shape[1])
+        rows = slice(b * per_block, (b + 1) * per_block)
+        _softmax_cross_entropy_block(logits[rows], labels[rows], losses[rows], delta[rows], row_max, e)
+
+
+@njit(**_FAST)
+def bce_with_logits(logits, targets, losses, delta):
+    n, c = logits.shape
+    per_block, blocks = _blocks(n, c)
+    per_unit = np.empty(per_block * c)
+    x, y, d = logits.reshape(-1), targets.reshape(-1), delta.reshape(-1)
+    for b in range(blocks):
+        units = slice(b * per_block * c, (b + 1) * per_block * c)
+        _bce_with_logits_block(x[units], y[units], c, losses[b * per_block:(b + 1) * per_block],
+                               d[units], per_unit)
+
+
+@njit(parallel=True, **_FAST)
+def bce_with_logits_parallel(logits, targets, losses, delta):
+    n, c = logits.shape
+    per_block, blocks = _blocks(n, c)
+    x, y, d = logits.reshape(-1), targets.reshape(-1), delta.reshape(-1)
+    for b in prange(blocks):
+        per_unit = np.empty(per_block * c)
+        units = slice(b * per_block * c, (b + 1) * per_block * c)
+        _bce_with_logits_block(x[units], y[units], c, losses[b * per_block:(b + 1) * per_block],
+                               d[units], per_unit)
+
+
+# ---------------------------------------------------------------- the linear layer's elementwise part
+@njit(**_FAST)
+def bias_activation(z, b, code):
+    """z = activation(z + b), in place over the matmul's output z (batch, out)."""
+    per_block, blocks = _blocks(z.shape[0], z.shape[1])
+    for block in range(blocks):
+        _bias_activation_block(z[block * per_block:(block + 1) * per_block], b, code)
+
+
+@njit(parallel=True, **_FAST)
+def bias_activation_parallel(z, b, code):
+    per_block, blocks = _blocks(z.shape[0], z.shape[1])
+    for block in prange(blocks):
+        _bias_activation_block(z[block * per_block:(block + 1) * per_block], b, code)
+
+
+@njit(**_JIT)
+def linear_backward(g, a, code, delta, db):
+    """delta = g * activation'(z) from the output a (batch, out), and db = its column sums."""
+    one, zero = a.dtype.type(1), a.dtype.type(0)
+    db[:] = zero
+    for i in range(g.shape[0]):
+        for j in range(g.shape[1]):
+            ga, aa = g[i, j], a[i, j]
+            if code == SIGMOID:
+                d = ga * aa * (one - aa)
+            elif code == TANH:
+                d = ga * (one - aa * aa)
+            elif code == RELU:
+                d = ga * (one if aa > zero else zero)
+            else:
+                d = ga
+            delta[i, j] = d
+            db[j] += d
+
+
+# ---------------------------------------------------------------- optimizer updates, in place
+# scalars arrive in the parameters' dtype, so float32 stays float32 like in the NumPy twins
+@njit(**_JIT)
+def sgd_update(param, grad, velocity, lr, momentum, nesterov, weight_decay):
+    zero = param.dtype.type(0)
+    for i in range(param.size):
+        d = grad[i]
+        if weight_decay != zero:
+            d = d + weight_decay * param[i]
+        if momentum != zero:
+            v = momentum * velocity[i] + d
+            velocity[i] = v
+            d = d + momentum * v if nesterov else v
+        param[i] = param[i] - lr * d
+
+
+@njit(**_JIT)
+def adam_update(param, grad, m, v, step_size, beta1, one_minus_beta1, beta2, one_minus_beta2,
+                bias_correction2_sqrt, eps, weight_decay):
+    zero = param.dtype.type(0)
+    for i in range(param.size):
+        d = grad[i]
+        if weight_decay != zero:
+            d = d + weight_decay * param[i]
+        mi = beta1 * m[i] + one_minus_beta1 * d
+        vi = beta2 * v[i] + one_minus_beta2 * d * d
+        m[i] = mi
+        v[i] = vi
+        param[i] = param[i] - step_size * (mi / (np.sqrt(vi) / bias_correction2_sqrt + eps))

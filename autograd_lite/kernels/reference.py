@@ -1,0 +1,158 @@
+"""The NumPy twins of the Numba kernels: the same math, written the obvious way.
+
+They are what `set_kernels("numpy")` runs, what small arrays run (below the size where a
+kernel pays), and what the tests and `benchmarks/kernels.py` compare each kernel with.
+Row-wise functions work over the last axis; float32 stays float32 (Python scalars do not
+promote it).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple
+
+import numpy as np
+
+
+# ---------------------------------------------------------------- elementwise
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + e**-x), through e**-|x| so that neither branch overflows."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def sigmoid_backward(g: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """g * a * (1 - a), a = sigmoid(x)."""
+    return g * a * (1 - a)
+
+
+def tanh(x: np.ndarray) -> np.ndarray:
+    return np.tanh(x)
+
+
+def tanh_backward(g: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """g * (1 - a**2), a = tanh(x)."""
+    return g * (1 - a * a)
+
+
+def relu(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, 0)
+
+
+def relu_backward(g: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """g * [x > 0] (x may be relu's input or its output)."""
+    return g * (x > 0)
+
+
+def softplus(x: np.ndarray) -> np.ndarray:
+    """log(1 + e**x) = max(x, 0) + log1p(e**-|x|)."""
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def log_sigmoid(x: np.ndarray) -> np.ndarray:
+    """log(sigmoid(x)) = min(x, 0) - log1p(e**-|x|)."""
+    return np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
+
+
+def dropout(x: np.ndarray, u: np.ndarray, p: float) -> np.ndarray:
+    """x / (1 - p) where u >= p (kept), 0 elsewhere; u uniform on [0, 1)."""
+    scale = x.dtype.type(1 / (1 - p))
+    return np.where(u >= x.dtype.type(p), x * scale, x.dtype.type(0))
+
+
+# ---------------------------------------------------------------- row-wise, over the last axis
+def softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - np.max(x, axis=-1, keepdims=True))
+    return e / np.sum(e, axis=-1, keepdims=True)
+
+
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    shifted = x - np.max(x, axis=-1, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+
+
+def logsumexp(x: np.ndarray) -> np.ndarray:
+    """m + log(sum(e**(x - m))), m = max(x) (0 when the max is not finite)."""
+    if x.size == 0:
+        with np.errstate(divide="ignore"):
+            return np.log(np.sum(np.exp(x), axis=-1))
+    m = np.max(x, axis=-1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    return (np.log(np.sum(np.exp(x - m), axis=-1, keepdims=True)) + m)[..., 0]
+
+
+def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray,
+                          out: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Per-row losses logsumexp(z) - z[label], and softmax(z) - onehot(label) (into `out`)."""
+    rows = np.arange(logits.shape[0])
+    shifted = logits - np.max(logits, axis=1, keepdims=True)
+    e = np.exp(shifted)
+    s = np.sum(e, axis=1, keepdims=True)
+    losses = np.log(s[:, 0]) - shifted[rows, labels]
+    delta = np.divide(e, s, out=out)
+    delta[rows, labels] -= 1
+    return losses, delta
+
+
+def bce_with_logits(logits: np.ndarray, targets: np.ndarray,
+                    out: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Per-row sums of softplus(z) - z y (= -y log s - (1 - y) log(1 - s), s = sigmoid(z)),
+    and s - y (into `out`). Rows are the first axis; a 1-D input has one unit per row."""
+    per_unit = np.maximum(logits, 0) - logits * targets + np.log1p(np.exp(-np.abs(logits)))
+    losses = per_unit.reshape(logits.shape[0], -1).sum(axis=1)
+    delta = np.subtract(sigmoid(logits), targets, out=out)
+    return losses, delta
+
+
+# ---------------------------------------------------------------- the linear layer
+_ACTIVATE = {None: lambda z: z, "sigmoid": sigmoid, "tanh": tanh, "relu": relu}
+
+
+def linear(x: np.ndarray, W: np.ndarray, b: Optional[np.ndarray],
+           activation: Optional[str]) -> np.ndarray:
+    """activation(x @ W + b)."""
+    return bias_activation(x @ W, b, activation)
+
+
+def bias_activation(z: np.ndarray, b: Optional[np.ndarray], activation: Optional[str]) -> np.ndarray:
+    """activation(z + b), z the matmul's output (batch, out)."""
+    if b is not None:
+        z = z + b
+    return _ACTIVATE[activation](z)
+
+
+def activation_backward(g: np.ndarray, a: np.ndarray, activation: Optional[str]) -> np.ndarray:
+    """delta = g * activation'(z), from the activation's output a."""
+    if activation == "sigmoid":
+        return sigmoid_backward(g, a)
+    if activation == "tanh":
+        return tanh_backward(g, a)
+    if activation == "relu":
+        return relu_backward(g, a)
+    return g
+
+
+# ---------------------------------------------------------------- optimizer updates, in place
+def sgd_update(param: np.ndarray, grad: np.ndarray, velocity: Optional[np.ndarray], lr: float,
+               momentum: float, nesterov: bool, weight_decay: float) -> None:
+    """PyTorch's SGD: d = g + wd p; v = mu v + d; d = d + mu v (Nesterov) or v; p -= lr d."""
+    d = grad + weight_decay * param if weight_decay else grad
+    if momentum:
+        velocity *= momentum
+        velocity += d
+        d = d + momentum * velocity if nesterov else velocity
+    param -= lr * d
+
+
+def adam_update(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, step: int,
+                lr: float, beta1: float, beta2: float, eps: float, weight_decay: float) -> None:
+    """PyTorch's Adam (weight decay added to the gradient, not decoupled), step = 1, 2, ...:
+    d = g + wd p; m = b1 m + (1 - b1) d; v = b2 v + (1 - b2) d**2;
+    p -= lr / (1 - b1**t) * m / (sqrt(v) / sqrt(1 - b2**t) + eps)."""
+    d = grad + weight_decay * param if weight_decay else grad
+    m *= beta1
+    m += (1 - beta1) * d
+    v *= beta2
+    v += (1 - beta2) * d * d
+    step_size = lr / (1 - beta1 ** step)
+    denom = np.sqrt(v) / math.sqrt(1 - beta2 ** step) + eps
+    param -= step_size * (m / denom)
