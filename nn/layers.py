@@ -3,7 +3,9 @@
 Shapes follow the lecture: a batch is a matrix A of shape (samples, in) and a layer
 computes Z = A W + b with W of shape (in, out), so one row per sample all the way through.
 Weights are initialised from a seeded `numpy.random.Generator`: Glorot/Xavier for
-sigmoid and tanh, He for ReLU; biases start at zero.
+sigmoid and tanh, He for ReLU; biases start at zero. On 2-D batches, Linear (and in an MLP
+each Linear with the activation after it) runs as the fused primitive `fused.linear`, and
+Dropout as `fused.dropout`: one kernel pass around the BLAS matmul instead of several ops.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from typing import Any, Dict, Iterator, Optional, Sequence
 import numpy as np
 
 import autograd_lite as ag
-from autograd_lite import Tensor
+from autograd_lite import Tensor, fused
 
 from .module import Module, Parameter
 
@@ -92,11 +94,17 @@ class Linear(Module):
                                 kind="weight")
         self.bias = Parameter(np.zeros(self.out_features, dtype=dtype), kind="bias") if bias else None
 
-    def forward(self, x: Any) -> Tensor:
+    def forward(self, x: Any, activation: Optional[str] = None) -> Tensor:
+        """A W + b, then `activation` (None, "sigmoid", "tanh" or "relu") when given, fused
+        into the same primitive for a 2-D batch."""
         x = _as_input(x, self.weight.dtype)
         _check_features(f"Linear({self.in_features} -> {self.out_features})", x, self.in_features)
-        z = x @ self.weight
-        return z if self.bias is None else z + self.bias
+        if x.ndim == 2:
+            return fused.linear(x, self.weight, self.bias, activation=activation)
+        z = x @ self.weight   # a single sample (in,) or a stack of batches (..., batch, in)
+        if self.bias is not None:
+            z = z + self.bias
+        return z if activation is None else activation_module(activation)(z)
 
     def extra_repr(self) -> str:
         return f"{self.in_features} -> {self.out_features}, bias={self.bias is not None}"
@@ -169,9 +177,7 @@ class Dropout(Module):
         x = ag.as_tensor(x)
         if not self.training or self.p == 0.0:
             return x
-        keep = self.rng.random(x.shape) >= self.p
-        scale = np.asarray(1.0 / (1.0 - self.p), dtype=x.dtype)
-        return x * (keep * scale).astype(x.dtype)
+        return fused.dropout(x, self.p, self.rng)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -244,20 +250,19 @@ class MLP(Module):
         self.dtype = dtype
         self.hidden = [Linear(a, b, bias=bias, init=init or default_init(activation), rng=rng, dtype=dtype)
                        for a, b in zip(sizes[:-2], sizes[1:-1])]
-        self.activation = activation_module(activation)
         self.dropout = Dropout(dropout, rng=rng)
         self.output = Linear(sizes[-2], sizes[-1], bias=bias,
                              init=init or default_init(output_activation),
                              rng=rng, dtype=dtype)
-        self.output_activation = None if output_activation is None else activation_module(output_activation)
 
     def forward(self, x: Any) -> Tensor:
         a = _as_input(x, self.dtype)
         _check_features(f"MLP({self.sizes[0]} -> ... -> {self.sizes[-1]})", a, self.sizes[0])
         for layer in self.hidden:
-            a = self.dropout(self.activation(layer(a)))
-        z = self.output(a)
-        return z if self.output_activation is None else self.output_activation(z)
+            a = self.dropout(layer(a, activation=self.activation_name))
+        if self.output_activation_name == "softmax":
+            return ag.softmax(self.output(a), axis=-1)
+        return self.output(a, activation=self.output_activation_name)
 
     def architecture(self) -> Dict[str, Any]:
         """The constructor arguments as JSON data: `MLP.from_architecture(m.architecture())`

@@ -9,7 +9,7 @@ it is a weight (penalised by `l2_penalty`) or a bias (not penalised).
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Iterator, List, Mapping, NamedTuple, Optional, Tuple
 
 import numpy as np
 

@@ -3,7 +3,8 @@
 The update formulas follow PyTorch's conventions (torch.optim.SGD and torch.optim.Adam):
 weight decay adds `weight_decay * p` to the gradient (L2, not decoupled), the momentum
 buffer starts at zero, and Adam corrects the bias of both moment estimates. Updates are in
-place on each parameter's array, so a model and its optimizer share the same Parameters.
+place on each parameter's array, so a model and its optimizer share the same Parameters, and
+run as the one-pass kernels `autograd_lite.kernels.sgd_update` / `adam_update`.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any, Dict, Iterable, List, Sequence, Tuple, Union
 
 import numpy as np
 
-from autograd_lite import Tensor
+from autograd_lite import Tensor, kernels
 
 from .module import Module
 
@@ -137,14 +138,9 @@ class SGD(Optimizer):
                 "weight_decay": self.weight_decay}
 
     def _update(self, param: np.ndarray, grad: np.ndarray, state: Dict[str, Any]) -> None:
-        if self.weight_decay:
-            grad = grad + self.weight_decay * param
-        if self.momentum:
-            velocity = state.setdefault("velocity", np.zeros_like(param))
-            velocity *= self.momentum
-            velocity += grad
-            grad = grad + self.momentum * velocity if self.nesterov else velocity
-        param -= self.lr * grad
+        velocity = state.setdefault("velocity", np.zeros_like(param)) if self.momentum else None
+        kernels.sgd_update(param, grad, velocity, self.lr, self.momentum, self.nesterov,
+                           self.weight_decay)
 
 
 class Adam(Optimizer):
@@ -178,19 +174,9 @@ class Adam(Optimizer):
                 "weight_decay": self.weight_decay}
 
     def _update(self, param: np.ndarray, grad: np.ndarray, state: Dict[str, Any]) -> None:
-        beta1, beta2 = self.betas
         state["step"] += 1
-        t = state["step"]
-        if self.weight_decay:
-            grad = grad + self.weight_decay * param
-        m, v = state["m"], state["v"]
-        m *= beta1
-        m += (1 - beta1) * grad
-        v *= beta2
-        v += (1 - beta2) * (grad * grad)
-        m_hat = m / (1 - beta1 ** t)
-        v_hat = v / (1 - beta2 ** t)
-        param -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+        kernels.adam_update(param, grad, state["m"], state["v"], state["step"], self.lr,
+                            self.betas[0], self.betas[1], self.eps, self.weight_decay)
 
 
 class LRSchedule:

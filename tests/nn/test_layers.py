@@ -34,6 +34,17 @@ def test_linear_backward_gives_the_lectures_gradients():
     np.testing.assert_allclose(x.grad.data, g @ layer.weight.data.T, rtol=1e-14)   # delta W^T
 
 
+@pytest.mark.parametrize("shape", [(3,), (2, 5, 3)])
+@pytest.mark.parametrize("activation", [None, "tanh"])
+def test_linear_on_a_single_sample_or_a_stack_of_batches(shape, activation):
+    layer = nn.Linear(3, 2, seed=0)
+    layer.bias.data[:] = [0.5, -1.0]
+    x = np.random.default_rng(1).standard_normal(shape)
+    z = x @ layer.weight.data + layer.bias.data
+    expected = z if activation is None else np.tanh(z)
+    np.testing.assert_allclose(layer(x, activation=activation).data, expected, rtol=1e-14)
+
+
 def test_linear_given_the_wrong_width_names_the_expected_width():
     layer = nn.Linear(784, 100, seed=0)
     with pytest.raises(ValueError, match=r"Linear\(784 -> 100\): expected an input whose last axis "
@@ -181,6 +192,12 @@ def test_mlp_matches_the_layer_by_layer_formula(sizes, activation, output_activa
         a = f[activation](a @ layer.weight.data + layer.bias.data)
     expected = f[output_activation](a @ model.output.weight.data + model.output.bias.data)
     np.testing.assert_allclose(model(x).data, expected, rtol=1e-12, atol=1e-14)
+
+
+def test_mlp_on_a_single_sample_equals_its_row_in_a_batch():
+    model = nn.MLP([4, 5, 3], activation="relu", output_activation="softmax", seed=0)
+    batch = np.random.default_rng(0).standard_normal((6, 4))
+    np.testing.assert_allclose(model(batch[2]).data, model(batch).data[2], rtol=1e-13)
 
 
 def test_mlp_parameter_names_follow_the_lecture_layers():

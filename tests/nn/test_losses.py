@@ -89,6 +89,21 @@ def test_sparse_and_one_hot_cross_entropy_agree():
     np.testing.assert_allclose(z.grad.data, w.grad.data, rtol=1e-14, atol=1e-16)
 
 
+def test_categorical_cross_entropy_with_soft_targets_is_the_formula_and_passes_gradcheck():
+    soft = np.random.default_rng(4).dirichlet(np.ones(C), size=N)
+    np.testing.assert_allclose(nn.categorical_cross_entropy(LOGITS, soft, reduction="sum").item(),
+                               -np.sum(soft * _log_softmax(LOGITS)), rtol=1e-12)
+    assert ag.gradcheck(lambda z: nn.categorical_cross_entropy(z, soft), LOGITS)
+
+
+def test_bce_with_logits_on_more_than_two_axes_is_the_formula_and_passes_gradcheck():
+    z = np.random.default_rng(5).standard_normal((3, 2, 4))
+    y = np.random.default_rng(6).uniform(size=(3, 2, 4))
+    expected = np.sum(np.logaddexp(0, z) - y * z) / 3
+    np.testing.assert_allclose(nn.binary_cross_entropy_with_logits(z, y).item(), expected, rtol=1e-12)
+    assert ag.gradcheck(lambda t: nn.binary_cross_entropy_with_logits(t, y), z)
+
+
 @pytest.mark.parametrize("name", ["binary_cross_entropy_with_logits", "categorical_cross_entropy",
                                   "sparse_categorical_cross_entropy"])
 def test_cross_entropies_from_logits_are_finite_at_plus_minus_1000(name):
@@ -135,6 +150,18 @@ def test_l2_penalty_is_half_lambda_times_squared_weights_without_biases():
     for w in (model.hidden[0].weight, model.output.weight):
         np.testing.assert_array_equal(w.grad.data, lam * w.data)     # exactly lam * W
     assert model.hidden[0].bias.grad is None and model.output.bias.grad is None
+
+
+def test_sum_of_squares_primitive_passes_gradcheck_jvp_and_hvp():
+    from nn.losses import sum_of_squares
+    w = np.random.default_rng(2).standard_normal((4, 3))
+    v = np.random.default_rng(3).standard_normal((4, 3))
+    assert ag.gradcheck(sum_of_squares, w)
+    value, tangent = ag.jvp(sum_of_squares, (w,), (v,))
+    np.testing.assert_allclose(value, np.sum(w ** 2), rtol=1e-14)
+    np.testing.assert_allclose(tangent, 2 * np.sum(w * v), rtol=1e-14)
+    # the penalty's Hessian is lam * I, so H v = lam v (forward-over-reverse through its rules)
+    np.testing.assert_allclose(ag.hvp(lambda x: sum_of_squares(x) * (0.3 / 2), w, v), 0.3 * v, rtol=1e-14)
 
 
 def test_l2_penalty_refuses_negative_lambda_and_modules_without_weights():

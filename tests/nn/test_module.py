@@ -94,7 +94,7 @@ def test_repr_shows_the_layer_tree_and_parameter_counts():
     assert text.splitlines()[0] == "MLP(4 -> 8 -> 3, activation='relu'): 67 parameters"
     assert "(hidden.0): Linear(4 -> 8, bias=True): 40 parameters" in text
     assert "(output): Linear(8 -> 3, bias=True): 27 parameters" in text
-    assert "(activation): ReLU()" in text
+    assert "(dropout): Dropout(p=0.0)" in text
     assert model.num_parameters() == 4 * 8 + 8 + 8 * 3 + 3
 
 
