@@ -105,6 +105,7 @@ class Module:
                         yield f"{attr}.{key}", item
 
     def children(self) -> Iterator["Module"]:
+        """The direct sub-modules."""
         for _, module in self.named_children():
             yield module
 
@@ -123,6 +124,7 @@ class Module:
             stack.extend(reversed(children))
 
     def modules(self) -> Iterator["Module"]:
+        """This module and every descendant, each once."""
         for _, module in self.named_modules():
             yield module
 
