@@ -279,3 +279,6 @@ def dropout(x: Any, p: float, rng: np.random.Generator) -> Tensor:
         return x
     u = rng.random(x.shape, dtype=x.dtype if x.dtype.char in "fd" else np.float64)
     return _dropout(x, u.astype(x.dtype, copy=False), p=float(p))
+
+
+PRIMITIVE_NAMES = tuple(p.name for p in (_linear, _softmax_cross_entropy, _bce_with_logits, _dropout))

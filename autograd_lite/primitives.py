@@ -225,6 +225,7 @@ cos = primitive(np.cos, "cos")
 cos.defvjp(lambda g, ans, x: -g * sin(x), text="-g * sin(x)")
 cos.defjvp(lambda t, ans, x: -t * sin(x))
 
+
 def _one_pass(kernel: Callable, rule: Callable) -> Callable:
     """A VJP rule: `kernel` (one fused pass, autograd_lite/kernels) for a plain backward on
     arrays, the readable `rule` on Tensors (create_graph=True, forward mode)."""

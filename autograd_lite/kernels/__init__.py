@@ -140,11 +140,16 @@ def _is_float(x: np.ndarray, *others: np.ndarray) -> bool:
     return True
 
 
+def _contiguous(x: np.ndarray) -> np.ndarray:
+    """x, or a C-contiguous copy of it (np.ascontiguousarray would make a 0-d array 1-d)."""
+    return x if x.flags.c_contiguous else np.ascontiguousarray(x)
+
+
 def _unary(name: str, x: np.ndarray) -> np.ndarray:
     kernel = _kernel(name, x) if _is_float(x) else None
     if kernel is None:
         return getattr(reference, name)(x)
-    x = np.ascontiguousarray(x)
+    x = _contiguous(x)
     out = np.empty(x.shape, x.dtype)
     kernel(x.reshape(-1), out.reshape(-1))
     return out
@@ -154,7 +159,7 @@ def _binary(name: str, g: np.ndarray, a: np.ndarray) -> np.ndarray:
     kernel = _kernel(name, g) if _is_float(g, a) and g.shape == a.shape else None
     if kernel is None:
         return getattr(reference, name)(g, a)
-    g, a = np.ascontiguousarray(g), np.ascontiguousarray(a)
+    g, a = _contiguous(g), _contiguous(a)
     out = np.empty(g.shape, g.dtype)
     kernel(g.reshape(-1), a.reshape(-1), out.reshape(-1))
     return out
@@ -218,7 +223,7 @@ def dropout(x: np.ndarray, u: np.ndarray, p: float) -> np.ndarray:
     kernel = _kernel("dropout", x) if _is_float(x, u) else None
     if kernel is None:
         return reference.dropout(x, u, p)
-    x, u = np.ascontiguousarray(x), np.ascontiguousarray(u)
+    x, u = _contiguous(x), _contiguous(u)
     out = np.empty(x.shape, x.dtype)
     scalar = x.dtype.type
     kernel(x.reshape(-1), u.reshape(-1), scalar(p), scalar(1 / (1 - p)), out.reshape(-1))
@@ -234,7 +239,7 @@ def _rows(name: str, x: np.ndarray, reduce: bool) -> np.ndarray:
     kernel = _kernel(name, x) if _is_float(x) and x.size else None
     if kernel is None:
         return getattr(reference, name)(x)
-    rows = np.ascontiguousarray(x).reshape(-1, x.shape[-1])           # (rows, last axis)
+    rows = _contiguous(x).reshape(-1, x.shape[-1])           # (rows, last axis)
     out = np.empty(rows.shape[:1] if reduce else rows.shape, x.dtype)
     kernel(rows, out)
     return out.reshape(x.shape[:-1] if reduce else x.shape)
@@ -285,7 +290,7 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray,
     kernel = _kernel("softmax_cross_entropy", logits) if _is_float(logits) else None
     if kernel is None or (out is not None and not _writable_like(out, logits)):
         return reference.softmax_cross_entropy(logits, labels, out)
-    logits = np.ascontiguousarray(logits)
+    logits = _contiguous(logits)
     delta = np.empty(logits.shape, logits.dtype) if out is None else out
     losses = np.empty(n, logits.dtype)
     kernel(logits, labels, losses, delta)
@@ -307,11 +312,11 @@ def bce_with_logits(logits: np.ndarray, targets: np.ndarray,
     kernel = _kernel("bce_with_logits", logits) if _is_float(logits) else None
     if kernel is None or (out is not None and not _writable_like(out, logits)):
         return reference.bce_with_logits(logits, targets, out)
-    rows = (logits.shape[0], -1)
-    z = np.ascontiguousarray(logits).reshape(rows)
+    rows = (len(logits), -1 if logits.size else 0)              # (batch, units)
+    z = _contiguous(logits).reshape(rows)
     delta = np.empty(logits.shape, logits.dtype) if out is None else out
     losses = np.empty(logits.shape[0], logits.dtype)
-    kernel(z, np.ascontiguousarray(targets).reshape(rows), losses, delta.reshape(rows))
+    kernel(z, _contiguous(targets).reshape(rows), losses, delta.reshape(rows))
     return losses, delta
 
 
@@ -373,7 +378,7 @@ def linear_backward(g: np.ndarray, a: np.ndarray, x: np.ndarray, W: np.ndarray,
         delta = activation_backward(g, a, activation)
         db = delta.sum(axis=0) if "b" in wrt else None
     else:
-        g, a = np.ascontiguousarray(g), np.ascontiguousarray(a)
+        g, a = _contiguous(g), _contiguous(a)
         delta = np.empty(g.shape, g.dtype)
         db = np.empty(g.shape[1], g.dtype)
         kernel(g, a, code, delta, db)

@@ -61,11 +61,15 @@ def dropout(x: np.ndarray, u: np.ndarray, p: float) -> np.ndarray:
 
 # ---------------------------------------------------------------- row-wise, over the last axis
 def softmax(x: np.ndarray) -> np.ndarray:
+    if x.shape[-1] == 0:  # rows of nothing: nothing to normalize
+        return x.copy()
     e = np.exp(x - np.max(x, axis=-1, keepdims=True))
     return e / np.sum(e, axis=-1, keepdims=True)
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:
+    if x.shape[-1] == 0:
+        return x.copy()
     shifted = x - np.max(x, axis=-1, keepdims=True)
     return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
 
@@ -98,7 +102,7 @@ def bce_with_logits(logits: np.ndarray, targets: np.ndarray,
     """Per-row sums of softplus(z) - z y (= -y log s - (1 - y) log(1 - s), s = sigmoid(z)),
     and s - y (into `out`). Rows are the first axis; a 1-D input has one unit per row."""
     per_unit = np.maximum(logits, 0) - logits * targets + np.log1p(np.exp(-np.abs(logits)))
-    losses = per_unit.reshape(logits.shape[0], -1).sum(axis=1)
+    losses = per_unit.reshape(len(logits), -1 if logits.size else 0).sum(axis=1)
     delta = np.subtract(sigmoid(logits), targets, out=out)
     return losses, delta
 

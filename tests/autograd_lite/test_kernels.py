@@ -1,0 +1,417 @@
+"""The Numba kernels against their NumPy twins, the switch between them, lazy compilation and
+the on-disk cache, and the optimizer updates against PyTorch's conventions.
+
+Each kernel is forced to run (its size thresholds set to 0), as the serial and as the parallel
+loop, on hypothesis-drawn shapes (empty, 0-d, one element, non-contiguous views) and values
+(NaN, +-inf, +-1000). They must agree with the twin to 1e-12 (float64) or 1e-5 (float32),
+relative to the result, or where the result is a difference of larger terms (log_softmax,
+the cross-entropies' derivatives), relative to those terms.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+from hypothesis.extra import numpy as hnp
+
+import autograd_lite as ag
+from autograd_lite import fused, kernels
+from autograd_lite.kernels import jitted, reference
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DTYPES = [np.float64, np.float32]
+SPECIAL = [np.nan, np.inf, -np.inf, 1000.0, -1000.0, 0.0, -0.0, 1e-8, 0.05, -0.05, 30.0, -30.0]
+
+
+VARIANTS = pytest.mark.parametrize("variant", ["serial", "parallel"])
+
+
+@contextmanager
+def forced(variant: str):
+    """Every kernel runs (thresholds 0), serial or parallel, whatever the machine's load."""
+    saved = kernels.THRESHOLDS, kernels._core_to_spare, kernels._backend
+    kernels.THRESHOLDS = {name: (0, 0 if variant == "parallel" and hasattr(jitted, name + "_parallel")
+                                 else None) for name in saved[0]}
+    kernels._core_to_spare = lambda: True
+    kernels._backend = "numba"
+    try:
+        yield
+    finally:
+        kernels.THRESHOLDS, kernels._core_to_spare, kernels._backend = saved
+
+
+def assert_close(actual, expected, dtype, scale=0.0):
+    """|actual - expected| <= rtol (|expected| + scale), NaN where NaN, infinities equal."""
+    rtol = 1e-12 if np.dtype(dtype) == np.float64 else 1e-5
+    actual = np.asarray(actual)
+    assert actual.shape == np.shape(expected)
+    assert actual.dtype == np.dtype(dtype), f"dtype {actual.dtype}, expected {np.dtype(dtype)}"
+    a, e = actual.astype(np.float64), np.asarray(expected, dtype=np.float64)
+    np.testing.assert_array_equal(np.isnan(a), np.isnan(e), err_msg="NaN positions differ")
+    infinite = np.isinf(e)
+    np.testing.assert_array_equal(a[infinite], e[infinite], err_msg="infinities differ")
+    finite = np.isfinite(e)
+    bound = rtol * (np.abs(e) + np.broadcast_to(scale, e.shape)) + np.finfo(dtype).tiny
+    with np.errstate(invalid="ignore"):  # inf - inf where both are infinite
+        error = np.abs(a - e)
+    bad = finite & ~(error <= bound)
+    assert not bad.any(), (f"{bad.sum()} elements differ, worst: actual {a[bad][:3]}, "
+                           f"expected {e[bad][:3]}")
+
+
+def values(dtype, shape):
+    elements = st.one_of(st.sampled_from(SPECIAL), st.floats(-50, 50),
+                         st.floats(allow_nan=True, allow_infinity=True, width=32))
+    return hnp.arrays(np.float64, shape, elements=elements).map(lambda a: a.astype(dtype))
+
+
+@st.composite
+def layouts(draw, dtype, min_dims=0, max_dims=3):
+    """An array as drawn, or a non-contiguous view (every other row, or transposed)."""
+    shape = draw(hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=0, max_side=6))
+    layout = draw(st.sampled_from(["contiguous", "strided", "transposed"]))
+    if layout == "strided" and len(shape) >= 1:
+        base = draw(values(dtype, (2 * shape[0],) + shape[1:]))
+        return base[::2]
+    x = draw(values(dtype, shape))
+    return x.T if layout == "transposed" else x
+
+
+def _quiet(fn, *args):
+    with np.errstate(all="ignore"):
+        return fn(*args)
+
+
+# ---------------------------------------------------------------- elementwise
+@VARIANTS
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["sigmoid", "tanh", "relu", "softplus", "log_sigmoid"])
+@given(data=st.data())
+def test_elementwise_kernel_equals_its_numpy_twin(variant, name, dtype, data):
+    with forced(variant):
+        x = data.draw(layouts(dtype))
+        assert_close(getattr(kernels, name)(x), _quiet(getattr(reference, name), x), dtype)
+
+
+@VARIANTS
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["sigmoid_backward", "tanh_backward", "relu_backward"])
+@given(data=st.data())
+def test_backward_kernel_equals_its_numpy_twin(variant, name, dtype, data):
+    with forced(variant):
+        a = data.draw(layouts(dtype))
+        g = data.draw(values(dtype, a.shape))
+        assert_close(getattr(kernels, name)(g, a), _quiet(getattr(reference, name), g, a), dtype)
+
+
+@VARIANTS
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data())
+def test_dropout_kernel_equals_its_numpy_twin(variant, dtype, data):
+    with forced(variant):
+        x = data.draw(layouts(dtype))
+        u = np.random.default_rng(data.draw(st.integers(0, 99))).random(x.shape).astype(dtype)
+        p = data.draw(st.sampled_from([0.0, 0.1, 0.5, 0.9, 1.0]))
+        expected = np.zeros_like(x) if p == 1 else _quiet(reference.dropout, x, u, p)
+        assert_close(kernels.dropout(x, u, p), expected, dtype)
+
+
+# ---------------------------------------------------------------- row-wise
+def _row_scale(x):
+    """|x - max(row)|: the size of the terms log_softmax subtracts, element by element."""
+    with np.errstate(all="ignore"):
+        finite = np.where(np.isfinite(x), x, 0).astype(np.float64)
+        return 1 + np.abs(finite - finite.max(axis=-1, keepdims=True)) if x.size else 0.0
+
+
+@VARIANTS
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "logsumexp"])
+@given(data=st.data())
+def test_row_kernel_equals_its_numpy_twin(variant, name, dtype, data):
+    with forced(variant):
+        x = data.draw(layouts(dtype, min_dims=1))
+        expected = _quiet(getattr(reference, name), x)
+        scale = _row_scale(x) if name == "log_softmax" else 1.0 if name == "logsumexp" else 0.0
+        assert_close(getattr(kernels, name)(x), expected, dtype, scale)
+
+
+@VARIANTS
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data())
+def test_softmax_cross_entropy_kernel_equals_its_numpy_twin(variant, dtype, data):
+    with forced(variant):
+        logits = data.draw(layouts(dtype, min_dims=2, max_dims=2).filter(lambda z: z.shape[1] > 0))
+        labels = data.draw(hnp.arrays(np.int64, logits.shape[0], elements=st.integers(0, logits.shape[1] - 1)))
+        losses, delta = kernels.softmax_cross_entropy(logits, labels)
+        twin_losses, twin_delta = _quiet(reference.softmax_cross_entropy, logits, labels)
+        assert_close(losses, twin_losses, dtype, scale=1.0 + _row_scale(logits)[np.arange(len(labels)), labels]
+                     if logits.size else 0.0)
+        onehot = np.zeros(logits.shape)
+        onehot[np.arange(len(labels)), labels] = 1
+        assert_close(delta, twin_delta, dtype, scale=onehot)   # softmax - 1 at the label
+
+
+@VARIANTS
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data())
+def test_bce_with_logits_kernel_equals_its_numpy_twin(variant, dtype, data):
+    with forced(variant):
+        logits = data.draw(layouts(dtype, min_dims=1, max_dims=2))
+        targets = data.draw(hnp.arrays(np.float64, logits.shape, elements=st.floats(0, 1))).astype(dtype)
+        losses, delta = kernels.bce_with_logits(logits, targets)
+        twin_losses, twin_delta = _quiet(reference.bce_with_logits, logits, targets)
+        with np.errstate(all="ignore"):  # softplus(z) - z y: terms as large as |z| (1 + y)
+            terms = 1 + 2 * np.abs(logits.astype(np.float64))
+            terms = terms.reshape(len(logits), -1 if logits.size else 0).sum(axis=1)
+        assert_close(losses, twin_losses, dtype, scale=terms)
+        assert_close(delta, twin_delta, dtype, scale=targets)  # sigmoid(z) - y
+
+
+@VARIANTS
+def test_row_kernels_are_stable_at_plus_minus_1000(variant):
+    with forced(variant):
+        z = np.array([[1000.0, -1000.0, 0.0], [-1000.0, -1000.0, -1000.0]])
+        np.testing.assert_allclose(kernels.softmax(z), [[1, 0, 0], [1 / 3, 1 / 3, 1 / 3]], rtol=1e-15)
+        np.testing.assert_allclose(kernels.logsumexp(z), [1000.0, -1000.0 + np.log(3)], rtol=1e-15)
+        losses, delta = kernels.softmax_cross_entropy(z, np.array([1, 0]))
+        np.testing.assert_allclose(losses, [2000.0, np.log(3)], rtol=1e-15)
+        np.testing.assert_allclose(delta, [[1, -1, 0], [-2 / 3, 1 / 3, 1 / 3]], rtol=1e-15, atol=1e-300)
+        losses, delta = kernels.bce_with_logits(np.array([1000.0, -1000.0]), np.array([0.0, 0.0]))
+        np.testing.assert_allclose(losses, [1000.0, 0.0], atol=1e-300)
+        np.testing.assert_allclose(delta, [1.0, 0.0], atol=1e-300)
+
+
+def test_a_label_outside_the_classes_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"label 7 is outside 0\.\.2 .*C = 3"):
+        kernels.softmax_cross_entropy(np.zeros((2, 3)), np.array([0, 7]))
+    with pytest.raises(ValueError, match="label -1"):
+        kernels.softmax_cross_entropy(np.zeros((2, 3)), np.array([-1, 0]))
+    with pytest.raises(TypeError, match="integers"):
+        kernels.softmax_cross_entropy(np.zeros((2, 3)), np.array([0.0, 1.0]))
+
+
+# ---------------------------------------------------------------- the linear layer
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", kernels.ACTIVATIONS)
+@given(batch=st.integers(0, 9), n_in=st.integers(1, 7), n_out=st.integers(1, 12),
+       with_bias=st.booleans(), seed=st.integers(0, 99))
+@VARIANTS
+def test_linear_and_its_backward_equal_their_numpy_twins(variant, activation, dtype, batch, n_in,
+                                                         n_out, with_bias, seed):
+    with forced(variant):
+        rng = np.random.default_rng(seed)
+        x = (3 * rng.standard_normal((batch, n_in))).astype(dtype)
+        W, g = rng.standard_normal((n_in, n_out)).astype(dtype), rng.standard_normal((batch, n_out)).astype(dtype)
+        b = rng.standard_normal(n_out).astype(dtype) if with_bias else None
+        a = kernels.linear(x, W, b, activation)
+        terms = np.abs(x) @ np.abs(W) + (0 if b is None else np.abs(b))  # what z = x W + b sums
+        assert_close(a, reference.linear(x, W, b, activation), dtype, scale=terms)
+        delta = reference.activation_backward(g, a, activation)
+        size = np.abs(delta)                     # sums of products: errors relative to |terms|
+        for got, want, scale in zip(kernels.linear_backward(g, a, x, W, activation),
+                                    (delta @ W.T, x.T @ delta, delta.sum(axis=0)),
+                                    (size @ np.abs(W.T), np.abs(x.T) @ size, size.sum(axis=0))):
+            assert_close(got, want, dtype, scale=scale)
+
+
+def test_linear_refuses_an_unknown_activation_and_a_wrong_bias():
+    with pytest.raises(ValueError, match="activation must be one of"):
+        kernels.linear(np.ones((2, 3)), np.ones((3, 4)), None, "softmax")
+    with pytest.raises(ValueError, match=r"bias has shape \(3,\), expected \(4,\)"):
+        kernels.linear(np.ones((2, 3)), np.ones((3, 4)), np.ones(3), "relu")
+
+
+# ---------------------------------------------------------------- optimizer updates
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("momentum, nesterov, weight_decay",
+                         [(0.0, False, 0.0), (0.9, False, 0.0), (0.9, True, 1e-2), (0.5, False, 1e-3)])
+def test_sgd_update_equals_its_numpy_twin(dtype, momentum, nesterov, weight_decay):
+    with forced("serial"):  # no parallel version
+        rng = np.random.default_rng(0)
+        param, velocity = rng.standard_normal(1001).astype(dtype), np.zeros(1001, dtype)
+        twin_param, twin_velocity = param.copy(), velocity.copy()
+        for _ in range(3):
+            grad = rng.standard_normal(1001).astype(dtype)
+            kernels.sgd_update(param, grad, velocity, 0.1, momentum, nesterov, weight_decay)
+            reference.sgd_update(twin_param, grad, twin_velocity, 0.1, momentum, nesterov, weight_decay)
+        assert_close(param, twin_param, dtype)
+        assert_close(velocity, twin_velocity, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("weight_decay", [0.0, 1e-2])
+def test_adam_update_equals_its_numpy_twin(dtype, weight_decay):
+    with forced("serial"):  # no parallel version
+        rng = np.random.default_rng(1)
+        param = rng.standard_normal(1001).astype(dtype)
+        m, v = np.zeros(1001, dtype), np.zeros(1001, dtype)
+        twin = [param.copy(), m.copy(), v.copy()]
+        for step in range(1, 4):
+            grad = rng.standard_normal(1001).astype(dtype)
+            kernels.adam_update(param, grad, m, v, step, 1e-2, 0.9, 0.999, 1e-8, weight_decay)
+            reference.adam_update(twin[0], grad, twin[1], twin[2], step, 1e-2, 0.9, 0.999, 1e-8, weight_decay)
+        for got, want in zip((param, m, v), twin):
+            assert_close(got, want, dtype)
+
+
+def test_adam_first_step_moves_each_parameter_by_lr_against_the_gradient_sign():
+    with forced("serial"):  # no parallel version
+        # after one step m_hat = g and v_hat = g**2, so the step is lr * g / (|g| + eps)
+        param, grad = np.array([1.0, -2.0, 3.0]), np.array([0.5, -4.0, 1e-3])
+        kernels.adam_update(param, grad, np.zeros(3), np.zeros(3), 1, lr=0.1, eps=1e-8)
+        np.testing.assert_allclose(param, [1.0 - 0.1 * 0.5 / (0.5 + 1e-8), -2.0 + 0.1 * 4 / (4 + 1e-8),
+                                           3.0 - 0.1 * 1e-3 / (1e-3 + 1e-8)], rtol=1e-12)
+
+
+def test_optimizer_updates_follow_pytorch():
+    with forced("serial"):  # no parallel version
+        torch = pytest.importorskip("torch")
+        rng = np.random.default_rng(2)
+        start, grads = rng.standard_normal(50), [rng.standard_normal(50) for _ in range(4)]
+        for make, ours in [
+            (lambda p: torch.optim.SGD([p], lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
+             lambda p, g, s, t: kernels.sgd_update(p, g, s[0], 0.1, 0.9, True, 0.01)),
+            (lambda p: torch.optim.SGD([p], lr=0.1, momentum=0.8, weight_decay=0.0),
+             lambda p, g, s, t: kernels.sgd_update(p, g, s[0], 0.1, 0.8, False, 0.0)),
+            (lambda p: torch.optim.Adam([p], lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.05),
+             lambda p, g, s, t: kernels.adam_update(p, g, s[0], s[1], t, 0.01, 0.8, 0.99, 1e-6, 0.05)),
+        ]:
+            p_torch = torch.tensor(start.copy(), requires_grad=True)
+            optimizer = make(p_torch)
+            param, state = start.copy(), [np.zeros(50), np.zeros(50)]
+            for step, g in enumerate(grads, start=1):
+                p_torch.grad = torch.tensor(g)
+                optimizer.step()
+                ours(param, g, state, step)
+            np.testing.assert_allclose(param, p_torch.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_optimizer_updates_refuse_mismatched_state():
+    with pytest.raises(ValueError, match=r"velocity has shape \(3,\), param \(4,\)"):
+        kernels.sgd_update(np.zeros(4), np.zeros(4), np.zeros(3), 0.1, 0.9)
+    with pytest.raises(ValueError, match="needs a velocity"):
+        kernels.sgd_update(np.zeros(4), np.zeros(4), None, 0.1, 0.9)
+    with pytest.raises(ValueError, match="step counts updates from 1"):
+        kernels.adam_update(np.zeros(4), np.zeros(4), np.zeros(4), np.zeros(4), 0)
+
+
+def test_updates_of_non_contiguous_parameters_happen_in_place():
+    with forced("serial"):  # no parallel version
+        param = np.arange(12.0).reshape(3, 4).T            # a transposed view: the twin updates it
+        kernels.sgd_update(param, np.ones((4, 3)), None, 0.5)
+        np.testing.assert_array_equal(param, np.arange(12.0).reshape(3, 4).T - 0.5)
+
+
+# ---------------------------------------------------------------- the switch
+def test_set_kernels_runs_the_numpy_twins_and_returns_the_previous_setting(monkeypatch):
+    monkeypatch.setattr(kernels, "THRESHOLDS", {name: (0, None) for name in kernels.THRESHOLDS})
+    previous = ag.set_kernels("numpy")
+    try:
+        assert ag.get_kernels() == "numpy"
+        assert kernels._kernel("sigmoid", np.ones(10 ** 6)) is None
+        x = np.linspace(-5, 5, 101)
+        np.testing.assert_array_equal(kernels.sigmoid(x), reference.sigmoid(x))
+    finally:
+        assert ag.set_kernels(previous) == "numpy"
+    assert ag.get_kernels() == previous
+
+
+def test_set_kernels_refuses_an_unknown_name():
+    with pytest.raises(ValueError, match=r"expected one of \('numba', 'numpy'\), got 'cuda'"):
+        ag.set_kernels("cuda")
+
+
+def _python(code: str, **env: str) -> subprocess.CompletedProcess:
+    environment = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), **env)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment,
+                          cwd=ROOT, timeout=300)
+
+
+def test_environment_variable_chooses_the_implementation():
+    shown = _python("import autograd_lite as ag; print(ag.get_kernels())", AUTOGRAD_LITE_KERNELS="numpy")
+    assert shown.stdout.strip() == "numpy", shown.stderr
+    refused = _python("import autograd_lite", AUTOGRAD_LITE_KERNELS="fortran")
+    assert refused.returncode != 0 and "AUTOGRAD_LITE_KERNELS='fortran'" in refused.stderr
+
+
+def test_import_compiles_nothing_and_first_use_compiles_one_signature(tmp_path):
+    code = """
+import sys, json
+import numpy as np
+import autograd_lite as ag
+after_import = "numba" in sys.modules
+ag.sigmoid(ag.tensor(np.ones(10)))                      # small: the NumPy twin, still no Numba
+after_small = "numba" in sys.modules
+import numba
+from autograd_lite.kernels import jitted
+dispatchers = [v for v in vars(jitted).values() if isinstance(v, numba.core.dispatcher.Dispatcher)]
+compiled_before = sum(len(d.signatures) for d in dispatchers)
+x = np.ones(100_000)
+ag.kernels.sigmoid(x)
+compiled_after = {d.py_func.__name__: d.signatures for d in dispatchers if d.signatures}
+print(json.dumps([after_import, after_small, len(dispatchers), compiled_before,
+                  list(compiled_after), compiled_after["sigmoid"] == [(numba.typeof(x),) * 2]]))
+"""
+    result = _python(code, NUMBA_CACHE_DIR=str(tmp_path), AUTOGRAD_LITE_KERNELS="numba")
+    assert result.returncode == 0, result.stderr
+    after_import, after_small, n_kernels, compiled_before, compiled, one_signature = json.loads(result.stdout)
+    assert not after_import and not after_small
+    assert n_kernels > 20 and compiled_before == 0
+    assert compiled == ["sigmoid"] and one_signature
+
+
+def test_a_second_process_loads_the_compiled_kernels_from_the_disk_cache(tmp_path):
+    code = """
+import numpy as np
+from autograd_lite import kernels
+kernels.THRESHOLDS["sigmoid_backward"] = (0, None)
+kernels.sigmoid_backward(np.ones(3, np.float32), np.ones(3, np.float32))
+from autograd_lite.kernels import jitted
+print(sum(jitted.sigmoid_backward.stats.cache_hits.values()),
+      sum(jitted.sigmoid_backward.stats.cache_misses.values()))
+"""
+    first = _python(code, NUMBA_CACHE_DIR=str(tmp_path), AUTOGRAD_LITE_KERNELS="numba")
+    second = _python(code, NUMBA_CACHE_DIR=str(tmp_path), AUTOGRAD_LITE_KERNELS="numba")
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert first.stdout.split() == ["0", "1"]            # compiled, and written to the cache
+    assert second.stdout.split() == ["1", "0"]           # loaded, not compiled
+
+
+# ---------------------------------------------------------------- a whole training step
+def _training_step(dtype, backend):
+    """One step of a 2-layer MLP (fused linear, dropout, softmax cross-entropy, Adam + SGD)."""
+    previous = ag.set_kernels(backend)
+    try:
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((64, 30)).astype(dtype)
+        labels = rng.integers(0, 10, 64)
+        W1 = ag.tensor(0.3 * rng.standard_normal((30, 40)), dtype=dtype, requires_grad=True)
+        b1 = ag.tensor(np.zeros(40), dtype=dtype, requires_grad=True)
+        W2 = ag.tensor(0.3 * rng.standard_normal((40, 10)), dtype=dtype, requires_grad=True)
+        b2 = ag.tensor(np.zeros(10), dtype=dtype, requires_grad=True)
+        h = fused.dropout(fused.linear(x, W1, b1, "tanh"), 0.2, np.random.default_rng(1))
+        loss = fused.softmax_cross_entropy(fused.linear(ag.sigmoid(h), W2, b2), labels)
+        loss.backward()
+        for p in (W1, b1):
+            kernels.adam_update(p.data, p.grad.data, np.zeros_like(p.data), np.zeros_like(p.data), 1,
+                                lr=0.01, weight_decay=1e-4)
+        for p in (W2, b2):
+            kernels.sgd_update(p.data, p.grad.data, np.zeros_like(p.data), 0.1, 0.9, True, 1e-4)
+        return [loss.data] + [p.data for p in (W1, b1, W2, b2)]
+    finally:
+        ag.set_kernels(previous)
+
+
+@VARIANTS
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_an_mlp_training_step_gives_the_same_parameters_with_either_setting(variant, dtype):
+    with forced(variant):
+        for with_kernels, with_twins in zip(_training_step(dtype, "numba"), _training_step(dtype, "numpy")):
+            assert_close(with_kernels, with_twins, dtype, scale=1.0)
