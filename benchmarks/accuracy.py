@@ -32,8 +32,9 @@ from nn.datasets import load_dataset  # noqa: E402
 
 CONFIGS: Dict[str, dict] = {
     "digits-default": dict(DEFAULTS),
-    "lecture": dict(hidden=[100], activation="sigmoid", loss="bce", optimizer="sgd", lr=0.5,
-                    l2=1e-4, dropout=0.0, epochs=30, batch_size=100, schedule="cosine", validation=0.0),
+    # lr, l2 and epochs chosen on a stratified 10,000-image validation split of MNIST's training set
+    "lecture": dict(hidden=[100], activation="sigmoid", loss="bce", optimizer="sgd", lr=0.25,
+                    l2=1e-4, dropout=0.0, epochs=100, batch_size=100, schedule="cosine", validation=0.0),
     "best": dict(hidden=[512, 256], activation="relu", loss="ce", optimizer="adam", lr=1e-3,
                  l2=0.0, dropout=0.2, epochs=20, batch_size=128, schedule="cosine", validation=0.0),
 }

@@ -189,8 +189,11 @@ def _load_idx_set(name: str, files: Dict[str, RemoteFile], mirrors: Sequence[str
                   root: Optional[PathLike], download: bool, verbose: bool,
                   classes: Tuple[str, ...]) -> Dataset:
     base = default_root() if root is None else Path(root).expanduser()
-    # files the user placed directly in root are used as they are; downloads go to root/name
-    folder = base if all((base / f.name).is_file() for f in files.values()) else base / name
+    # files the user placed directly in root are used (MNIST and Fashion-MNIST share file
+    # names, so the published sizes decide); downloads go to root/name
+    direct = all((base / f.name).is_file() and (base / f.name).stat().st_size == f.size
+                 for f in files.values())
+    folder = base if direct else base / name
     log = (lambda message: print(f"{name}: {message}", file=sys.stderr)) if verbose else None
     paths = {key: fetch(f, folder, mirrors, download=download, log=log) for key, f in files.items()}
     return _read_idx_set(name, paths, classes, 255, str(folder), check_label_range=True)

@@ -182,3 +182,10 @@ def test_load_mnist_refuses_a_cached_file_that_was_altered(tmp_path):
     (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(bytes(body))
     with pytest.raises(ChecksumError, match="t10k-labels-idx1-ubyte.gz is in the cache but has SHA-256"):
         load_mnist(tmp_path, download=False)
+
+
+@needs_mnist
+def test_fashion_mnist_does_not_take_mnist_files_with_the_same_names():
+    from nn.datasets import load_fashion_mnist
+    with pytest.raises(DatasetNotFoundError, match="fashion-mnist"):
+        load_fashion_mnist(SHARED_MNIST, download=False)
