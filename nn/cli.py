@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 import numpy as np
 
@@ -128,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
 def run_train(args: argparse.Namespace) -> int:
     if args.plot:
         _require_matplotlib("--plot")
+    for option, target in (("--save", args.save), ("--plot", args.plot)):
+        folder = Path(target).expanduser().resolve().parent if target else None
+        if folder is not None and not folder.is_dir():
+            raise UserError(f"{option} {target}: the folder {folder} does not exist")
     hidden = _parse_hidden(args.hidden) or DEFAULTS["hidden"]
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
     say = (lambda *a: None) if args.quiet else print
@@ -358,11 +362,9 @@ def _plot(histories, path: str) -> None:
 
 
 def _one_sentence(error: BaseException) -> str:
+    """The error's message on one line (multi-line messages, e.g. from load_state_dict, joined)."""
     text = str(error).strip() or type(error).__name__
-    if isinstance(error, FileNotFoundError) and error.filename and not str(error.args[0]).startswith(("load", "no ")):
-        text = f"no such file: {error.filename}"
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return " ".join(lines)
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 def _positive_int(text: str) -> int:

@@ -190,6 +190,12 @@ def test_bad_option_values_are_usage_errors(args, pattern):
     assert_user_error(run_cli("train", *args), pattern, code=2)
 
 
+def test_save_into_a_missing_folder_fails_before_training(tmp_path):
+    proc = run_cli("train", *FAST, "--save", tmp_path / "no" / "m.npz")
+    assert_user_error(proc, r"--save .*m\.npz: the folder .*no does not exist")
+    assert "epoch" not in proc.stdout
+
+
 def test_bad_hidden_value_is_one_sentence():
     assert_user_error(run_cli("train", "--hidden", "10,x"), "--hidden takes positive integers")
 
