@@ -256,20 +256,27 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
                 ans = node.data
             rules = prim.vjps
             produced = [] if backward_hooks else None
+            wanted = [isinstance(x, Tensor) and x.requires_grad and (leads is None or id(x) in leads)
+                      for x in inputs]
+            joint = None
+            if prim.vjp_joint is not None and not tensor_mode:
+                # one call for all inputs: a fused kernel shares its work (e.g. delta) between them
+                joint = prim.vjp_joint(g, ans, *values, wanted=tuple(wanted), **params)
             for i, x in enumerate(inputs):
-                if not (isinstance(x, Tensor) and x.requires_grad):
+                if not wanted[i]:
                     continue
                 xkey = id(x)
-                if leads is not None and xkey not in leads:
-                    continue
-                rule = rules[0] if prim.variadic else rules[i]
-                if rule is None:
-                    raise NotImplementedError(
-                        f"backward: primitive '{prim.name}' has no VJP rule for argument {i}")
-                if prim.variadic:
-                    c = rule(g, ans, *values, argnum=i, **params)
+                if joint is not None:
+                    c = joint[i]
                 else:
-                    c = rule(g, ans, *values, **params)
+                    rule = rules[0] if prim.variadic else rules[i]
+                    if rule is None:
+                        raise NotImplementedError(
+                            f"backward: primitive '{prim.name}' has no VJP rule for argument {i}")
+                    if prim.variadic:
+                        c = rule(g, ans, *values, argnum=i, **params)
+                    else:
+                        c = rule(g, ans, *values, **params)
                 if c.shape != x.shape:
                     c = unbroadcast(c, x.shape)
                 if produced is not None:

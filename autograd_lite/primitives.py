@@ -31,7 +31,7 @@ class Primitive:
     Users add their own with `primitive(...)`, `.defvjp(...)` and `.defjvp(...)`.
     """
 
-    __slots__ = ("name", "forward", "vjps", "jvps", "variadic", "rule_text", "__dict__")
+    __slots__ = ("name", "forward", "vjps", "jvps", "vjp_joint", "variadic", "rule_text", "__dict__")
 
     def __init__(self, name: str, forward: Callable, variadic: bool = False,
                  register: bool = True) -> None:
@@ -39,6 +39,7 @@ class Primitive:
         self.forward = forward
         self.vjps: tuple = ()
         self.jvps: tuple = ()
+        self.vjp_joint: Optional[Callable] = None
         self.variadic = variadic
         self.rule_text: Optional[str] = None  # the local rule in words, for explain()
         if register:
@@ -51,6 +52,15 @@ class Primitive:
         self.vjps = rules
         if text is not None:
             self.rule_text = text
+        return self
+
+    def defvjp_joint(self, rule: Callable) -> "Primitive":
+        """An optional faster first-order backward for all inputs at once:
+        `rule(g, ans, *inputs, wanted=(bool per input), **params)` on arrays returns one
+        cotangent per input (None where not wanted). The per-input rules from `defvjp` stay
+        the definition: they run under create_graph=True and in forward-over-reverse, and
+        tests check the joint rule against them."""
+        self.vjp_joint = rule
         return self
 
     def defjvp(self, *rules: Optional[Callable]) -> "Primitive":
