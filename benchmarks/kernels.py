@@ -122,15 +122,31 @@ def _default_variant(name: str, size: int, dtype: str) -> str:
     return "serial" if size >= serial_from else "numpy"
 
 
-def _median_ms(fn: Call, budget_s: float, min_repeats: int = 5, max_repeats: int = 200) -> float:
-    fn()  # warm-up (and compilation, for a kernel's first call)
-    times: List[float] = []
+def _interleaved_medians_ms(calls: Dict[str, Tuple[Call, object]], budget_s: float,
+                            min_repeats: int = 5, max_repeats: int = 200) -> Dict[str, float]:
+    """Median milliseconds of each call, timed in turns (one of each per round), so that a change
+    in the machine's load during the measurement affects them all alike. Each call is
+    (function, context manager factory or None)."""
+    def once(fn: Call, context) -> float:
+        if context is None:
+            t0 = time.perf_counter()
+            fn()
+            return time.perf_counter() - t0
+        with context():
+            t0 = time.perf_counter()
+            fn()
+            return time.perf_counter() - t0
+
+    for fn, context in calls.values():  # warm-up (and compilation, for a kernel's first call)
+        once(fn, context)
+    times: Dict[str, List[float]] = {key: [] for key in calls}
     start = time.perf_counter()
-    while len(times) < max_repeats and (len(times) < min_repeats or time.perf_counter() - start < budget_s):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+    rounds = 0
+    while rounds < max_repeats and (rounds < min_repeats or time.perf_counter() - start < budget_s):
+        for key, (fn, context) in calls.items():
+            times[key].append(once(fn, context))
+        rounds += 1
+    return {key: 1e3 * statistics.median(t) for key, t in times.items()}
 
 
 def measure(names: List[str], sizes: List[int], dtypes: List[str], classes: int,
@@ -142,19 +158,17 @@ def measure(names: List[str], sizes: List[int], dtypes: List[str], classes: int,
         for n in sizes:
             for name in names:
                 twin, ours = _case(name, n, dtype, classes)
-                row = {"kernel": name, "dtype": dtype_name, "size": n,
-                       "numpy_ms": _median_ms(twin, budget_s)}
-                for variant in ("serial", "parallel"):
-                    if variant == "parallel" and not _has_parallel(name):
-                        row["parallel_ms"] = None
-                        continue
-                    with _Forced(name, variant):
-                        row[variant + "_ms"] = _median_ms(ours, budget_s)
-                row["runs"] = _default_variant(name, n, dtype_name)
-                row["default_ms"] = _median_ms(ours, budget_s)
-                row["ratio"] = row["numpy_ms"] / row["default_ms"]
-                row["best_kernel_ratio"] = row["numpy_ms"] / min(
-                    t for t in (row["serial_ms"], row["parallel_ms"]) if t is not None)
+                calls = {"numpy": (twin, None), "serial": (ours, lambda: _Forced(name, "serial")),
+                         "default": (ours, None)}
+                if _has_parallel(name):
+                    calls["parallel"] = (ours, lambda: _Forced(name, "parallel"))
+                runs = _default_variant(name, n, dtype_name)
+                ms = _interleaved_medians_ms(calls, budget_s * len(calls))
+                row = {"kernel": name, "dtype": dtype_name, "size": n, "numpy_ms": ms["numpy"],
+                       "serial_ms": ms["serial"], "parallel_ms": ms.get("parallel"),
+                       "default_ms": ms["default"], "runs": runs,
+                       "ratio": ms["numpy"] / ms["default"],
+                       "best_kernel_ratio": ms["numpy"] / min(ms["serial"], ms.get("parallel", np.inf))}
                 rows.append(row)
                 print(_format_row(row), flush=True)
     return rows
@@ -219,19 +233,20 @@ print(json.dumps({"import autograd_lite": t1 - t0, "first kernel result": t3 - t
 
 
 def startup(names: List[str], dtype: str) -> dict:
-    """Compile times (cold cache) and warm-start times, each in a fresh process."""
-    with tempfile.TemporaryDirectory() as cache:
+    """Compile times (empty cache) and warm-start times (cache present), in fresh processes."""
+    bench_dir = os.path.dirname(os.path.abspath(__file__))
+
+    def run(script: str, cache: str, *args: str) -> dict:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache, AUTOGRAD_LITE_KERNELS="numba",
                    PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        bench_dir = os.path.dirname(os.path.abspath(__file__))
-        compile_times = json.loads(subprocess.run(
-            [sys.executable, "-c", _COMPILE_SCRIPT, ",".join(names), dtype, bench_dir],
-            env=env, capture_output=True, text=True, check=True).stdout)
-        cold = json.loads(subprocess.run([sys.executable, "-c", _WARM_SCRIPT], env=env,
-                                         capture_output=True, text=True, check=True).stdout)
-        warm = [json.loads(subprocess.run([sys.executable, "-c", _WARM_SCRIPT], env=env,
-                                          capture_output=True, text=True, check=True).stdout)
-                for _ in range(3)]
+        done = subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True,
+                              text=True, check=True)
+        return json.loads(done.stdout)
+
+    with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as other_cache:
+        cold = run(_WARM_SCRIPT, cache)                      # compiles, and fills `cache`
+        warm = [run(_WARM_SCRIPT, cache) for _ in range(3)]  # loads from `cache`
+        compile_times = run(_COMPILE_SCRIPT, other_cache, ",".join(names), dtype, bench_dir)
     return {"dtype": dtype, "compile_s": compile_times, "first_process": cold, "warm_processes": warm}
 
 
@@ -242,7 +257,7 @@ def _print_startup(s: dict) -> None:
     total = sum(v for k, v in s["compile_s"].items() if k != "import numba")
     print(f"  {'all of the above':<34} {total:7.2f}")
     c = s["first_process"]
-    print(f"\nA process whose kernels were not yet cached: first sigmoid result "
+    print(f"\nA first process (empty cache, so it compiles): first sigmoid result "
           f"{c['first kernel result']:.2f} s after import, seven kernels {c['seven kernels']:.2f} s")
     print("Warm processes (cache present), seconds:")
     for w in s["warm_processes"]:

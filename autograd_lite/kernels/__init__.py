@@ -103,10 +103,14 @@ def _jit():
     return _jitted
 
 
-def _kernel(name: str, x: np.ndarray):
-    """The Numba kernel to run on x (its size and dtype), or None for the NumPy twin."""
-    if _backend != "numba":
+def _kernel(name: str, x: np.ndarray, *others: np.ndarray):
+    """The Numba kernel to run on x (by its size and dtype), or None for the NumPy twin. The
+    kernels take ndarrays of one dtype, float32 or float64: x, and `others` of x's shape."""
+    if _backend != "numba" or type(x) is not np.ndarray or x.dtype.char not in "fd":
         return None
+    for other in others:
+        if type(other) is not np.ndarray or other.dtype != x.dtype or other.shape != x.shape:
+            return None
     limits = THRESHOLDS[name]
     serial_from, parallel_from = limits[_FLOAT_NAMES[x.dtype.char]] if type(limits) is dict else limits
     if parallel_from is not None and x.size >= parallel_from and _core_to_spare():
@@ -130,35 +134,25 @@ def _core_to_spare() -> bool:
         return True
 
 
-def _is_float(x: np.ndarray, *others: np.ndarray) -> bool:
-    """All are ndarrays of one dtype, float32 or float64 (what the kernels are compiled for)."""
-    if type(x) is not np.ndarray or x.dtype.char not in "fd":
-        return False
-    for other in others:
-        if type(other) is not np.ndarray or other.dtype != x.dtype:
-            return False
-    return True
-
-
 def _contiguous(x: np.ndarray) -> np.ndarray:
     """x, or a C-contiguous copy of it (np.ascontiguousarray would make a 0-d array 1-d)."""
     return x if x.flags.c_contiguous else np.ascontiguousarray(x)
 
 
-def _unary(name: str, x: np.ndarray) -> np.ndarray:
-    kernel = _kernel(name, x) if _is_float(x) else None
+def _unary(name: str, twin, x: np.ndarray) -> np.ndarray:
+    kernel = _kernel(name, x)
     if kernel is None:
-        return getattr(reference, name)(x)
+        return twin(x)
     x = _contiguous(x)
     out = np.empty(x.shape, x.dtype)
     kernel(x.reshape(-1), out.reshape(-1))
     return out
 
 
-def _binary(name: str, g: np.ndarray, a: np.ndarray) -> np.ndarray:
-    kernel = _kernel(name, g) if _is_float(g, a) and g.shape == a.shape else None
+def _binary(name: str, twin, g: np.ndarray, a: np.ndarray) -> np.ndarray:
+    kernel = _kernel(name, g, a)
     if kernel is None:
-        return getattr(reference, name)(g, a)
+        return twin(g, a)
     g, a = _contiguous(g), _contiguous(a)
     out = np.empty(g.shape, g.dtype)
     kernel(g.reshape(-1), a.reshape(-1), out.reshape(-1))
@@ -168,42 +162,42 @@ def _binary(name: str, g: np.ndarray, a: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- elementwise
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """1 / (1 + e**-x), elementwise, without overflow for any x."""
-    return _unary("sigmoid", x)
+    return _unary("sigmoid", reference.sigmoid, x)
 
 
 def sigmoid_backward(g: np.ndarray, a: np.ndarray) -> np.ndarray:
     """g * a * (1 - a) in one pass: the cotangent of sigmoid's input, from its output a."""
-    return _binary("sigmoid_backward", g, a)
+    return _binary("sigmoid_backward", reference.sigmoid_backward, g, a)
 
 
 def tanh(x: np.ndarray) -> np.ndarray:
     """tanh(x), elementwise."""
-    return _unary("tanh", x)
+    return _unary("tanh", reference.tanh, x)
 
 
 def tanh_backward(g: np.ndarray, a: np.ndarray) -> np.ndarray:
     """g * (1 - a**2) in one pass: the cotangent of tanh's input, from its output a."""
-    return _binary("tanh_backward", g, a)
+    return _binary("tanh_backward", reference.tanh_backward, g, a)
 
 
 def relu(x: np.ndarray) -> np.ndarray:
     """max(x, 0), elementwise (NaN stays NaN)."""
-    return _unary("relu", x)
+    return _unary("relu", reference.relu, x)
 
 
 def relu_backward(g: np.ndarray, x: np.ndarray) -> np.ndarray:
     """g * [x > 0] in one pass (x: relu's input or its output, the mask is the same)."""
-    return _binary("relu_backward", g, x)
+    return _binary("relu_backward", reference.relu_backward, g, x)
 
 
 def softplus(x: np.ndarray) -> np.ndarray:
     """log(1 + e**x), elementwise, stable for any x."""
-    return _unary("softplus", x)
+    return _unary("softplus", reference.softplus, x)
 
 
 def log_sigmoid(x: np.ndarray) -> np.ndarray:
     """log(sigmoid(x)) = -softplus(-x), elementwise, stable for any x."""
-    return _unary("log_sigmoid", x)
+    return _unary("log_sigmoid", reference.log_sigmoid, x)
 
 
 def dropout(x: np.ndarray, u: np.ndarray, p: float) -> np.ndarray:
@@ -220,7 +214,7 @@ def dropout(x: np.ndarray, u: np.ndarray, p: float) -> np.ndarray:
                          "they must be equal")
     if p == 1:
         return np.zeros_like(x)
-    kernel = _kernel("dropout", x) if _is_float(x, u) else None
+    kernel = _kernel("dropout", x, u)
     if kernel is None:
         return reference.dropout(x, u, p)
     x, u = _contiguous(x), _contiguous(u)
@@ -236,7 +230,7 @@ def _rows(name: str, x: np.ndarray, reduce: bool) -> np.ndarray:
     if np.ndim(x) == 0:
         raise ValueError(f"{name}: needs at least 1 dimension (it works over the last axis), "
                          "got a 0-d array")
-    kernel = _kernel(name, x) if _is_float(x) and x.size else None
+    kernel = _kernel(name, x) if x.size else None
     if kernel is None:
         return getattr(reference, name)(x)
     rows = _contiguous(x).reshape(-1, x.shape[-1])           # (rows, last axis)
@@ -287,7 +281,7 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray,
                          f"got shape {np.shape(logits)}")
     n, classes = logits.shape
     labels = check_labels("softmax_cross_entropy", labels, n, classes)
-    kernel = _kernel("softmax_cross_entropy", logits) if _is_float(logits) else None
+    kernel = _kernel("softmax_cross_entropy", logits)
     if kernel is None or (out is not None and not _writable_like(out, logits)):
         return reference.softmax_cross_entropy(logits, labels, out)
     logits = _contiguous(logits)
@@ -309,7 +303,7 @@ def bce_with_logits(logits: np.ndarray, targets: np.ndarray,
         raise ValueError(f"bce_with_logits: targets have shape {np.shape(targets)}, the logits "
                          f"{np.shape(logits)}; they must be equal")
     targets = np.asarray(targets, dtype=logits.dtype)
-    kernel = _kernel("bce_with_logits", logits) if _is_float(logits) else None
+    kernel = _kernel("bce_with_logits", logits)
     if kernel is None or (out is not None and not _writable_like(out, logits)):
         return reference.bce_with_logits(logits, targets, out)
     rows = (len(logits), -1 if logits.size else 0)              # (batch, units)
@@ -348,7 +342,7 @@ def bias_activation(z: np.ndarray, b: Optional[np.ndarray], activation: Optional
     if b is not None and np.shape(b) != z.shape[-1:]:
         raise ValueError(f"linear: the bias has shape {np.shape(b)}, expected ({z.shape[-1]},) "
                          f"for an output of shape {z.shape}")
-    kernel = _kernel("bias_activation", z) if _is_float(z) and z.ndim == 2 else None
+    kernel = _kernel("bias_activation", z) if z.ndim == 2 else None
     if kernel is None or (b is None and code == 0):
         return reference.bias_activation(z, b, activation)
     out = z if in_place and z.flags.c_contiguous and z.flags.writeable else np.array(z, order="C")
@@ -362,7 +356,7 @@ def activation_backward(g: np.ndarray, a: np.ndarray, activation: Optional[str])
     _activation_code("activation_backward", activation)
     if activation is None:
         return g
-    return _binary(activation + "_backward", g, a)
+    return _binary(activation + "_backward", getattr(reference, activation + "_backward"), g, a)
 
 
 def linear_backward(g: np.ndarray, a: np.ndarray, x: np.ndarray, W: np.ndarray,
@@ -372,8 +366,7 @@ def linear_backward(g: np.ndarray, a: np.ndarray, x: np.ndarray, W: np.ndarray,
     a = activation(x @ W + b) and the output cotangent g: delta = g * activation'(z) with the
     bias gradient db = sum_rows(delta) in one pass, then dx = delta W^T, dW = x^T delta (BLAS)."""
     code = _activation_code("linear_backward", activation)
-    kernel = (_kernel("linear_backward", g)
-              if "b" in wrt and _is_float(g, a) and g.shape == a.shape and g.ndim == 2 else None)
+    kernel = _kernel("linear_backward", g, a) if "b" in wrt and g.ndim == 2 else None
     if kernel is None:
         delta = activation_backward(g, a, activation)
         db = delta.sum(axis=0) if "b" in wrt else None
@@ -398,7 +391,7 @@ def _check_state(op: str, param: np.ndarray, **arrays: Optional[np.ndarray]) -> 
 
 
 def _in_place_ok(*arrays: np.ndarray) -> bool:
-    return _is_float(*arrays) and all(a.flags.c_contiguous and a.flags.writeable for a in arrays)
+    return all(type(a) is np.ndarray and a.flags.c_contiguous and a.flags.writeable for a in arrays)
 
 
 def sgd_update(param: np.ndarray, grad: np.ndarray, velocity: Optional[np.ndarray], lr: float,
@@ -418,7 +411,7 @@ def sgd_update(param: np.ndarray, grad: np.ndarray, velocity: Optional[np.ndarra
         raise ValueError("sgd_update: momentum != 0 needs a velocity array (zeros at the start)")
     _check_state("sgd_update", param, grad=grad, velocity=velocity)
     arrays = (param, grad) if velocity is None else (param, grad, velocity)
-    kernel = _kernel("sgd_update", param) if _in_place_ok(*arrays) else None
+    kernel = _kernel("sgd_update", *arrays) if _in_place_ok(*arrays) else None
     if kernel is None:
         reference.sgd_update(param, grad, velocity, lr, momentum, nesterov, weight_decay)
         return
@@ -445,7 +438,7 @@ def adam_update(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarra
     lr, beta1, beta2 = float(lr), float(beta1), float(beta2)
     eps, weight_decay = float(eps), float(weight_decay)
     _check_state("adam_update", param, grad=grad, m=m, v=v)
-    kernel = _kernel("adam_update", param) if _in_place_ok(param, grad, m, v) else None
+    kernel = _kernel("adam_update", param, grad, m, v) if _in_place_ok(param, grad, m, v) else None
     if kernel is None:
         reference.adam_update(param, grad, m, v, int(step), lr, beta1, beta2, eps, weight_decay)
         return
