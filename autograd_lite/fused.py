@@ -63,27 +63,20 @@ def _tangent(dz: Any, ans: Any, activation: Optional[str]) -> Any:
     return dz if slope is None else slope * dz
 
 
-def _linear_vjp_x(g, ans, x, W, b, activation):
-    if _on_arrays(g, ans, W):
-        return kernels.linear_backward(g, ans, x, W, activation, wrt=("x",))[0]
-    return _delta(g, ans, activation) @ W.T
-
-
-def _linear_vjp_W(g, ans, x, W, b, activation):
-    if _on_arrays(g, ans, x):
-        return kernels.linear_backward(g, ans, x, W, activation, wrt=("W",))[0]
-    return x.T @ _delta(g, ans, activation)
-
-
-def _linear_vjp_b(g, ans, x, W, b, activation):
-    if _on_arrays(g, ans):
-        return kernels.linear_backward(g, ans, x, W, activation, wrt=("b",))[0]
-    return _delta(g, ans, activation).sum(axis=0)
+def _linear_vjp_joint(g, ans, x, W, b, activation, wanted):
+    """The plain backward for all inputs at once: delta = g * act'(z) once (with db in the same
+    pass), then dx = delta W^T and dW = x^T delta through BLAS, each only if wanted."""
+    names = [name for name, want in zip(("x", "W", "b"), wanted) if want]
+    grads = dict(zip(names, kernels.linear_backward(g, ans, x, W, activation, wrt=names)))
+    return tuple(grads.get(name) for name in ("x", "W", "b"))
 
 
 _linear = P.primitive(kernels.linear, "linear")
-_linear.defvjp(_linear_vjp_x, _linear_vjp_W, _linear_vjp_b,
+_linear.defvjp(lambda g, ans, x, W, b, activation: _delta(g, ans, activation) @ W.T,
+               lambda g, ans, x, W, b, activation: x.T @ _delta(g, ans, activation),
+               lambda g, ans, x, W, b, activation: _delta(g, ans, activation).sum(axis=0),
                text="delta = g * act'(z): delta @ W^T, x^T @ delta, sum_rows(delta)")
+_linear.defvjp_joint(_linear_vjp_joint)
 _linear.defjvp(lambda t, ans, x, W, b, activation: _tangent(t @ W, ans, activation),
                lambda t, ans, x, W, b, activation: _tangent(x @ t, ans, activation),
                lambda t, ans, x, W, b, activation: _tangent(P.broadcast_to(t, shape=ans.shape),

@@ -157,6 +157,25 @@ def test_linear_equals_the_unfused_composition_in_value_and_gradient(impl, dtype
         np.testing.assert_allclose(got.data, want.data, **tol)
 
 
+@IMPLEMENTATIONS
+@pytest.mark.parametrize("activation", kernels.ACTIVATIONS)
+@pytest.mark.parametrize("wanted", [(True, True, True), (False, True, True), (True, False, False)])
+def test_linear_joint_backward_equals_its_per_input_rules(impl, activation, wanted):
+    rng = np.random.default_rng(6)
+    x, W, b = rng.standard_normal((40, 30)), rng.standard_normal((30, 50)), rng.standard_normal(50)
+    g = rng.standard_normal((40, 50))
+    prim = P.PRIMITIVES["linear"]
+    with implementation(impl):
+        ans = prim(x, W, b, activation=activation)
+        joint = prim.vjp_joint(g, ans, x, W, b, activation=activation, wanted=wanted)
+        for i, want in enumerate(wanted):
+            if not want:
+                assert joint[i] is None
+                continue
+            np.testing.assert_allclose(joint[i], prim.vjps[i](g, ans, x, W, b, activation=activation),
+                                       rtol=1e-12, atol=1e-12)
+
+
 def test_linear_without_bias_and_with_constant_inputs():
     rng = np.random.default_rng(1)
     x, W = rng.standard_normal((4, 3)), ag.tensor(rng.standard_normal((3, 2)), requires_grad=True)
