@@ -30,30 +30,34 @@ ACTIVATIONS = (None, "sigmoid", "tanh", "relu")
 _ACTIVATION_CODES = {None: 0, "sigmoid": 1, "tanh": 2, "relu": 3}  # as in jitted.py
 
 # (serial_from, parallel_from): the number of elements from which the serial kernel runs instead
-# of the NumPy twin, and from which the parallel kernel runs (None: never). A dict gives them
-# per dtype. Measured with `python benchmarks/kernels.py` on 2 cores: below serial_from the twin
-# is faster (call overhead), and for tanh (and float32 softplus / log_sigmoid) NumPy's own SIMD
-# loops beat the serial kernel at every size, so only the parallel one is used.
+# of the NumPy twin, and from which the parallel kernel runs (None: never); a dict gives them
+# per dtype. Measured with `python benchmarks/kernels.py` on 2 cores. Kernels that compute
+# exp / log beat their twins from the first element; those that only move memory pay from
+# about 1000 elements (below, the twin's lower call overhead wins). NumPy's SIMD tanh (and its
+# float32 exp / log1p, for softplus and log_sigmoid) beats the serial kernel at every size:
+# there only the parallel kernel runs. The parallel kernels run from 10^6 elements, and only
+# when a core is free (`_core_to_spare`); a memory-bound loop gains little from a second core.
 _INF = float("inf")
+_PARALLEL_FROM = 1_000_000
 THRESHOLDS: Dict[str, object] = {
-    "sigmoid": (1_000, 1_000_000),
-    "sigmoid_backward": (5_000, 1_000_000),
-    "tanh": {"float32": (_INF, None), "float64": (_INF, 1_000_000)},
-    "tanh_backward": (5_000, 1_000_000),
-    "relu": (5_000, 1_000_000),
-    "relu_backward": (5_000, 1_000_000),
-    "softplus": {"float32": (_INF, 1_000_000), "float64": (1_000, 1_000_000)},
-    "log_sigmoid": {"float32": (_INF, 1_000_000), "float64": (1_000, 1_000_000)},
-    "dropout": (1_000, 1_000_000),
-    "softmax": (1_000, 1_000_000),
-    "log_softmax": (1_000, 1_000_000),
-    "logsumexp": (1_000, 1_000_000),
-    "softmax_cross_entropy": (1_000, 1_000_000),
-    "bce_with_logits": (1_000, 1_000_000),
-    "bias_activation": (1_000, 1_000_000),
+    "sigmoid": (1, _PARALLEL_FROM),
+    "sigmoid_backward": (1_000, None),
+    "tanh": {"float32": (_INF, None), "float64": (_INF, _PARALLEL_FROM)},
+    "tanh_backward": (1_000, None),
+    "relu": (1_000, None),
+    "relu_backward": (1_000, None),
+    "softplus": {"float32": (_INF, _PARALLEL_FROM), "float64": (1, _PARALLEL_FROM)},
+    "log_sigmoid": {"float32": (_INF, _PARALLEL_FROM), "float64": (1, _PARALLEL_FROM)},
+    "dropout": (1_000, None),
+    "softmax": (1, _PARALLEL_FROM),
+    "log_softmax": (1, _PARALLEL_FROM),
+    "logsumexp": (1, _PARALLEL_FROM),
+    "softmax_cross_entropy": (1, _PARALLEL_FROM),
+    "bce_with_logits": (1, _PARALLEL_FROM),
+    "bias_activation": (1, _PARALLEL_FROM),
     "linear_backward": (1_000, None),
     "sgd_update": (1_000, None),
-    "adam_update": (1_000, None),
+    "adam_update": (1, None),
 }
 _FLOAT_NAMES = {"f": "float32", "d": "float64"}  # dtype.char -> name (dtype.name is slow)
 _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

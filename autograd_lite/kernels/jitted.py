@@ -2,8 +2,10 @@
 
 Importing this module imports Numba but compiles nothing. Every kernel takes C-contiguous
 arrays of one float dtype (float32 or float64) and writes into outputs its caller allocates
-(`kernels/__init__.py` does the checks, the copies and the choice of kernel). Elementwise
-kernels come twice: a serial loop, and a `prange` loop (the `_parallel` twin) for large arrays.
+(`kernels/__init__.py` does the checks, the copies and the choice of kernel). The kernels that
+compute (exp, log, tanh) come twice: a serial loop, and a `prange` loop (`_parallel`) for large
+arrays; those that only move memory (the backward passes, relu, dropout, the optimizer updates)
+are serial: a second core adds little memory bandwidth.
 
 Transcendental functions are computed in float64 by `_exp`, `_log1p_unit` and `_tanh` below,
 written with arithmetic only, so that LLVM vectorizes the loops that call them; Numba's own
@@ -174,14 +176,6 @@ def relu(x, out):
         out[i] = zero if v <= zero else v
 
 
-@njit(parallel=True, **_JIT)
-def relu_parallel(x, out):
-    zero = x.dtype.type(0)
-    for i in prange(x.size):
-        v = x[i]
-        out[i] = zero if v <= zero else v
-
-
 @njit(**_FAST)
 def softplus(x, out):
     for i in range(x.size):
@@ -215,24 +209,10 @@ def sigmoid_backward(g, a, out):
         out[i] = g[i] * a[i] * (one - a[i])
 
 
-@njit(parallel=True, **_JIT)
-def sigmoid_backward_parallel(g, a, out):
-    one = a.dtype.type(1)
-    for i in prange(g.size):
-        out[i] = g[i] * a[i] * (one - a[i])
-
-
 @njit(**_JIT)
 def tanh_backward(g, a, out):
     one = a.dtype.type(1)
     for i in range(g.size):
-        out[i] = g[i] * (one - a[i] * a[i])
-
-
-@njit(parallel=True, **_JIT)
-def tanh_backward_parallel(g, a, out):
-    one = a.dtype.type(1)
-    for i in prange(g.size):
         out[i] = g[i] * (one - a[i] * a[i])
 
 
@@ -243,25 +223,11 @@ def relu_backward(g, x, out):
         out[i] = g[i] * (one if x[i] > zero else zero)
 
 
-@njit(parallel=True, **_JIT)
-def relu_backward_parallel(g, x, out):
-    zero, one = g.dtype.type(0), g.dtype.type(1)
-    for i in prange(g.size):
-        out[i] = g[i] * (one if x[i] > zero else zero)
-
-
 @njit(**_JIT)
 def dropout(x, u, p, scale, out):
     """out = x * scale where u >= p (kept, probability 1 - p), else 0."""
     zero = x.dtype.type(0)
     for i in range(x.size):
-        out[i] = x[i] * scale if u[i] >= p else zero
-
-
-@njit(parallel=True, **_JIT)
-def dropout_parallel(x, u, p, scale, out):
-    zero = x.dtype.type(0)
-    for i in prange(x.size):
         out[i] = x[i] * scale if u[i] >= p else zero
 
 
