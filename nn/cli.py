@@ -1,24 +1,33 @@
-"""The command line: `python -m nn train | evaluate | predict`.
+"""The command line: `python -m nn train | evaluate | predict | explain`.
 
 `python -m nn train` with no arguments trains the lecture's network (one hidden sigmoid layer,
 logistic cost on one-hot targets, L2 penalty, mini-batch SGD) on the bundled 8x8 digits and
 prints the progress per epoch and the test accuracy. User errors (a bad option, a missing
 file, a model that does not fit) end with one sentence on stderr and exit code 1 or 2.
+`python -m nn explain` prints the reverse pass of a tiny network step by step.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import re
 import sys
+import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import List, Optional, Sequence
 
 import numpy as np
 
-from .data import preprocess, stratified_split
+import autograd_lite as ag
+
+from .data import one_hot, preprocess, stratified_split
 from .datasets import DatasetError, load_dataset
+from .diagnostics import TrainingWarning
 from .layers import MLP
+from .losses import binary_cross_entropy
 from .optim import SGD, Adam, CosineDecay, StepDecay
 from .serialization import ModelFileError, load, save
 from .train import evaluate, fit, format_confusion, predict_proba
@@ -63,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m nn", description="Train, evaluate and use multilayer perceptrons built "
         "with autograd-lite. Run 'python -m nn train' to train on the bundled 8x8 digits.")
-    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,predict}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,predict,explain}")
 
     train = sub.add_parser("train", help="train a network and report its test accuracy",
                            description="Train a multilayer perceptron. Without options: the lecture's "
@@ -101,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--plot", metavar="CURVES.png", help="plot loss and accuracy per epoch (needs matplotlib)")
     train.add_argument("--confusion", action="store_true", help="print the test confusion matrix")
     train.add_argument("--quiet", action="store_true", help="print only the final result")
+    train.add_argument("--diagnostics", action="store_true",
+                       help="per layer and epoch: gradient norm, weight norm, share of saturated units; "
+                            "warn when a layer saturates or its gradients vanish or explode")
+    train.add_argument("--detect-anomaly", action="store_true",
+                       help="stop at the first operation that makes a NaN or Inf and name it (slower)")
     train.set_defaults(run=run_train)
 
     ev = sub.add_parser("evaluate", help="test accuracy and confusion matrix of a saved model",
@@ -121,6 +135,18 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--max-value", type=_positive_float, default=None,
                     help="the largest pixel value of the .npy data (default: 16 for 8x8, 255 for 28x28)")
     pr.set_defaults(run=run_predict)
+
+    ex = sub.add_parser("explain", help="print the reverse pass of a tiny network step by step",
+                        description="Print autograd_lite.explain for the lecture's network made tiny: a "
+                        "2-layer sigmoid MLP with the logistic cost on a few bundled digits, the reverse "
+                        "pass right to left with each operation's local rule and shapes.",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ex.add_argument("--hidden", type=_positive_int, default=5, metavar="N", help="hidden units")
+    ex.add_argument("--samples", type=_positive_int, default=4, metavar="N", help="digits in the batch")
+    ex.add_argument("--seed", type=int, default=0, help="seed of the weights")
+    ex.add_argument("--dot", metavar="FILE.dot",
+                    help="also write the graph as Graphviz DOT text (then: dot -Tsvg FILE.dot -o graph.svg)")
+    ex.set_defaults(run=run_explain)
     return parser
 
 
@@ -158,9 +184,11 @@ def run_train(args: argparse.Namespace) -> int:
         optimizer = make_optimizer(args.optimizer, model, lr)
         schedule = make_schedule(args.schedule, optimizer, args.epochs)
         started = time.perf_counter()
-        history = fit(model, args.loss, optimizer, (x_train, y_train), validation=validation,
-                      epochs=args.epochs, batch_size=args.batch_size, l2=args.l2, schedule=schedule,
-                      early_stopping=args.early_stopping, seed=seed, verbose=not args.quiet)
+        with _training_messages(model, lr, args.detect_anomaly):
+            history = fit(model, args.loss, optimizer, (x_train, y_train), validation=validation,
+                          epochs=args.epochs, batch_size=args.batch_size, l2=args.l2, schedule=schedule,
+                          early_stopping=args.early_stopping, seed=seed, verbose=not args.quiet,
+                          anomaly=args.detect_anomaly, diagnostics=args.diagnostics)
         seconds = time.perf_counter() - started
         histories.append(history)
         result = evaluate(model, x_test, y_test, loss=args.loss)
@@ -187,6 +215,46 @@ def run_train(args: argparse.Namespace) -> int:
         _plot(histories, args.plot)
         say(f"saved {args.plot}")
     return 0
+
+
+@contextlib.contextmanager
+def _training_messages(model: MLP, lr: float, anomaly: bool):
+    """Around fit: each TrainingWarning printed as a 'warning: ...' line on stderr when it comes,
+    NumPy's overflow warnings silenced (fit reports a non-finite loss itself), and a NaN or an Inf
+    explained in one sentence."""
+    with warnings.catch_warnings(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        warnings.simplefilter("always", TrainingWarning)
+        show_others = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, TrainingWarning):
+                print(f"warning: {message}", file=sys.stderr, flush=True)
+            else:
+                show_others(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        try:
+            yield
+        except ag.AnomalyError as error:
+            raise UserError(_anomaly_sentence(error, model, lr)) from None
+        except FloatingPointError as error:
+            if anomaly:
+                raise
+            raise UserError(f"{_one_sentence(error)}; --detect-anomaly names the operation that "
+                            "made it") from None
+
+
+def _anomaly_sentence(error: BaseException, model: MLP, lr: float) -> str:
+    """The anomaly report's first line, without the code location (inside this command), and why."""
+    first = str(error).strip().splitlines()[0]
+    for cut in (", created at", ". The '"):
+        first = first.split(cut)[0]
+    first = first.removeprefix("anomaly: ")
+    broken = [name for name, p in model.named_parameters() if not np.all(np.isfinite(p.data))]
+    if broken:
+        first += (f", because {', '.join(broken)} had become NaN/Inf in the previous update: the "
+                  f"learning rate ({lr:g}) is far too large")
+    return f"anomaly mode: {first}"
 
 
 # ---------------------------------------------------------------- evaluate
@@ -228,6 +296,66 @@ def run_predict(args: argparse.Namespace) -> int:
             k = int(np.argmax(p))
             print(f"{where}: {k} (probability {p[k]:.3f})")
     return 0
+
+
+# ---------------------------------------------------------------- explain
+def run_explain(args: argparse.Namespace) -> int:
+    if args.dot:
+        folder = Path(args.dot).expanduser().resolve().parent
+        if not folder.is_dir():
+            raise UserError(f"--dot {args.dot}: the folder {folder} does not exist")
+    ds = load_dataset("digits", download=False, verbose=False)
+    if args.samples > len(ds.y_train):
+        raise UserError(f"--samples {args.samples}: the digits have {len(ds.y_train)} training images")
+    x = preprocess(ds.x_train[:args.samples], ds.max_value, FEATURE_RANGE)
+    y = ds.y_train[:args.samples]
+    model = MLP([x.shape[1], args.hidden, ds.num_classes], activation="sigmoid",
+                output_activation="sigmoid", seed=args.seed)
+    a_out = model(x)
+    J = binary_cross_entropy(a_out, one_hot(y, ds.num_classes, a_out.dtype), reduction="sum")
+    network = repr(model).splitlines()[0]
+    print(f"{network}\nthe logistic cost J = -sum[y log a_out + (1 - y) log(1 - a_out)] on "
+          f"{args.samples} bundled digits (labels {', '.join(map(str, y))}), J = {float(J.data):.4f}")
+    if args.dot:
+        _write_text(args.dot, ag.to_dot(J, names=model, title="the logistic cost of " + network))
+    text = ag.explain(J, names=model, file=False)
+    print(text, end="")
+    print(_lecture_legend(text, args.samples, args.hidden, ds.num_classes))
+    if args.dot:
+        print(f"wrote the graph to {args.dot} (draw it with: dot -Tsvg {args.dot} -o graph.svg)")
+    return 0
+
+
+def _lecture_legend(text: str, samples: int, hidden: int, classes: int) -> str:
+    """How the printed steps map to the lecture's delta_out / delta_h equations."""
+    steps = [int(n) for n, name in re.findall(r"^\s*(\d+)\. (\S+)", text, re.M) if name == "linear"]
+    if len(steps) != 2:
+        return ""
+    out, hid = steps
+    return "\n".join([
+        "read against the lecture (a_h = sigmoid(A_in W_h + b_h), a_out = sigmoid(a_h W_out + b_out);",
+        "each 'linear' is one layer with its sigmoid folded in, act'(z) = a (1 - a)):",
+        f"  steps 1-{out - 1}: the cost; they hand the output layer g = dJ/da_out, ({samples}, {classes})",
+        f"  step {out}: the output layer: delta_out = g * a_out (1 - a_out) (= a_out - y for this cost);",
+        "      output.weight gets a_h^T delta_out, output.bias the column sums of delta_out,",
+        f"      and delta_out W_out^T, ({samples}, {hidden}), goes back to the hidden layer",
+        f"  step {hid}: the hidden layer: delta_h = (delta_out W_out^T) * a_h (1 - a_h);",
+        "      hidden.0.weight gets A_in^T delta_h, hidden.0.bias the column sums of delta_h",
+        "      (the input A_in is a constant: no gradient goes to it)"])
+
+
+def _write_text(path: str, text: str) -> None:
+    """Write text to path atomically (a temporary file in the same folder, then os.replace)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".explain-", suffix=".dot", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def _read_images(path: Path, width: int, side: int, max_value: float) -> np.ndarray:

@@ -7,6 +7,7 @@ masks) comes from seeded generators, so the same seeds give the same history.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -19,6 +20,7 @@ import autograd_lite as ag
 from autograd_lite import Tensor
 
 from .data import batches, check_labels, one_hot
+from .diagnostics import EpochDiagnostics, TrainingMonitor
 from .losses import (binary_cross_entropy, binary_cross_entropy_with_logits, l2_penalty, mse,
                      sparse_categorical_cross_entropy)
 from .module import Module
@@ -72,6 +74,7 @@ class History:
     history: Dict[str, List[float]] = field(default_factory=dict)
     best_epoch: Optional[int] = None     # 1-based; the epoch whose weights the model has after
     stopped_early: bool = False          # early stopping (restore_best_weights)
+    diagnostics: List[EpochDiagnostics] = field(default_factory=list)  # per epoch, with diagnostics=True
 
     def append(self, logs: Dict[str, float]) -> None:
         for key, value in logs.items():
@@ -109,7 +112,7 @@ def fit(model: Module, loss: Union[str, LossFn], optimizer: Any, train: Tuple[np
         batch_size: Optional[int] = 32, l2: float = 0.0, schedule: Any = None,
         early_stopping: Optional[int] = None, restore_best_weights: bool = True,
         callbacks: Sequence[Callback] = (), seed: Optional[int] = 0, verbose: bool = True,
-        file: Optional[IO[str]] = None) -> History:
+        file: Optional[IO[str]] = None, anomaly: bool = False, diagnostics: bool = False) -> History:
     """Train `model` on `train = (x, labels)` for `epochs` passes of mini-batches; return a History.
 
     - `loss`: a name in LOSSES ("bce" is the lecture's logistic cost for sigmoid outputs, "ce"
@@ -124,6 +127,12 @@ def fit(model: Module, loss: Union[str, LossFn], optimizer: Any, train: Tuple[np
     - `callbacks`: functions (epoch, logs) called after each epoch; returning True stops training.
     - `seed`: the batch order; the same seeds (here and in the model) give the same history.
     - `verbose`: one line per epoch on `file` (stdout), plus a live progress bar on a terminal.
+    - `anomaly`: train inside `autograd_lite.detect_anomaly()`, which stops at the first primitive
+      that makes a NaN or an Inf and names it (slower; for finding where a loss turns NaN).
+    - `diagnostics`: per layer and epoch, the gradient norm, the weight norm and the share of
+      saturated (sigmoid/tanh) or dead (ReLU) units, in `history.diagnostics` (and printed when
+      verbose); a `TrainingWarning` when a layer saturates, its gradients vanish or explode, or
+      the loss sits on a plateau (see nn/diagnostics.py).
 
     Example:
         >>> model = nn.MLP([64, 100, 10], activation="sigmoid", output_activation="sigmoid", seed=0)
@@ -145,54 +154,64 @@ def fit(model: Module, loss: Union[str, LossFn], optimizer: Any, train: Tuple[np
     history = History()
     monitor = "val_loss" if val is not None else "loss"
     best, best_epoch, best_state, waited = math.inf, None, None, 0
-    for epoch in range(1, epochs + 1):
-        model.train()
-        started = time.perf_counter()
-        total_loss, correct, seen = 0.0, 0, 0
-        lr = float(getattr(optimizer, "lr", float("nan")))
-        for i, (xb, yb) in enumerate(batch_iter, 1):
-            outputs = model(xb)
-            cost = loss_fn(outputs, yb)
-            if l2:
-                cost = cost + l2_penalty(model, l2)
-            optimizer.zero_grad()
-            cost.backward()
-            optimizer.step()
-            value = float(cost.data)
-            if not math.isfinite(value):
-                raise FloatingPointError(
-                    f"fit: the loss became {value} at epoch {epoch}, batch {i}; the learning rate "
-                    f"({lr}) is probably too large")
-            total_loss += value * len(yb)
-            correct += int(np.sum(np.argmax(outputs.data, axis=-1) == yb))
-            seen += len(yb)
+    watcher = TrainingMonitor(model, l2=l2) if diagnostics else None
+    with ag.detect_anomaly(enabled=anomaly), (watcher or contextlib.nullcontext()):
+        for epoch in range(1, epochs + 1):
+            model.train()
+            started = time.perf_counter()
+            total_loss, correct, seen = 0.0, 0, 0
+            lr = float(getattr(optimizer, "lr", float("nan")))
+            if watcher:
+                watcher.start_epoch()
+            for i, (xb, yb) in enumerate(batch_iter, 1):
+                outputs = model(xb)
+                cost = loss_fn(outputs, yb)
+                if l2:
+                    cost = cost + l2_penalty(model, l2)
+                optimizer.zero_grad()
+                cost.backward()
+                if watcher:
+                    watcher.after_backward()
+                optimizer.step()
+                value = float(cost.data)
+                if not math.isfinite(value):
+                    raise FloatingPointError(
+                        f"fit: the loss became {value} at epoch {epoch}, batch {i}; the learning rate "
+                        f"({lr}) is probably too large")
+                total_loss += value * len(yb)
+                correct += int(np.sum(np.argmax(outputs.data, axis=-1) == yb))
+                seen += len(yb)
+                if bar:
+                    bar.update(epoch, epochs, i, total_loss / seen, seen, time.perf_counter() - started)
+            logs = {"loss": total_loss / max(seen, 1), "accuracy": correct / max(seen, 1)}
+            if watcher:
+                history.diagnostics.append(watcher.end_epoch(epoch, logs["loss"], lr))
+            if val is not None:
+                result = evaluate(model, val[0], val[1], loss=loss_fn)
+                logs.update(val_loss=result.loss, val_accuracy=result.accuracy)
+            logs.update(lr=lr, seconds=time.perf_counter() - started)
+            history.append(logs)
+            if schedule is not None:
+                schedule.step()
             if bar:
-                bar.update(epoch, epochs, i, total_loss / seen, seen, time.perf_counter() - started)
-        logs = {"loss": total_loss / max(seen, 1), "accuracy": correct / max(seen, 1)}
-        if val is not None:
-            result = evaluate(model, val[0], val[1], loss=loss_fn)
-            logs.update(val_loss=result.loss, val_accuracy=result.accuracy)
-        logs.update(lr=lr, seconds=time.perf_counter() - started)
-        history.append(logs)
-        if schedule is not None:
-            schedule.step()
-        if bar:
-            bar.clear()
-        if verbose:
-            print(_epoch_line(epoch, epochs, logs), file=out, flush=True)
-        stop = False
-        if logs[monitor] < best:
-            best, best_epoch, waited = logs[monitor], epoch, 0
-            if early_stopping is not None and restore_best_weights:
-                best_state = model.state_dict()
-        else:
-            waited += 1
-            stop = early_stopping is not None and waited >= int(early_stopping)
-        for callback in callbacks:
-            stop = bool(callback(epoch, dict(logs))) or stop
-        if stop:
-            history.stopped_early = True
-            break
+                bar.clear()
+            if verbose:
+                print(_epoch_line(epoch, epochs, logs), file=out, flush=True)
+                if watcher:
+                    print(history.diagnostics[-1].table(), file=out, flush=True)
+            stop = False
+            if logs[monitor] < best:
+                best, best_epoch, waited = logs[monitor], epoch, 0
+                if early_stopping is not None and restore_best_weights:
+                    best_state = model.state_dict()
+            else:
+                waited += 1
+                stop = early_stopping is not None and waited >= int(early_stopping)
+            for callback in callbacks:
+                stop = bool(callback(epoch, dict(logs))) or stop
+            if stop:
+                history.stopped_early = True
+                break
     history.best_epoch = history.epochs or None
     if best_state is not None and best_epoch != history.epochs:
         model.load_state_dict(best_state)
