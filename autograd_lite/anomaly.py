@@ -31,8 +31,10 @@ def _user_frame() -> Optional[Tuple[str, int, str]]:
     """(file, line, function) of the innermost caller outside autograd_lite and nn."""
     frame = sys._getframe(1)
     while frame is not None:
-        filename = os.path.abspath(frame.f_code.co_filename)
-        if not filename.startswith(_LIBRARY_DIRS):
+        filename = frame.f_code.co_filename
+        if not filename.startswith("<frozen"):  # runpy's frames are not the user's code
+            filename = os.path.abspath(filename)
+        if not filename.startswith(_LIBRARY_DIRS + ("<frozen",)):
             return filename, frame.f_lineno, frame.f_code.co_name
         frame = frame.f_back
     return None

@@ -151,7 +151,11 @@ def explain(root: Tensor, names: Any = None, file: Any = None) -> str:
     def record(node: Tensor, g: Any, produced: list) -> None:
         rule = node._op.rule_text or "its VJP rule"
         outs = ", ".join(f"{_describe(x, labels)} {_shape(c)}" for _, x, c in produced)
-        steps.append(f"{len(steps) + 1:3d}. {node._op.name:<14} g {_shape(g):<12} "
+        name = node._op.name
+        activation = (node._params or {}).get("activation")
+        if activation:  # a fused layer: say which activation its rule differentiates
+            name += f"[{activation}]"
+        steps.append(f"{len(steps) + 1:3d}. {name:<14} g {_shape(g):<12} "
                      f"rule: {rule}\n       -> {outs}")
 
     seed = engine._seed(root, None, False, "explain")
