@@ -14,7 +14,8 @@ def test_explain_lists_the_lecture_networks_primitives_right_to_left():
     steps = STEP.findall(proc.stdout)
     # the logistic cost (its two log terms, each clipped), then the output layer, then the hidden one
     assert [name for _, name, _ in steps] == ["sum", "negative", "add", "multiply", "log", "clip",
-                                              "multiply", "log", "clip", "subtract", "linear", "linear"]
+                                              "multiply", "log", "clip", "subtract", "linear[sigmoid]",
+                                              "linear[sigmoid]"]
     assert [int(n) for n, _, _ in steps] == list(range(1, 13))
     assert steps[-2][2] == "(4, 10)" and steps[-1][2] == "(4, 5)"   # delta_out, then delta_h
     # parameters appear under their dotted names where their gradients come out
