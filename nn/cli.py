@@ -328,7 +328,7 @@ def run_explain(args: argparse.Namespace) -> int:
 
 def _lecture_legend(text: str, samples: int, hidden: int, classes: int) -> str:
     """How the printed steps map to the lecture's delta_out / delta_h equations."""
-    steps = [int(n) for n, name in re.findall(r"^\s*(\d+)\. (\S+)", text, re.M) if name == "linear"]
+    steps = [int(n) for n, name in re.findall(r"^\s*(\d+)\. (\S+)", text, re.M) if name.startswith("linear")]
     if len(steps) != 2:
         return ""
     out, hid = steps
