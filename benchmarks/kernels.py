@@ -316,8 +316,8 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     print(f"numpy {np.__version__}, Python {platform.python_version()}, {os.cpu_count()} cores, "
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}, "
-          f"load average {os.getloadavg()[0]:.2f} (the default runs the parallel kernels only "
-          f"below {kernels._CORES - 0.5})")
+          f"load average {os.getloadavg()[0]:.2f}; a core to spare for the parallel kernels "
+          f"now: {'yes' if kernels._core_to_spare() else 'no (the default runs them serially)'}")
     # compile everything first, so that the table measures running, not compiling
     for dtype in args.dtypes:
         for name in args.kernels:

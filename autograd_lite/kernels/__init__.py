@@ -128,14 +128,19 @@ def _kernel(name: str, x: np.ndarray, *others: np.ndarray):
 
 
 def _core_to_spare() -> bool:
-    """Whether a parallel loop would get a second core now. With every core busy its threads
-    wait for time slices (milliseconds each) and it runs far slower than the serial loop."""
-    if _CORES < 2:
-        return False
+    """Whether a parallel loop would get a second core now: fewer threads ready to run than
+    cores (Linux counts them, this one included, in /proc/loadavg). With every core busy the
+    loop's threads wait for time slices (milliseconds each) and it runs far slower than the
+    serial loop; the 1-minute load average reacts too slowly to tell."""
     try:
-        return os.getloadavg()[0] < _CORES - 0.5
-    except (AttributeError, OSError):  # no load average on this platform
-        return True
+        with open("/proc/loadavg", "rb") as f:
+            running = int(f.read().split()[3].split(b"/")[0])
+    except (OSError, ValueError, IndexError):  # not Linux: fall back on the load average
+        try:
+            return os.getloadavg()[0] < _CORES - 0.5
+        except (AttributeError, OSError):
+            return _CORES > 1
+    return running < _CORES
 
 
 def _contiguous(x: np.ndarray) -> np.ndarray:
