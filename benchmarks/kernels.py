@@ -126,7 +126,8 @@ def _interleaved_medians_ms(calls: Dict[str, Tuple[Call, object]], budget_s: flo
                             min_repeats: int = 5, max_repeats: int = 200) -> Dict[str, float]:
     """Median milliseconds of each call, timed in turns (one of each per round), so that a change
     in the machine's load during the measurement affects them all alike. Each call is
-    (function, context manager factory or None)."""
+    (function, context manager factory or None). The parallel kernels are timed apart: after a
+    parallel loop Numba's threads keep spinning for a while, which would slow the next call."""
     def once(fn: Call, context) -> float:
         if context is None:
             t0 = time.perf_counter()
@@ -160,10 +161,11 @@ def measure(names: List[str], sizes: List[int], dtypes: List[str], classes: int,
                 twin, ours = _case(name, n, dtype, classes)
                 calls = {"numpy": (twin, None), "serial": (ours, lambda: _Forced(name, "serial")),
                          "default": (ours, None)}
-                if _has_parallel(name):
-                    calls["parallel"] = (ours, lambda: _Forced(name, "parallel"))
                 runs = _default_variant(name, n, dtype_name)
                 ms = _interleaved_medians_ms(calls, budget_s * len(calls))
+                if _has_parallel(name):  # apart: its idle threads spin a while after each call
+                    ms.update(_interleaved_medians_ms(
+                        {"parallel": (ours, lambda: _Forced(name, "parallel"))}, budget_s))
                 row = {"kernel": name, "dtype": dtype_name, "size": n, "numpy_ms": ms["numpy"],
                        "serial_ms": ms["serial"], "parallel_ms": ms.get("parallel"),
                        "default_ms": ms["default"], "runs": runs,

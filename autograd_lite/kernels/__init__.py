@@ -110,13 +110,16 @@ def _jit():
 def _kernel(name: str, x: np.ndarray, *others: np.ndarray):
     """The Numba kernel to run on x (by its size and dtype), or None for the NumPy twin. The
     kernels take ndarrays of one dtype, float32 or float64: x, and `others` of x's shape."""
-    if _backend != "numba" or type(x) is not np.ndarray or x.dtype.char not in "fd":
+    if _backend != "numba" or type(x) is not np.ndarray:
+        return None
+    char = x.dtype.char
+    if char not in "fd":
         return None
     for other in others:
         if type(other) is not np.ndarray or other.dtype != x.dtype or other.shape != x.shape:
             return None
     limits = THRESHOLDS[name]
-    serial_from, parallel_from = limits[_FLOAT_NAMES[x.dtype.char]] if type(limits) is dict else limits
+    serial_from, parallel_from = limits[_FLOAT_NAMES[char]] if type(limits) is dict else limits
     if parallel_from is not None and x.size >= parallel_from and _core_to_spare():
         suffix = "_parallel"
     elif x.size >= serial_from:

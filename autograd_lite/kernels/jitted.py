@@ -27,7 +27,7 @@ _JIT = dict(cache=True, nogil=True, error_model="numpy")
 _FAST = dict(_JIT, fastmath={"contract"})
 _INLINE = dict(inline="always", error_model="numpy")
 
-# activation codes of `bias_activation` / `activation_backward`
+# activation codes of `bias_activation` and `linear_backward` (kernels._ACTIVATION_CODES)
 IDENTITY, SIGMOID, TANH, RELU = 0, 1, 2, 3
 
 # ---------------------------------------------------------------- scalar building blocks
