@@ -279,6 +279,7 @@ def _plot(rows: List[dict], path: str) -> None:
     dtypes = sorted({r["dtype"] for r in rows})
     fig, axes = plt.subplots(1, len(dtypes), figsize=(7 * len(dtypes), 5), squeeze=False)
     for ax, dtype in zip(axes[0], dtypes):
+        ax.set_prop_cycle(color=plt.cm.tab20.colors)  # 18 kernels: 10 default colors repeat
         for name in dict.fromkeys(r["kernel"] for r in rows):
             pts = [(r["size"], r["ratio"]) for r in rows if r["kernel"] == name and r["dtype"] == dtype]
             ax.plot(*zip(*pts), marker="o", label=name)
