@@ -32,6 +32,11 @@ def _as_input(x: Any) -> Any:
     return x if isinstance(x, Tensor) else np.asarray(x)
 
 
+def _check_float(op: str, x: Any, name: str = "logits") -> None:
+    if x.dtype.kind != "f":
+        raise TypeError(f"{op}: {name} must be floating point, got dtype {x.dtype}")
+
+
 def _check_reduction(op: str, reduction: str) -> None:
     if reduction not in REDUCTIONS:
         raise ValueError(f"{op}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
@@ -189,6 +194,7 @@ def softmax_cross_entropy(logits: Any, labels: Any, reduction: str = "mean") -> 
     if logits.ndim != 2:
         raise ValueError(f"softmax_cross_entropy: logits must be 2-D (batch, classes), "
                          f"got shape {logits.shape}")
+    _check_float("softmax_cross_entropy", logits)
     labels = kernels.check_labels("softmax_cross_entropy", _data(labels), *logits.shape)
     return _softmax_cross_entropy(logits if isinstance(logits, Tensor) else Tensor(logits),
                                   labels, reduction=reduction)
@@ -236,6 +242,7 @@ def bce_with_logits(logits: Any, targets: Any, reduction: str = "mean") -> Tenso
     if targets.shape != logits.shape:
         raise ValueError(f"bce_with_logits: targets have shape {targets.shape}, the logits "
                          f"{logits.shape}; they must be equal")
+    _check_float("bce_with_logits", logits)
     if not isinstance(targets, Tensor) and targets.dtype != logits.dtype:
         targets = targets.astype(logits.dtype)
     if not isinstance(logits, Tensor) and not isinstance(targets, Tensor):
@@ -266,8 +273,7 @@ def dropout(x: Any, p: float, rng: np.random.Generator) -> Tensor:
         raise TypeError(f"dropout: rng must be a numpy.random.Generator "
                         f"(np.random.default_rng(seed)), got {type(rng).__name__}")
     x = x if isinstance(x, Tensor) else Tensor(x)
-    if x.dtype.kind != "f":
-        raise TypeError(f"dropout: x must be floating point, got dtype {x.dtype}")
+    _check_float("dropout", x, "x")
     if p == 0:
         return x
     u = rng.random(x.shape, dtype=x.dtype if x.dtype.char in "fd" else np.float64)

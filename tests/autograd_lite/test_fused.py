@@ -244,6 +244,8 @@ def test_a_label_outside_the_classes_names_the_label_and_the_number_of_classes()
         fused.softmax_cross_entropy(np.zeros((3, 10)), [0.0, 1.0, 2.0])
     with pytest.raises(ValueError, match="reduction must be one of"):
         fused.softmax_cross_entropy(np.zeros((3, 10)), [0, 1, 2], reduction="none")
+    with pytest.raises(TypeError, match="logits must be floating point, got dtype int64"):
+        fused.softmax_cross_entropy(np.zeros((3, 10), dtype=np.int64), [0, 1, 2])
 
 
 @IMPLEMENTATIONS
@@ -315,3 +317,5 @@ def test_dropout_refuses_a_bad_probability_or_generator():
         fused.dropout(np.ones(3), 1.5, np.random.default_rng(0))
     with pytest.raises(TypeError, match="numpy.random.Generator"):
         fused.dropout(np.ones(3), 0.5, np.random.RandomState(0))
+    with pytest.raises(TypeError, match="dropout: x must be floating point"):
+        fused.dropout(np.arange(3), 0.5, np.random.default_rng(0))
