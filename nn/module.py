@@ -148,8 +148,31 @@ class Module:
                 yield (f"{module_name}.{name}" if module_name else name), param
 
     def parameters(self) -> List[Parameter]:
-        """Every parameter in the tree (what an optimizer updates)."""
-        return [p for _, p in self.named_parameters()]
+        """Every parameter in the tree (what an optimizer updates), in `named_parameters()` order.
+
+        The same walk as `named_parameters()` without building the names: losses such as
+        `l2_penalty` call it every training step."""
+        out: List[Parameter] = []
+        seen_params, seen_modules = set(), set()
+        stack: List[Module] = [self]
+        while stack:
+            module = stack.pop()
+            if id(module) in seen_modules:
+                continue
+            seen_modules.add(id(module))
+            children = []
+            for value in vars(module).values():
+                items = value if isinstance(value, (list, tuple)) else (
+                    value.values() if isinstance(value, dict) else (value,))
+                for item in items:
+                    if isinstance(item, Parameter):
+                        if id(item) not in seen_params and not isinstance(value, dict):
+                            seen_params.add(id(item))
+                            out.append(item)
+                    elif isinstance(item, Module):
+                        children.append(item)
+            stack.extend(reversed(children))
+        return out
 
     def num_parameters(self) -> int:
         """The number of trainable scalars."""
