@@ -224,6 +224,9 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
     else:
         leads = None
     tensor_mode = create_graph or bool(jvp_traces)
+    # ids of cotangent arrays that this sweep allocated and that nothing else refers to: a
+    # second cotangent for the same tensor can be added into them in place
+    owned: set = set()
     grads: Dict[int, Any] = {}
     results: Dict[int, Any] = {}
     for root, seed in zip(roots, seeds):
@@ -240,6 +243,7 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
             g = grads.pop(key, None)
             if g is None:
                 continue
+            owned.discard(id(g))  # the rules may hand g itself on
             if node._retain and targets is None:
                 _accumulate_grad(node, g, create_graph)
             if stop is not None and key in stop:
@@ -258,6 +262,7 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
             produced = [] if backward_hooks else None
             wanted = [isinstance(x, Tensor) and x.requires_grad and (leads is None or id(x) in leads)
                       for x in inputs]
+            fresh = prim.fresh_cotangents and not tensor_mode
             joint = None
             if prim.vjp_joint is not None and not tensor_mode:
                 # one call for all inputs: a fused kernel shares its work (e.g. delta) between them
@@ -282,10 +287,15 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
                 if produced is not None:
                     produced.append((i, x, c))
                 if x._op is None or (stop is not None and xkey in stop):
-                    _add_result(results, x, c)
+                    _add_result(results, x, c, owned, fresh)
                 else:
                     prev = grads.get(xkey)
-                    grads[xkey] = c if prev is None else prev + c
+                    if prev is None:
+                        grads[xkey] = c
+                        if fresh:
+                            owned.add(id(c))
+                    else:
+                        grads[xkey] = _sum_into(prev, c, owned)
             if produced is not None:
                 for hook in tuple(backward_hooks):
                     hook(node, g, produced)
@@ -297,12 +307,27 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
     return results
 
 
-def _add_result(results: Dict[int, list], t: Tensor, c: Any) -> None:
+def _add_result(results: Dict[int, list], t: Tensor, c: Any, owned: Optional[set] = None,
+                fresh: bool = False) -> None:
     entry = results.get(id(t))
     if entry is None:
         results[id(t)] = [t, c]
+        if fresh and owned is not None:
+            owned.add(id(c))
     else:
-        entry[1] = entry[1] + c
+        entry[1] = entry[1] + c if owned is None else _sum_into(entry[1], c, owned)
+
+
+def _sum_into(total: Any, c: Any, owned: set) -> Any:
+    """total + c, in place when `total` is an array this sweep owns and the sum fits in it."""
+    if (id(total) in owned and type(total) is np.ndarray and type(c) is np.ndarray
+            and total.shape == c.shape and total.dtype == np.result_type(total, c)):
+        np.add(total, c, out=total)
+        return total
+    total = total + c
+    if type(total) is np.ndarray:
+        owned.add(id(total))
+    return total
 
 
 def _accumulate_grad(t: Tensor, g: Any, create_graph: bool) -> None:

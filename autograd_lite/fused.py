@@ -82,6 +82,7 @@ _linear.defvjp(lambda g, ans, x, W, b, activation: _delta(g, ans, activation) @ 
                lambda g, ans, x, W, b, activation: _delta(g, ans, activation).sum(axis=0),
                text="delta = g * act'(z): delta @ W^T, x^T @ delta, sum_rows(delta)")
 _linear.defvjp_joint(_linear_vjp_joint)
+_linear.fresh_cotangents = True  # dx, dW, db are new arrays: the engine may sum into them
 _linear.defjvp(lambda t, ans, x, W, b, activation: _tangent(t @ W, ans, activation),
                lambda t, ans, x, W, b, activation: _tangent(x @ t, ans, activation),
                lambda t, ans, x, W, b, activation: _tangent(P.broadcast_to(t, shape=ans.shape),

@@ -31,7 +31,8 @@ class Primitive:
     Users add their own with `primitive(...)`, `.defvjp(...)` and `.defjvp(...)`.
     """
 
-    __slots__ = ("name", "forward", "vjps", "jvps", "vjp_joint", "variadic", "rule_text", "__dict__")
+    __slots__ = ("name", "forward", "vjps", "jvps", "vjp_joint", "variadic", "rule_text",
+                 "fresh_cotangents", "__dict__")
 
     def __init__(self, name: str, forward: Callable, variadic: bool = False,
                  register: bool = True) -> None:
@@ -40,6 +41,9 @@ class Primitive:
         self.vjps: tuple = ()
         self.jvps: tuple = ()
         self.vjp_joint: Optional[Callable] = None
+        # True when every cotangent its VJP rules return (on arrays) is a new array, distinct
+        # for each input: the engine may then accumulate into it in place
+        self.fresh_cotangents = False
         self.variadic = variadic
         self.rule_text: Optional[str] = None  # the local rule in words, for explain()
         if register:
@@ -133,6 +137,7 @@ subtract.defjvp(lambda t, ans, x, y: t,
 multiply = primitive(np.multiply, "multiply")
 multiply.defvjp(lambda g, ans, x, y: g * y,
                 lambda g, ans, x, y: g * x, text="g * y, g * x")
+multiply.fresh_cotangents = True
 multiply.defjvp(lambda t, ans, x, y: t * y,
                 lambda t, ans, x, y: x * t)
 
@@ -502,6 +507,7 @@ def _matmul_vjp_y_vector(g, ans, x, y):
 
 matmul = primitive(_matmul, "matmul")
 matmul.defvjp(_matmul_vjp_x, _matmul_vjp_y_vector, text="g @ W^T, X^T @ g")
+matmul.fresh_cotangents = True
 matmul.defjvp(lambda t, ans, x, y: matmul(t, y),
               lambda t, ans, x, y: matmul(x, t))
 

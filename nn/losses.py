@@ -136,6 +136,7 @@ half_lambda_sum_of_squares = ag.primitive(_half_lambda_sum_of_squares, "nn.l2_pe
                                           variadic=True)
 half_lambda_sum_of_squares.defvjp(lambda g, ans, *ws, lam, argnum: (g * lam) * ws[argnum],
                                   text="lam * g * W")
+half_lambda_sum_of_squares.fresh_cotangents = True  # g * lam * W is a new array per weight
 half_lambda_sum_of_squares.defjvp(lambda t, ans, *ws, lam, argnum: (ws[argnum] * t).sum() * lam)
 
 

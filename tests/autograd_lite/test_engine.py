@@ -209,3 +209,15 @@ def test_unbroadcast_sums_stretched_axes_and_stretches_missing_ones():
     np.testing.assert_array_equal(unbroadcast(np.ones((3, 1)), (3, 4)), np.ones((3, 4)))
     np.testing.assert_array_equal(unbroadcast(np.ones((1, 4)), (3, 1)), np.full((3, 1), 4.0))
     assert unbroadcast(np.ones(()), (2, 2)).shape == (2, 2)
+
+
+@pytest.mark.parametrize("order", ["shared first", "fresh first"])
+def test_summing_cotangents_in_place_never_touches_a_shared_one(order):
+    a = ag.tensor(np.ones(3), requires_grad=True)
+    b = ag.tensor(np.ones(3), requires_grad=True)
+    shared = (a + b) * 1.0           # add hands the same cotangent array to a and b
+    fresh = a * 2.0                  # multiply gives a a new array of its own
+    parts = [shared, fresh] if order == "shared first" else [fresh, shared]
+    (parts[0] + parts[1] + a * a).sum().backward()
+    np.testing.assert_array_equal(a.grad.data, [5.0, 5.0, 5.0])   # 1 + 2 + 2a
+    np.testing.assert_array_equal(b.grad.data, [1.0, 1.0, 1.0])
