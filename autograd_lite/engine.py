@@ -103,6 +103,8 @@ def apply(prim, args: tuple, params: dict) -> Tensor:
         result.requires_grad = True
         result._op = prim
         result._inputs = args
+        result._arrays = arrays
+        result._needs = [isinstance(a, Tensor) and a.requires_grad for a in args]
         result._params = params
     if jvp_traces:
         for trace in tuple(jvp_traces):
@@ -256,12 +258,13 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
                 values = inputs
                 ans = node
             else:
-                values = [x.data if isinstance(x, Tensor) else x for x in inputs]
+                values = node._arrays
                 ans = node.data
             rules = prim.vjps
             produced = [] if backward_hooks else None
-            wanted = [isinstance(x, Tensor) and x.requires_grad and (leads is None or id(x) in leads)
-                      for x in inputs]
+            wanted = node._needs
+            if leads is not None:
+                wanted = [w and id(x) in leads for w, x in zip(wanted, inputs)]
             fresh = prim.fresh_cotangents and not tensor_mode
             joint = None
             if prim.vjp_joint is not None and not tensor_mode:
@@ -301,6 +304,8 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
                     hook(node, g, produced)
             if not retain_graph:
                 node._inputs = None
+                node._arrays = None
+                node._needs = None
                 node._params = None
     finally:
         _grad_mode.enabled = prev_mode

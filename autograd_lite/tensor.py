@@ -24,7 +24,8 @@ class Tensor:
     """
 
     __slots__ = ("data", "grad", "requires_grad", "name",
-                 "_op", "_inputs", "_params", "_retain", "_jvp", "_trace", "__weakref__")
+                 "_op", "_inputs", "_arrays", "_needs", "_params", "_retain", "_jvp", "_trace",
+                 "__weakref__")
     # a NumPy array on the left of an operator defers to the Tensor's reflected method
     __array_ufunc__ = None
     __array_priority__ = 1000
@@ -44,6 +45,8 @@ class Tensor:
         self.name = name
         self._op = None        # the Primitive that made this tensor (None for a leaf)
         self._inputs = None    # its arguments; None once the graph is released
+        self._arrays = None    # the arrays inside them, as the forward saw them
+        self._needs = None     # per argument: does it want a gradient?
         self._params = None    # its keyword parameters (axis, shape, ...)
         self._retain = False
         self._jvp = None       # forward-mode tangents, {trace: tangent}
@@ -59,6 +62,8 @@ class Tensor:
         t.name = None
         t._op = None
         t._inputs = None
+        t._arrays = None
+        t._needs = None
         t._params = None
         t._retain = False
         t._jvp = None
