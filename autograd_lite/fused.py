@@ -72,8 +72,8 @@ def _linear_vjp_joint(g, ans, x, W, b, activation, wanted):
     """The plain backward for all inputs at once: delta = g * act'(z) once (with db in the same
     pass), then dx = delta W^T and dW = x^T delta through BLAS, each only if wanted."""
     names = [name for name, want in zip(("x", "W", "b"), wanted) if want]
-    grads = dict(zip(names, kernels.linear_backward(g, ans, x, W, activation, wrt=names)))
-    return tuple(grads.get(name) for name in ("x", "W", "b"))
+    grads = iter(kernels.linear_backward(g, ans, x, W, activation, wrt=names))
+    return tuple(next(grads) if want else None for want in wanted)
 
 
 _linear = P.primitive(kernels.linear, "linear")

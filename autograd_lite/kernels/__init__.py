@@ -387,8 +387,8 @@ def linear_backward(g: np.ndarray, a: np.ndarray, x: np.ndarray, W: np.ndarray,
         delta = np.empty(g.shape, g.dtype)
         db = np.empty(g.shape[1], g.dtype)
         kernel(g, a, code, delta, db)
-    grads = {"x": lambda: np.dot(delta, W.T), "W": lambda: np.dot(x.T, delta), "b": lambda: db}
-    return tuple(grads[name]() for name in wrt)
+    return tuple(np.dot(delta, W.T) if name == "x" else np.dot(x.T, delta) if name == "W" else db
+                 for name in wrt)
 
 
 # ---------------------------------------------------------------- optimizer updates, in place
