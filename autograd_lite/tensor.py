@@ -11,6 +11,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 ArrayLike = Union["Tensor", np.ndarray, float, int, Sequence]
+_NO_PARAMS: dict = {}  # shared by parameterless primitives; never mutated
 
 
 class Tensor:
@@ -181,19 +182,20 @@ class Tensor:
         return self
 
     # ---- arithmetic -------------------------------------------------------------------
-    def __add__(self, other): return _P.add(self, other)
-    def __radd__(self, other): return _P.add(other, self)
-    def __sub__(self, other): return _P.subtract(self, other)
-    def __rsub__(self, other): return _P.subtract(other, self)
-    def __mul__(self, other): return _P.multiply(self, other)
-    def __rmul__(self, other): return _P.multiply(other, self)
-    def __truediv__(self, other): return _P.divide(self, other)
-    def __rtruediv__(self, other): return _P.divide(other, self)
-    def __neg__(self): return _P.negative(self)
+    # operators go straight to the engine (self is a Tensor, so the primitive would record anyway)
+    def __add__(self, other): return _apply(_P.add, (self, other), _NO_PARAMS)
+    def __radd__(self, other): return _apply(_P.add, (other, self), _NO_PARAMS)
+    def __sub__(self, other): return _apply(_P.subtract, (self, other), _NO_PARAMS)
+    def __rsub__(self, other): return _apply(_P.subtract, (other, self), _NO_PARAMS)
+    def __mul__(self, other): return _apply(_P.multiply, (self, other), _NO_PARAMS)
+    def __rmul__(self, other): return _apply(_P.multiply, (other, self), _NO_PARAMS)
+    def __truediv__(self, other): return _apply(_P.divide, (self, other), _NO_PARAMS)
+    def __rtruediv__(self, other): return _apply(_P.divide, (other, self), _NO_PARAMS)
+    def __neg__(self): return _apply(_P.negative, (self,), _NO_PARAMS)
     def __pos__(self): return self
-    def __abs__(self): return _P.absolute(self)
-    def __matmul__(self, other): return _P.matmul(self, other)
-    def __rmatmul__(self, other): return _P.matmul(other, self)
+    def __abs__(self): return _apply(_P.absolute, (self,), _NO_PARAMS)
+    def __matmul__(self, other): return _apply(_P.matmul, (self, other), _NO_PARAMS)
+    def __rmatmul__(self, other): return _apply(_P.matmul, (other, self), _NO_PARAMS)
 
     def __pow__(self, exponent):
         if isinstance(exponent, (int, float)) and not isinstance(exponent, bool):
@@ -274,5 +276,6 @@ def tensor(data: ArrayLike, requires_grad: bool = False, dtype: Any = None,
 
 # bound at the end: these modules import Tensor from here
 from . import engine as _engine  # noqa: E402
+from .engine import apply as _apply  # noqa: E402
 from . import primitives as _P  # noqa: E402
 from . import functions as _F  # noqa: E402
