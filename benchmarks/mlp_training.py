@@ -10,8 +10,8 @@ matrix products of the step (the BLAS floor); and, when installed, PyTorch eager
 jit and HIPS autograd on the same data and initial weights. Before timing, every
 implementation's loss (dropout off) is checked against the NumPy reference.
 
-    python benchmarks/mlp_training.py [--batches 32,100,256] [--dtypes float32,float64]
-                                      [--nets A,B] [--repeats 7] [--json PATH] [--plot PATH]
+    python benchmarks/mlp_training.py [--batches 32,100,256] [--dtypes float32,float64] [--nets A,B]
+                                      [--threads 1] [--repeats 7] [--json PATH] [--plot PATH]
 """
 from __future__ import annotations
 
@@ -25,7 +25,23 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
-import numpy as np
+
+def _threads_from_argv(default: str = "1") -> str:
+    """BLAS threads must be chosen before NumPy loads: read --threads N here."""
+    argv = sys.argv[1:]
+    for i, arg in enumerate(argv):
+        if arg == "--threads" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--threads="):
+            return arg.split("=", 1)[1]
+    return default
+
+
+THREADS = _threads_from_argv()
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = THREADS
+
+import numpy as np  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
@@ -75,6 +91,7 @@ def torch_step(net: dict, W: list, X: np.ndarray, y: np.ndarray, dropout: float)
     except ImportError:
         return None
     F = torch.nn.functional
+    torch.set_num_threads(int(THREADS))
     params = []
     for w, b in W:
         params += [torch.tensor(w, requires_grad=True), torch.tensor(b, requires_grad=True)]
@@ -279,6 +296,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per case (median)")
     parser.add_argument("--min-time", type=float, default=0.1, help="seconds per timed run")
     parser.add_argument("--only", default=None, help="comma-separated implementations to run")
+    parser.add_argument("--threads", default="1",
+                        help="BLAS / PyTorch threads for every implementation (default 1: stable "
+                             "ratios on a shared machine)")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
     parser.add_argument("--plot", metavar="PATH", help="write a bar chart (needs matplotlib)")
     args = parser.parse_args(argv)
@@ -286,7 +306,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     rows = []
     missing = set()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"numpy {np.__version__}, python {platform.python_version()}")
+          f"numpy {np.__version__}, python {platform.python_version()}, {THREADS} BLAS thread(s), "
+          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}, "
+          f"kernels={ag.get_kernels()}")
     header = (f"{'net':<3} {'dtype':<8} {'batch':>5}  {'implementation':<22} {'ms/step':>8} "
               f"{'x floor':>8} {'x ours':>8} {'faults':>7}")
     print(header)
