@@ -138,7 +138,9 @@ class SGD(Optimizer):
                 "weight_decay": self.weight_decay}
 
     def _update(self, param: np.ndarray, grad: np.ndarray, state: Dict[str, Any]) -> None:
-        velocity = state.setdefault("velocity", np.zeros_like(param)) if self.momentum else None
+        velocity = state.get("velocity")
+        if velocity is None and self.momentum:  # momentum turned on after construction
+            velocity = state["velocity"] = np.zeros_like(param)
         kernels.sgd_update(param, grad, velocity, self.lr, self.momentum, self.nesterov,
                            self.weight_decay)
 
