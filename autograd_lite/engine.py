@@ -329,6 +329,7 @@ def _sum_into(total: Any, c: Any, owned: set) -> Any:
             and total.shape == c.shape and total.dtype == np.result_type(total, c)):
         np.add(total, c, out=total)
         return total
+    owned.discard(id(total))  # replaced: its id may be reused once it is freed
     total = total + c
     if type(total) is np.ndarray:
         owned.add(id(total))
