@@ -37,13 +37,16 @@ FEATURE_RANGE = (-1.0, 1.0)
 # pixel range of the data sets by input width, so that a model file alone tells how to scale
 MAX_VALUE_BY_WIDTH = {64: 16, 784: 255}
 
-# The defaults: the lecture's network on the bundled digits, tuned by 5-fold cross-validation
-# on the digits' training set (hidden size, lr, L2, epochs, batch size, schedule); on the
-# whole training set it reaches about 97.2% test accuracy (96.9-97.5% over seeds 0-4) in ~3 s.
-DEFAULTS = dict(dataset="digits", hidden=[100], activation="sigmoid", loss="bce", optimizer="sgd",
-                lr=2.0, l2=1e-3, dropout=0.0, epochs=300, batch_size=32, schedule="cosine",
+# The defaults: the lecture's network on the bundled digits, chosen by 5-fold cross-validation
+# on the digits' training set only (10 seeds x 5 folds, under both kernel settings; hidden size,
+# lr, L2, epochs, batch size, schedule, momentum, input range): 98.2% validation accuracy against
+# 97.8% for the previous defaults (100 units, lr 2.0, l2 1e-3, 300 epochs). On the whole training
+# set: 97.5-98.1% test accuracy over seeds 0-9 with the Numba kernels (mean 97.9%), 96.7-98.1%
+# with AUTOGRAD_LITE_KERNELS=numpy (mean 97.5%); seed 0 gives 97.49% with either, in ~5 s.
+DEFAULTS = dict(dataset="digits", hidden=[200], activation="sigmoid", loss="bce", optimizer="sgd",
+                lr=4.0, l2=1.5e-4, dropout=0.0, epochs=500, batch_size=32, schedule="cosine",
                 validation=0.0, seed=0)
-DEFAULT_LR = {"sgd": 2.0, "momentum": 0.2, "adam": 1e-3}
+DEFAULT_LR = {"sgd": 4.0, "momentum": 0.2, "adam": 1e-3}
 
 
 class UserError(Exception):
@@ -76,18 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a network and report its test accuracy",
                            description="Train a multilayer perceptron. Without options: the lecture's "
-                           "network (64-100-10, sigmoid, logistic cost, L2, mini-batch SGD with a cosine "
+                           "network (64-200-10, sigmoid, logistic cost, L2, mini-batch SGD with a cosine "
                            "learning-rate schedule) on the bundled digits.",
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _add_data_options(train)
     train.add_argument("--hidden", action="append", metavar="N[,N...]",
-                       help="hidden layer widths, repeatable or a comma list (default: 100)")
+                       help="hidden layer widths, repeatable or a comma list (default: 200)")
     train.add_argument("--activation", choices=("sigmoid", "tanh", "relu"), default=DEFAULTS["activation"])
     train.add_argument("--loss", choices=("bce", "ce"), default=DEFAULTS["loss"],
                        help="bce: the lecture's logistic cost on sigmoid outputs; ce: softmax cross-entropy")
     train.add_argument("--optimizer", choices=("sgd", "momentum", "adam"), default=DEFAULTS["optimizer"])
     train.add_argument("--lr", type=_positive_float, default=None,
-                       help="learning rate (default: 2.0 for sgd, 0.2 for momentum, 0.001 for adam)")
+                       help="learning rate (default: 4.0 for sgd, 0.2 for momentum, 0.001 for adam)")
     train.add_argument("--l2", type=_nonnegative_float, default=DEFAULTS["l2"],
                        help="L2 penalty lam: adds lam/2 * sum of squared weights to each batch's mean loss")
     train.add_argument("--dropout", type=_probability, default=DEFAULTS["dropout"],
