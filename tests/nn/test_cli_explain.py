@@ -45,7 +45,7 @@ def test_explain_dot_into_a_missing_folder_is_one_sentence(tmp_path):
 
 
 def test_train_diagnostics_prints_the_per_layer_table_each_epoch():
-    proc = run_cli("train", *FAST, "--diagnostics")
+    proc = run_cli("train", *FAST, "--diagnostics", "--lr", "1")   # a rate that does not saturate
     assert proc.returncode == 0, proc.stderr
     tables = re.findall(r"^epoch (\d)/2 .*\n +layer +activation +\|grad\| +\|W\| +saturated\n"
                         r" +hidden\.0 +sigmoid +[0-9.e+-]+ +[0-9.e+-]+ +[0-9.]+%\n"
