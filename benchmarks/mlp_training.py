@@ -19,11 +19,8 @@ import argparse
 import json
 import os
 import platform
-import resource
-import statistics
 import sys
-import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional
 
 
 def _threads_from_argv(default: str = "1") -> str:
@@ -49,6 +46,7 @@ sys.path.insert(0, HERE)
 import autograd_lite as ag  # noqa: E402
 import nn  # noqa: E402
 from numpy_reference import NETS, NumpyStep, blas_floor, initial_weights, make_batch  # noqa: E402
+from timing import measure  # noqa: E402
 
 Step = Callable[[], float]
 
@@ -236,30 +234,6 @@ def hips_step(net: dict, W: list, X: np.ndarray, y: np.ndarray, dropout: float) 
                 p -= lr * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
         return float(loss)
     return step
-
-
-# ---------------------------------------------------------------- timing
-def measure(step: Step, repeats: int, min_time: float) -> Tuple[float, float]:
-    """(median seconds per step, minor page faults per step) after a warm-up."""
-    for _ in range(10):
-        step()
-    n = 1
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(n):
-            step()
-        if time.perf_counter() - t0 >= min_time:
-            break
-        n *= 2
-    samples, faults = [], []
-    for _ in range(repeats):
-        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        t0 = time.perf_counter()
-        for _ in range(n):
-            step()
-        samples.append((time.perf_counter() - t0) / n)
-        faults.append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / n)
-    return statistics.median(samples), statistics.median(faults)
 
 
 IMPLEMENTATIONS = {

@@ -11,15 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import autograd_lite as ag  # noqa: E402
+from timing import measure  # noqa: E402
 
 # each mix and the number of primitive operations in it
 MIXES = {
@@ -108,27 +107,6 @@ LIBRARIES = {"autograd-lite": _ours, "pytorch eager": _torch, "HIPS autograd": _
              "jax (eager grad, no jit)": _jax}
 
 
-def time_per_call(step: Callable[[], None], repeats: int, min_time: float = 0.2) -> float:
-    """Median seconds per call over `repeats` runs of enough calls to last `min_time`."""
-    for _ in range(20):
-        step()
-    n = 1
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(n):
-            step()
-        if time.perf_counter() - t0 > min_time / 4:
-            break
-        n *= 2
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            step()
-        samples.append((time.perf_counter() - t0) / n)
-    return statistics.median(samples)
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per case (median)")
@@ -149,7 +127,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 if step is None:
                     missing.add(name)
                     continue
-                us_per_op = time_per_call(step, args.repeats) / n_ops * 1e6
+                us_per_op = measure(step, args.repeats, min_time=0.05, warmup=20)[0] / n_ops * 1e6
                 if ours is None:
                     ours = us_per_op
                 rows.append(dict(mix=mix, shape=list(shape_used), library=name, ops=n_ops,
