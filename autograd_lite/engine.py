@@ -7,7 +7,10 @@ back over broadcast axes (`unbroadcast`), accumulates into the leaves and releas
 """
 from __future__ import annotations
 
+import heapq
+import itertools
 import threading
+from heapq import heappop, heappush
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -25,6 +28,9 @@ _grad_mode = _GradMode()
 # Module-level lists so that the common case costs one truth test.
 jvp_traces: List[Any] = []
 apply_hooks: List[Any] = []
+# Sequence numbers of recorded nodes, in creation order: a node is always newer than its inputs,
+# so newest-first is an order in which the reverse sweep can visit them.
+_sequence = itertools.count()
 # Hooks that watch every step of the reverse sweep: callables
 # (node, cotangent_in, [(argnum, input, cotangent_out), ...]) (anomaly mode, explain()).
 backward_hooks: List[Any] = []
@@ -106,6 +112,7 @@ def apply(prim, args: tuple, params: dict) -> Tensor:
         result._arrays = arrays
         result._needs = [isinstance(a, Tensor) and a.requires_grad for a in args]
         result._params = params
+        result._seq = next(_sequence)
     if jvp_traces:
         for trace in tuple(jvp_traces):
             trace.process(prim, args, params, result)
@@ -157,30 +164,36 @@ def _released_error(node: Tensor) -> GraphReleasedError:
         "or recompute the forward pass.")
 
 
-def _topological_order(roots: Sequence[Tensor], stop: Optional[set] = None) -> List[Tensor]:
-    """Non-leaf tensors reachable from `roots`, each after all its inputs (iterative DFS)."""
-    order: List[Tensor] = []
-    visited = set()
-    stack: List[Tuple[Tensor, bool]] = [(r, False) for r in roots]
+def _leading_to(roots: Sequence[Tensor], stop: set) -> set:
+    """ids of the tensors from which a path leads to one of `stop` (ids of tensors), stop
+    included: only those need their cotangents pulled back by `grad(outputs, inputs)`."""
+    nodes: List[Tensor] = []
+    seen = set()
+    stack = list(roots)
     while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
+        node = stack.pop()
         key = id(node)
-        if key in visited:
+        if key in seen:
             continue
-        visited.add(key)
-        if node._op is None or (stop is not None and key in stop):
+        seen.add(key)
+        if node._op is None or key in stop:
             continue
-        inputs = node._inputs
-        if inputs is None:
+        if node._inputs is None:
             raise _released_error(node)
-        stack.append((node, True))
-        for x in inputs:
-            if isinstance(x, Tensor) and x.requires_grad and x._op is not None and id(x) not in visited:
-                stack.append((x, False))
-    return order
+        nodes.append(node)
+        stack.extend(x for x in node._inputs if isinstance(x, Tensor) and x.requires_grad)
+    nodes.sort(key=_creation_order)   # inputs before the nodes that use them
+    leads = set(stop)
+    for node in nodes:
+        for x in node._inputs:
+            if isinstance(x, Tensor) and id(x) in leads:
+                leads.add(id(node))
+                break
+    return leads
+
+
+def _creation_order(node: Tensor) -> int:
+    return node._seq
 
 
 def _as_cotangent(value: Any, like: Tensor, create_graph: bool, where: str) -> Any:
@@ -210,49 +223,49 @@ def _seed(root: Tensor, gradient: Any, create_graph: bool, where: str) -> Any:
 
 def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequence[Tensor]],
          retain_graph: bool, create_graph: bool) -> Dict[int, list]:
-    """The reverse sweep. Returns {id(tensor): [tensor, cotangent]} for leaves (or for `targets`)."""
+    """The reverse sweep. Returns {id(tensor): [tensor, cotangent]} for leaves (or for `targets`).
+
+    Nodes are visited newest first (by `_seq`, their creation order), from a heap that holds the
+    nodes that have received a cotangent: every node that uses a tensor is newer than it, so when
+    a node is popped all of its cotangent has arrived. No separate topological sort is needed,
+    and nodes that receive no cotangent are never visited. The graph is released, and retained
+    gradients are stored, only once the whole sweep has succeeded.
+    """
     stop = None if targets is None else {id(t) for t in targets}
-    order = _topological_order(roots, stop)
-    if targets is not None:
-        # prune: only the nodes that lead to a target need their cotangents pulled back
-        leads = set(stop)
-        for node in order:
-            if id(node) in stop:
-                continue
-            for x in node._inputs:
-                if isinstance(x, Tensor) and id(x) in leads:
-                    leads.add(id(node))
-                    break
-    else:
-        leads = None
+    leads = None if stop is None else _leading_to(roots, stop)
     tensor_mode = create_graph or bool(jvp_traces)
     # ids of cotangent arrays that this sweep allocated and that nothing else refers to: a
     # second cotangent for the same tensor can be added into them in place
     owned: set = set()
-    grads: Dict[int, Any] = {}
+    grads: Dict[int, Any] = {}      # cotangents of the nodes on the heap
     results: Dict[int, Any] = {}
+    heap: List[Tuple[int, Tensor]] = []
     for root, seed in zip(roots, seeds):
         key = id(root)
         if root._op is None or (stop is not None and key in stop):
             _add_result(results, root, seed)
+        elif key in grads:
+            grads[key] = grads[key] + seed
         else:
-            grads[key] = seed if key not in grads else grads[key] + seed
+            grads[key] = seed
+            heap.append((-root._seq, root))
+    heapq.heapify(heap)
+    swept: List[Tensor] = []
+    retained: List[Tuple[Tensor, Any]] = []
     prev_mode = _grad_mode.enabled
     _grad_mode.enabled = create_graph
     try:
-        for node in reversed(order):
-            key = id(node)
-            g = grads.pop(key, None)
-            if g is None:
-                continue
+        while heap:
+            node = heappop(heap)[1]
+            inputs = node._inputs
+            if inputs is None:
+                raise _released_error(node)
+            swept.append(node)
+            g = grads.pop(id(node))
             owned.discard(id(g))  # the rules may hand g itself on
             if node._retain and targets is None:
-                _accumulate_grad(node, g, create_graph)
-            if stop is not None and key in stop:
-                _add_result(results, node, g)
-                continue
+                retained.append((node, g))
             prim = node._op
-            inputs = node._inputs
             params = node._params
             if tensor_mode:
                 values = inputs
@@ -260,12 +273,11 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
             else:
                 values = node._arrays
                 ans = node.data
-            rules = prim.vjps
-            produced = [] if backward_hooks else None
             wanted = node._needs
             if leads is not None:
                 wanted = [w and id(x) in leads for w, x in zip(wanted, inputs)]
             fresh = prim.fresh_cotangents and not tensor_mode
+            produced = [] if backward_hooks else None
             joint = None
             if prim.vjp_joint is not None and not tensor_mode:
                 # one call for all inputs: a fused kernel shares its work (e.g. delta) between them
@@ -273,11 +285,10 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
             for i, x in enumerate(inputs):
                 if not wanted[i]:
                     continue
-                xkey = id(x)
                 if joint is not None:
                     c = joint[i]
                 else:
-                    rule = rules[0] if prim.variadic else rules[i]
+                    rule = prim.vjps[0] if prim.variadic else prim.vjps[i]
                     if rule is None:
                         raise NotImplementedError(
                             f"backward: primitive '{prim.name}' has no VJP rule for argument {i}")
@@ -285,16 +296,18 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
                         c = rule(g, ans, *values, argnum=i, **params)
                     else:
                         c = rule(g, ans, *values, **params)
-                if c.shape != x.shape:
-                    c = unbroadcast(c, x.shape)
+                if c.shape != x.data.shape:
+                    c = unbroadcast(c, x.data.shape)
                 if produced is not None:
                     produced.append((i, x, c))
+                xkey = id(x)
                 if x._op is None or (stop is not None and xkey in stop):
                     _add_result(results, x, c, owned, fresh)
                 else:
                     prev = grads.get(xkey)
                     if prev is None:
                         grads[xkey] = c
+                        heappush(heap, (-x._seq, x))
                         if fresh:
                             owned.add(id(c))
                     else:
@@ -302,13 +315,16 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
             if produced is not None:
                 for hook in tuple(backward_hooks):
                     hook(node, g, produced)
-            if not retain_graph:
-                node._inputs = None
-                node._arrays = None
-                node._needs = None
-                node._params = None
     finally:
         _grad_mode.enabled = prev_mode
+    for node, g in retained:
+        _accumulate_grad(node, g, create_graph)
+    if not retain_graph:
+        for node in swept:
+            node._inputs = None
+            node._arrays = None
+            node._needs = None
+            node._params = None
     return results
 
 

@@ -26,7 +26,7 @@ class Tensor:
 
     __slots__ = ("data", "grad", "requires_grad", "name",
                  "_op", "_inputs", "_arrays", "_needs", "_params", "_retain", "_jvp", "_trace",
-                 "__weakref__")
+                 "_seq", "__weakref__")
     # a NumPy array on the left of an operator defers to the Tensor's reflected method
     __array_ufunc__ = None
     __array_priority__ = 1000
@@ -52,6 +52,7 @@ class Tensor:
         self._retain = False
         self._jvp = None       # forward-mode tangents, {trace: tangent}
         self._trace = None     # where it was made, only in anomaly mode
+        self._seq = 0          # creation order of a recorded node (set by engine.apply)
 
     @classmethod
     def _wrap(cls, array: np.ndarray) -> "Tensor":
@@ -69,6 +70,7 @@ class Tensor:
         t._retain = False
         t._jvp = None
         t._trace = None
+        t._seq = 0
         return t
 
     # ---- array facts -------------------------------------------------------------

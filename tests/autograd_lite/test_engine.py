@@ -64,6 +64,37 @@ def test_second_backward_through_freed_graph_raises():
         y.backward()
 
 
+def test_a_backward_that_meets_a_released_graph_changes_nothing():
+    x = ag.tensor([1.0, 2.0], requires_grad=True)
+    shared = x * x
+    shared.sum().backward()                  # releases `shared`'s node
+    x.grad = None
+    h = (shared * 3).retain_grad()           # a new branch on top of the released node
+    loss = (h * h).sum()
+    with pytest.raises(GraphReleasedError):
+        loss.backward()
+    # nothing was stored and the new branch still holds its graph
+    assert x.grad is None and h.grad is None
+    assert h._inputs is not None and loss._inputs is not None
+
+
+def test_nodes_are_visited_newest_first_the_reverse_of_the_forward_order():
+    x = ag.tensor([0.5, 1.5], requires_grad=True)
+    a = x.exp()
+    b = x.sin()              # made after a, consumed before it in the expression below
+    c = x.tanh()
+    y = (c * (b + a)).sum()
+    seen = []
+    ag.engine.backward_hooks.append(lambda node, g, produced: seen.append(node._op.name))
+    try:
+        y.backward()
+    finally:
+        ag.engine.backward_hooks.pop()
+    assert seen == ["sum", "multiply", "add", "tanh", "sin", "exp"]
+    np.testing.assert_allclose(x.grad.data, (1 - np.tanh(x.data) ** 2) * (np.sin(x.data) + np.exp(x.data))
+                               + np.tanh(x.data) * (np.cos(x.data) + np.exp(x.data)))
+
+
 def test_retain_graph_allows_a_second_backward():
     x = ag.tensor(2.0, requires_grad=True)
     y = x * x

@@ -12,9 +12,10 @@ def test_explain_lists_the_lecture_networks_primitives_right_to_left():
     proc = run_cli("explain")
     assert proc.returncode == 0, proc.stderr
     steps = STEP.findall(proc.stdout)
-    # the logistic cost (its two log terms, each clipped), then the output layer, then the hidden one
-    assert [name for _, name, _ in steps] == ["sum", "negative", "add", "multiply", "log", "clip",
-                                              "multiply", "log", "clip", "subtract", "linear[sigmoid]",
+    # the logistic cost (its two log terms, each clipped), then the output layer, then the hidden
+    # one: newest node first, the exact reverse of the order the forward pass made them in
+    assert [name for _, name, _ in steps] == ["sum", "negative", "add", "multiply", "multiply", "log",
+                                              "clip", "subtract", "log", "clip", "linear[sigmoid]",
                                               "linear[sigmoid]"]
     assert [int(n) for n, _, _ in steps] == list(range(1, 13))
     assert steps[-2][2] == "(4, 10)" and steps[-1][2] == "(4, 5)"   # delta_out, then delta_h
