@@ -19,6 +19,8 @@ from . import kernels
 from . import primitives as P
 from .tensor import Tensor, _data
 
+_ACTIVATION_CODES = kernels._ACTIVATION_CODES
+
 REDUCTIONS = ("mean", "sum")
 
 
@@ -71,9 +73,7 @@ def _tangent(dz: Any, ans: Any, activation: Optional[str]) -> Any:
 def _linear_vjp_joint(g, ans, x, W, b, activation, wanted):
     """The plain backward for all inputs at once: delta = g * act'(z) once (with db in the same
     pass), then dx = delta W^T and dW = x^T delta through BLAS, each only if wanted."""
-    names = [name for name, want in zip(("x", "W", "b"), wanted) if want]
-    grads = iter(kernels.linear_backward(g, ans, x, W, activation, wrt=names))
-    return tuple(next(grads) if want else None for want in wanted)
+    return kernels.linear_backward_codes(g, ans, x, W, _ACTIVATION_CODES[activation], *wanted)
 
 
 _linear = P.primitive(kernels.linear, "linear")
@@ -150,6 +150,13 @@ def _reduce(losses: np.ndarray, reduction: str) -> Any:
     return total
 
 
+def _total(total: float, rows: int, reduction: str) -> float:
+    """The reduction of per-row losses that sum to `total` over `rows` rows."""
+    if reduction == "mean":
+        return total / rows if rows else np.nan
+    return total
+
+
 def _onehot(labels: np.ndarray, like: Any) -> np.ndarray:
     data = _data(like)
     onehot = np.zeros(data.shape, dtype=data.dtype)
@@ -203,7 +210,8 @@ def softmax_cross_entropy(logits: Any, labels: Any, reduction: str = "mean") -> 
 
 def _bce_with_logits_forward(logits, targets, reduction):
     return _with_residual(
-        lambda out: _reduce(kernels.bce_with_logits(logits, targets, out=out)[0], reduction),
+        lambda out: _total(kernels.bce_with_logits_total(logits, targets, out=out)[0],
+                           logits.shape[0], reduction),
         logits)
 
 

@@ -51,12 +51,19 @@ def binary_cross_entropy_with_logits(logits: Any, targets: Any, reduction: str =
     Same reductions as `binary_cross_entropy`; the gradient with respect to z is sigmoid(z) - y.
     """
     z = ag.as_tensor(logits)
-    y = _targets_like("binary_cross_entropy_with_logits", z, targets)
     _check_reduction("binary_cross_entropy_with_logits", reduction)
     _check_rows("binary_cross_entropy_with_logits", z, reduction)
+    if z.ndim in (1, 2):   # the fused loss: its kernel checks the targets in the same pass
+        y = targets.data if isinstance(targets, Tensor) else np.asarray(targets)
+        if y.shape != z.shape:
+            _targets_like("binary_cross_entropy_with_logits", z, y)   # raises, naming both shapes
+        try:
+            return fused.bce_with_logits(z, y, reduction=reduction)
+        except ValueError as error:
+            raise ValueError(str(error).replace("bce_with_logits:", "binary_cross_entropy_with_logits:", 1)
+                             ) from None
+    y = _targets_like("binary_cross_entropy_with_logits", z, targets)
     _check_unit_interval("binary_cross_entropy_with_logits", y)
-    if z.ndim in (1, 2):
-        return fused.bce_with_logits(z, y.data, reduction=reduction)
     return _reduce(ag.softplus(z) - y * z, reduction)
 
 

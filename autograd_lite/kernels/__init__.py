@@ -55,7 +55,7 @@ THRESHOLDS: Dict[str, object] = {
     "softmax_cross_entropy": (1, _PARALLEL_FROM),
     "bce_with_logits": (1, _PARALLEL_FROM),
     "bias_activation": (1, _PARALLEL_FROM),
-    "linear_backward": (1_000, None),
+    "linear_backward": (1, None),
     "sgd_update": (1_000, None),
     "adam_update": (1, None),
 }
@@ -307,23 +307,44 @@ def bce_with_logits(logits: np.ndarray, targets: np.ndarray,
                     out: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
     """Per-row losses sum_k softplus(z) - z y (= -y log s - (1 - y) log(1 - s), s = sigmoid(z)),
     and s - y (into `out` if given), in one pass. Rows are the first axis (a 1-D input has one
-    output unit per row). Stable for logits of +-1000."""
+    output unit per row). Stable for logits of +-1000. A target outside [0, 1] raises a
+    ValueError (checked in the same pass)."""
+    return bce_with_logits_total(logits, targets, out)[1:]
+
+
+def bce_with_logits_total(logits: np.ndarray, targets: np.ndarray, out: Optional[np.ndarray] = None
+                          ) -> Tuple[float, np.ndarray, np.ndarray]:
+    """`bce_with_logits` with the sum of the per-row losses in front: (total, losses, s - y),
+    the total taken in the same pass (what the fused loss needs)."""
     if np.ndim(logits) not in (1, 2):
         raise ValueError(f"bce_with_logits: logits must be 1-D (batch,) or 2-D (batch, units), "
                          f"got shape {np.shape(logits)}")
     if np.shape(targets) != np.shape(logits):
         raise ValueError(f"bce_with_logits: targets have shape {np.shape(targets)}, the logits "
                          f"{np.shape(logits)}; they must be equal")
-    targets = np.asarray(targets, dtype=logits.dtype)
+    if type(targets) is not np.ndarray or targets.dtype != logits.dtype:
+        targets = np.asarray(targets, dtype=logits.dtype)
     kernel = _kernel("bce_with_logits", logits)
     if kernel is None or (out is not None and not _writable_like(out, logits)):
-        return reference.bce_with_logits(logits, targets, out)
+        if targets.size and (targets.min() < 0 or targets.max() > 1):
+            raise _targets_outside_error(targets)
+        losses, delta = reference.bce_with_logits(logits, targets, out)
+        return losses.sum(), losses, delta
     rows = (len(logits), -1 if logits.size else 0)              # (batch, units)
     z = _contiguous(logits).reshape(rows)
     delta = np.empty(logits.shape, logits.dtype) if out is None else out
     losses = np.empty(logits.shape[0], logits.dtype)
-    kernel(z, _contiguous(targets).reshape(rows), losses, delta.reshape(rows))
-    return losses, delta
+    total, outside = kernel(z, _contiguous(targets).reshape(rows), losses, delta.reshape(rows))
+    if outside:
+        raise _targets_outside_error(targets)
+    return total, losses, delta
+
+
+def _targets_outside_error(targets: np.ndarray) -> ValueError:
+    bad = np.flatnonzero((targets < 0) | (targets > 1))
+    return ValueError(f"bce_with_logits: targets must be in [0, 1], got values in "
+                      f"[{np.min(targets)}, {np.max(targets)}] ({bad.size} outside, the first "
+                      f"at flat position {bad[0]})")
 
 
 def _writable_like(out: np.ndarray, like: np.ndarray) -> bool:
@@ -378,17 +399,31 @@ def linear_backward(g: np.ndarray, a: np.ndarray, x: np.ndarray, W: np.ndarray,
     a = activation(x @ W + b) and the output cotangent g: delta = g * activation'(z) with the
     bias gradient db = sum_rows(delta) in one pass, then dx = delta W^T, dW = x^T delta (BLAS)."""
     code = _activation_code("linear_backward", activation)
-    kernel = _kernel("linear_backward", g, a) if "b" in wrt and g.ndim == 2 else None
+    grads = dict(zip("xWb", linear_backward_codes(g, a, x, W, code, "x" in wrt, "W" in wrt,
+                                                  "b" in wrt)))
+    return tuple(grads[name] for name in wrt)
+
+
+def linear_backward_codes(g: np.ndarray, a: np.ndarray, x: np.ndarray, W: np.ndarray, code: int,
+                          want_x: bool, want_W: bool, want_b: bool) -> Tuple[Optional[np.ndarray], ...]:
+    """`linear_backward` for the engine's hot path: the activation as its code (see
+    `_ACTIVATION_CODES`), and (dx, dW, db) with None for each one not wanted."""
+    kernel = _kernel("linear_backward", g, a) if g.ndim == 2 else None
     if kernel is None:
-        delta = activation_backward(g, a, activation)
-        db = delta.sum(axis=0) if "b" in wrt else None
+        delta = g if code == 0 else _binary(_BACKWARD_NAMES[code], _BACKWARD_TWINS[code], g, a)
+        db = delta.sum(axis=0) if want_b else None
     else:
-        g, a = _contiguous(g), _contiguous(a)
+        if not (g.flags.c_contiguous and a.flags.c_contiguous):
+            g, a = _contiguous(g), _contiguous(a)
         delta = np.empty(g.shape, g.dtype)
         db = np.empty(g.shape[1], g.dtype)
         kernel(g, a, code, delta, db)
-    return tuple(np.dot(delta, W.T) if name == "x" else np.dot(x.T, delta) if name == "W" else db
-                 for name in wrt)
+    return (np.dot(delta, W.T) if want_x else None, np.dot(x.T, delta) if want_W else None,
+            db if want_b else None)
+
+
+_BACKWARD_NAMES = {code: f"{name}_backward" for name, code in _ACTIVATION_CODES.items() if code}
+_BACKWARD_TWINS = {code: getattr(reference, name) for code, name in _BACKWARD_NAMES.items()}
 
 
 # ---------------------------------------------------------------- optimizer updates, in place

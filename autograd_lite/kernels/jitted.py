@@ -333,15 +333,22 @@ def _softmax_cross_entropy_block(x, labels, losses, delta, row_max, e):
 @njit(**_INLINE)
 def _bce_with_logits_block(x, y, c, losses, delta, per_unit):
     """For flat blocks x, y, delta of rows of c units: delta = sigmoid(x) - y, and losses =
-    row sums of softplus(x) - x y (= -y log s - (1 - y) log(1 - s), s = sigmoid(x))."""
+    row sums of softplus(x) - x y (= -y log s - (1 - y) log(1 - s), s = sigmoid(x)).
+    Returns (the sum of the losses, the number of targets outside [0, 1])."""
+    outside = 0
     for k in range(x.size):
         xk, yk = np.float64(x[k]), np.float64(y[k])
+        outside += (yk < 0.0) | (yk > 1.0)
         e = _exp(-abs(xk))
         s = 1.0 / (1.0 + e)
         delta[k] = (s if xk >= 0 else e * s) - yk
         per_unit[k] = max(xk, 0.0) - xk * yk + _log1p_unit(e)
+    total = 0.0
     for i in range(losses.size):
-        losses[i] = np.sum(per_unit[i * c:(i + 1) * c])
+        row = np.sum(per_unit[i * c:(i + 1) * c])
+        losses[i] = row
+        total += row
+    return total, outside
 
 
 @njit(**_INLINE)
@@ -439,14 +446,19 @@ def softmax_cross_entropy_parallel(logits, labels, losses, delta):
 
 @njit(**_FAST)
 def bce_with_logits(logits, targets, losses, delta):
+    """Returns (the sum of the losses, the number of targets outside [0, 1])."""
     n, c = logits.shape
     per_block, blocks = _blocks(n, c)
     per_unit = np.empty(per_block * c)
     x, y, d = logits.reshape(-1), targets.reshape(-1), delta.reshape(-1)
+    total, outside = 0.0, 0
     for b in range(blocks):
         units = slice(b * per_block * c, (b + 1) * per_block * c)
-        _bce_with_logits_block(x[units], y[units], c, losses[b * per_block:(b + 1) * per_block],
-                               d[units], per_unit)
+        part, bad = _bce_with_logits_block(x[units], y[units], c,
+                                           losses[b * per_block:(b + 1) * per_block], d[units], per_unit)
+        total += part
+        outside += bad
+    return total, outside
 
 
 @njit(parallel=True, **_FAST)
@@ -454,11 +466,15 @@ def bce_with_logits_parallel(logits, targets, losses, delta):
     n, c = logits.shape
     per_block, blocks = _blocks(n, c)
     x, y, d = logits.reshape(-1), targets.reshape(-1), delta.reshape(-1)
+    total, outside = 0.0, 0
     for b in prange(blocks):
         per_unit = np.empty(per_block * c)
         units = slice(b * per_block * c, (b + 1) * per_block * c)
-        _bce_with_logits_block(x[units], y[units], c, losses[b * per_block:(b + 1) * per_block],
-                               d[units], per_unit)
+        part, bad = _bce_with_logits_block(x[units], y[units], c,
+                                           losses[b * per_block:(b + 1) * per_block], d[units], per_unit)
+        total += part
+        outside += bad
+    return total, outside
 
 
 # ---------------------------------------------------------------- the linear layer's elementwise part

@@ -204,6 +204,22 @@ def test_bce_refuses_values_that_are_not_probabilities():
         nn.binary_cross_entropy(PROBS, ONE_HOT * 2)
 
 
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_bce_with_logits_refuses_targets_outside_the_unit_interval(backend):
+    previous = ag.set_kernels(backend)
+    try:
+        targets = ONE_HOT.astype(float)
+        targets[4, 1] = -0.5
+        with pytest.raises(ValueError, match=r"binary_cross_entropy_with_logits: targets must be in "
+                                             r"\[0, 1\], got values in \[-0.5, 1.0\] \(1 outside, the "
+                                             r"first at flat position 17\)"):
+            nn.binary_cross_entropy_with_logits(LOGITS, targets)
+        with pytest.raises(ValueError, match=r"targets must be in \[0, 1\]"):
+            nn.binary_cross_entropy_with_logits(LOGITS[:, 0], targets[:, 1])      # 1-D: one unit
+    finally:
+        ag.set_kernels(previous)
+
+
 @given(st.sampled_from(["avg", "none", "Mean"]))
 def test_unknown_reduction_is_refused(reduction):
     with pytest.raises(ValueError, match="reduction must be one of"):
