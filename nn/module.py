@@ -9,7 +9,7 @@ it is a weight (penalised by `l2_penalty`) or a bias (not penalised).
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Iterator, List, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -151,10 +151,12 @@ class Module:
         """Every parameter in the tree (what an optimizer updates), in `named_parameters()` order.
 
         The same walk as `named_parameters()` without building the names: losses such as
-        `l2_penalty` call it every training step."""
+        `l2_penalty` call it every training step, so each attribute costs one look-up of
+        what its type is (`_kind_of`) instead of a chain of isinstance tests."""
         out: List[Parameter] = []
         seen_params, seen_modules = set(), set()
         stack: List[Module] = [self]
+        kinds = _KINDS
         while stack:
             module = stack.pop()
             if id(module) in seen_modules:
@@ -162,11 +164,22 @@ class Module:
             seen_modules.add(id(module))
             children = []
             for value in vars(module).values():
-                items = value if isinstance(value, (list, tuple)) else (
-                    value.values() if isinstance(value, dict) else (value,))
+                kind = kinds.get(type(value)) or _kind_of(type(value))
+                if kind is _OTHER:
+                    continue
+                if kind is _PARAMETER:
+                    items = (value,)
+                elif kind is _MODULE:
+                    children.append(value)
+                    continue
+                elif kind is _DICT:      # modules in a dict are children; its parameters are not
+                    children.extend(v for v in value.values() if isinstance(v, Module))
+                    continue
+                else:
+                    items = value
                 for item in items:
                     if isinstance(item, Parameter):
-                        if id(item) not in seen_params and not isinstance(value, dict):
+                        if id(item) not in seen_params:
                             seen_params.add(id(item))
                             out.append(item)
                     elif isinstance(item, Module):
@@ -240,3 +253,25 @@ class Module:
         for name, child in self.named_children():
             lines.append(f"  ({name}): " + repr(child).replace("\n", "\n  "))
         return "\n".join(lines)
+
+
+# What `Module.parameters()` does with an attribute, by the attribute's type.
+_OTHER, _PARAMETER, _MODULE, _SEQUENCE, _DICT = "other", "parameter", "module", "sequence", "dict"
+_KINDS: Dict[type, str] = {}
+
+
+def _kind_of(cls: type) -> str:
+    """Classify an attribute type once: a Parameter, a Module, a list/tuple (searched), a dict
+    (searched for modules), or anything else (skipped)."""
+    if issubclass(cls, Parameter):
+        kind = _PARAMETER
+    elif issubclass(cls, Module):
+        kind = _MODULE
+    elif issubclass(cls, (list, tuple)):
+        kind = _SEQUENCE
+    elif issubclass(cls, dict):
+        kind = _DICT
+    else:
+        kind = _OTHER
+    _KINDS[cls] = kind
+    return kind

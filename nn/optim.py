@@ -57,14 +57,15 @@ class Optimizer:
 
     def step(self) -> None:
         """Update every parameter that has a gradient, in place (the others are skipped)."""
+        update = self._update
         for p, state in zip(self.params, self.state):
             if p.grad is None:
                 continue
-            grad = p.grad.data
-            if grad.shape != p.shape:
+            param, grad = p.data, p.grad.data
+            if grad.shape != param.shape:
                 raise ValueError(f"{type(self).__name__}.step: a gradient of shape {grad.shape} "
-                                 f"for a parameter of shape {p.shape}")
-            self._update(p.data, np.asarray(grad, dtype=p.dtype), state)
+                                 f"for a parameter of shape {param.shape}")
+            update(param, grad if grad.dtype == param.dtype else grad.astype(param.dtype), state)
 
     def _update(self, param: np.ndarray, grad: np.ndarray, state: Dict[str, Any]) -> None:
         raise NotImplementedError

@@ -56,7 +56,7 @@ THRESHOLDS: Dict[str, object] = {
     "bce_with_logits": (1, _PARALLEL_FROM),
     "bias_activation": (1, _PARALLEL_FROM),
     "linear_backward": (1, None),
-    "sgd_update": (1_000, None),
+    "sgd_update": (1, None),
     "adam_update": (1, None),
 }
 _FLOAT_NAMES = {"f": "float32", "d": "float64"}  # dtype.char -> name (dtype.name is slow)
@@ -438,7 +438,13 @@ def _check_state(op: str, param: np.ndarray, **arrays: Optional[np.ndarray]) -> 
 
 
 def _in_place_ok(*arrays: np.ndarray) -> bool:
-    return all(type(a) is np.ndarray and a.flags.c_contiguous and a.flags.writeable for a in arrays)
+    for a in arrays:
+        if type(a) is not np.ndarray:
+            return False
+        flags = a.flags
+        if not (flags.c_contiguous and flags.writeable):
+            return False
+    return True
 
 
 def sgd_update(param: np.ndarray, grad: np.ndarray, velocity: Optional[np.ndarray], lr: float,
@@ -453,19 +459,31 @@ def sgd_update(param: np.ndarray, grad: np.ndarray, velocity: Optional[np.ndarra
     `velocity` (zeros before the first step) is updated in place; it may be None when
     momentum is 0.
     """
-    lr, momentum, weight_decay = float(lr), float(momentum), float(weight_decay)
     if momentum and velocity is None:
         raise ValueError("sgd_update: momentum != 0 needs a velocity array (zeros at the start)")
-    _check_state("sgd_update", param, grad=grad, velocity=velocity)
+    if not (type(param) is np.ndarray and param.dtype.kind == "f" and np.shape(grad) == param.shape
+            and (velocity is None or np.shape(velocity) == param.shape)):
+        _check_state("sgd_update", param, grad=grad, velocity=velocity)   # raises, naming the fault
     arrays = (param, grad) if velocity is None else (param, grad, velocity)
     kernel = _kernel("sgd_update", *arrays) if _in_place_ok(*arrays) else None
     if kernel is None:
-        reference.sgd_update(param, grad, velocity, lr, momentum, nesterov, weight_decay)
+        reference.sgd_update(param, grad, velocity, float(lr), float(momentum), nesterov,
+                             float(weight_decay))
         return
-    scalar = param.dtype.type
-    v = np.empty(0, param.dtype) if velocity is None else velocity.reshape(-1)
-    kernel(param.reshape(-1), grad.reshape(-1), v, scalar(lr), scalar(momentum), bool(nesterov),
-           scalar(weight_decay))
+    v = _no_velocity(param.dtype) if velocity is None else velocity.reshape(-1)
+    kernel(param.reshape(-1), grad.reshape(-1), v, float(lr), float(momentum), bool(nesterov),
+           float(weight_decay))
+
+
+_NO_VELOCITY: Dict[str, np.ndarray] = {}
+
+
+def _no_velocity(dtype: np.dtype) -> np.ndarray:
+    """An empty array that stands for "no velocity" in the SGD kernel (one per dtype, never written)."""
+    empty = _NO_VELOCITY.get(dtype.char)
+    if empty is None:
+        empty = _NO_VELOCITY[dtype.char] = np.empty(0, dtype)
+    return empty
 
 
 def adam_update(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, step: int,
@@ -489,8 +507,6 @@ def adam_update(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarra
     if kernel is None:
         reference.adam_update(param, grad, m, v, int(step), lr, beta1, beta2, eps, weight_decay)
         return
-    scalar = param.dtype.type
     kernel(param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1),
-           scalar(lr / (1 - beta1 ** step)), scalar(beta1), scalar(1 - beta1), scalar(beta2),
-           scalar(1 - beta2), scalar(math.sqrt(1 - beta2 ** step)), scalar(eps),
-           scalar(weight_decay))
+           lr / (1 - beta1 ** step), beta1, 1 - beta1, beta2, 1 - beta2,
+           math.sqrt(1 - beta2 ** step), eps, weight_decay)

@@ -514,31 +514,38 @@ def linear_backward(g, a, code, delta, db):
 
 
 # ---------------------------------------------------------------- optimizer updates, in place
-# scalars arrive in the parameters' dtype, so float32 stays float32 like in the NumPy twins
+# scalars arrive as Python floats (the cheapest arguments to dispatch on) and are rounded to the
+# parameters' dtype first, so float32 stays float32 like in the NumPy twins
 @njit(**_JIT)
 def sgd_update(param, grad, velocity, lr, momentum, nesterov, weight_decay):
-    zero = param.dtype.type(0)
+    to = param.dtype.type
+    lr_, momentum_, weight_decay_ = to(lr), to(momentum), to(weight_decay)
+    zero = to(0)
     for i in range(param.size):
         d = grad[i]
-        if weight_decay != zero:
-            d = d + weight_decay * param[i]
-        if momentum != zero:
-            v = momentum * velocity[i] + d
+        if weight_decay_ != zero:
+            d = d + weight_decay_ * param[i]
+        if momentum_ != zero:
+            v = momentum_ * velocity[i] + d
             velocity[i] = v
-            d = d + momentum * v if nesterov else v
-        param[i] = param[i] - lr * d
+            d = d + momentum_ * v if nesterov else v
+        param[i] = param[i] - lr_ * d
 
 
 @njit(**_JIT)
 def adam_update(param, grad, m, v, step_size, beta1, one_minus_beta1, beta2, one_minus_beta2,
                 bias_correction2_sqrt, eps, weight_decay):
-    zero = param.dtype.type(0)
+    to = param.dtype.type
+    step_size_, beta1_, one_minus_beta1_ = to(step_size), to(beta1), to(one_minus_beta1)
+    beta2_, one_minus_beta2_ = to(beta2), to(one_minus_beta2)
+    bias_correction2_sqrt_, eps_, weight_decay_ = to(bias_correction2_sqrt), to(eps), to(weight_decay)
+    zero = to(0)
     for i in range(param.size):
         d = grad[i]
-        if weight_decay != zero:
-            d = d + weight_decay * param[i]
-        mi = beta1 * m[i] + one_minus_beta1 * d
-        vi = beta2 * v[i] + one_minus_beta2 * d * d
+        if weight_decay_ != zero:
+            d = d + weight_decay_ * param[i]
+        mi = beta1_ * m[i] + one_minus_beta1_ * d
+        vi = beta2_ * v[i] + one_minus_beta2_ * d * d
         m[i] = mi
         v[i] = vi
-        param[i] = param[i] - step_size * (mi / (np.sqrt(vi) / bias_correction2_sqrt + eps))
+        param[i] = param[i] - step_size_ * (mi / (np.sqrt(vi) / bias_correction2_sqrt_ + eps_))
