@@ -110,7 +110,7 @@ def apply(prim, args: tuple, params: dict) -> Tensor:
         result._op = prim
         result._inputs = args
         result._arrays = arrays
-        result._needs = [isinstance(a, Tensor) and a.requires_grad for a in args]
+        result._needs = tuple([isinstance(a, Tensor) and a.requires_grad for a in args])
         result._params = params
         result._seq = next(_sequence)
     if jvp_traces:
@@ -221,6 +221,9 @@ def _seed(root: Tensor, gradient: Any, create_graph: bool, where: str) -> Any:
     return _as_cotangent(gradient, root, create_graph, where)
 
 
+_NOWHERE: frozenset = frozenset()
+
+
 def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequence[Tensor]],
          retain_graph: bool, create_graph: bool) -> Dict[int, list]:
     """The reverse sweep. Returns {id(tensor): [tensor, cotangent]} for leaves (or for `targets`).
@@ -231,23 +234,25 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
     and nodes that receive no cotangent are never visited. The graph is released, and retained
     gradients are stored, only once the whole sweep has succeeded.
     """
-    stop = None if targets is None else {id(t) for t in targets}
-    leads = None if stop is None else _leading_to(roots, stop)
+    stop = _NOWHERE if targets is None else {id(t) for t in targets}
+    leads = None if targets is None else _leading_to(roots, stop)
     tensor_mode = create_graph or bool(jvp_traces)
+    hooks = tuple(backward_hooks)
     # ids of cotangent arrays that this sweep allocated and that nothing else refers to: a
     # second cotangent for the same tensor can be added into them in place
     owned: set = set()
-    grads: Dict[int, Any] = {}      # cotangents of the nodes on the heap
-    results: Dict[int, Any] = {}
+    grads: Dict[int, Any] = {}      # the cotangent of every tensor that has received one
+    ends: List[Tensor] = []         # the leaves (or targets) among them, where the sweep stops
     heap: List[Tuple[int, Tensor]] = []
     for root, seed in zip(roots, seeds):
         key = id(root)
-        if root._op is None or (stop is not None and key in stop):
-            _add_result(results, root, seed)
-        elif key in grads:
+        if key in grads:
             grads[key] = grads[key] + seed
+            continue
+        grads[key] = seed
+        if root._op is None or key in stop:
+            ends.append(root)
         else:
-            grads[key] = seed
             heap.append((-root._seq, root))
     heapq.heapify(heap)
     swept: List[Tensor] = []
@@ -263,57 +268,46 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
             swept.append(node)
             g = grads.pop(id(node))
             owned.discard(id(g))  # the rules may hand g itself on
-            if node._retain and targets is None:
+            if node._retain and leads is None:
                 retained.append((node, g))
             prim = node._op
-            params = node._params
-            if tensor_mode:
-                values = inputs
-                ans = node
-            else:
-                values = node._arrays
-                ans = node.data
             wanted = node._needs
             if leads is not None:
-                wanted = [w and id(x) in leads for w, x in zip(wanted, inputs)]
-            fresh = prim.fresh_cotangents and not tensor_mode
-            produced = [] if backward_hooks else None
-            joint = None
-            if prim.vjp_joint is not None and not tensor_mode:
+                wanted = tuple(w and id(x) in leads for w, x in zip(wanted, inputs))
+            if tensor_mode:
+                cotangents = _pull_back(prim, g, node, inputs, wanted, node._params)
+                fresh = False
+            elif prim.vjp_joint is not None:
                 # one call for all inputs: a fused kernel shares its work (e.g. delta) between them
-                joint = prim.vjp_joint(g, ans, *values, wanted=tuple(wanted), **params)
+                cotangents = prim.vjp_joint(g, node.data, *node._arrays, wanted=wanted, **node._params)
+                fresh = prim.fresh_cotangents
+            else:
+                cotangents = _pull_back(prim, g, node.data, node._arrays, wanted, node._params)
+                fresh = prim.fresh_cotangents
+            produced = [] if hooks else None
             for i, x in enumerate(inputs):
                 if not wanted[i]:
                     continue
-                if joint is not None:
-                    c = joint[i]
-                else:
-                    rule = prim.vjps[0] if prim.variadic else prim.vjps[i]
-                    if rule is None:
-                        raise NotImplementedError(
-                            f"backward: primitive '{prim.name}' has no VJP rule for argument {i}")
-                    if prim.variadic:
-                        c = rule(g, ans, *values, argnum=i, **params)
-                    else:
-                        c = rule(g, ans, *values, **params)
-                if c.shape != x.data.shape:
-                    c = unbroadcast(c, x.data.shape)
-                if produced is not None:
+                c = cotangents[i]
+                shape = x.data.shape
+                if c.shape != shape:
+                    c = unbroadcast(c, shape)
+                if hooks:
                     produced.append((i, x, c))
-                xkey = id(x)
-                if x._op is None or (stop is not None and xkey in stop):
-                    _add_result(results, x, c, owned, fresh)
-                else:
-                    prev = grads.get(xkey)
-                    if prev is None:
-                        grads[xkey] = c
-                        heappush(heap, (-x._seq, x))
-                        if fresh:
-                            owned.add(id(c))
+                key = id(x)
+                prev = grads.get(key)
+                if prev is None:
+                    grads[key] = c
+                    if fresh:
+                        owned.add(id(c))
+                    if x._op is None or key in stop:
+                        ends.append(x)
                     else:
-                        grads[xkey] = _sum_into(prev, c, owned)
-            if produced is not None:
-                for hook in tuple(backward_hooks):
+                        heappush(heap, (-x._seq, x))
+                else:
+                    grads[key] = _sum_into(prev, c, owned)
+            if hooks:
+                for hook in hooks:
                     hook(node, g, produced)
     finally:
         _grad_mode.enabled = prev_mode
@@ -325,24 +319,31 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
             node._arrays = None
             node._needs = None
             node._params = None
-    return results
+    return {id(x): [x, grads[id(x)]] for x in ends}
 
 
-def _add_result(results: Dict[int, list], t: Tensor, c: Any, owned: Optional[set] = None,
-                fresh: bool = False) -> None:
-    entry = results.get(id(t))
-    if entry is None:
-        results[id(t)] = [t, c]
-        if fresh and owned is not None:
-            owned.add(id(c))
-    else:
-        entry[1] = entry[1] + c if owned is None else _sum_into(entry[1], c, owned)
+def _pull_back(prim, g: Any, ans: Any, values: Sequence[Any], wanted: Sequence[bool],
+               params: dict) -> List[Any]:
+    """One VJP rule call per input that wants a cotangent (None for the others)."""
+    out: List[Any] = []
+    for i, want in enumerate(wanted):
+        if not want:
+            out.append(None)
+            continue
+        rule = prim.vjps[0] if prim.variadic else prim.vjps[i]
+        if rule is None:
+            raise NotImplementedError(
+                f"backward: primitive '{prim.name}' has no VJP rule for argument {i}")
+        out.append(rule(g, ans, *values, argnum=i, **params) if prim.variadic
+                   else rule(g, ans, *values, **params))
+    return out
 
 
 def _sum_into(total: Any, c: Any, owned: set) -> Any:
     """total + c, in place when `total` is an array this sweep owns and the sum fits in it."""
     if (id(total) in owned and type(total) is np.ndarray and type(c) is np.ndarray
-            and total.shape == c.shape and total.dtype == np.result_type(total, c)):
+            and total.shape == c.shape
+            and (total.dtype == c.dtype or total.dtype == np.result_type(total, c))):
         np.add(total, c, out=total)
         return total
     owned.discard(id(total))  # replaced: its id may be reused once it is freed
