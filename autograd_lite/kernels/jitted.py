@@ -18,7 +18,7 @@ import math
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 # error_model="numpy": x / 0 gives inf or nan like NumPy, without a check that stops vectorization
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
@@ -115,6 +115,67 @@ def _sigmoid(x):
     return s if x >= 0 else e * s
 
 
+# float32 sigmoid: the same construction in float32 arithmetic (twice the SIMD lanes of float64).
+# e**r by its Taylor polynomial to r**7 on |r| <= ln(2)/2 (truncation below 6e-9, under float32's
+# 6e-8 half-ulp), ln 2 split so that k * _LN2_HI32 is exact for the |k| <= 150 used here.
+_LOG2E32 = np.float32(_LOG2E)
+_LN2_HI32 = np.float32(0.693359375)
+_LN2_LO32 = np.float32(_LN2 - 0.693359375)
+_F2, _F3, _F4, _F5, _F6, _F7 = (np.float32(1.0 / math.factorial(n)) for n in range(2, 8))
+_ONE32, _HALF32, _FLOOR32 = np.float32(1.0), np.float32(0.5), np.float32(-104.0)
+
+
+@intrinsic
+def _float32_from_bits(typingctx, bits):
+    """The float32 whose bit pattern is the int32 `bits` (to build 2**k without libm)."""
+    if not isinstance(bits, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(builder.trunc(args[0], ir.IntType(32)), ir.FloatType())
+    return types.float32(types.int64), codegen
+
+
+@njit(**_INLINE)
+def _exp_nonpositive32(x):
+    """e**x for a float32 x <= 0 (0 below -104, where float32 underflows anyway)."""
+    xc = max(x, _FLOOR32)
+    kf = np.floor(xc * _LOG2E32 + _HALF32)
+    r = xc - kf * _LN2_HI32 - kf * _LN2_LO32
+    p = _F7
+    p = p * r + _F6
+    p = p * r + _F5
+    p = p * r + _F4
+    p = p * r + _F3
+    p = p * r + _F2
+    p = p * r + _ONE32
+    p = p * r + _ONE32
+    k = np.int64(kf)
+    half = k >> 1                                   # 2**k in two normal factors, k >= -150
+    rest = k - half
+    return p * _float32_from_bits((half + 127) << 23) * _float32_from_bits((rest + 127) << 23)
+
+
+@njit(**_INLINE)
+def _sigmoid32(x):
+    if x != x:
+        return x
+    e = _exp_nonpositive32(-abs(x))
+    return (_ONE32 if x >= 0 else e) / (_ONE32 + e)
+
+
+def _sigmoid_in_kind(x):
+    """sigmoid(x) computed in float32 for a float32 x, in float64 otherwise (jitted code only)."""
+    raise NotImplementedError
+
+
+@overload(_sigmoid_in_kind, inline="always")
+def _sigmoid_in_kind_overload(x):
+    if x == types.float32:
+        return lambda x: _sigmoid32(x)
+    return lambda x: _sigmoid(np.float64(x))
+
+
 @njit(**_INLINE)
 def _tanh(x):
     """tanh(x): a Taylor polynomial near 0, (1 - e) / (1 + e) with e = e**(-2|x|) elsewhere."""
@@ -147,13 +208,13 @@ def _log_sigmoid(x):
 @njit(**_FAST)
 def sigmoid(x, out):
     for i in range(x.size):
-        out[i] = _sigmoid(np.float64(x[i]))
+        out[i] = _sigmoid_in_kind(x[i])
 
 
 @njit(parallel=True, **_FAST)
 def sigmoid_parallel(x, out):
     for i in prange(x.size):
-        out[i] = _sigmoid(np.float64(x[i]))
+        out[i] = _sigmoid_in_kind(x[i])
 
 
 @njit(**_FAST)
@@ -361,7 +422,7 @@ def _bias_activation_block(z, b, code):
     flat = z.reshape(-1)
     if code == SIGMOID:                             # one loop per activation: each vectorizes
         for k in range(flat.size):
-            flat[k] = _sigmoid(np.float64(flat[k]))
+            flat[k] = _sigmoid_in_kind(flat[k])
     elif code == TANH:
         for k in range(flat.size):
             flat[k] = _tanh(np.float64(flat[k]))

@@ -228,6 +228,26 @@ def test_linear_refuses_an_unknown_activation_and_a_wrong_bias():
         kernels.linear(np.ones((2, 3)), np.ones((3, 4)), np.ones(3), "relu")
 
 
+def test_float32_sigmoid_kernel_is_within_two_ulp_everywhere():
+    # float32 inputs run a float32 polynomial (twice the SIMD lanes of float64): check it against
+    # float64 over the whole range, the subnormal tail and the special values
+    x = np.concatenate([np.linspace(-110, 110, 400_001), np.linspace(-1e-3, 1e-3, 1001),
+                        [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-30, -1e-30, 88.0, -88.0, -103.9,
+                         -200.0, 200.0]]).astype(np.float32)
+    out = np.empty_like(x)
+    jitted.sigmoid(x, out)
+    exact = 1 / (1 + np.exp(-x.astype(np.float64)))
+    normal = exact >= np.finfo(np.float32).tiny
+    ulp = np.spacing(exact[normal].astype(np.float32)).astype(np.float64)
+    assert np.max(np.abs(out[normal] - exact[normal]) / ulp) <= 2
+    assert np.max(np.abs(out[~normal & ~np.isnan(x)] - exact[~normal & ~np.isnan(x)])) <= 2 * 1.4e-45
+    assert np.isnan(out[np.isnan(x)]).all()
+    assert out[x == np.inf].tolist() == [1.0] and out[x == -np.inf].tolist() == [0.0]
+    z = x[:1000].reshape(10, 100).copy()
+    jitted.bias_activation(z, np.zeros(100, np.float32), jitted.SIGMOID)
+    np.testing.assert_array_equal(z.reshape(-1), out[:1000])
+
+
 # ---------------------------------------------------------------- optimizer updates
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("momentum, nesterov, weight_decay",
