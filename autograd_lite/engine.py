@@ -242,7 +242,7 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
     # second cotangent for the same tensor can be added into them in place
     owned: set = set()
     grads: Dict[int, Any] = {}      # the cotangent of every tensor that has received one
-    ends: List[Tensor] = []         # the leaves (or targets) among them, where the sweep stops
+    ends: Dict[int, Tensor] = {}    # the leaves (or targets) among them, where the sweep stops
     heap: List[Tuple[int, Tensor]] = []
     for root, seed in zip(roots, seeds):
         key = id(root)
@@ -251,10 +251,12 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
             continue
         grads[key] = seed
         if root._op is None or key in stop:
-            ends.append(root)
+            ends[key] = root
         else:
             heap.append((-root._seq, root))
     heapq.heapify(heap)
+    # leaf cotangents from primitives with an in-place rule (`vjp_into`), added at the end
+    deferred: Dict[int, list] = {}
     swept: List[Tensor] = []
     retained: List[Tuple[Tensor, Any]] = []
     prev_mode = _grad_mode.enabled
@@ -277,6 +279,10 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
             if tensor_mode:
                 cotangents = _pull_back(prim, g, node, inputs, wanted, node._params)
                 fresh = False
+            elif prim.vjp_into is not None and not hooks:
+                wanted = _defer_to_leaves(node, g, wanted, stop, grads, deferred, ends)
+                cotangents = _pull_back(prim, g, node.data, node._arrays, wanted, node._params)
+                fresh = prim.fresh_cotangents
             elif prim.vjp_joint is not None:
                 # one call for all inputs: a fused kernel shares its work (e.g. delta) between them
                 cotangents = prim.vjp_joint(g, node.data, *node._arrays, wanted=wanted, **node._params)
@@ -301,7 +307,7 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
                     if fresh:
                         owned.add(id(c))
                     if x._op is None or key in stop:
-                        ends.append(x)
+                        ends[key] = x
                     else:
                         heappush(heap, (-x._seq, x))
                 else:
@@ -309,6 +315,8 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
             if hooks:
                 for hook in hooks:
                     hook(node, g, produced)
+        for key, pending in deferred.items():
+            grads[key] = _add_deferred(grads.get(key), pending, owned)
     finally:
         _grad_mode.enabled = prev_mode
     for node, g in retained:
@@ -319,7 +327,45 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
             node._arrays = None
             node._needs = None
             node._params = None
-    return {id(x): [x, grads[id(x)]] for x in ends}
+    return {key: [x, grads[key]] for key, x in ends.items()}
+
+
+def _defer_to_leaves(node: Tensor, g: Any, wanted: Sequence[bool], stop: Any,
+                     grads: Dict[int, Any], deferred: Dict[int, list], ends: Dict[int, Tensor]) -> tuple:
+    """Set aside the cotangents that `node` sends to leaves (to be added in place at the end
+    of the sweep by its primitive's `vjp_into`); returns `wanted` for the inputs left."""
+    inputs = node._inputs
+    left = list(wanted)
+    for i, x in enumerate(inputs):
+        if wanted[i] and (x._op is None or id(x) in stop):
+            key = id(x)
+            ends[key] = x
+            deferred.setdefault(key, []).append((node, g, i))
+            left[i] = False
+    return tuple(left)
+
+
+def _add_deferred(total: Any, pending: list, owned: set) -> Any:
+    """total + the set-aside cotangents: each added in place by its primitive's `vjp_into` when
+    `total` is an array this sweep owns, through the ordinary rule otherwise."""
+    for node, g, i in pending:
+        prim, values, ans = node._op, node._arrays, node.data
+        x = values[i]
+        if (total is not None and id(total) in owned and type(total) is np.ndarray
+                and total.shape == np.shape(x) and total.dtype == x.dtype):
+            prim.vjp_into(total, g, ans, *values, argnum=i, **node._params)
+            continue
+        wanted = tuple(j == i for j in range(len(values)))
+        c = _pull_back(prim, g, ans, values, wanted, node._params)[i]
+        if c.shape != np.shape(x):
+            c = unbroadcast(c, np.shape(x))
+        if total is None:
+            total = c
+            if prim.fresh_cotangents:
+                owned.add(id(c))
+        else:
+            total = _sum_into(total, c, owned)
+    return total
 
 
 def _pull_back(prim, g: Any, ans: Any, values: Sequence[Any], wanted: Sequence[bool],

@@ -34,6 +34,10 @@ def _as_input(x: Any) -> Any:
     return x if isinstance(x, Tensor) else np.asarray(x)
 
 
+def _shape(x: Any) -> tuple:
+    return x.shape if type(x) is np.ndarray else x.data.shape
+
+
 def _check_float(op: str, x: Any, name: str = "logits") -> None:
     if x.dtype.kind != "f":
         raise TypeError(f"{op}: {name} must be floating point, got dtype {x.dtype}")
@@ -100,20 +104,21 @@ def linear(x: Any, W: Any, b: Any = None, activation: Optional[str] = None) -> T
     Example:
         >>> h = linear(x, W, b, activation="relu")   # relu(x @ W + b)
     """
-    if activation not in kernels.ACTIVATIONS:
+    if activation not in _ACTIVATION_CODES:
         raise ValueError(f"linear: activation must be one of {kernels.ACTIVATIONS}, got {activation!r}")
     x, W = _as_input(x), _as_input(W)
-    if x.ndim != 2 or W.ndim != 2:
+    x_shape, W_shape = x.data.shape if type(x) is not np.ndarray else x.shape, _shape(W)
+    if len(x_shape) != 2 or len(W_shape) != 2:
         raise ValueError(f"linear: x must be 2-D (batch, in) and W 2-D (in, out), got shapes "
-                         f"{x.shape} and {W.shape}")
-    if x.shape[1] != W.shape[0]:
-        raise ValueError(f"linear: shapes {x.shape} and {W.shape} do not align: "
-                         f"{x.shape[1]} != {W.shape[0]}")
+                         f"{x_shape} and {W_shape}")
+    if x_shape[1] != W_shape[0]:
+        raise ValueError(f"linear: shapes {x_shape} and {W_shape} do not align: "
+                         f"{x_shape[1]} != {W_shape[0]}")
     if b is not None:
         b = _as_input(b)
-        if b.shape != (W.shape[1],):
-            raise ValueError(f"linear: the bias has shape {b.shape}, expected ({W.shape[1]},) "
-                             f"for W of shape {W.shape}")
+        if _shape(b) != (W_shape[1],):
+            raise ValueError(f"linear: the bias has shape {_shape(b)}, expected ({W_shape[1]},) "
+                             f"for W of shape {W_shape}")
     if not isinstance(x, Tensor) and not isinstance(W, Tensor) and not isinstance(b, Tensor):
         x = Tensor(x)
     return _linear(x, W, b, activation=activation)

@@ -31,8 +31,8 @@ class Primitive:
     Users add their own with `primitive(...)`, `.defvjp(...)` and `.defjvp(...)`.
     """
 
-    __slots__ = ("name", "forward", "vjps", "jvps", "vjp_joint", "variadic", "rule_text",
-                 "fresh_cotangents", "__dict__")
+    __slots__ = ("name", "forward", "vjps", "jvps", "vjp_joint", "vjp_into", "variadic",
+                 "rule_text", "fresh_cotangents", "__dict__")
 
     def __init__(self, name: str, forward: Callable, variadic: bool = False,
                  register: bool = True) -> None:
@@ -41,6 +41,7 @@ class Primitive:
         self.vjps: tuple = ()
         self.jvps: tuple = ()
         self.vjp_joint: Optional[Callable] = None
+        self.vjp_into: Optional[Callable] = None
         # True when every cotangent its VJP rules return (on arrays) is a new array, distinct
         # for each input: the engine may then accumulate into it in place
         self.fresh_cotangents = False
@@ -65,6 +66,15 @@ class Primitive:
         the definition: they run under create_graph=True and in forward-over-reverse, and
         tests check the joint rule against them."""
         self.vjp_joint = rule
+        return self
+
+    def defvjp_into(self, rule: Callable) -> "Primitive":
+        """An optional in-place form of the VJP rules, for cotangents that end in a leaf:
+        `rule(total, g, ans, *inputs, argnum=i, **params)` adds input i's cotangent into the
+        array `total` (the leaf's shape and dtype, owned by the sweep) instead of returning a
+        new array. A plain backward then adds, e.g., the L2 penalty's lam * W straight into
+        x^T delta without a temporary the size of W. The `defvjp` rules stay the definition."""
+        self.vjp_into = rule
         return self
 
     def defjvp(self, *rules: Optional[Callable]) -> "Primitive":

@@ -58,10 +58,11 @@ def default_init(activation: Optional[str]) -> str:
     return "he" if activation == "relu" else "glorot"
 
 
-def _check_features(name: str, x: Tensor, expected: int) -> None:
-    if x.ndim < 1 or x.shape[-1] != expected:
-        raise ValueError(f"{name}: expected an input whose last axis has {expected} features, "
-                         f"got shape {x.shape}")
+def _check_features(module: Module, x: Tensor, expected: int) -> None:
+    shape = x.data.shape
+    if not shape or shape[-1] != expected:
+        raise ValueError(f"{module.short_name()}: expected an input whose last axis has {expected} "
+                         f"features, got shape {shape}")
 
 
 def _as_input(x: Any, dtype: np.dtype) -> Tensor:
@@ -98,13 +99,17 @@ class Linear(Module):
         """A W + b, then `activation` (None, "sigmoid", "tanh" or "relu") when given, fused
         into the same primitive for a 2-D batch."""
         x = _as_input(x, self.weight.dtype)
-        _check_features(f"Linear({self.in_features} -> {self.out_features})", x, self.in_features)
-        if x.ndim == 2:
+        _check_features(self, x, self.in_features)
+        if x.data.ndim == 2:
             return fused.linear(x, self.weight, self.bias, activation=activation)
         z = x @ self.weight   # a single sample (in,) or a stack of batches (..., batch, in)
         if self.bias is not None:
             z = z + self.bias
         return z if activation is None else activation_module(activation)(z)
+
+    def short_name(self) -> str:
+        """How errors name this layer: `Linear(784 -> 100)`."""
+        return f"Linear({self.in_features} -> {self.out_features})"
 
     def extra_repr(self) -> str:
         return f"{self.in_features} -> {self.out_features}, bias={self.bias is not None}"
@@ -257,12 +262,19 @@ class MLP(Module):
 
     def forward(self, x: Any) -> Tensor:
         a = _as_input(x, self.dtype)
-        _check_features(f"MLP({self.sizes[0]} -> ... -> {self.sizes[-1]})", a, self.sizes[0])
+        _check_features(self, a, self.sizes[0])
+        dropout = self.dropout if self.dropout.p and self.dropout.training else None
         for layer in self.hidden:
-            a = self.dropout(layer(a, activation=self.activation_name))
+            a = layer(a, activation=self.activation_name)
+            if dropout is not None:
+                a = dropout(a)
         if self.output_activation_name == "softmax":
             return ag.softmax(self.output(a), axis=-1)
         return self.output(a, activation=self.output_activation_name)
+
+    def short_name(self) -> str:
+        """How errors name this network: `MLP(784 -> ... -> 10)`."""
+        return f"MLP({self.sizes[0]} -> ... -> {self.sizes[-1]})"
 
     def architecture(self) -> Dict[str, Any]:
         """The constructor arguments as JSON data: `MLP.from_architecture(m.architecture())`

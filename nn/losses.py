@@ -13,7 +13,7 @@ from typing import Any, Optional
 import numpy as np
 
 import autograd_lite as ag
-from autograd_lite import Tensor, fused
+from autograd_lite import Tensor, fused, kernels
 
 from .module import Module
 
@@ -144,6 +144,10 @@ half_lambda_sum_of_squares = ag.primitive(_half_lambda_sum_of_squares, "nn.l2_pe
 half_lambda_sum_of_squares.defvjp(lambda g, ans, *ws, lam, argnum: (g * lam) * ws[argnum],
                                   text="lam * g * W")
 half_lambda_sum_of_squares.fresh_cotangents = True  # g * lam * W is a new array per weight
+# in a plain backward, lam * g * W goes straight into the weight's cotangent A^T delta: one
+# pass, no temporary the size of W
+half_lambda_sum_of_squares.defvjp_into(
+    lambda total, g, ans, *ws, lam, argnum: kernels.add_scaled(total, float(g) * lam, ws[argnum]))
 half_lambda_sum_of_squares.defjvp(lambda t, ans, *ws, lam, argnum: (ws[argnum] * t).sum() * lam)
 
 

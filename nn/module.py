@@ -79,6 +79,10 @@ class Module:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.forward(*args, **kwargs)
 
+    def short_name(self) -> str:
+        """How error messages name this module (the class name unless a subclass says more)."""
+        return type(self).__name__
+
     def train(self, mode: bool = True) -> "Module":
         """Training mode (dropout active) for this module and every sub-module; returns self."""
         for module in self.modules():

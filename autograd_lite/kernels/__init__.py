@@ -57,6 +57,7 @@ THRESHOLDS: Dict[str, object] = {
     "bias_activation": (1, _PARALLEL_FROM),
     "linear_backward": (1, None),
     "sgd_update": (1, None),
+    "add_scaled": (1_000, None),
     "adam_update": (1, None),
 }
 _FLOAT_NAMES = {"f": "float32", "d": "float64"}  # dtype.char -> name (dtype.name is slow)
@@ -363,8 +364,14 @@ def linear(x: np.ndarray, W: np.ndarray, b: Optional[np.ndarray] = None,
            activation: Optional[str] = None) -> np.ndarray:
     """activation(x @ W + b): the matmul through BLAS (np.dot), then bias and activation in one
     pass over its output. x (batch, in), W (in, out), b (out,) or None."""
-    _activation_code("linear", activation)
-    return bias_activation(np.dot(x, W), b, activation, in_place=True)
+    code = _activation_code("linear", activation)
+    z = np.dot(x, W)
+    kernel = _kernel("bias_activation", z) if b is not None or code else None
+    if (kernel is None or z.ndim != 2 or b is None or type(b) is not np.ndarray
+            or b.shape != z.shape[1:] or b.dtype != z.dtype or not b.flags.c_contiguous):
+        return bias_activation(z, b, activation, in_place=True)
+    kernel(z, b, code)       # np.dot's fresh output is C-contiguous: activation(z + b) in place
+    return z
 
 
 def bias_activation(z: np.ndarray, b: Optional[np.ndarray], activation: Optional[str],
@@ -424,6 +431,22 @@ def linear_backward_codes(g: np.ndarray, a: np.ndarray, x: np.ndarray, W: np.nda
 
 _BACKWARD_NAMES = {code: f"{name}_backward" for name, code in _ACTIVATION_CODES.items() if code}
 _BACKWARD_TWINS = {code: getattr(reference, name) for code, name in _BACKWARD_NAMES.items()}
+
+
+# ---------------------------------------------------------------- total += alpha * x
+def add_scaled(total: np.ndarray, alpha: float, x: np.ndarray) -> None:
+    """total += alpha * x, in place and in one pass (no temporary for alpha * x): how an
+    in-place VJP rule (e.g. the L2 penalty's lam * W) adds into a leaf's cotangent. total and
+    x of one shape; total a writable float array."""
+    if type(total) is not np.ndarray or not total.flags.writeable or np.shape(x) != total.shape:
+        raise ValueError(f"add_scaled: total must be a writable array of x's shape, got "
+                         f"{type(total).__name__} of shape {np.shape(total)} and x of shape {np.shape(x)}")
+    kernel = (_kernel("add_scaled", total, x)
+              if total.flags.c_contiguous and type(x) is np.ndarray and x.flags.c_contiguous else None)
+    if kernel is None:
+        reference.add_scaled(total, alpha, x)
+        return
+    kernel(total.reshape(-1), float(alpha), x.reshape(-1))
 
 
 # ---------------------------------------------------------------- optimizer updates, in place

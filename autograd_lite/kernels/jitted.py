@@ -574,6 +574,14 @@ def linear_backward(g, a, code, delta, db):
             db[j] += d
 
 
+# ---------------------------------------------------------------- total += alpha * x, in place
+@njit(**_JIT)
+def add_scaled(total, alpha, x):
+    alpha_ = total.dtype.type(alpha)
+    for i in range(total.size):
+        total[i] = total[i] + alpha_ * x[i]
+
+
 # ---------------------------------------------------------------- optimizer updates, in place
 # scalars arrive as Python floats (the cheapest arguments to dispatch on) and are rounded to the
 # parameters' dtype first, so float32 stays float32 like in the NumPy twins

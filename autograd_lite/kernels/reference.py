@@ -134,6 +134,11 @@ def activation_backward(g: np.ndarray, a: np.ndarray, activation: Optional[str])
     return g
 
 
+def add_scaled(total: np.ndarray, alpha: float, x: np.ndarray) -> None:
+    """total += alpha * x (alpha rounded to total's dtype)."""
+    total += total.dtype.type(alpha) * x
+
+
 # ---------------------------------------------------------------- optimizer updates, in place
 def sgd_update(param: np.ndarray, grad: np.ndarray, velocity: Optional[np.ndarray], lr: float,
                momentum: float, nesterov: bool, weight_decay: float) -> None:

@@ -248,6 +248,23 @@ def test_float32_sigmoid_kernel_is_within_two_ulp_everywhere():
     np.testing.assert_array_equal(z.reshape(-1), out[:1000])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_add_scaled_equals_its_numpy_twin_and_refuses_bad_arrays(dtype):
+    rng = np.random.default_rng(3)
+    total, x = rng.standard_normal(5000).astype(dtype), rng.standard_normal(5000).astype(dtype)
+    twin = total.copy()
+    with forced("serial"):
+        kernels.add_scaled(total, 0.3, x)
+    reference.add_scaled(twin, 0.3, x)
+    assert_close(total, twin, dtype)
+    with pytest.raises(ValueError, match=r"add_scaled: total must be a writable array of x's shape"):
+        kernels.add_scaled(total, 0.3, x[:10])
+    frozen = total.copy()
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="writable"):
+        kernels.add_scaled(frozen, 0.3, x)
+
+
 # ---------------------------------------------------------------- optimizer updates
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("momentum, nesterov, weight_decay",

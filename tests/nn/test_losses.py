@@ -165,6 +165,58 @@ def test_l2_penalty_primitive_passes_gradcheck_jvp_and_hvp():
     np.testing.assert_allclose(ag.hvp(lambda x: penalty(x, lam=0.3), w1, v1), 0.3 * v1, rtol=1e-14)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("penalty_first", [False, True])
+def test_l2_gradient_added_in_place_equals_the_sum_of_both_terms(dtype, backend, penalty_first):
+    # the penalty's lam * W is added straight into the weight's A^T delta at the end of the
+    # sweep (`vjp_into`); it must give what separate backward passes give, in either order
+    previous = ag.set_kernels(backend)
+    try:
+        model = nn.MLP([40, 30, 3], seed=0, dtype=dtype)     # W1 has 1200 > 1000 elements: kernel
+        x = np.random.default_rng(0).standard_normal((8, 40)).astype(dtype)
+        y = np.eye(3, dtype=dtype)[np.arange(8) % 3]
+        lam = 0.25
+
+        def data_loss():
+            return nn.binary_cross_entropy_with_logits(model(x), y)
+        if penalty_first:
+            penalty = nn.l2_penalty(model, lam)
+            loss = penalty + data_loss()
+        else:
+            loss = data_loss() + nn.l2_penalty(model, lam)
+        loss.backward()
+        together = {name: p.grad.data.copy() for name, p in model.named_parameters()}
+        model.zero_grad()
+        data_loss().backward()
+        nn.l2_penalty(model, lam).backward()          # accumulates into .grad
+        rtol = 1e-12 if dtype == np.float64 else 1e-5
+        for name, p in model.named_parameters():
+            np.testing.assert_allclose(together[name], p.grad.data, rtol=rtol, atol=rtol)
+            assert together[name].dtype == dtype
+        # and through grad(): the weights are targets, not leaves of the sweep
+        W1, W2 = model.hidden[0].weight, model.output.weight
+        gW1, gW2 = ag.autograd_grad(data_loss() + nn.l2_penalty(model, lam), [W1, W2])
+        np.testing.assert_allclose(gW1.data, together["hidden.0.weight"], rtol=rtol, atol=rtol)
+        np.testing.assert_allclose(gW2.data, together["output.weight"], rtol=rtol, atol=rtol)
+    finally:
+        ag.set_kernels(previous)
+
+
+def test_l2_gradient_of_a_weight_used_twice_and_under_create_graph():
+    W = nn.Parameter(np.arange(6.0).reshape(2, 3) / 10)
+    holder = nn.Module()
+    holder.weight = W
+    x = np.ones((4, 2))
+    loss = (ag.tensor(x) @ W).sum() + (ag.tensor(x) @ W * 2).sum() + nn.l2_penalty(holder, 0.5)
+    loss.backward()
+    np.testing.assert_allclose(W.grad.data, 3 * x.T @ np.ones((4, 3)) + 0.5 * W.data, rtol=1e-14)
+    W.grad = None
+    (g,) = ag.autograd_grad((ag.tensor(x) @ W).sum() + nn.l2_penalty(holder, 0.5), [W], create_graph=True)
+    np.testing.assert_allclose(g.data, x.T @ np.ones((4, 3)) + 0.5 * W.data, rtol=1e-14)
+    assert g.requires_grad                            # differentiable again: the in-place path is off
+
+
 def test_l2_penalty_refuses_negative_lambda_and_modules_without_weights():
     with pytest.raises(ValueError, match="non-negative"):
         nn.l2_penalty(nn.MLP([2, 2], seed=0), -1.0)
