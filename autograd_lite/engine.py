@@ -86,14 +86,15 @@ class enable_grad(set_grad_enabled):
 def apply(prim, args: tuple, params: dict) -> Tensor:
     """Run `prim` forward on the arrays inside `args`; record the node if a gradient is needed."""
     arrays = []
-    record = False
+    needs = []
     for a in args:
         if isinstance(a, Tensor):
             arrays.append(a.data)
-            if a.requires_grad:
-                record = True
+            needs.append(a.requires_grad)
         else:
             arrays.append(a)
+            needs.append(False)
+    record = True in needs
     try:
         out = prim.forward(*arrays, **params)
     except (ValueError, IndexError, TypeError) as error:
@@ -110,7 +111,7 @@ def apply(prim, args: tuple, params: dict) -> Tensor:
         result._op = prim
         result._inputs = args
         result._arrays = arrays
-        result._needs = tuple([isinstance(a, Tensor) and a.requires_grad for a in args])
+        result._needs = tuple(needs)
         result._params = params
         result._seq = next(_sequence)
     if jvp_traces:

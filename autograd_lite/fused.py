@@ -35,6 +35,7 @@ def _as_input(x: Any) -> Any:
 
 
 def _shape(x: Any) -> tuple:
+    """The shape of a Tensor or an ndarray (without the Tensor.shape property's call)."""
     return x.shape if type(x) is np.ndarray else x.data.shape
 
 
@@ -107,7 +108,7 @@ def linear(x: Any, W: Any, b: Any = None, activation: Optional[str] = None) -> T
     if activation not in _ACTIVATION_CODES:
         raise ValueError(f"linear: activation must be one of {kernels.ACTIVATIONS}, got {activation!r}")
     x, W = _as_input(x), _as_input(W)
-    x_shape, W_shape = x.data.shape if type(x) is not np.ndarray else x.shape, _shape(W)
+    x_shape, W_shape = _shape(x), _shape(W)
     if len(x_shape) != 2 or len(W_shape) != 2:
         raise ValueError(f"linear: x must be 2-D (batch, in) and W 2-D (in, out), got shapes "
                          f"{x_shape} and {W_shape}")

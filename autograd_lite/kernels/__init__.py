@@ -113,22 +113,32 @@ def _kernel(name: str, x: np.ndarray, *others: np.ndarray):
     kernels take ndarrays of one dtype, float32 or float64: x, and `others` of x's shape."""
     if _backend != "numba" or type(x) is not np.ndarray:
         return None
-    char = x.dtype.char
-    if char not in "fd":
+    dtype = x.dtype
+    char = dtype.char
+    if char != "f" and char != "d":
         return None
     for other in others:
-        if type(other) is not np.ndarray or other.dtype != x.dtype or other.shape != x.shape:
+        if type(other) is not np.ndarray or other.dtype != dtype or other.shape != x.shape:
             return None
     limits = THRESHOLDS[name]
     serial_from, parallel_from = limits[_FLOAT_NAMES[char]] if type(limits) is dict else limits
-    if parallel_from is not None and x.size >= parallel_from and _core_to_spare():
-        suffix = "_parallel"
-    elif x.size >= serial_from:
-        suffix = ""
+    size = x.size
+    if parallel_from is not None and size >= parallel_from and _core_to_spare():
+        variant = 1
+    elif size >= serial_from:
+        variant = 0
     else:
         return None
-    module = _jitted or _jit()
-    return None if module is None else getattr(module, name + suffix)
+    pair = _RESOLVED.get(name)
+    if pair is None:
+        module = _jitted or _jit()
+        if module is None:
+            return None
+        pair = _RESOLVED[name] = (getattr(module, name), getattr(module, name + "_parallel", None))
+    return pair[variant]
+
+
+_RESOLVED: Dict[str, tuple] = {}  # name -> (serial kernel, parallel kernel or None), once imported
 
 
 def _core_to_spare() -> bool:
@@ -355,9 +365,10 @@ def _writable_like(out: np.ndarray, like: np.ndarray) -> bool:
 
 # ---------------------------------------------------------------- the linear layer
 def _activation_code(op: str, activation: Optional[str]) -> int:
-    if activation not in _ACTIVATION_CODES:
+    code = _ACTIVATION_CODES.get(activation, -1)
+    if code < 0:
         raise ValueError(f"{op}: activation must be one of {ACTIVATIONS}, got {activation!r}")
-    return _ACTIVATION_CODES[activation]
+    return code
 
 
 def linear(x: np.ndarray, W: np.ndarray, b: Optional[np.ndarray] = None,
