@@ -139,8 +139,11 @@ class SGD(Optimizer):
                 "weight_decay": self.weight_decay}
 
     def _update(self, param: np.ndarray, grad: np.ndarray, state: Dict[str, Any]) -> None:
+        if not self.momentum:
+            kernels.sgd_update(param, grad, None, self.lr, 0.0, False, self.weight_decay)
+            return
         velocity = state.get("velocity")
-        if velocity is None and self.momentum:  # momentum turned on after construction
+        if velocity is None:  # momentum turned on after construction
             velocity = state["velocity"] = np.zeros_like(param)
         kernels.sgd_update(param, grad, velocity, self.lr, self.momentum, self.nesterov,
                            self.weight_decay)

@@ -327,14 +327,16 @@ def bce_with_logits_total(logits: np.ndarray, targets: np.ndarray, out: Optional
                           ) -> Tuple[float, np.ndarray, np.ndarray]:
     """`bce_with_logits` with the sum of the per-row losses in front: (total, losses, s - y),
     the total taken in the same pass (what the fused loss needs)."""
-    if np.ndim(logits) not in (1, 2):
+    if type(logits) is not np.ndarray:
+        logits = np.asarray(logits)
+    if logits.ndim not in (1, 2):
         raise ValueError(f"bce_with_logits: logits must be 1-D (batch,) or 2-D (batch, units), "
-                         f"got shape {np.shape(logits)}")
-    if np.shape(targets) != np.shape(logits):
-        raise ValueError(f"bce_with_logits: targets have shape {np.shape(targets)}, the logits "
-                         f"{np.shape(logits)}; they must be equal")
+                         f"got shape {logits.shape}")
     if type(targets) is not np.ndarray or targets.dtype != logits.dtype:
         targets = np.asarray(targets, dtype=logits.dtype)
+    if targets.shape != logits.shape:
+        raise ValueError(f"bce_with_logits: targets have shape {targets.shape}, the logits "
+                         f"{logits.shape}; they must be equal")
     kernel = _kernel("bce_with_logits", logits)
     if kernel is None or (out is not None and not _writable_like(out, logits)):
         if targets.size and (targets.min() < 0 or targets.max() > 1):
@@ -495,11 +497,19 @@ def sgd_update(param: np.ndarray, grad: np.ndarray, velocity: Optional[np.ndarra
     """
     if momentum and velocity is None:
         raise ValueError("sgd_update: momentum != 0 needs a velocity array (zeros at the start)")
-    if not (type(param) is np.ndarray and param.dtype.kind == "f" and np.shape(grad) == param.shape
-            and (velocity is None or np.shape(velocity) == param.shape)):
-        _check_state("sgd_update", param, grad=grad, velocity=velocity)   # raises, naming the fault
-    arrays = (param, grad) if velocity is None else (param, grad, velocity)
-    kernel = _kernel("sgd_update", *arrays) if _in_place_ok(*arrays) else None
+    if velocity is None and type(param) is np.ndarray and type(grad) is np.ndarray:
+        # the common case (plain SGD on arrays): the checks and the kernel choice inline
+        if grad.shape != param.shape or param.dtype.kind != "f":
+            _check_state("sgd_update", param, grad=grad)                   # raises
+        kernel = (_kernel("sgd_update", param, grad)
+                  if param.flags.c_contiguous and param.flags.writeable and grad.flags.c_contiguous
+                  else None)
+    else:
+        if not (type(param) is np.ndarray and param.dtype.kind == "f" and np.shape(grad) == param.shape
+                and (velocity is None or np.shape(velocity) == param.shape)):
+            _check_state("sgd_update", param, grad=grad, velocity=velocity)   # raises, naming the fault
+        arrays = (param, grad) if velocity is None else (param, grad, velocity)
+        kernel = _kernel("sgd_update", *arrays) if _in_place_ok(*arrays) else None
     if kernel is None:
         reference.sgd_update(param, grad, velocity, float(lr), float(momentum), nesterov,
                              float(weight_decay))
