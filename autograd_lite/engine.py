@@ -217,7 +217,7 @@ def _seed(root: Tensor, gradient: Any, create_graph: bool, where: str) -> Any:
                 f"{where}: the tensor has shape {root.shape}, not a single element; a gradient "
                 f"can only be created implicitly for a scalar. Pass gradient= (an array of shape "
                 f"{root.shape}), or reduce first, e.g. loss.sum().backward()")
-        ones = np.ones_like(root.data)
+        ones = np.ones(root.data.shape, root.data.dtype)   # np.ones_like costs twice as much
         return Tensor._wrap(ones) if create_graph else ones
     return _as_cotangent(gradient, root, create_graph, where)
 
