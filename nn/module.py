@@ -8,6 +8,7 @@ it is a weight (penalised by `l2_penalty`) or a bias (not penalised).
 """
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple
 
@@ -154,10 +155,28 @@ class Module:
     def parameters(self) -> List[Parameter]:
         """Every parameter in the tree (what an optimizer updates), in `named_parameters()` order.
 
-        The same walk as `named_parameters()` without building the names: losses such as
-        `l2_penalty` call it every training step, so each attribute costs one look-up of
-        what its type is (`_kind_of`) instead of a chain of isinstance tests."""
+        The same walk as `named_parameters()` without building the names. Losses such as
+        `l2_penalty` call it every training step, so the answer is kept until the tree's
+        structure changes: any module attribute set or deleted to or from a module, a
+        parameter or a container (`Module.__setattr__` counts those), or any list, tuple or
+        dict the walk went through changing its contents. Checking that costs one comparison
+        per container instead of a walk over every attribute."""
+        cached = _PARAMETERS.get(self)
+        if cached is not None and cached[0] == _STRUCTURE[0]:
+            for container, ids in cached[2]:
+                if tuple(map(id, container.values() if type(container) is dict else container)) != ids:
+                    break
+            else:
+                return list(cached[1])
+        version = _STRUCTURE[0]
+        out, containers = self._walk_parameters()
+        _PARAMETERS[self] = (version, tuple(out), containers)
+        return out
+
+    def _walk_parameters(self) -> Tuple[List[Parameter], list]:
+        """(parameters, [(container, ids of its items)]) by one walk over the tree."""
         out: List[Parameter] = []
+        containers = []
         seen_params, seen_modules = set(), set()
         stack: List[Module] = [self]
         kinds = _KINDS
@@ -177,10 +196,12 @@ class Module:
                     children.append(value)
                     continue
                 elif kind is _DICT:      # modules in a dict are children; its parameters are not
+                    containers.append((value, tuple(map(id, value.values()))))
                     children.extend(v for v in value.values() if isinstance(v, Module))
                     continue
                 else:
                     items = value
+                    containers.append((value, tuple(map(id, value))))
                 for item in items:
                     if isinstance(item, Parameter):
                         if id(item) not in seen_params:
@@ -189,7 +210,17 @@ class Module:
                     elif isinstance(item, Module):
                         children.append(item)
             stack.extend(reversed(children))
-        return out
+        return out, containers
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if _structural(value) or _structural(self.__dict__.get(name)):
+            _STRUCTURE[0] += 1
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if _structural(self.__dict__.get(name)):
+            _STRUCTURE[0] += 1
+        object.__delattr__(self, name)
 
     def num_parameters(self) -> int:
         """The number of trainable scalars."""
@@ -262,6 +293,15 @@ class Module:
 # What `Module.parameters()` does with an attribute, by the attribute's type.
 _OTHER, _PARAMETER, _MODULE, _SEQUENCE, _DICT = "other", "parameter", "module", "sequence", "dict"
 _KINDS: Dict[type, str] = {}
+# bumped by every structural attribute change of any module; `parameters()` answers from its
+# cache only while it is unchanged
+_STRUCTURE = [0]
+_PARAMETERS: "weakref.WeakKeyDictionary[Module, tuple]" = weakref.WeakKeyDictionary()
+
+
+def _structural(value: Any) -> bool:
+    """Whether an attribute holding `value` can change which parameters a tree has."""
+    return (_KINDS.get(type(value)) or _kind_of(type(value))) is not _OTHER
 
 
 def _kind_of(cls: type) -> str:

@@ -169,3 +169,28 @@ def test_a_custom_module_trains_with_the_framework():
     assert nn.mse(net(x), np.zeros((8, 2))).item() < loss_before
     with ag.no_grad():
         assert not net(x).requires_grad
+
+
+def test_parameters_follows_every_change_of_the_tree():
+    # parameters() keeps its answer between calls (l2_penalty calls it every step); each way of
+    # changing the tree must show up in the next call, in named_parameters() order
+    net = Net()
+
+    def same_as_named():
+        return [id(p) for p in net.parameters()] == [id(p) for _, p in net.named_parameters()]
+    assert same_as_named() and net.parameters() is not net.parameters()   # a fresh list each time
+    before = len(net.parameters())
+    net.blocks.append(Block(3))                          # a list changed in place
+    assert len(net.parameters()) == before + 2 and same_as_named()
+    net.blocks[0] = Block(4)                             # an item replaced, same length
+    assert same_as_named()
+    net.heads["extra"] = nn.Linear(2, 2, seed=5)         # a dict changed in place
+    assert len(net.parameters()) == before + 4 and same_as_named()
+    net.blocks[1].proj.bias = None                       # deep inside, an attribute set
+    assert len(net.parameters()) == before + 3 and same_as_named()
+    net.extra = nn.Parameter(np.zeros(1), kind="bias")   # a new attribute
+    assert any(p is net.extra for p in net.parameters()) and same_as_named()
+    del net.extra                                        # and deleted
+    assert len(net.parameters()) == before + 3 and same_as_named()
+    net.training = False                                 # not structural: the answer stays right
+    assert same_as_named()
