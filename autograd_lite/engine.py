@@ -1,9 +1,10 @@
 """Reverse mode: apply primitives while recording the graph, then walk it right to left.
 
-`apply` runs a primitive's forward on arrays and records its inputs when one of them
-requires a gradient. `backward` orders the recorded graph topologically (iteratively, so
-depth is unlimited), pulls each cotangent back through the primitive's VJP rules, sums it
-back over broadcast axes (`unbroadcast`), accumulates into the leaves and releases the graph.
+`apply` runs a primitive's forward on arrays and records its inputs (and a creation number)
+when one of them requires a gradient. `backward` visits the recorded nodes newest first (a
+heap keyed by creation order is a topological order, iterative, so depth is unlimited), pulls
+each cotangent back through the primitive's VJP rules, sums it back over broadcast axes
+(`unbroadcast`), accumulates into the leaves and releases the graph.
 """
 from __future__ import annotations
 

@@ -115,3 +115,33 @@ def test_user_primitive_without_a_jvp_rule_names_itself_in_forward_mode(ops):
     assert float(grad(lambda x: only_vjp(x).sum())(np.array([1.0]))[0]) == 2.0
     with pytest.raises(NotImplementedError, match="'user_only_vjp' has no JVP rule.*defjvp"):
         jvp(only_vjp, np.ones(2), np.ones(2))
+
+
+def test_an_in_place_vjp_into_a_leaf_gives_what_the_ordinary_rule_gives():
+    # a weighted sum of squares with an in-place rule (like nn's L2 penalty): its cotangent for a
+    # leaf is added into the leaf's gradient at the end of the sweep instead of being returned
+    calls = []
+
+    def add_into(total, g, ans, x, w, argnum):
+        calls.append(argnum)
+        total += (2 * g) * w * x
+    sq = ag.primitive(lambda x, w: np.sum(w * x * x), name="user_weighted_squares")
+    try:
+        sq.defvjp(lambda g, ans, x, w: 2 * g * w * x, None)
+        sq.defvjp_into(add_into)
+        sq.fresh_cotangents = True
+        x = ag.tensor(np.linspace(-1, 1, 6).reshape(2, 3), requires_grad=True)
+        w = np.arange(6.0).reshape(2, 3)
+        (sq(x, w) + (x * 3).sum()).backward()            # another path to x: added in place
+        np.testing.assert_allclose(x.grad.data, 2 * w * x.data + 3, rtol=1e-14)
+        assert calls == [0]
+        x.grad = None
+        sq(x, w).backward()                              # the only path: the ordinary rule
+        np.testing.assert_allclose(x.grad.data, 2 * w * x.data, rtol=1e-14)
+        assert calls == [0]
+        h = x * 1.0                                      # not a leaf: never deferred
+        (sq(h, w) + h.sum()).backward()
+        np.testing.assert_allclose(x.grad.data, 4 * w * x.data + 1, rtol=1e-14)
+        assert calls == [0]
+    finally:
+        del ag.PRIMITIVES["user_weighted_squares"]
