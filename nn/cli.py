@@ -43,8 +43,8 @@ MAX_VALUE_BY_WIDTH = {64: 16, 784: 255}
 # 97.8% for the previous defaults (100 units, lr 2.0, l2 1e-3, 300 epochs). On the whole training
 # set: 97.2-98.1% test accuracy over seeds 0-9 with the Numba kernels (mean 97.7%), 96.7-98.1%
 # with AUTOGRAD_LITE_KERNELS=numpy (mean 97.5%); seed 0 gives 97.77% (Numba) or 97.49% (NumPy),
-# in ~4 s. (At lr 4 rounding-level kernel changes move a digit or two: the mean was 97.9% before
-# the kernels' bias sums and optimizer updates moved to Numba for small arrays.)
+# in ~4 s. (At lr 4 rounding-level kernel changes move a digit or two: the Numba mean was 97.9%
+# before the speed work of issue 7 changed summation orders in small kernels.)
 DEFAULTS = dict(dataset="digits", hidden=[200], activation="sigmoid", loss="bce", optimizer="sgd",
                 lr=4.0, l2=1.5e-4, dropout=0.0, epochs=500, batch_size=32, schedule="cosine",
                 validation=0.0, seed=0)
