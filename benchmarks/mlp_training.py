@@ -8,7 +8,9 @@ For each batch size and dtype it times, in the same run: autograd-lite (the `nn`
 a hand-written NumPy step (the lecture's equations, in `numpy_reference.py`); the bare
 matrix products of the step (the BLAS floor); for net A, autograd-lite's kernels called by
 hand on preallocated buffers with the L2 term and the update fused (no framework: what the
-step costs with all graph and dispatch overhead removed); and, when installed, PyTorch eager, JAX with
+step costs with all graph and dispatch overhead removed), and autograd-lite's primitives and
+VJP rules called in straight-line code (what the step costs without recording and walking a
+graph); and, when installed, PyTorch eager, JAX with
 jit and HIPS autograd on the same data and initial weights. Before timing, every
 implementation's loss (dropout off) is checked against the NumPy reference.
 
@@ -47,8 +49,8 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
 import autograd_lite as ag  # noqa: E402
 import nn  # noqa: E402
-from numpy_reference import (NETS, FusedKernelStep, NumpyStep, blas_floor, initial_weights,  # noqa: E402
-                             make_batch)
+from numpy_reference import (NETS, FusedKernelStep, NumpyStep, StraightLinePrimitivesStep,  # noqa: E402
+                             blas_floor, initial_weights, make_batch)
 from timing import measure  # noqa: E402
 
 Step = Callable[[], float]
@@ -246,10 +248,18 @@ def fused_kernels_step(net: dict, W: list, X: np.ndarray, y: np.ndarray, dropout
     return FusedKernelStep(net, W, X, y, dropout)
 
 
+def straight_line_step(net: dict, W: list, X: np.ndarray, y: np.ndarray, dropout: float) -> Optional[Step]:
+    """Net A only: autograd-lite's primitives and rules called in straight-line code (no graph)."""
+    if net["name"] != "A":
+        return None
+    return StraightLinePrimitivesStep(net, W, X, y, dropout)
+
+
 IMPLEMENTATIONS = {
     "autograd-lite": ours,
     "numpy (hand-written)": lambda net, W, X, y, p: NumpyStep(net, W, X, y, p),
     "kernels by hand (A)": fused_kernels_step,
+    "prims without graph (A)": straight_line_step,
     "pytorch eager": torch_step,
     "jax jit": jax_step,
     "HIPS autograd": hips_step,
@@ -297,7 +307,7 @@ def main(argv: Optional[List[str]] = None) -> int:
           f"numpy {np.__version__}, python {platform.python_version()}, {THREADS} BLAS thread(s), "
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}, "
           f"kernels={ag.get_kernels()}")
-    header = (f"{'net':<3} {'dtype':<8} {'batch':>5}  {'implementation':<22} {'ms/step':>8} "
+    header = (f"{'net':<3} {'dtype':<8} {'batch':>5}  {'implementation':<23} {'ms/step':>8} "
               f"{'x floor':>8} {'x ours':>8} {'faults':>7}")
     print(header)
     for net_name in args.nets.split(","):
@@ -309,7 +319,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 W = initial_weights(net, dtype)
                 check_losses(net, W, X, y)
                 floor, _ = measure(blas_floor(net, W, X), args.repeats, args.min_time)
-                print(f"{net_name:<3} {dtype_name:<8} {batch:>5}  {'BLAS floor (GEMMs only)':<22} "
+                print(f"{net_name:<3} {dtype_name:<8} {batch:>5}  {'BLAS floor (GEMMs only)':<23} "
                       f"{floor * 1e3:8.3f} {1.0:8.2f} {'':>8} {'':>7}")
                 ours_time = None
                 for name, make in IMPLEMENTATIONS.items():
@@ -327,7 +337,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                                      ms_per_step=seconds * 1e3, floor_ms=floor * 1e3,
                                      x_floor=seconds / floor, x_ours=seconds / ours_time,
                                      minor_faults_per_step=faults))
-                    print(f"{net_name:<3} {dtype_name:<8} {batch:>5}  {name:<22} {seconds * 1e3:8.3f} "
+                    print(f"{net_name:<3} {dtype_name:<8} {batch:>5}  {name:<23} {seconds * 1e3:8.3f} "
                           f"{seconds / floor:8.2f} {seconds / ours_time:8.2f} {faults:7.1f}")
     for name in sorted(missing):
         print(f"note: {name} is not installed; skipped (pip install -e '.[peers]')")

@@ -148,6 +148,44 @@ class FusedKernelStep:
         return float(total / self.n + self.lam / 2 * squares)
 
 
+class StraightLinePrimitivesStep:
+    """Net A's step as straight-line code over autograd-lite's own primitives: each primitive's
+    forward and VJP rule called directly on arrays, in the order the engine would call them,
+    then the SGD kernel per parameter. No Tensors, no graph, no sweep, no nn wrappers: the
+    difference to the eager step is what recording and walking the graph costs, the
+    difference to `FusedKernelStep` what the primitives' own Python layers cost."""
+
+    def __init__(self, net: dict, W: list, X: np.ndarray, y: np.ndarray, dropout: float) -> None:
+        if net["activation"] != "sigmoid" or net["loss"] != "bce" or net["optimizer"] != "sgd" or dropout:
+            raise ValueError("StraightLinePrimitivesStep: written for net A only")
+        from autograd_lite import fused, kernels, primitives
+        from nn.losses import half_lambda_sum_of_squares
+        self.linear, self.bce, self.add = fused._linear, fused._bce_with_logits, primitives.add
+        self.l2, self.sgd = half_lambda_sum_of_squares, kernels.sgd_update
+        (self.W1, self.b1), (self.W2, self.b2) = W
+        self.X, self.Y = X, np.eye(net["sizes"][-1], dtype=X.dtype)[y]
+        self.lr, self.lam = net["lr"], net["l2"]
+
+    def __call__(self) -> float:
+        linear, bce, add, l2 = self.linear, self.bce, self.add, self.l2
+        X, Y, W1, b1, W2, b2, lam = self.X, self.Y, self.W1, self.b1, self.W2, self.b2, self.lam
+        a1 = linear.forward(X, W1, b1, activation="sigmoid")
+        z2 = linear.forward(a1, W2, b2, activation=None)
+        cost = bce.forward(z2, Y, reduction="mean")
+        penalty = l2.forward(W1, W2, lam=lam)
+        J = add.forward(cost, penalty)
+        g = np.ones((), J.dtype)
+        g_cost, g_penalty = add.vjps[0](g, J, cost, penalty), add.vjps[1](g, J, cost, penalty)
+        g_z2 = bce.vjps[0](g_cost, cost, z2, Y, reduction="mean")
+        g_a1, gW2, gb2 = linear.vjp_joint(g_z2, z2, a1, W2, b2, activation=None, wanted=(True, True, True))
+        _, gW1, gb1 = linear.vjp_joint(g_a1, a1, X, W1, b1, activation="sigmoid", wanted=(False, True, True))
+        l2.vjp_into(gW1, g_penalty, penalty, W1, W2, lam=lam, argnum=0)
+        l2.vjp_into(gW2, g_penalty, penalty, W1, W2, lam=lam, argnum=1)
+        for param, grad in ((W1, gW1), (b1, gb1), (W2, gW2), (b2, gb2)):
+            self.sgd(param, grad, None, self.lr, 0.0, False, 0.0)
+        return float(J)
+
+
 def _fused_sgd_l2():
     """A Numba kernel: sum(W**2) of the weights before the step, and W -= lr (dW + lam W),
     in one pass."""
