@@ -352,15 +352,15 @@ def _add_deferred(total: Any, pending: list, owned: set) -> Any:
     `total` is an array this sweep owns, through the ordinary rule otherwise."""
     for node, g, i in pending:
         prim, values, ans = node._op, node._arrays, node.data
-        x = values[i]
-        if (total is not None and id(total) in owned and type(total) is np.ndarray
-                and total.shape == np.shape(x) and total.dtype == x.dtype):
+        x = values[i]                     # the leaf's array (only Tensor inputs are deferred)
+        if (total is not None and type(total) is np.ndarray and id(total) in owned
+                and total.shape == x.shape and total.dtype == x.dtype):
             prim.vjp_into(total, g, ans, *values, argnum=i, **node._params)
             continue
         wanted = tuple(j == i for j in range(len(values)))
         c = _pull_back(prim, g, ans, values, wanted, node._params)[i]
-        if c.shape != np.shape(x):
-            c = unbroadcast(c, np.shape(x))
+        if c.shape != x.shape:
+            c = unbroadcast(c, x.shape)
         if total is None:
             total = c
             if prim.fresh_cotangents:

@@ -451,7 +451,8 @@ def add_scaled(total: np.ndarray, alpha: float, x: np.ndarray) -> None:
     """total += alpha * x, in place and in one pass (no temporary for alpha * x): how an
     in-place VJP rule (e.g. the L2 penalty's lam * W) adds into a leaf's cotangent. total and
     x of one shape; total a writable float array."""
-    if type(total) is not np.ndarray or not total.flags.writeable or np.shape(x) != total.shape:
+    if (type(total) is not np.ndarray or not total.flags.writeable
+            or (x.shape if type(x) is np.ndarray else np.shape(x)) != total.shape):
         raise ValueError(f"add_scaled: total must be a writable array of x's shape, got "
                          f"{type(total).__name__} of shape {np.shape(total)} and x of shape {np.shape(x)}")
     kernel = (_kernel("add_scaled", total, x)
