@@ -57,7 +57,7 @@ THRESHOLDS: Dict[str, object] = {
     "bias_activation": (1, _PARALLEL_FROM),
     "linear_backward": (1, None),
     "sgd_update": (1, None),
-    "add_scaled": (1_000, None),
+    "add_scaled": (1, None),
     "adam_update": (1, None),
 }
 _FLOAT_NAMES = {"f": "float32", "d": "float64"}  # dtype.char -> name (dtype.name is slow)
@@ -502,9 +502,9 @@ def sgd_update(param: np.ndarray, grad: np.ndarray, velocity: Optional[np.ndarra
         # the common case (plain SGD on arrays): the checks and the kernel choice inline
         if grad.shape != param.shape or param.dtype.kind != "f":
             _check_state("sgd_update", param, grad=grad)                   # raises
+        flags = param.flags
         kernel = (_kernel("sgd_update", param, grad)
-                  if param.flags.c_contiguous and param.flags.writeable and grad.flags.c_contiguous
-                  else None)
+                  if flags.c_contiguous and flags.writeable and grad.flags.c_contiguous else None)
     else:
         if not (type(param) is np.ndarray and param.dtype.kind == "f" and np.shape(grad) == param.shape
                 and (velocity is None or np.shape(velocity) == param.shape)):
