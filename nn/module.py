@@ -161,7 +161,10 @@ class Module:
         parameter or a container (`Module.__setattr__` counts those), or any list, tuple or
         dict the walk went through changing its contents. Checking that costs one comparison
         per container instead of a walk over every attribute."""
-        cached = _PARAMETERS.get(self)
+        try:
+            cached = _PARAMETERS.get(self)
+        except TypeError:            # an unhashable module (e.g. a dataclass with eq=True): no cache
+            return self._walk_parameters()[0]
         if cached is not None and cached[0] == _STRUCTURE[0]:
             for container, ids in cached[2]:
                 if tuple(map(id, container.values() if type(container) is dict else container)) != ids:

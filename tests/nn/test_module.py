@@ -194,3 +194,20 @@ def test_parameters_follows_every_change_of_the_tree():
     assert len(net.parameters()) == before + 3 and same_as_named()
     net.training = False                                 # not structural: the answer stays right
     assert same_as_named()
+
+
+def test_parameters_of_an_unhashable_module_are_still_found():
+    import dataclasses
+
+    @dataclasses.dataclass(eq=True)            # eq=True makes instances unhashable
+    class Affine(nn.Module):
+        n: int = 3
+
+        def __post_init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(np.ones((self.n, self.n)))
+
+    m = Affine()
+    assert [p is m.weight for p in m.parameters()] == [True]
+    m.weight = nn.Parameter(np.zeros((2, 2)))
+    assert m.parameters()[0] is m.weight and nn.l2_penalty(m, 1.0).item() == 0.0
