@@ -247,7 +247,7 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
     owned: set = set()
     grads: Dict[int, Any] = {}      # the cotangent of every tensor that has received one
     ends: Dict[int, Tensor] = {}    # the leaves (or targets) among them, where the sweep stops
-    heap: List[Tuple[int, Tensor]] = []
+    heap: List[Tuple[int, int, Tensor]] = []
     for root, seed in zip(roots, seeds):
         key = id(root)
         if key in grads:
@@ -257,7 +257,7 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
         if root._op is None or key in stop:
             ends[key] = root
         else:
-            heap.append((-root._seq, root))
+            heap.append((-root._seq, id(root), root))
     heapq.heapify(heap)
     # leaf cotangents from primitives with an in-place rule (`vjp_into`), added at the end
     deferred: Dict[int, list] = {}
@@ -267,7 +267,7 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
     _grad_mode.enabled = create_graph
     try:
         while heap:
-            node = heappop(heap)[1]
+            node = heappop(heap)[2]
             inputs = node._inputs
             if inputs is None:
                 raise _released_error(node)
@@ -313,7 +313,7 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
                     if x._op is None or key in stop:
                         ends[key] = x
                     else:
-                        heappush(heap, (-x._seq, x))
+                        heappush(heap, (-x._seq, id(x), x))   # id: ties (copies of a node)
                 else:
                     grads[key] = _sum_into(prev, c, owned)
             if hooks:

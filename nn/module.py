@@ -8,7 +8,6 @@ it is a weight (penalised by `l2_penalty`) or a bias (not penalised).
 """
 from __future__ import annotations
 
-import weakref
 from collections import OrderedDict
 from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple
 
@@ -161,19 +160,18 @@ class Module:
         parameter or a container (`Module.__setattr__` counts those), or any list, tuple or
         dict the walk went through changing its contents. Checking that costs one comparison
         per container instead of a walk over every attribute."""
-        try:
-            cached = _PARAMETERS.get(self)
-        except TypeError:            # an unhashable module (e.g. a dataclass with eq=True): no cache
-            return self._walk_parameters()[0]
-        if cached is not None and cached[0] == _STRUCTURE[0]:
-            for container, ids in cached[2]:
+        cached = self.__dict__.get("_parameter_cache")
+        if cached is not None and cached.version == _STRUCTURE[0]:
+            for container, ids, _ in cached.containers:
                 if tuple(map(id, container.values() if type(container) is dict else container)) != ids:
                     break
             else:
-                return list(cached[1])
+                return list(cached.parameters)
         version = _STRUCTURE[0]
         out, containers = self._walk_parameters()
-        _PARAMETERS[self] = (version, tuple(out), containers)
+        # stored with the module itself (not in a global table: no hashing of modules, and no
+        # reference from outside that could keep a module alive); bypasses __setattr__
+        self.__dict__["_parameter_cache"] = _ParameterCache(version, tuple(out), containers)
         return out
 
     def _walk_parameters(self) -> Tuple[List[Parameter], list]:
@@ -199,12 +197,12 @@ class Module:
                     children.append(value)
                     continue
                 elif kind is _DICT:      # modules in a dict are children; its parameters are not
-                    containers.append((value, tuple(map(id, value.values()))))
+                    containers.append((value, tuple(map(id, value.values())), tuple(value.values())))
                     children.extend(v for v in value.values() if isinstance(v, Module))
                     continue
                 else:
                     items = value
-                    containers.append((value, tuple(map(id, value))))
+                    containers.append((value, tuple(map(id, value)), tuple(value)))
                 for item in items:
                     if isinstance(item, Parameter):
                         if id(item) not in seen_params:
@@ -299,7 +297,27 @@ _KINDS: Dict[type, str] = {}
 # bumped by every structural attribute change of any module; `parameters()` answers from its
 # cache only while it is unchanged
 _STRUCTURE = [0]
-_PARAMETERS: "weakref.WeakKeyDictionary[Module, tuple]" = weakref.WeakKeyDictionary()
+
+
+class _ParameterCache:
+    """What `Module.parameters()` found, the structure version it found it at, and for every
+    container it walked: (the container, the ids of its items, the items). Holding the items
+    keeps their ids from being reused by new objects while the snapshot is compared. Copies
+    and pickles of a module do not carry it (they start without a cache)."""
+
+    __slots__ = ("version", "parameters", "containers")
+
+    def __init__(self, version: int, parameters: tuple, containers: list) -> None:
+        self.version = version
+        self.parameters = parameters
+        self.containers = containers
+
+    def __reduce__(self):
+        return (_no_cache, ())
+
+
+def _no_cache() -> None:
+    return None
 
 
 def _structural(value: Any) -> bool:

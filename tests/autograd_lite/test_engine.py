@@ -252,3 +252,12 @@ def test_summing_cotangents_in_place_never_touches_a_shared_one(order):
     (parts[0] + parts[1] + a * a).sum().backward()
     np.testing.assert_array_equal(a.grad.data, [5.0, 5.0, 5.0])   # 1 + 2 + 2a
     np.testing.assert_array_equal(b.grad.data, [1.0, 1.0, 1.0])
+
+
+def test_copies_of_a_recorded_tensor_backpropagate_like_the_original():
+    # a copy keeps the node's creation number: the sweep's heap must not compare Tensors on a tie
+    import copy
+    x = ag.tensor(np.arange(3.0), requires_grad=True)
+    y = ag.tanh(x)
+    (y * 2.0 + copy.copy(y)).sum().backward()
+    np.testing.assert_allclose(x.grad.data, 3 * (1 - np.tanh(x.data) ** 2), rtol=1e-14)

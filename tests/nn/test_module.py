@@ -211,3 +211,39 @@ def test_parameters_of_an_unhashable_module_are_still_found():
     assert [p is m.weight for p in m.parameters()] == [True]
     m.weight = nn.Parameter(np.zeros((2, 2)))
     assert m.parameters()[0] is m.weight and nn.l2_penalty(m, 1.0).item() == 0.0
+
+
+def test_parameters_never_returns_a_removed_layer_whose_address_was_reused():
+    # a layer taken out of a list and replaced by a copy (made without Module.__setattr__, so
+    # the structure counter does not move) must show up: ids alone could match a freed object
+    import copy
+
+    class Stack(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = [nn.Linear(2, 3, seed=0)]
+    net, spare = Stack(), nn.Linear(2, 3, seed=1)
+    for _ in range(50):
+        net.parameters()
+        net.layers.pop()
+        net.layers.append(copy.deepcopy(spare))
+        assert net.parameters()[0] is net.layers[0].weight
+
+
+def test_modules_that_compare_equal_keep_their_own_parameters():
+    import copy
+    import dataclasses
+
+    @dataclasses.dataclass(unsafe_hash=True)     # equal and same hash for equal fields
+    class Affine(nn.Module):
+        n: int = 3
+
+        def __post_init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(np.ones((self.n, self.n)))
+    a, b = Affine(), Affine()
+    assert a == b and a.parameters()[0] is a.weight
+    assert b.parameters()[0] is b.weight
+    c = copy.deepcopy(a)                          # a copy starts without a's cache
+    assert vars(c).get("_parameter_cache") is None
+    assert c.parameters()[0] is c.weight and c.weight is not a.weight
