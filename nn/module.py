@@ -159,7 +159,8 @@ class Module:
         structure changes: any module attribute set or deleted to or from a module, a
         parameter or a container (`Module.__setattr__` counts those), or any list, tuple or
         dict the walk went through changing its contents. Checking that costs one comparison
-        per container instead of a walk over every attribute."""
+        per container instead of a walk over every attribute. Changes made around
+        `Module.__setattr__` (`object.__setattr__`, writing into `vars(module)`) are not seen."""
         cached = self.__dict__.get("_parameter_cache")
         if cached is not None and cached.version == _STRUCTURE[0]:
             for container, ids, _ in cached.containers:
