@@ -9,7 +9,7 @@ it is a weight (penalised by `l2_penalty`) or a bias (not penalised).
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Iterator, List, Mapping, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -154,8 +154,7 @@ class Module:
     def parameters(self) -> List[Parameter]:
         """Every parameter in the tree (what an optimizer updates), in `named_parameters()` order.
 
-        The same walk as `named_parameters()` without building the names. Losses such as
-        `l2_penalty` call it every training step, so the answer is kept until the tree's
+        Losses such as `l2_penalty` call it every training step, so the answer is kept until the tree's
         structure changes: any module attribute set or deleted to or from a module, a
         parameter or a container (`Module.__setattr__` counts those), or any list, tuple or
         dict the walk went through changing its contents. Checking that costs one comparison
@@ -176,42 +175,15 @@ class Module:
         return out
 
     def _walk_parameters(self) -> Tuple[List[Parameter], list]:
-        """(parameters, [(container, ids of its items)]) by one walk over the tree."""
-        out: List[Parameter] = []
+        """(parameters, [(container, ids of its items, its items)]): the parameters by the
+        `named_parameters()` walk, and every list, tuple and dict attribute of the tree's modules."""
+        out = [param for _, param in self.named_parameters()]
         containers = []
-        seen_params, seen_modules = set(), set()
-        stack: List[Module] = [self]
-        kinds = _KINDS
-        while stack:
-            module = stack.pop()
-            if id(module) in seen_modules:
-                continue
-            seen_modules.add(id(module))
-            children = []
+        for module in self.modules():
             for value in vars(module).values():
-                kind = kinds.get(type(value)) or _kind_of(type(value))
-                if kind is _OTHER:
-                    continue
-                if kind is _PARAMETER:
-                    items = (value,)
-                elif kind is _MODULE:
-                    children.append(value)
-                    continue
-                elif kind is _DICT:      # modules in a dict are children; its parameters are not
-                    containers.append((value, tuple(map(id, value.values())), tuple(value.values())))
-                    children.extend(v for v in value.values() if isinstance(v, Module))
-                    continue
-                else:
-                    items = value
-                    containers.append((value, tuple(map(id, value)), tuple(value)))
-                for item in items:
-                    if isinstance(item, Parameter):
-                        if id(item) not in seen_params:
-                            seen_params.add(id(item))
-                            out.append(item)
-                    elif isinstance(item, Module):
-                        children.append(item)
-            stack.extend(reversed(children))
+                if isinstance(value, (list, tuple, dict)):
+                    items = tuple(value.values() if isinstance(value, dict) else value)
+                    containers.append((value, tuple(map(id, items)), items))
         return out, containers
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -292,9 +264,6 @@ class Module:
         return "\n".join(lines)
 
 
-# What `Module.parameters()` does with an attribute, by the attribute's type.
-_OTHER, _PARAMETER, _MODULE, _SEQUENCE, _DICT = "other", "parameter", "module", "sequence", "dict"
-_KINDS: Dict[type, str] = {}
 # bumped by every structural attribute change of any module; `parameters()` answers from its
 # cache only while it is unchanged
 _STRUCTURE = [0]
@@ -323,21 +292,4 @@ def _no_cache() -> None:
 
 def _structural(value: Any) -> bool:
     """Whether an attribute holding `value` can change which parameters a tree has."""
-    return (_KINDS.get(type(value)) or _kind_of(type(value))) is not _OTHER
-
-
-def _kind_of(cls: type) -> str:
-    """Classify an attribute type once: a Parameter, a Module, a list/tuple (searched), a dict
-    (searched for modules), or anything else (skipped)."""
-    if issubclass(cls, Parameter):
-        kind = _PARAMETER
-    elif issubclass(cls, Module):
-        kind = _MODULE
-    elif issubclass(cls, (list, tuple)):
-        kind = _SEQUENCE
-    elif issubclass(cls, dict):
-        kind = _DICT
-    else:
-        kind = _OTHER
-    _KINDS[cls] = kind
-    return kind
+    return isinstance(value, (Module, Parameter, list, tuple, dict))
