@@ -8,10 +8,9 @@ each cotangent back through the primitive's VJP rules, sums it back over broadca
 """
 from __future__ import annotations
 
-import heapq
 import itertools
 import threading
-from heapq import heappop, heappush
+from heapq import heapify, heappop, heappush
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -258,7 +257,7 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
             ends[key] = root
         else:
             heap.append((-root._seq, id(root), root))
-    heapq.heapify(heap)
+    heapify(heap)
     # leaf cotangents from primitives with an in-place rule (`vjp_into`), added at the end
     deferred: Dict[int, list] = {}
     swept: List[Tensor] = []
@@ -284,7 +283,7 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
                 cotangents = _pull_back(prim, g, node, inputs, wanted, node._params)
                 fresh = False
             elif prim.vjp_into is not None and not hooks:
-                wanted = _defer_to_leaves(node, g, wanted, stop, grads, deferred, ends)
+                wanted = _defer_to_leaves(node, g, wanted, stop, deferred, ends)
                 cotangents = _pull_back(prim, g, node.data, node._arrays, wanted, node._params)
                 fresh = prim.fresh_cotangents
             elif prim.vjp_joint is not None:
@@ -335,7 +334,7 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
 
 
 def _defer_to_leaves(node: Tensor, g: Any, wanted: Sequence[bool], stop: Any,
-                     grads: Dict[int, Any], deferred: Dict[int, list], ends: Dict[int, Tensor]) -> tuple:
+                     deferred: Dict[int, list], ends: Dict[int, Tensor]) -> tuple:
     """Set aside the cotangents that `node` sends to leaves (to be added in place at the end
     of the sweep by its primitive's `vjp_into`); returns `wanted` for the inputs left."""
     inputs = node._inputs
