@@ -406,10 +406,12 @@ def bias_activation(z: np.ndarray, b: Optional[np.ndarray], activation: Optional
 
 def activation_backward(g: np.ndarray, a: np.ndarray, activation: Optional[str]) -> np.ndarray:
     """delta = g * activation'(z), from the activation's output a, in one pass."""
-    _activation_code("activation_backward", activation)
-    if activation is None:
-        return g
-    return _binary(activation + "_backward", getattr(reference, activation + "_backward"), g, a)
+    return _activation_backward(g, a, _activation_code("activation_backward", activation))
+
+
+def _activation_backward(g: np.ndarray, a: np.ndarray, code: int) -> np.ndarray:
+    """`activation_backward` with the activation as its code (0: the identity, g itself)."""
+    return g if code == 0 else _binary(_BACKWARD_NAMES[code], _BACKWARD_TWINS[code], g, a)
 
 
 def linear_backward(g: np.ndarray, a: np.ndarray, x: np.ndarray, W: np.ndarray,
@@ -430,7 +432,7 @@ def linear_backward_codes(g: np.ndarray, a: np.ndarray, x: np.ndarray, W: np.nda
     `_ACTIVATION_CODES`), and (dx, dW, db) with None for each one not wanted."""
     kernel = _kernel("linear_backward", g, a) if g.ndim == 2 else None
     if kernel is None:
-        delta = g if code == 0 else _binary(_BACKWARD_NAMES[code], _BACKWARD_TWINS[code], g, a)
+        delta = _activation_backward(g, a, code)
         db = delta.sum(axis=0) if want_b else None
     else:
         if not (g.flags.c_contiguous and a.flags.c_contiguous):
@@ -452,7 +454,7 @@ def add_scaled(total: np.ndarray, alpha: float, x: np.ndarray) -> None:
     in-place VJP rule (e.g. the L2 penalty's lam * W) adds into a leaf's cotangent. total and
     x of one shape; total a writable float array."""
     if (type(total) is not np.ndarray or not total.flags.writeable
-            or (x.shape if type(x) is np.ndarray else np.shape(x)) != total.shape):
+            or _shape(x) != total.shape):
         raise ValueError(f"add_scaled: total must be a writable array of x's shape, got "
                          f"{type(total).__name__} of shape {np.shape(total)} and x of shape {np.shape(x)}")
     kernel = (_kernel("add_scaled", total, x)
@@ -472,6 +474,11 @@ def _check_state(op: str, param: np.ndarray, **arrays: Optional[np.ndarray]) -> 
         if array is not None and np.shape(array) != param.shape:
             raise ValueError(f"{op}: {name} has shape {np.shape(array)}, param {param.shape}; "
                              "they must be equal")
+
+
+def _shape(x: object) -> tuple:
+    """np.shape(x), without its dispatch cost for an ndarray."""
+    return x.shape if type(x) is np.ndarray else np.shape(x)
 
 
 def _in_place_ok(*arrays: np.ndarray) -> bool:
@@ -498,19 +505,11 @@ def sgd_update(param: np.ndarray, grad: np.ndarray, velocity: Optional[np.ndarra
     """
     if momentum and velocity is None:
         raise ValueError("sgd_update: momentum != 0 needs a velocity array (zeros at the start)")
-    if velocity is None and type(param) is np.ndarray and type(grad) is np.ndarray:
-        # the common case (plain SGD on arrays): the checks and the kernel choice inline
-        if grad.shape != param.shape or param.dtype.kind != "f":
-            _check_state("sgd_update", param, grad=grad)                   # raises
-        flags = param.flags
-        kernel = (_kernel("sgd_update", param, grad)
-                  if flags.c_contiguous and flags.writeable and grad.flags.c_contiguous else None)
-    else:
-        if not (type(param) is np.ndarray and param.dtype.kind == "f" and np.shape(grad) == param.shape
-                and (velocity is None or np.shape(velocity) == param.shape)):
-            _check_state("sgd_update", param, grad=grad, velocity=velocity)   # raises, naming the fault
-        arrays = (param, grad) if velocity is None else (param, grad, velocity)
-        kernel = _kernel("sgd_update", *arrays) if _in_place_ok(*arrays) else None
+    if not (type(param) is np.ndarray and param.dtype.kind == "f" and _shape(grad) == param.shape
+            and (velocity is None or _shape(velocity) == param.shape)):
+        _check_state("sgd_update", param, grad=grad, velocity=velocity)   # raises, naming the fault
+    arrays = (param, grad) if velocity is None else (param, grad, velocity)
+    kernel = _kernel("sgd_update", *arrays) if _in_place_ok(*arrays) else None
     if kernel is None:
         reference.sgd_update(param, grad, velocity, float(lr), float(momentum), nesterov,
                              float(weight_decay))
