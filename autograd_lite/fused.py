@@ -153,10 +153,8 @@ def _scale(reduction: str, rows: int) -> float:
 
 
 def _reduce(losses: np.ndarray, reduction: str) -> Any:
-    total = losses.sum()
-    if reduction == "mean":
-        return total / losses.shape[0] if losses.shape[0] else np.nan
-    return total
+    """The reduction of per-row losses."""
+    return _total(losses.sum(), losses.shape[0], reduction)
 
 
 def _total(total: float, rows: int, reduction: str) -> float:
