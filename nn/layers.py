@@ -263,13 +263,8 @@ class MLP(Module):
     def forward(self, x: Any) -> Tensor:
         a = _as_input(x, self.dtype)
         _check_features(self, a, self.sizes[0])
-        dropout = self.dropout
-        if getattr(dropout, "p", None) == 0 or not getattr(dropout, "training", True):   # nothing to drop
-            dropout = None
         for layer in self.hidden:
-            a = layer(a, activation=self.activation_name)
-            if dropout is not None:
-                a = dropout(a)
+            a = self.dropout(layer(a, activation=self.activation_name))
         if self.output_activation_name == "softmax":
             return ag.softmax(self.output(a), axis=-1)
         return self.output(a, activation=self.output_activation_name)
