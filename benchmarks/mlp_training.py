@@ -241,25 +241,18 @@ def hips_step(net: dict, W: list, X: np.ndarray, y: np.ndarray, dropout: float) 
     return step
 
 
-def fused_kernels_step(net: dict, W: list, X: np.ndarray, y: np.ndarray, dropout: float) -> Optional[Step]:
-    """Net A only: our kernels called by hand on preallocated buffers (no framework)."""
-    if net["name"] != "A":
-        return None
-    return FusedKernelStep(net, W, X, y, dropout)
-
-
-def straight_line_step(net: dict, W: list, X: np.ndarray, y: np.ndarray, dropout: float) -> Optional[Step]:
-    """Net A only: autograd-lite's primitives and rules called in straight-line code (no graph)."""
-    if net["name"] != "A":
-        return None
-    return StraightLinePrimitivesStep(net, W, X, y, dropout)
+def net_a_only(step_class) -> Callable[..., Optional[Step]]:
+    """A maker for a yardstick step written for net A only (None for the other net)."""
+    def make(net: dict, W: list, X: np.ndarray, y: np.ndarray, dropout: float) -> Optional[Step]:
+        return step_class(net, W, X, y, dropout) if net["name"] == "A" else None
+    return make
 
 
 IMPLEMENTATIONS = {
     "autograd-lite": ours,
     "numpy (hand-written)": lambda net, W, X, y, p: NumpyStep(net, W, X, y, p),
-    "kernels by hand (A)": fused_kernels_step,
-    "prims without graph (A)": straight_line_step,
+    "kernels by hand (A)": net_a_only(FusedKernelStep),      # our kernels by hand, no framework
+    "prims without graph (A)": net_a_only(StraightLinePrimitivesStep),  # our rules, no graph
     "pytorch eager": torch_step,
     "jax jit": jax_step,
     "HIPS autograd": hips_step,

@@ -105,6 +105,13 @@ class NumpyStep:
         return float(loss)
 
 
+def _check_net_a(who: str, net: dict, dropout: float) -> None:
+    """The two yardstick steps below are written for net A only (sigmoid, logistic cost, SGD,
+    no dropout)."""
+    if net["activation"] != "sigmoid" or net["loss"] != "bce" or net["optimizer"] != "sgd" or dropout:
+        raise ValueError(f"{who}: written for net A only (sigmoid, logistic cost, SGD, no dropout)")
+
+
 class FusedKernelStep:
     """Net A's step with no framework at all: autograd-lite's Numba kernels called directly on
     preallocated buffers, the L2 sum of squares and the SGD update fused into one pass per
@@ -112,8 +119,7 @@ class FusedKernelStep:
     best this step can do around the BLAS floor on this machine, a yardstick for the targets."""
 
     def __init__(self, net: dict, W: list, X: np.ndarray, y: np.ndarray, dropout: float) -> None:
-        if net["activation"] != "sigmoid" or net["loss"] != "bce" or net["optimizer"] != "sgd" or dropout:
-            raise ValueError("FusedKernelStep: written for net A only (sigmoid, logistic cost, SGD, no dropout)")
+        _check_net_a("FusedKernelStep", net, dropout)
         from autograd_lite.kernels import jitted
         self.jitted = jitted
         self.update = _fused_sgd_l2()
@@ -156,8 +162,7 @@ class StraightLinePrimitivesStep:
     difference to `FusedKernelStep` what the primitives' own Python layers cost."""
 
     def __init__(self, net: dict, W: list, X: np.ndarray, y: np.ndarray, dropout: float) -> None:
-        if net["activation"] != "sigmoid" or net["loss"] != "bce" or net["optimizer"] != "sgd" or dropout:
-            raise ValueError("StraightLinePrimitivesStep: written for net A only")
+        _check_net_a("StraightLinePrimitivesStep", net, dropout)
         from autograd_lite import fused, kernels, primitives
         from nn.losses import half_lambda_sum_of_squares
         self.linear, self.bce, self.add = fused._linear, fused._bce_with_logits, primitives.add
