@@ -14,7 +14,6 @@ It is a benchmark, not a test: on MNIST it takes many minutes on two cores.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -29,6 +28,7 @@ import nn  # noqa: E402
 from nn.cli import DEFAULTS, FEATURE_RANGE, make_optimizer, make_schedule  # noqa: E402
 from nn.data import preprocess, stratified_split  # noqa: E402
 from nn.datasets import load_dataset  # noqa: E402
+from report import pyplot, save_figure, write_json  # noqa: E402
 
 CONFIGS: Dict[str, dict] = {
     "digits-default": dict(DEFAULTS),
@@ -112,15 +112,10 @@ def main() -> None:
         print(f"{name:<15} {100 * row['test_accuracy']:>8.2f}% {row['epochs']:>6} "
               f"{row['seconds']:>7.1f}s  {row['command']}", flush=True)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": platform.platform(), "rows": rows}, f, indent=2)
+        write_json(args.json, {"machine": platform.platform(), "rows": rows})
     if args.plot:
-        try:
-            import matplotlib
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
-            print("note: --plot needs matplotlib (pip install -e '.[plot]'); no plot written")
+        plt = pyplot()
+        if plt is None:
             return
         fig, ax = plt.subplots(figsize=(max(4, 1.5 * len(rows)), 4))
         ax.bar([r["config"] for r in rows], [100 * r["test_accuracy"] for r in rows])
@@ -128,7 +123,7 @@ def main() -> None:
         ax.set_ylim(min(100 * r["test_accuracy"] for r in rows) - 2, 100)
         ax.set_title(f"{ds.name}: test accuracy")
         fig.tight_layout()
-        fig.savefig(args.plot)
+        save_figure(fig, args.plot)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,9 @@ before it is timed. JAX and PyTorch (torch.func) run the same derivatives when i
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
-import tempfile
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -33,6 +31,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import autograd_lite as ag  # noqa: E402
+from report import pyplot, save_figure, write_json  # noqa: E402
 
 HIDDEN = 1000  # width of the tanh layer next to the n-sized one (fixed work: a 1000 x 1000 matrix)
 FIXED = 1000   # A: outputs before the squared error; B: width of the first tanh layer
@@ -397,20 +396,9 @@ def format_peers(family: str, rows: List[Dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_json(path: str, payload: Dict[str, Any]) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2)
-    os.replace(tmp, path)
-
-
 def write_plot(path: str, results: Dict[str, List[Dict[str, Any]]]) -> bool:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, (family, rows) in zip(axes, results.items()):
@@ -428,12 +416,7 @@ def write_plot(path: str, results: Dict[str, List[Dict[str, Any]]]) -> bool:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
     return True
 
 
@@ -480,8 +463,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.plot:
         if write_plot(args.plot, results):
             print(f"wrote {args.plot}")
-        else:
-            print("--plot: matplotlib is not installed (pip install '.[plot]'); no plot written")
     return 0
 
 

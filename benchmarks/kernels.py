@@ -33,6 +33,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 from autograd_lite import kernels  # noqa: E402
 from autograd_lite.kernels import reference  # noqa: E402
+from report import pyplot, save_figure, write_json  # noqa: E402
 
 Call = Callable[[], object]
 
@@ -269,12 +270,8 @@ def _print_startup(s: dict) -> None:
 
 
 def _plot(rows: List[dict], path: str) -> None:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no plot")
+    plt = pyplot()
+    if plt is None:
         return
     dtypes = sorted({r["dtype"] for r in rows})
     fig, axes = plt.subplots(1, len(dtypes), figsize=(7 * len(dtypes), 5), squeeze=False)
@@ -288,15 +285,7 @@ def _plot(rows: List[dict], path: str) -> None:
                title=f"autograd_lite.kernels vs NumPy, {dtype}")
     axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    print(f"wrote {path}")
-
-
-def _write_json(data: dict, path: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
+    save_figure(fig, path)
     print(f"wrote {path}")
 
 
@@ -343,7 +332,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         result["startup"] = startup(args.kernels, "float64")
         _print_startup(result["startup"])
     if args.json:
-        _write_json(result, args.json)
+        write_json(args.json, result, indent=1)
+        print(f"wrote {args.json}")
     if args.plot:
         _plot(rows, args.plot)
 

@@ -20,7 +20,6 @@ implementation's loss (dropout off) is checked against the NumPy reference.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -51,6 +50,7 @@ import autograd_lite as ag  # noqa: E402
 import nn  # noqa: E402
 from numpy_reference import (NETS, FusedKernelStep, NumpyStep, StraightLinePrimitivesStep,  # noqa: E402
                              blas_floor, initial_weights, make_batch)
+from report import pyplot, save_figure, write_json  # noqa: E402
 from timing import measure  # noqa: E402
 
 Step = Callable[[], float]
@@ -337,16 +337,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     print("x floor: time / the GEMMs of the step alone; x ours: time / autograd-lite's time "
           "(above 1 means autograd-lite is faster); faults: minor page faults per step")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": platform.platform(), "rows": rows}, f, indent=2)
+        write_json(args.json, {"machine": platform.platform(), "rows": rows})
     if args.plot:
-        try:
-            import matplotlib
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
-            print("note: --plot needs matplotlib (pip install -e '.[plot]'); no plot written")
-        else:
+        plt = pyplot()
+        if plt is not None:
             cases = sorted({(r["net"], r["dtype"], r["batch"]) for r in rows})
             names = list(dict.fromkeys(r["implementation"] for r in rows))
             fig, ax = plt.subplots(figsize=(max(6, len(cases) * 1.2), 4))
@@ -364,7 +358,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             ax.set_ylabel("time per step / BLAS floor")
             ax.legend(fontsize=8)
             fig.tight_layout()
-            fig.savefig(args.plot)
+            save_figure(fig, args.plot)
     return 0
 
 

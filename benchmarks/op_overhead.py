@@ -9,7 +9,6 @@ PyTorch eager, HIPS autograd and JAX (eager, no jit) when they are installed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Callable, Dict, List, Optional
@@ -18,6 +17,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import autograd_lite as ag  # noqa: E402
+from report import write_json  # noqa: E402
 from timing import measure  # noqa: E402
 
 # each mix and the number of primitive operations in it
@@ -136,8 +136,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     for name in sorted(missing):
         print(f"note: {name} is not installed; skipped (pip install -e '.[peers]')")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"unit": "microseconds per op, forward + backward", "rows": rows}, f, indent=2)
+        write_json(args.json, {"unit": "microseconds per op, forward + backward", "rows": rows})
     return 0
 
 
