@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 
 from . import engine
+from .files import atomic_path
 from .tensor import Tensor
 
 
@@ -109,17 +109,9 @@ def render(root: Tensor, path: str, names: Any = None) -> str:
                            "install Graphviz (e.g. `apt-get install graphviz`), or save to_dot(...) "
                            "text to a .dot file and render it elsewhere")
     text = to_dot(root, names=names)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".render-", suffix="." + fmt, dir=folder)
-    os.close(fd)
-    try:
+    with atomic_path(path, "render") as tmp:
         subprocess.run([dot, f"-T{fmt}", "-o", tmp], input=text.encode(), check=True,
                        capture_output=True)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 

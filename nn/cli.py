@@ -13,7 +13,6 @@ import contextlib
 import os
 import re
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 import autograd_lite as ag
+from autograd_lite.files import atomic_write
 
 from .data import one_hot, preprocess, stratified_split
 from .datasets import DatasetError, load_dataset
@@ -359,16 +359,8 @@ def _lecture_legend(text: str, samples: int, hidden: int, classes: int) -> str:
 
 def _write_text(path: str, text: str) -> None:
     """Write text to path atomically (a temporary file in the same folder, then os.replace)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".explain-", suffix=".dot", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, "explain --dot", "w") as f:
+        f.write(text)
 
 
 def _read_images(path: Path, width: int, side: int, max_value: float) -> np.ndarray:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 import zlib
 from typing import Any, Dict, Optional, Tuple
@@ -18,6 +17,7 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 import autograd_lite
+from autograd_lite.files import atomic_write
 
 from .layers import MLP
 from .module import Module
@@ -92,24 +92,13 @@ def load_header(path: "os.PathLike[str] | str") -> Dict[str, Any]:
 
 
 def _atomic_write_npz(path: str, members: Dict[str, np.ndarray]) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            # the layout of np.savez, written by hand so that no parameter name can clash with
-            # savez's own keyword arguments, and with pickling refused
-            with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
-                for name, array in members.items():
-                    with archive.open(name + ".npy", mode="w", force_zip64=True) as member:
-                        np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, "save") as f:
+        # the layout of np.savez, written by hand so that no parameter name can clash with
+        # savez's own keyword arguments, and with pickling refused
+        with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for name, array in members.items():
+                with archive.open(name + ".npy", mode="w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
 
 
 def _read(path: "os.PathLike[str] | str") -> Tuple[Optional[Dict[str, Any]], Dict[str, np.ndarray]]:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
+
+from autograd_lite.files import atomic_path
 
 from .errors import ChecksumError, DatasetNotFoundError, DownloadError
 
@@ -102,10 +103,9 @@ def _download(url: str, path: Path, file: RemoteFile, timeout: float) -> None:
     """Stream `url` into a temporary file beside `path`; rename it only once verified."""
     # a fresh opener reads the proxy settings (and no_proxy) of the environment now
     opener = urllib.request.build_opener()
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, opener.open(url, timeout=timeout) as response:
+    with atomic_path(path, "download") as tmp_name:
+        tmp = Path(tmp_name)
+        with open(tmp, "wb") as out, opener.open(url, timeout=timeout) as response:
             received = 0
             while True:
                 chunk = response.read(_CHUNK)
@@ -121,10 +121,6 @@ def _download(url: str, path: Path, file: RemoteFile, timeout: float) -> None:
         problem = verify(tmp, file)
         if problem:
             raise ChecksumError(f"the downloaded file {problem}")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _digests(path: Path) -> tuple:

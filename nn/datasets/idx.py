@@ -9,12 +9,13 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Union
 
 import numpy as np
+
+from autograd_lite.files import atomic_write
 
 from .errors import IDXFormatError
 
@@ -96,19 +97,8 @@ def write_idx(path: PathLike, array: np.ndarray, compress: bool | None = None) -
         compress = path.suffix == ".gz"
     if compress:
         body = gzip.compress(body, mtime=0)
-    atomic_write_bytes(path, body)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file and `os.replace` (never half a file)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "write_idx") as f:
+        f.write(body)
 
 
 def _read_bytes(path: Path) -> bytes:
