@@ -5,7 +5,7 @@ Batch, mini-batch and stochastic gradient descent differ only in the batch size:
 """
 from __future__ import annotations
 
-from typing import Iterator, Optional, Tuple, Union
+from typing import Any, Iterator, Optional, Tuple, Union
 
 import numpy as np
 
@@ -43,22 +43,36 @@ def one_hot(labels: np.ndarray, num_classes: int, dtype: np.dtype = np.float32) 
     return out
 
 
-def check_labels(labels: np.ndarray, num_classes: int, where: str) -> np.ndarray:
-    """`labels` as a 1-D int64 array, or a ValueError naming the first label outside 0..C-1."""
+def check_labels(labels: Any, num_classes: int, where: str, *,
+                 n_samples: Optional[int] = None) -> np.ndarray:
+    """`labels` as a contiguous 1-D int64 array of class indices in 0..num_classes-1, or a
+    ValueError that names `where`, the first bad label and its position.
+
+    The project's one label check: one_hot, evaluate, the losses and the data-set loaders use it.
+    Integer (or bool) dtypes only: float labels are refused, even whole-numbered ones, rather
+    than silently truncated. An empty array passes whatever its dtype (`np.asarray([])` is
+    float64). With `n_samples`, the labels must number exactly that many, one per sample.
+
+    Example:
+        >>> check_labels([2, 0, 1], 3, "fit")
+        array([2, 0, 1])
+    """
     y = np.asarray(labels)
-    if y.ndim != 1:
-        raise ValueError(f"{where}: labels must be a 1-D array of class indices, got shape {y.shape}")
     if y.size and y.dtype.kind not in "iub":
-        if y.dtype.kind == "f" and np.all(y == np.round(y)):
-            y = y.astype(np.int64)
-        else:
-            raise ValueError(f"{where}: labels must be integers, got dtype {y.dtype}")
-    y = y.astype(np.int64, copy=False)
-    bad = (y < 0) | (y >= num_classes)
-    if bad.any():
+        hint = ("; for one-hot rows, pass their argmax(axis=1)" if y.ndim == 2 else
+                "; convert whole-number float labels with .astype(int)" if y.dtype.kind == "f" else "")
+        raise ValueError(f"{where}: labels must be integers (class indices), got dtype {y.dtype}{hint}")
+    if y.ndim != 1 or (n_samples is not None and len(y) != n_samples):
+        expected = "(samples,)" if n_samples is None else f"({n_samples},)"
+        raise ValueError(f"{where}: labels must have shape {expected}, one per sample, got {y.shape}")
+    y = np.ascontiguousarray(y, dtype=np.int64)
+    # min and max first: one cheap pass when every label is in range, which is almost always
+    if y.size and (y.min() < 0 or y.max() >= num_classes):
+        bad = (y < 0) | (y >= num_classes)
         i = int(np.argmax(bad))
         raise ValueError(f"{where}: label {y[i]} at position {i} is outside 0..{num_classes - 1} "
-                         f"({num_classes} classes)")
+                         f"({num_classes} classes; out-of-range labels: "
+                         f"{np.count_nonzero(bad)} of {len(y)})")
     return y
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import autograd_lite as ag
 from autograd_lite import Tensor, fused, kernels
 
+from .data import check_labels
 from .module import Module
 
 REDUCTIONS = ("mean", "sum")
@@ -92,7 +93,7 @@ def sparse_categorical_cross_entropy(logits: Any, labels: Any, reduction: str = 
     """
     z = ag.as_tensor(logits)
     _check_logits("sparse_categorical_cross_entropy", z)
-    labels = check_labels("sparse_categorical_cross_entropy", labels, z.shape[0], z.shape[1])
+    labels = check_labels(labels, z.shape[1], "sparse_categorical_cross_entropy", n_samples=z.shape[0])
     _check_reduction("sparse_categorical_cross_entropy", reduction)
     _check_rows("sparse_categorical_cross_entropy", z, reduction)
     return fused.softmax_cross_entropy(z, labels, reduction=reduction)
@@ -149,22 +150,6 @@ half_lambda_sum_of_squares.fresh_cotangents = True  # g * lam * W is a new array
 half_lambda_sum_of_squares.defvjp_into(
     lambda total, g, ans, *ws, lam, argnum: kernels.add_scaled(total, float(g) * lam, ws[argnum]))
 half_lambda_sum_of_squares.defjvp(lambda t, ans, *ws, lam, argnum: (ws[argnum] * t).sum() * lam)
-
-
-def check_labels(op: str, labels: Any, n_samples: int, n_classes: int) -> np.ndarray:
-    """Integer labels of shape (n_samples,) with values in 0..n_classes-1, as an int array;
-    otherwise a ValueError that names the first bad label and where it is."""
-    y = np.asarray(labels.data if isinstance(labels, Tensor) else labels)
-    if y.dtype.kind not in "iu":
-        raise ValueError(f"{op}: labels must be integers (class indices), got dtype {y.dtype}; "
-                         "use categorical_cross_entropy for one-hot targets")
-    if y.shape != (n_samples,):
-        raise ValueError(f"{op}: labels must have shape ({n_samples},), one per sample, got {y.shape}")
-    bad = np.flatnonzero((y < 0) | (y >= n_classes))
-    if bad.size:
-        raise ValueError(f"{op}: labels must be in 0..{n_classes - 1} ({n_classes} classes); "
-                         f"label {y[bad[0]]} at position {bad[0]} is not ({bad.size} bad in all)")
-    return y.astype(np.intp, copy=False)
 
 
 def _check_reduction(op: str, reduction: str) -> None:

@@ -17,7 +17,7 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..data import stratified_split
+from ..data import check_labels, stratified_split
 from .download import PathLike, RemoteFile, default_root, fetch
 from .errors import DatasetError, DatasetNotFoundError, IDXFormatError
 from .idx import read_idx
@@ -71,6 +71,9 @@ FASHION_MNIST_MIRRORS = (
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                          "Sneaker", "Bag", "Ankle boot")
 DIGIT_CLASSES = tuple(str(d) for d in range(10))
+# The most classes a folder of the user's own IDX files may have (its labels are 0..MAX_CLASSES-1):
+# the classes are 0..the largest label, so one corrupt label must not make billions of them.
+MAX_CLASSES = 10_000
 
 
 @dataclass(frozen=True)
@@ -156,6 +159,10 @@ LOADERS: Dict[str, Callable[..., Dataset]] = {
 def load_idx_folder(folder: PathLike, max_value: int = 255) -> Dataset:
     """Your own data in MNIST's format: a folder with train-images-idx3-ubyte, train-labels-idx1-ubyte,
     t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each raw or `.gz`). No checksums.
+
+    Images are uint8, the same size in both sets, neither set empty. Labels are integers (IDX
+    types uint8, int8, int16 or int32; floats are refused) in 0..MAX_CLASSES-1 (10,000 classes;
+    uint8 labels cannot exceed 255); the classes are 0 up to the largest label.
     """
     folder = Path(folder).expanduser()
     paths = {}
@@ -167,8 +174,7 @@ def load_idx_folder(folder: PathLike, max_value: int = 255) -> Dataset:
             raise DatasetNotFoundError(f"{folder} has neither {f.name} nor {raw_name}; a folder of "
                                        "IDX files needs the four MNIST file names")
         paths[key] = found
-    return _read_idx_set(folder.name or str(folder), paths, tuple(str(i) for i in range(10)),
-                         max_value, str(folder), check_label_range=False)
+    return _read_idx_set(folder.name or str(folder), paths, None, max_value, str(folder))
 
 
 def load_dataset(name: str, root: Optional[PathLike] = None, download: bool = True,
@@ -196,29 +202,51 @@ def _load_idx_set(name: str, files: Dict[str, RemoteFile], mirrors: Sequence[str
     folder = base if direct else base / name
     log = (lambda message: print(f"{name}: {message}", file=sys.stderr)) if verbose else None
     paths = {key: fetch(f, folder, mirrors, download=download, log=log) for key, f in files.items()}
-    return _read_idx_set(name, paths, classes, 255, str(folder), check_label_range=True)
+    return _read_idx_set(name, paths, classes, 255, str(folder))
 
 
-def _read_idx_set(name: str, paths: Dict[str, Path], classes: Tuple[str, ...], max_value: int,
-                  source: str, check_label_range: bool) -> Dataset:
+def _read_idx_set(name: str, paths: Dict[str, Path], classes: Optional[Tuple[str, ...]],
+                  max_value: int, source: str) -> Dataset:
+    """The four IDX files as a Dataset, every fault refused here, before any training starts.
+
+    `classes` None (a folder of the user's own files): as many classes as the labels say, at
+    most MAX_CLASSES.
+    """
     arrays = {key: read_idx(path) for key, path in paths.items()}
+    num_classes = MAX_CLASSES if classes is None else len(classes)
     for part in ("train", "test"):
+        images_path, labels_path = paths[part + "_images"], paths[part + "_labels"]
         images, labels = arrays[part + "_images"], arrays[part + "_labels"]
         if images.ndim != 3 or images.dtype != np.uint8:
-            raise IDXFormatError(f"{name}: {paths[part + '_images']} holds {images.dtype} of shape "
+            raise IDXFormatError(f"{name}: {images_path} holds {images.dtype} of shape "
                                  f"{images.shape}, expected uint8 images (n, rows, columns)")
         if labels.ndim != 1:
-            raise IDXFormatError(f"{name}: {paths[part + '_labels']} holds shape {labels.shape}, "
+            raise IDXFormatError(f"{name}: {labels_path} holds shape {labels.shape}, "
                                  "expected a 1-D array of labels")
         if len(images) != len(labels):
             raise IDXFormatError(f"{name}: the {part} set has {len(images)} images but "
                                  f"{len(labels)} labels; they must be equal")
-        if labels.size and (labels.min() < 0 or (check_label_range and labels.max() >= len(classes))):
-            raise IDXFormatError(f"{name}: {paths[part + '_labels']} has labels "
-                                 f"{labels.min()}..{labels.max()}, outside 0..{len(classes) - 1}")
-    if not check_label_range:  # a folder of the user's own files: as many classes as labels say
-        top = int(max(arrays["train_labels"].max(initial=0), arrays["test_labels"].max(initial=0)))
+        if len(images) == 0:
+            raise IDXFormatError(f"{name}: the {part} set is empty: {images_path} holds no images; "
+                                 "a data set needs at least one training and one test image")
+        try:
+            arrays[part + "_labels"] = check_labels(labels, num_classes, f"{name}: {labels_path}")
+        except ValueError as error:
+            limit = ("" if classes is not None else
+                     f"; a folder of IDX files has at most MAX_CLASSES = {MAX_CLASSES} classes")
+            raise IDXFormatError(f"{error}{limit}") from None
+    train_size, test_size = arrays["train_images"].shape[1:], arrays["test_images"].shape[1:]
+    if train_size != test_size:
+        raise IDXFormatError(
+            f"{name}: the training images in {paths['train_images']} are "
+            f"{_image_size_text(train_size)} but the test images in {paths['test_images']} are "
+            f"{_image_size_text(test_size)}; both sets must have images of one size")
+    if classes is None:
+        top = max(int(arrays["train_labels"].max()), int(arrays["test_labels"].max()))
         classes = tuple(str(i) for i in range(top + 1))
-    return Dataset(name, arrays["train_images"], arrays["train_labels"].astype(np.int64),
-                   arrays["test_images"], arrays["test_labels"].astype(np.int64), classes,
-                   max_value, source=source)
+    return Dataset(name, arrays["train_images"], arrays["train_labels"], arrays["test_images"],
+                   arrays["test_labels"], classes, max_value, source=source)
+
+
+def _image_size_text(image_shape: Tuple[int, ...]) -> str:
+    return "x".join(str(d) for d in image_shape)

@@ -149,7 +149,8 @@ def _read_idx_stream(path: Path, stream: BinaryIO, file_size: int, compressed: b
     except ValueError:  # a zero dimension beside dimensions whose product overflows
         raise IDXFormatError(f"read_idx: {path} has a header that promises shape {shape}, which no "
                              "array can have; the file is corrupt") from None
-    received = _read_into(stream, memoryview(data).cast("B"))
+    # the bytes of the array, flat (memoryview.cast refuses shapes with a zero)
+    received = _read_into(stream, memoryview(data.reshape(-1).view(np.uint8)))
     if received < expected:  # a gzip stream that ends early, or a raw file that shrank
         raise _truncated(path, promised, received)
     if compressed and stream.read(1):

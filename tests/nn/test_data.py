@@ -142,6 +142,32 @@ def test_one_hot_and_label_checks():
         check_labels(np.array([0.5]), 3, "fit")
 
 
+def test_check_labels_refuses_float_labels_even_whole_numbered_ones():
+    with pytest.raises(ValueError, match=r"fit: labels must be integers \(class indices\), got dtype "
+                                         r"float64; convert whole-number float labels with .astype\(int\)"):
+        check_labels(np.array([0.0, 2.0]), 3, "fit")
+    with pytest.raises(ValueError, match="got dtype float32; for one-hot rows, pass their argmax"):
+        check_labels(np.eye(3, dtype=np.float32), 3, "fit")
+
+
+def test_check_labels_names_the_first_bad_label_its_position_and_how_many_are_bad():
+    with pytest.raises(ValueError, match=r"evaluate: label -2 at position 1 is outside 0..2 "
+                                         r"\(3 classes; out-of-range labels: 2 of 4\)"):
+        check_labels(np.array([0, -2, 3, 1], np.int8), 3, "evaluate")
+
+
+def test_check_labels_with_n_samples_wants_one_label_per_sample():
+    with pytest.raises(ValueError, match=r"loss: labels must have shape \(4,\), one per sample, got \(3,\)"):
+        check_labels([0, 1, 2], 3, "loss", n_samples=4)
+    assert check_labels([0, 1, 2], 3, "loss", n_samples=3).tolist() == [0, 1, 2]
+
+
+def test_check_labels_returns_contiguous_int64_and_accepts_an_empty_list():
+    y = check_labels(np.array([2, 0, 1, 1], np.uint8)[::2], 3, "fit")
+    assert y.dtype == np.int64 and y.flags.c_contiguous and y.tolist() == [2, 1]
+    assert check_labels([], 3, "fit").shape == (0,)
+
+
 # ---------------------------------------------------------------- stratified split
 @given(counts=st.lists(st.integers(2, 40), min_size=2, max_size=6),
        fraction=st.floats(0.05, 0.95), seed=st.integers(0, 2**31))

@@ -226,10 +226,21 @@ def test_l2_penalty_refuses_negative_lambda_and_modules_without_weights():
 
 # ---------------------------------------------------------------- bad input
 def test_labels_outside_the_classes_name_the_bad_label_and_its_position():
-    with pytest.raises(ValueError, match=r"labels must be in 0..3 \(4 classes\); label 4 at position 2"):
+    with pytest.raises(ValueError, match=r"sparse_categorical_cross_entropy: label 4 at position 2 is "
+                                         r"outside 0..3 \(4 classes; out-of-range labels: 1 of 6\)"):
         nn.sparse_categorical_cross_entropy(LOGITS, np.array([0, 1, 4, 2, 0, 1]))
     with pytest.raises(ValueError, match="label -1 at position 0"):
         nn.sparse_categorical_cross_entropy(LOGITS, np.array([-1, 1, 3, 2, 0, 1]))
+
+
+def test_sparse_cross_entropy_checks_labels_with_the_one_label_checker():
+    from nn.data import check_labels
+    for labels in (np.array([0, 1, 4, 2, 0, 1]), LABELS[:5], LABELS.astype(np.float64), ONE_HOT):
+        with pytest.raises(ValueError) as from_loss:
+            nn.sparse_categorical_cross_entropy(LOGITS, labels)
+        with pytest.raises(ValueError) as from_checker:
+            check_labels(labels, C, "sparse_categorical_cross_entropy", n_samples=N)
+        assert str(from_loss.value) == str(from_checker.value)
 
 
 def test_labels_of_the_wrong_shape_or_dtype_are_refused():
