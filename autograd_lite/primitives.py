@@ -427,6 +427,21 @@ def _concat_slice(g: Any, xs: tuple, axis: int, argnum: int) -> Any:
     return getitem(g, index=index)
 
 
+def _concat_slices(g: np.ndarray, ans: np.ndarray, *xs: np.ndarray, axis: int,
+                   wanted: tuple) -> list:
+    """Every wanted input's slice of g in one call, from offsets summed once: the per-input rule
+    finds its offset by walking the inputs before it, which is quadratic in their number (a
+    stack of 32,000 scalars took 100 s to backpropagate)."""
+    lead = (slice(None),) * axis
+    out = []
+    start = 0
+    for x, want in zip(xs, wanted):
+        stop = start + x.shape[axis]
+        out.append(g[lead + (slice(start, stop),)] if want else None)
+        start = stop
+    return out
+
+
 def _concat_tangent(t: Any, xs: tuple, axis: int, argnum: int) -> Any:
     parts = [t if i == argnum else np.zeros(x.shape, dtype=_data(t).dtype) for i, x in enumerate(xs)]
     return concatenate(*parts, axis=axis)
@@ -435,6 +450,7 @@ def _concat_tangent(t: Any, xs: tuple, axis: int, argnum: int) -> Any:
 concatenate = primitive(_concatenate, "concatenate", variadic=True)
 concatenate.defvjp(lambda g, ans, *xs, axis, argnum: _concat_slice(g, xs, axis, argnum),
                    text="the input's slice of g")
+concatenate.defvjp_joint(_concat_slices)
 concatenate.defjvp(lambda t, ans, *xs, axis, argnum: _concat_tangent(t, xs, axis, argnum))
 
 
