@@ -65,9 +65,15 @@ _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
 
 
 def _backend_from_environment() -> str:
-    name = os.environ.get("AUTOGRAD_LITE_KERNELS", "numba").strip().lower()
+    """The starting backend. An unknown value warns and falls back to the default rather than
+    raising: it is read at import, where an exception would make the package unimportable."""
+    value = os.environ.get("AUTOGRAD_LITE_KERNELS", "")
+    name = value.strip().lower() or BACKENDS[0]
     if name not in BACKENDS:
-        raise ValueError(f"AUTOGRAD_LITE_KERNELS={name!r}: expected one of {BACKENDS}")
+        warnings.warn(f"AUTOGRAD_LITE_KERNELS={value!r} is not a kernel backend: the accepted values "
+                      f"are {' and '.join(map(repr, BACKENDS))}; using {BACKENDS[0]!r}",
+                      RuntimeWarning, stacklevel=2)
+        return BACKENDS[0]
     return name
 
 

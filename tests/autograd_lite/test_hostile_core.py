@@ -2,6 +2,9 @@
 operators, threads, users' primitives whose rules return the wrong thing, a bad environment."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -38,3 +41,16 @@ def test_concatenate_joint_backward_equals_its_per_input_rule(axis):
     assert joint[1] is None
     for i in (0, 2):
         np.testing.assert_array_equal(joint[i], P.concatenate.vjps[0](g, ans, *xs, axis=a, argnum=i))
+
+
+# ---------------------------------------------------------------- environment
+def test_an_unknown_kernel_backend_in_the_environment_warns_once_and_uses_the_default():
+    env = dict(os.environ, AUTOGRAD_LITE_KERNELS="cuda")
+    run = subprocess.run([sys.executable, "-c", "import autograd_lite as ag; print(ag.get_kernels())"],
+                         env=env, capture_output=True, text=True, timeout=120,
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "numba"
+    assert "Traceback" not in run.stderr
+    assert run.stderr.count("AUTOGRAD_LITE_KERNELS='cuda' is not a kernel backend") == 1
+    assert "'numba' and 'numpy'" in run.stderr

@@ -374,8 +374,7 @@ def _python(code: str, **env: str) -> subprocess.CompletedProcess:
 def test_environment_variable_chooses_the_implementation():
     shown = _python("import autograd_lite as ag; print(ag.get_kernels())", AUTOGRAD_LITE_KERNELS="numpy")
     assert shown.stdout.strip() == "numpy", shown.stderr
-    refused = _python("import autograd_lite", AUTOGRAD_LITE_KERNELS="fortran")
-    assert refused.returncode != 0 and "AUTOGRAD_LITE_KERNELS='fortran'" in refused.stderr
+    # an unknown value: tests/autograd_lite/test_hostile_core.py
 
 
 def test_import_compiles_nothing_and_first_use_compiles_one_signature(tmp_path):
