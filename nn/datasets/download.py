@@ -3,13 +3,15 @@
 `fetch` returns the path of a verified file in `root`, downloading it from the first
 mirror that delivers the published bytes. A download is streamed into a temporary file
 beside the target and renamed only once its size and SHA-256 match, so a failed,
-partial or tampered download leaves nothing in the cache.
+partial or tampered download leaves nothing in the cache. Each download has a deadline
+for the whole file, so a server that trickles bytes cannot hold it for ever.
 """
 from __future__ import annotations
 
 import hashlib
 import http.client
 import os
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -23,6 +25,9 @@ from .errors import ChecksumError, DatasetNotFoundError, DownloadError
 PathLike = Union[str, os.PathLike]
 ENV_DATA_DIR = "AUTOGRAD_LITE_DATA"
 _CHUNK = 1 << 16
+# The slowest transfer rate (bytes per second) the default deadline allows for, after a minute
+# of grace: 60 s + 9.9 MB / 20 kB/s, about 9 minutes, for MNIST's largest file.
+MIN_RATE = 20_000
 
 
 @dataclass(frozen=True)
@@ -44,13 +49,17 @@ def default_root() -> Path:
 
 
 def fetch(file: RemoteFile, root: PathLike, mirrors: Sequence[str], download: bool = True,
-          timeout: float = 30.0, log: Optional[Callable[[str], None]] = None) -> Path:
+          timeout: float = 30.0, log: Optional[Callable[[str], None]] = None,
+          deadline: Optional[float] = None) -> Path:
     """The path of `file` in `root`, verified; downloaded from `mirrors` first if missing.
 
     A file already in `root` is checked (size and SHA-256) before it is used. Mirrors are
-    base URLs tried in order (`mirror + file.name`). Raises `DatasetNotFoundError` when the
-    file is missing and `download` is False, `DownloadError` when no mirror delivers it
-    (each mirror's failure is listed), `ChecksumError` for a cached file that is corrupt.
+    base URLs tried in order (`mirror + file.name`). `timeout` bounds each wait for the server
+    (seconds); `deadline` bounds each mirror's whole download (default
+    `default_deadline(file)`: 60 s plus the file's size at `MIN_RATE`), so a server that
+    trickles bytes fails too. Raises `DatasetNotFoundError` when the file is missing and
+    `download` is False, `DownloadError` when no mirror delivers it (each mirror's failure is
+    listed), `ChecksumError` for a cached file that is corrupt.
     """
     root = Path(root)
     path = root / file.name
@@ -66,6 +75,8 @@ def fetch(file: RemoteFile, root: PathLike, mirrors: Sequence[str], download: bo
             "or allow the download")
     if not mirrors:
         raise DownloadError(f"{file.name} is not in {root} and no mirror is configured")
+    if deadline is None:
+        deadline = default_deadline(file)
     created = _make_dirs(root)
     failures = []
     for mirror in mirrors:
@@ -73,7 +84,7 @@ def fetch(file: RemoteFile, root: PathLike, mirrors: Sequence[str], download: bo
         if log:
             log(f"downloading {url}")
         try:
-            _download(url, path, file, timeout)
+            _download(url, path, file, timeout, deadline)
             return path
         except (OSError, ValueError, http.client.HTTPException, ChecksumError) as error:
             failures.append(f"{url}: {_describe(error)}")
@@ -84,6 +95,11 @@ def fetch(file: RemoteFile, root: PathLike, mirrors: Sequence[str], download: bo
             break
     raise DownloadError(f"could not download {file.name} into {root} from any of "
                         f"{len(failures)} mirror(s): " + "; ".join(failures))
+
+
+def default_deadline(file: RemoteFile) -> float:
+    """Seconds allowed for downloading `file`: a minute, plus its size at `MIN_RATE` bytes/s."""
+    return 60.0 + file.size / MIN_RATE
 
 
 def verify(path: Path, file: RemoteFile) -> Optional[str]:
@@ -99,28 +115,48 @@ def verify(path: Path, file: RemoteFile) -> Optional[str]:
     return None
 
 
-def _download(url: str, path: Path, file: RemoteFile, timeout: float) -> None:
-    """Stream `url` into a temporary file beside `path`; rename it only once verified."""
+def _download(url: str, path: Path, file: RemoteFile, timeout: float, deadline: float) -> None:
+    """Stream `url` into a temporary file beside `path`; rename it only once verified.
+
+    Gives up once `deadline` seconds have passed; a silent server is cut off after `timeout`
+    (or `deadline`, if shorter) seconds without a byte.
+    """
     # a fresh opener reads the proxy settings (and no_proxy) of the environment now
     opener = urllib.request.build_opener()
+    started = time.monotonic()
     with atomic_path(path, "download") as tmp_name:
         tmp = Path(tmp_name)
-        with open(tmp, "wb") as out, opener.open(url, timeout=timeout) as response:
+        with open(tmp, "wb") as out, opener.open(url, timeout=min(timeout, deadline)) as response:
             received = 0
             while True:
-                chunk = response.read(_CHUNK)
+                # read1 returns what has arrived instead of waiting for a full chunk, so the
+                # deadline is checked while a slow server trickles
+                try:
+                    chunk = response.read1(_CHUNK)
+                except TimeoutError:
+                    _check_deadline(started, deadline, received, file)
+                    raise
                 if not chunk:
                     break
                 received += len(chunk)
                 if received > file.size:
                     raise ChecksumError(f"the server sent more than the published {file.size} bytes")
                 out.write(chunk)
+                _check_deadline(started, deadline, received, file)
             announced = response.headers.get("Content-Length")
             if announced is not None and announced.isdigit() and received < int(announced):
                 raise http.client.IncompleteRead(b"", int(announced) - received)
         problem = verify(tmp, file)
         if problem:
             raise ChecksumError(f"the downloaded file {problem}")
+
+
+def _check_deadline(started: float, deadline: float, received: int, file: RemoteFile) -> None:
+    elapsed = time.monotonic() - started
+    if elapsed > deadline:
+        raise DownloadError(f"received {received} of {file.size} bytes in {elapsed:.1f} s, past the "
+                            f"deadline of {deadline:g} s for the whole file (the server is too slow; "
+                            "pass a larger deadline for a slow connection)")
 
 
 def _digests(path: Path) -> tuple:

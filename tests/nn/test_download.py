@@ -1,17 +1,23 @@
 """Downloads against a local HTTP server on 127.0.0.1 (good file, wrong checksum, truncated file,
-truncated transfer, server down), and MNIST from ../shared/data/mnist when it exists."""
+truncated transfer, a server that trickles, server down), and MNIST from ../shared/data/mnist
+when it exists."""
+import contextlib
 import hashlib
 import http.server
+import re
 import shutil
 import socket
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from nn.datasets import (MNIST_FILES, ChecksumError, DatasetNotFoundError, DownloadError, RemoteFile,
-                         fetch, load_mnist, read_idx, write_idx)
+from nn.datasets import (FASHION_MNIST_MIRRORS, MNIST_FILES, MNIST_MIRRORS, ChecksumError,
+                         DatasetNotFoundError, DownloadError, RemoteFile, fetch, load_mnist, read_idx,
+                         write_idx)
+from nn.datasets import download
 
 SHARED_MNIST = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
 
@@ -34,21 +40,58 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def server(monkeypatch):
-    """A local HTTP server: yields (base_url, files dict, cut set); stopped after the test."""
+class _TricklingHandler(http.server.BaseHTTPRequestHandler):
+    """Announces the whole body, then sends it one byte a second."""
+    body = b""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        try:
+            for i in range(len(self.body)):
+                self.wfile.write(self.body[i:i + 1])
+                time.sleep(1)
+        except OSError:      # the client gave up, as it should
+            pass
+
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def _serving(handler, monkeypatch):
+    """Serve `handler` on 127.0.0.1 (bypassing any proxy); yield the base URL; stop afterwards."""
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    handler = type("Handler", (_Handler,), {"files": {}, "cut_transfer": set()})
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/", handler.files, handler.cut_transfer
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
     finally:
         httpd.shutdown()
         httpd.server_close()
         thread.join()
+
+
+@pytest.fixture
+def server(monkeypatch):
+    """A local HTTP server: yields (base_url, files dict, cut set); stopped after the test."""
+    handler = type("Handler", (_Handler,), {"files": {}, "cut_transfer": set()})
+    with _serving(handler, monkeypatch) as base:
+        yield base, handler.files, handler.cut_transfer
+
+
+TRICKLED = bytes(range(40))   # 40 s at one byte a second
+
+
+@pytest.fixture
+def trickling_server(monkeypatch):
+    """A local HTTP server that sends TRICKLED one byte a second: yields its base URL."""
+    handler = type("Handler", (_TricklingHandler,), {"body": TRICKLED})
+    with _serving(handler, monkeypatch) as base:
+        yield base
 
 
 def _published(name: str, body: bytes) -> RemoteFile:
@@ -117,6 +160,37 @@ def test_truncated_transfer_leaves_nothing_in_the_cache(server, tmp_path):
     with pytest.raises(DownloadError, match="truncated transfer"):
         fetch(_published("data.gz", body), root, [base])
     assert list(root.iterdir()) == []
+
+
+def test_trickling_server_fails_within_the_deadline_and_leaves_nothing(trickling_server, tmp_path):
+    root = tmp_path / "cache"
+    root.mkdir()
+    started = time.monotonic()
+    with pytest.raises(DownloadError, match=rf"{re.escape(trickling_server)}data.gz: received \d+ of "
+                                            rf"{len(TRICKLED)} bytes in [\d.]+ s, past the deadline of 2 s"):
+        fetch(_published("data.gz", TRICKLED), root, [trickling_server], deadline=2)
+    assert time.monotonic() - started < 5   # the deadline, the next byte, slack for a busy machine; not 40 s
+    assert list(root.iterdir()) == []
+
+
+def test_default_deadline_applies_when_none_is_given(trickling_server, tmp_path, monkeypatch):
+    monkeypatch.setattr(download, "default_deadline", lambda file: 1.0)
+    started = time.monotonic()
+    with pytest.raises(DownloadError, match="past the deadline of 1 s"):
+        fetch(_published("data.gz", TRICKLED), tmp_path / "cache", [trickling_server])
+    assert time.monotonic() - started < 4
+
+
+def test_default_deadline_allows_the_file_at_the_minimum_rate_plus_a_minute():
+    for f in MNIST_FILES.values():
+        assert download.default_deadline(f) == pytest.approx(60 + f.size / download.MIN_RATE)
+
+
+@pytest.mark.parametrize("mirrors", [MNIST_MIRRORS, FASHION_MNIST_MIRRORS])
+def test_builtin_mirrors_list_https_before_plain_http(mirrors):
+    schemes = [mirror.split("://")[0] for mirror in mirrors]
+    assert set(schemes) <= {"https", "http"}
+    assert schemes == sorted(schemes, key=lambda scheme: scheme != "https")
 
 
 def test_server_down_names_every_mirror_and_leaves_nothing(tmp_path):
