@@ -42,6 +42,8 @@ MNIST_FILES = {
                               "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
                               "ec29112dd5afa0611ce80d1b7f02629c"),
 }
+# Mirrors over https come first; plain http ones are a last resort, safe only because every
+# download is checked against the published SHA-256.
 MNIST_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
