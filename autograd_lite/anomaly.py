@@ -2,7 +2,8 @@
 
 Inside `with detect_anomaly():` every primitive's output is checked as it is computed, and
 every cotangent as the reverse sweep produces it; each output also remembers the file and
-line of the user's code that created it. Outside the block none of this runs.
+line of the user's code that created it. Outside the block none of this runs. The mode belongs
+to the thread that entered the block: other threads keep running without checks.
 """
 from __future__ import annotations
 
@@ -19,8 +20,18 @@ from .tensor import Tensor
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _LIBRARY_DIRS = (_PACKAGE_DIR + os.sep,
                  os.path.join(os.path.dirname(_PACKAGE_DIR), "nn") + os.sep)
+
+
+class _Mode(threading.local):
+    depth = 0  # open detect_anomaly() blocks on this thread
+
+
+_mode = _Mode()
+# The engine's hook lists are shared by all threads (so that the common case, no hook at all,
+# costs one truth test): the checks are installed while any thread has a block open, and each
+# check returns at once on the threads that have none.
 _lock = threading.Lock()
-_depth = 0
+_open_blocks = 0
 
 
 class AnomalyError(FloatingPointError):
@@ -64,6 +75,8 @@ def _describe_inputs(args: tuple) -> List[str]:
 
 
 def _check_forward(prim: Any, args: tuple, params: dict, result: Tensor) -> None:
+    if not _mode.depth:
+        return
     result._trace = _user_frame()
     data = result.data
     if data.dtype.kind in "fc" and not np.all(np.isfinite(data)):
@@ -75,6 +88,8 @@ def _check_forward(prim: Any, args: tuple, params: dict, result: Tensor) -> None
 
 
 def _check_backward(node: Tensor, g: Any, produced: list) -> None:
+    if not _mode.depth:
+        return
     for argnum, x, c in produced:
         c_data = c.data if isinstance(c, Tensor) else c
         if not np.all(np.isfinite(c_data)):
@@ -90,7 +105,8 @@ def _check_backward(node: Tensor, g: Any, produced: list) -> None:
 class detect_anomaly:
     """`with detect_anomaly():` raises `AnomalyError` at the first NaN or Inf that a primitive
     produces, forward or backward, naming the primitive, where the user's code created it,
-    and its input shapes and non-finite inputs. Free when not in use.
+    and its input shapes and non-finite inputs. Free when not in use. Only the thread that
+    enters the block is checked.
 
     Example:
         >>> with detect_anomaly():
@@ -102,25 +118,27 @@ class detect_anomaly:
         self.enabled = enabled
 
     def __enter__(self) -> "detect_anomaly":
-        global _depth
+        global _open_blocks
         if self.enabled:
             with _lock:
-                if _depth == 0:
+                if _open_blocks == 0:
                     engine.apply_hooks.append(_check_forward)
                     engine.backward_hooks.append(_check_backward)
-                _depth += 1
+                _open_blocks += 1
+            _mode.depth += 1
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        global _depth
+        global _open_blocks
         if self.enabled:
+            _mode.depth -= 1
             with _lock:
-                _depth -= 1
-                if _depth == 0:
+                _open_blocks -= 1
+                if _open_blocks == 0:
                     engine.apply_hooks.remove(_check_forward)
                     engine.backward_hooks.remove(_check_backward)
 
 
 def is_anomaly_enabled() -> bool:
-    """Whether a `detect_anomaly()` block is active."""
-    return _depth > 0
+    """Whether a `detect_anomaly()` block is active on this thread."""
+    return _mode.depth > 0

@@ -34,6 +34,9 @@ _sequence = itertools.count()
 # Hooks that watch every step of the reverse sweep: callables
 # (node, cotangent_in, [(argnum, input, cotangent_out), ...]) (anomaly mode, explain()).
 backward_hooks: List[Any] = []
+# Held while gradients are added into `.grad`: backward passes on two threads whose graphs share
+# a leaf would otherwise both read its old `.grad` and one of the two sums would be lost.
+_grad_lock = threading.Lock()
 
 
 def is_grad_enabled() -> bool:
@@ -322,8 +325,10 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
             grads[key] = _add_deferred(grads.get(key), pending, owned)
     finally:
         _grad_mode.enabled = prev_mode
-    for node, g in retained:
-        _accumulate_grad(node, g, create_graph)
+    if retained:
+        with _grad_lock:
+            for node, g in retained:
+                _accumulate_grad(node, g, create_graph)
     if not retain_graph:
         for node in swept:
             node._inputs = None
@@ -426,8 +431,10 @@ def backward(root: Tensor, gradient: Any = None, retain_graph: bool = False,
             "backward: this tensor does not require grad and has no graph: none of the tensors "
             "it was computed from had requires_grad=True (or it was computed under no_grad())")
     seed = _seed(root, gradient, create_graph, "backward")
-    for leaf, g in _run([root], [seed], None, retain_graph or create_graph, create_graph).values():
-        _accumulate_grad(leaf, g, create_graph)
+    ends = _run([root], [seed], None, retain_graph or create_graph, create_graph).values()
+    with _grad_lock:
+        for leaf, g in ends:
+            _accumulate_grad(leaf, g, create_graph)
 
 
 def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: Optional[bool] = None,
