@@ -16,7 +16,7 @@ import tempfile
 import threading
 from typing import IO, Iterator
 
-__all__ = ["check_output_path", "atomic_path", "atomic_write"]
+__all__ = ["check_output_path", "atomic_path", "atomic_write", "file_kind"]
 
 
 def check_output_path(path: "os.PathLike[str] | str", op: str) -> str:
@@ -40,7 +40,7 @@ def check_output_path(path: "os.PathLike[str] | str", op: str) -> str:
     except OSError as error:
         raise ValueError(f"{op}: cannot write {raw!r}: {error.strerror}") from None
     if mode is not None and not stat.S_ISREG(mode):
-        raise ValueError(f"{op}: {raw!r} is {_kind(mode)}, not a regular file; give a file path")
+        raise ValueError(f"{op}: {raw!r} is {file_kind(mode)}, not a regular file; give a file path")
     folder = os.path.dirname(real)
     if not os.path.isdir(folder):
         raise ValueError(f"{op}: the folder {os.path.dirname(os.path.abspath(raw))!r} of {raw!r} "
@@ -112,7 +112,8 @@ def _sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a file is, from its `st_mode`, in words for error messages ('a directory', 'a FIFO ...')."""
     if stat.S_ISDIR(mode):
         return "a directory"
     if stat.S_ISFIFO(mode):

@@ -19,7 +19,7 @@ from typing import BinaryIO, Tuple, Union
 
 import numpy as np
 
-from autograd_lite.files import _kind, atomic_write
+from autograd_lite.files import atomic_write, file_kind
 
 from .errors import IDXFormatError
 
@@ -114,7 +114,7 @@ def _open_regular_file(path: Path) -> BinaryIO:
     except OSError as error:
         raise IDXFormatError(f"read_idx: cannot read {path}: {error.strerror or error}") from None
     if not stat.S_ISREG(mode):
-        raise IDXFormatError(f"read_idx: {path} is {_kind(mode)}, not a regular file; an IDX file "
+        raise IDXFormatError(f"read_idx: {path} is {file_kind(mode)}, not a regular file; an IDX file "
                              "is a regular file, raw or gzip-compressed")
     return open(path, "rb")
 
