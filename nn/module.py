@@ -219,34 +219,48 @@ class Module:
         to each parameter's dtype. Returns the missing and unexpected keys.
         """
         own = OrderedDict(self.named_parameters())
-        missing = [k for k in own if k not in state]
-        unexpected = [k for k in state if k not in own]
+        values = {k: (v.data if isinstance(v, Tensor) else np.asarray(v)) for k, v in state.items()}
+        missing, unexpected, problems = self._state_problems({k: v.shape for k, v in values.items()}, strict)
+        problems += [f"{k!r} has dtype {v.dtype}, expected a numeric array" for k, v in values.items()
+                     if k in own and v.shape == own[k].shape and v.dtype.kind not in "fiub"]
+        if problems:
+            raise self._state_error(problems)
+        for k, p in own.items():
+            if k in values:
+                np.copyto(p.data, values[k], casting="unsafe")
+        return IncompatibleKeys(missing, unexpected)
+
+    def check_state_shapes(self, shapes: Mapping[str, Tuple[int, ...]],
+                           strict: bool = True) -> IncompatibleKeys:
+        """Check a state's names and shapes, {name: shape}, as `load_state_dict` would, without the
+        arrays (a loader can refuse a file before reading it): the same ValueError, or the
+        missing and unexpected keys."""
+        missing, unexpected, problems = self._state_problems(shapes, strict)
+        if problems:
+            raise self._state_error(problems)
+        return IncompatibleKeys(missing, unexpected)
+
+    def _state_problems(self, shapes: Mapping[str, Tuple[int, ...]],
+                        strict: bool) -> Tuple[List[str], List[str], List[str]]:
+        """(missing keys, unexpected keys, a sentence for each name or shape that cannot be loaded)."""
+        own = OrderedDict(self.named_parameters())
+        missing = [k for k in own if k not in shapes]
+        unexpected = [k for k in shapes if k not in own]
         problems = []
         if strict:
             problems += [f"missing key {k!r} (the module's parameter has shape {own[k].shape})"
                          for k in missing]
-            problems += [f"unexpected key {k!r} (shape {np.shape(state[k])}; the module has no "
+            problems += [f"unexpected key {k!r} (shape {tuple(shapes[k])}; the module has no "
                          f"parameter of that name)" for k in unexpected]
-        arrays = {}
-        for k, p in own.items():
-            if k not in state:
-                continue
-            value = state[k]
-            value = value.data if isinstance(value, Tensor) else np.asarray(value)
-            if value.shape != p.shape:
-                problems.append(f"shape mismatch for {k!r}: the state has {value.shape}, "
-                                f"the module's parameter has {p.shape}")
-            elif value.dtype.kind not in "fiub":
-                problems.append(f"{k!r} has dtype {value.dtype}, expected a numeric array")
-            else:
-                arrays[k] = value
-        if problems:
-            raise ValueError(f"load_state_dict: {type(self).__name__} cannot load this state "
-                             f"({len(problems)} problem{'s' if len(problems) > 1 else ''}; "
-                             "nothing was changed):\n  " + "\n  ".join(problems))
-        for k, value in arrays.items():
-            np.copyto(own[k].data, value, casting="unsafe")
-        return IncompatibleKeys(missing, unexpected)
+        problems += [f"shape mismatch for {k!r}: the state has {tuple(shapes[k])}, the module's "
+                     f"parameter has {p.shape}" for k, p in own.items()
+                     if k in shapes and tuple(shapes[k]) != p.shape]
+        return missing, unexpected, problems
+
+    def _state_error(self, problems: List[str]) -> ValueError:
+        return ValueError(f"load_state_dict: {type(self).__name__} cannot load this state "
+                          f"({len(problems)} problem{'s' if len(problems) > 1 else ''}; "
+                          "nothing was changed):\n  " + "\n  ".join(problems))
 
     # ---- printing ----------------------------------------------------------------------
     def extra_repr(self) -> str:

@@ -156,6 +156,30 @@ def test_load_state_dict_refuses_a_shape_mismatch_even_when_not_strict():
         model.load_state_dict({"output.bias": np.zeros(5)}, strict=False)
 
 
+def test_check_state_shapes_judges_names_and_shapes_without_arrays_as_load_state_dict_does():
+    model = nn.MLP([3, 4, 2], seed=0)
+    shapes = {name: array.shape for name, array in nn.MLP([3, 5, 2], seed=1).state_dict().items()}
+    with pytest.raises(ValueError) as from_shapes:
+        model.check_state_shapes(shapes)
+    with pytest.raises(ValueError) as from_arrays:
+        model.load_state_dict(nn.MLP([3, 5, 2], seed=1).state_dict())
+    assert str(from_shapes.value) == str(from_arrays.value)
+    assert "shape mismatch for 'hidden.0.weight': the state has (3, 5)" in str(from_shapes.value)
+    result = model.check_state_shapes({"output.weight": (4, 2), "stray": (10**12,)}, strict=False)
+    assert result.missing_keys == ["hidden.0.weight", "hidden.0.bias", "output.bias"]
+    assert result.unexpected_keys == ["stray"]
+
+
+def test_load_state_dict_refuses_object_arrays_and_changes_nothing():
+    model = nn.MLP([3, 2], seed=0)
+    before = model.state_dict()
+    state = dict(before, **{"output.bias": np.array([None, None], dtype=object)})
+    state["output.weight"] = np.ones((3, 2))
+    with pytest.raises(ValueError, match="'output.bias' has dtype object, expected a numeric array"):
+        model.load_state_dict(state)
+    np.testing.assert_array_equal(model.output.weight.data, before["output.weight"])
+
+
 def test_a_custom_module_trains_with_the_framework():
     net = Net()
     x = np.random.default_rng(0).standard_normal((8, 3))
