@@ -9,7 +9,10 @@ Dropout as `fused.dropout`: one kernel pass around the BLAS matmul instead of se
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, Optional, Sequence
+import math
+import operator
+import os
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -20,7 +23,16 @@ from .module import Module, Parameter
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu")
 OUTPUT_ACTIVATIONS = (None, "sigmoid", "tanh", "relu", "softmax")
-INITS = ("glorot", "he")
+INITS = ("glorot", "he", "empty")
+
+MAX_PARAMETERS = 10**9
+"""The most parameters a Linear layer or an MLP may hold unless `max_parameters` says otherwise
+(also the default of `nn.load`): 10^9 parameters take 4 GB as float32 and 8 GB as float64, far
+beyond the networks of this project, so a typo such as `--hidden 100000000` (78 billion
+parameters) is an error that says so instead of a machine out of memory."""
+
+MAX_LAYERS = 1000
+"""The most Linear layers an MLP may have (sizes lists at most MAX_LAYERS + 1 widths)."""
 
 
 def make_rng(rng: Optional[np.random.Generator] = None, seed: Optional[int] = None) -> np.random.Generator:
@@ -42,7 +54,11 @@ def init_weight(fan_in: int, fan_out: int, init: str, rng: np.random.Generator,
     "glorot": uniform on [-r, r], r = sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010),
     keeps the variance of sigmoid/tanh layers roughly constant in both directions.
     "he": normal with standard deviation sqrt(2 / fan_in) (He et al. 2015), for ReLU.
+    "empty": uninitialised memory (np.empty) and no random numbers drawn, for a layer whose
+    weights are about to be overwritten (nn.load fills them from the file).
     """
+    if init == "empty":
+        return np.empty((fan_in, fan_out), dtype=dtype)
     if init == "glorot":
         limit = np.sqrt(6.0 / (fan_in + fan_out))
         w = rng.uniform(-limit, limit, size=(fan_in, fan_out))
@@ -56,6 +72,97 @@ def init_weight(fan_in: int, fan_out: int, init: str, rng: np.random.Generator,
 def default_init(activation: Optional[str]) -> str:
     """He for ReLU, Glorot for everything else."""
     return "he" if activation == "relu" else "glorot"
+
+
+def mlp_parameter_shapes(sizes: Sequence[int], bias: bool = True, dtype: Any = np.float64,
+                         max_parameters: int = MAX_PARAMETERS) -> Dict[str, Tuple[int, ...]]:
+    """The name and shape of every parameter of an MLP with layer widths `sizes`, in
+    `named_parameters()` order, once the widths are checked: 2 to MAX_LAYERS + 1 positive whole
+    numbers, at most `max_parameters` parameters in all, and no more bytes of `dtype` than this
+    machine's memory. A ValueError says which limit is broken, with the parameter count and the
+    gigabytes needed. `MLP(...)` and `nn.load` both check an architecture here, before allocating.
+
+    Example:
+        >>> mlp_parameter_shapes([784, 100, 10], bias=False)
+        {'hidden.0.weight': (784, 100), 'output.weight': (100, 10)}
+    """
+    is_list = hasattr(sizes, "__len__") and hasattr(sizes, "__iter__")
+    if isinstance(sizes, (str, bytes, dict)) or not is_list:
+        raise ValueError(f"MLP: sizes must be a list of layer widths such as [784, 100, 10], "
+                         f"got {sizes!r:.80}")
+    if not 2 <= len(sizes) <= MAX_LAYERS + 1:
+        raise ValueError(f"MLP: sizes must list at least an input and an output width and at most "
+                         f"{MAX_LAYERS + 1} widths ({MAX_LAYERS} layers), e.g. [784, 100, 10]; "
+                         f"got {len(sizes)} widths")
+    widths = [_whole_number(n) for n in sizes]
+    if any(n is None or n < 1 for n in widths):
+        raise ValueError(f"MLP: sizes must be positive whole numbers, e.g. [784, 100, 10]; "
+                         f"got {list(sizes)!r:.200}")
+    if not isinstance(bias, (bool, np.bool_)):
+        raise ValueError(f"MLP: bias must be True or False, got {bias!r:.80}")
+    dtype = float_dtype(dtype, "MLP")
+    shapes: Dict[str, Tuple[int, ...]] = {}
+    names = [f"hidden.{i}" for i in range(len(widths) - 2)] + ["output"]
+    for name, fan_in, fan_out in zip(names, widths[:-1], widths[1:]):
+        shapes[f"{name}.weight"] = (fan_in, fan_out)
+        if bias:
+            shapes[f"{name}.bias"] = (fan_out,)
+    count = sum(math.prod(shape) for shape in shapes.values())
+    check_parameter_count(count, dtype, max_parameters, "MLP", f"the network {widths}")
+    return shapes
+
+
+def check_parameter_count(count: int, dtype: Any, max_parameters: int, op: str, subject: str) -> None:
+    """A ValueError, before anything is allocated, when `count` parameters of `dtype` are more than
+    `max_parameters` or need more bytes than this machine's memory; the message names `op` and
+    `subject` (e.g. "MLP", "the network [784, 100, 10]") and gives both figures."""
+    check_max_parameters(max_parameters, op)
+    size = np.dtype(dtype).itemsize * count
+    need = f"{count:,} parameters ({size / 1e9:.3g} GB as {np.dtype(dtype).name})"
+    if count > max_parameters:
+        raise ValueError(f"{op}: {subject} needs {need}, more than the cap of {max_parameters:,} "
+                         "parameters; use smaller layers, or pass a larger max_parameters if this is "
+                         "intended")
+    memory = _physical_memory_bytes()
+    if memory is not None and size > memory:
+        raise ValueError(f"{op}: {subject} needs {need}, more than this machine's {memory / 1e9:.3g} GB "
+                         "of memory; use smaller layers or float32")
+
+
+def check_max_parameters(max_parameters: Any, op: str) -> None:
+    """A ValueError naming `op` unless `max_parameters` is a positive int."""
+    if isinstance(max_parameters, bool) or not isinstance(max_parameters, int) or max_parameters < 1:
+        raise ValueError(f"{op}: max_parameters must be a positive int, got {max_parameters!r:.80}")
+
+
+def float_dtype(dtype: Any, what: str) -> np.dtype:
+    """`dtype` as a NumPy floating-point dtype, or a ValueError naming `what` and the dtype given."""
+    try:
+        result = np.dtype(dtype)
+    except (TypeError, ValueError):
+        result = None
+    if result is None or result.kind != "f":
+        raise ValueError(f"{what}: dtype must be a floating-point type such as float32 or float64, "
+                         f"got {result if result is not None else repr(dtype)[:80]}")
+    return result
+
+
+def _whole_number(value: Any) -> Optional[int]:
+    """`value` as an int when it is one (an int or NumPy integer, not a bool), else None."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
+def _physical_memory_bytes() -> Optional[int]:
+    """This machine's RAM in bytes, or None where the platform does not say (no os.sysconf)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def _check_features(module: Module, x: Tensor, expected: int) -> None:
@@ -83,17 +190,20 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, init: str = "glorot",
                  rng: Optional[np.random.Generator] = None, seed: Optional[int] = None,
-                 dtype: Any = np.float64) -> None:
+                 dtype: Any = np.float64, max_parameters: int = MAX_PARAMETERS) -> None:
         super().__init__()
-        if int(in_features) < 1 or int(out_features) < 1:
-            raise ValueError(f"Linear: in_features and out_features must be positive, "
-                             f"got {in_features} and {out_features}")
-        self.in_features = int(in_features)
-        self.out_features = int(out_features)
+        fan_in, fan_out = _whole_number(in_features), _whole_number(out_features)
+        if fan_in is None or fan_out is None or fan_in < 1 or fan_out < 1:
+            raise ValueError(f"Linear: in_features and out_features must be positive whole numbers, "
+                             f"got {in_features!r} and {out_features!r}")
+        dtype = float_dtype(dtype, "Linear")
+        check_parameter_count(fan_in * fan_out + (fan_out if bias else 0), dtype, max_parameters,
+                              "Linear", f"a {fan_in} x {fan_out} layer")
+        self.in_features = fan_in
+        self.out_features = fan_out
         rng = make_rng(rng, seed)
-        self.weight = Parameter(init_weight(self.in_features, self.out_features, init, rng, dtype),
-                                kind="weight")
-        self.bias = Parameter(np.zeros(self.out_features, dtype=dtype), kind="bias") if bias else None
+        self.weight = Parameter(init_weight(fan_in, fan_out, init, rng, dtype), kind="weight")
+        self.bias = Parameter(np.zeros(fan_out, dtype=dtype), kind="bias") if bias else None
 
     def forward(self, x: Any, activation: Optional[str] = None) -> Tensor:
         """A W + b, then `activation` (None, "sigmoid", "tanh" or "relu") when given, fused
@@ -236,29 +346,30 @@ class MLP(Module):
     def __init__(self, sizes: Sequence[int], activation: str = "sigmoid", dropout: float = 0.0,
                  output_activation: Optional[str] = None, init: Optional[str] = None,
                  bias: bool = True, rng: Optional[np.random.Generator] = None,
-                 seed: Optional[int] = None, dtype: Any = np.float64) -> None:
+                 seed: Optional[int] = None, dtype: Any = np.float64,
+                 max_parameters: int = MAX_PARAMETERS) -> None:
         super().__init__()
-        sizes = [int(n) for n in sizes]
-        if len(sizes) < 2 or any(n < 1 for n in sizes):
-            raise ValueError(f"MLP: sizes must list at least an input and an output width, all "
-                             f"positive, e.g. [784, 100, 10]; got {sizes}")
         if activation not in ACTIVATIONS:
             raise ValueError(f"MLP: activation must be one of {ACTIVATIONS}, got {activation!r}")
         if output_activation not in OUTPUT_ACTIVATIONS:
             raise ValueError(f"MLP: output_activation must be one of {OUTPUT_ACTIVATIONS}, "
                              f"got {output_activation!r}")
+        mlp_parameter_shapes(sizes, bias, dtype, max_parameters)   # before any layer is allocated
         rng = make_rng(rng, seed)
         dtype = np.dtype(dtype)
+        sizes = [operator.index(n) for n in sizes]
         self.sizes = sizes
         self.activation_name = activation
         self.output_activation_name = output_activation
         self.dtype = dtype
-        self.hidden = [Linear(a, b, bias=bias, init=init or default_init(activation), rng=rng, dtype=dtype)
+        dropout = Dropout(dropout, rng=rng)   # checks p before the layers are allocated
+        self.hidden = [Linear(a, b, bias=bias, init=init or default_init(activation), rng=rng, dtype=dtype,
+                              max_parameters=max_parameters)
                        for a, b in zip(sizes[:-2], sizes[1:-1])]
-        self.dropout = Dropout(dropout, rng=rng)
+        self.dropout = dropout
         self.output = Linear(sizes[-2], sizes[-1], bias=bias,
                              init=init or default_init(output_activation),
-                             rng=rng, dtype=dtype)
+                             rng=rng, dtype=dtype, max_parameters=max_parameters)
 
     def forward(self, x: Any) -> Tensor:
         a = _as_input(x, self.dtype)
@@ -281,17 +392,22 @@ class MLP(Module):
                 "bias": self.output.bias is not None, "dtype": self.dtype.name}
 
     @classmethod
-    def from_architecture(cls, arch: Dict[str, Any], seed: Optional[int] = 0) -> "MLP":
-        """An MLP built from `architecture()` data (weights freshly initialised from `seed`)."""
-        if not isinstance(arch, dict) or arch.get("class") != "MLP":
-            raise ValueError(f"MLP.from_architecture: expected a dict with 'class': 'MLP', got {arch!r}")
-        known = ("sizes", "activation", "dropout", "output_activation", "bias", "dtype")
-        unknown = sorted(set(arch) - set(known) - {"class"})
-        if unknown or "sizes" not in arch:
-            raise ValueError(f"MLP.from_architecture: needs 'sizes' and accepts only {known}; "
-                             f"got keys {sorted(arch)}")
-        kwargs = {k: arch[k] for k in known if k in arch}
-        return cls(seed=seed, **kwargs)
+    def from_architecture(cls, arch: Dict[str, Any], seed: Optional[int] = 0, init: Optional[str] = None,
+                          max_parameters: int = MAX_PARAMETERS) -> "MLP":
+        """An MLP built from `architecture()` data, its weights initialised from `seed` (or left
+        uninitialised with `init="empty"`, for a loader that fills every parameter)."""
+        return cls(seed=seed, init=init, max_parameters=max_parameters, **_architecture_arguments(arch))
+
+    @staticmethod
+    def parameter_specs(arch: Dict[str, Any],
+                        max_parameters: int = MAX_PARAMETERS) -> Dict[str, Tuple[Tuple[int, ...], np.dtype]]:
+        """{name: (shape, dtype)} of the parameters `from_architecture(arch)` would hold, checked as
+        the constructor checks its sizes, bias and dtype but without building anything: how
+        `nn.load` knows what a file must contain before it reads the file's arrays."""
+        arguments = _architecture_arguments(arch)
+        dtype = float_dtype(arguments.get("dtype", np.float64), "MLP")
+        shapes = mlp_parameter_shapes(arguments["sizes"], arguments.get("bias", True), dtype, max_parameters)
+        return {name: (shape, dtype) for name, shape in shapes.items()}
 
     def extra_repr(self) -> str:
         text = " -> ".join(str(n) for n in self.sizes) + f", activation={self.activation_name!r}"
@@ -300,3 +416,16 @@ class MLP(Module):
         if self.output_activation_name is not None:
             text += f", output_activation={self.output_activation_name!r}"
         return text
+
+
+def _architecture_arguments(arch: Dict[str, Any]) -> Dict[str, Any]:
+    """The MLP constructor's arguments in `architecture()` data, or a ValueError for a dict that is
+    not MLP architecture data (wrong class, unknown keys, no sizes)."""
+    if not isinstance(arch, dict) or arch.get("class") != "MLP":
+        raise ValueError(f"MLP.from_architecture: expected a dict with 'class': 'MLP', got {arch!r:.200}")
+    known = ("sizes", "activation", "dropout", "output_activation", "bias", "dtype")
+    unknown = sorted(set(arch) - set(known) - {"class"})
+    if unknown or "sizes" not in arch:
+        raise ValueError(f"MLP.from_architecture: needs 'sizes' and accepts only {known}; "
+                         f"got keys {sorted(arch)!r:.200}")
+    return {k: arch[k] for k in known if k in arch}

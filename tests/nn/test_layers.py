@@ -239,3 +239,74 @@ def test_mlp_architecture_rebuilds_the_same_shape():
         [(n, p.shape, p.dtype) for n, p in model.named_parameters()]
     with pytest.raises(ValueError, match="accepts only"):
         nn.MLP.from_architecture({"class": "MLP", "sizes": [2, 2], "depth": 3})
+
+
+# ---------------------------------------------------------------- sizes, the parameter cap, memory
+def test_an_mlp_over_the_parameter_cap_is_refused_before_allocating_with_count_and_gigabytes():
+    with pytest.raises(ValueError, match=r"^MLP: the network \[784, 100000000, 10\] needs 79,500,000,010 "
+                                         r"parameters \(318 GB as float32\), more than the cap of "
+                                         r"1,000,000,000 parameters"):
+        nn.MLP([784, 100_000_000, 10], dtype=np.float32)
+    with pytest.raises(ValueError, match=r"^Linear: a 100000 x 100000 layer needs 10,000,100,000 parameters "
+                                         r"\(80 GB as float64\)"):
+        nn.Linear(100_000, 100_000)
+    assert nn.layers.MAX_PARAMETERS == 10**9
+
+
+def test_max_parameters_moves_the_cap_both_ways():
+    with pytest.raises(ValueError, match=r"needs 67 parameters \(5.36e-07 GB as float64\), more than the "
+                                         r"cap of 66"):
+        nn.MLP([4, 8, 3], max_parameters=66)
+    assert nn.MLP([4, 8, 3], max_parameters=67, seed=0).num_parameters() == 67
+    with pytest.raises(ValueError, match="MLP: max_parameters must be a positive int, got 1.5"):
+        nn.MLP([4, 8, 3], max_parameters=1.5)
+
+
+def test_an_mlp_larger_than_the_machines_memory_is_refused(monkeypatch):
+    monkeypatch.setattr(nn.layers, "_physical_memory_bytes", lambda: 10**6)
+    with pytest.raises(ValueError, match=r"MLP: the network \[500, 300, 10\] needs 153,310 parameters "
+                                         r"\(0.00123 GB as float64\), more than this machine's "
+                                         r"0.001 GB of memory"):
+        nn.MLP([500, 300, 10])
+    assert nn.MLP([500, 300, 10], dtype=np.float32, seed=0).num_parameters() == 153_310   # 0.6 MB
+
+
+@pytest.mark.parametrize("sizes, expected", [
+    ([5, 6.5, 3], "sizes must be positive whole numbers"),
+    ([5, True, 3], "sizes must be positive whole numbers"),
+    ([5, 0, 3], "sizes must be positive whole numbers"),
+    ("563", "sizes must be a list of layer widths"),
+    ([2] * 1002, r"at most 1001 widths \(1000 layers\).*got 1002 widths"),
+])
+def test_mlp_sizes_must_be_a_bounded_list_of_positive_whole_numbers(sizes, expected):
+    with pytest.raises(ValueError, match=expected):
+        nn.MLP(sizes)
+
+
+def test_mlp_takes_sizes_as_numpy_integers_and_refuses_non_float_dtypes():
+    assert nn.MLP(np.array([3, 4, 2]), seed=0).sizes == [3, 4, 2]
+    with pytest.raises(ValueError, match="MLP: dtype must be a floating-point type such as float32 or "
+                                         "float64, got int64"):
+        nn.MLP([3, 2], dtype=np.int64)
+
+
+def test_parameter_specs_describe_the_mlp_from_architecture_builds():
+    model = nn.MLP([6, 5, 4, 3], bias=False, dtype=np.float32, seed=0)
+    specs = nn.MLP.parameter_specs(model.architecture())
+    assert specs == {name: (p.shape, p.dtype) for name, p in model.named_parameters()}
+    assert nn.layers.mlp_parameter_shapes([784, 100, 10]) == {
+        "hidden.0.weight": (784, 100), "hidden.0.bias": (100,),
+        "output.weight": (100, 10), "output.bias": (10,)}
+    with pytest.raises(ValueError, match="more than the cap of 10 parameters"):
+        nn.MLP.parameter_specs(model.architecture(), max_parameters=10)
+
+
+def test_empty_init_draws_no_random_numbers():
+    class NoRandomness:
+        def __getattr__(self, name):
+            raise AssertionError(f"the empty init used the generator ({name})")
+
+    weight = nn.init_weight(3, 2, "empty", NoRandomness(), np.float32)
+    assert weight.shape == (3, 2) and weight.dtype == np.float32
+    model = nn.MLP.from_architecture(nn.MLP([4, 3, 2]).architecture(), init="empty")
+    assert [p.shape for p in model.parameters()] == [(4, 3), (3,), (3, 2), (2,)]
