@@ -1,10 +1,12 @@
 """Reverse mode: apply primitives while recording the graph, then walk it right to left.
 
-`apply` runs a primitive's forward on arrays and records its inputs (and a creation number)
-when one of them requires a gradient. `backward` visits the recorded nodes newest first (a
-heap keyed by creation order is a topological order, iterative, so depth is unlimited), pulls
-each cotangent back through the primitive's VJP rules, sums it back over broadcast axes
-(`unbroadcast`), accumulates into the leaves and releases the graph.
+`apply` runs a primitive's forward on arrays and records its inputs (and a creation number, and
+the inputs' versions) when one of them requires a gradient. `backward` visits the recorded nodes
+newest first (a heap keyed by creation order is a topological order, iterative, so depth is
+unlimited), pulls each cotangent back through the primitive's VJP rules, sums it back over
+broadcast axes (`unbroadcast`), accumulates into the leaves and releases the graph. A node whose
+saved arrays were changed in place since it was recorded (`increment_version`) stops the sweep
+with an error instead of differentiating at the new values.
 """
 from __future__ import annotations
 
@@ -37,6 +39,24 @@ backward_hooks: List[Any] = []
 # Held while gradients are added into `.grad`: backward passes on two threads whose graphs share
 # a leaf would otherwise both read its old `.grad` and one of the two sums would be lost.
 _grad_lock = threading.Lock()
+# The creation number (from `_sequence`) of the latest in-place change to any tensor. A node
+# recorded after it has seen no change since, so the reverse sweep compares saved versions only
+# for nodes older than it: in a training loop (forward, backward, step) that is none of them.
+_last_change = -1
+_change_lock = threading.Lock()
+
+
+def increment_version(t: Tensor) -> None:
+    """Record that `t`'s array was changed in place (as PyTorch's version counter does).
+
+    The in-place operators (`+=`, ...) and the optimizers call it; code that writes into a
+    tensor's array some other way should too. A backward through a graph recorded before the
+    change then raises instead of computing the gradient at the new values.
+    """
+    global _last_change
+    with _change_lock:  # two threads: the later change must win
+        t._version += 1
+        _last_change = next(_sequence)
 
 
 def is_grad_enabled() -> bool:
@@ -90,13 +110,16 @@ def apply(prim, args: tuple, params: dict) -> Tensor:
     """Run `prim` forward on the arrays inside `args`; record the node if a gradient is needed."""
     arrays = []
     needs = []
+    versions = []
     for a in args:
         if isinstance(a, Tensor):
             arrays.append(a.data)
             needs.append(a.requires_grad)
+            versions.append(a._version)
         else:
             arrays.append(a)
             needs.append(False)
+            versions.append(None)
     record = True in needs
     try:
         out = prim.forward(*arrays, **params)
@@ -117,6 +140,7 @@ def apply(prim, args: tuple, params: dict) -> Tensor:
         result._needs = tuple(needs)
         result._params = params
         result._seq = next(_sequence)
+        result._versions = versions
     if jvp_traces:
         for trace in tuple(jvp_traces):
             trace.process(prim, args, params, result)
@@ -158,6 +182,27 @@ def broadcast_array_or_tensor(value: Any, shape: tuple) -> Any:
 
 class GraphReleasedError(RuntimeError):
     """Raised by a second backward through a graph that the first backward released."""
+
+
+def _check_unchanged(node: Tensor) -> None:
+    """Raise if an array that `node` keeps for its backward was changed in place since it was
+    recorded: its output (a fresh tensor is at version 0) or one of its inputs."""
+    if node._version:
+        raise _modified_error(node, None, node, 0)
+    for i, (x, recorded) in enumerate(zip(node._inputs, node._versions)):
+        if recorded is not None and x._version != recorded:
+            raise _modified_error(node, i, x, recorded)
+
+
+def _modified_error(node: Tensor, argnum: Optional[int], x: Tensor, recorded: int) -> RuntimeError:
+    op = node._op.name
+    which = f"the output of '{op}'" if argnum is None else f"input {argnum} of '{op}'"
+    tensor = f"tensor {x.name!r}" if x.name else "a tensor"
+    return RuntimeError(
+        f"backward: {which} ({tensor} of shape {x.shape}) was modified in place after '{op}' "
+        f"recorded it (version {recorded} then, version {x._version} now): the gradient would be "
+        "computed from the changed values. Change it only after backward(), change a copy, or "
+        "recompute the forward pass after the change")
 
 
 def _released_error(node: Tensor) -> GraphReleasedError:
@@ -231,8 +276,9 @@ _NOWHERE: frozenset = frozenset()
 
 
 def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequence[Tensor]],
-         retain_graph: bool, create_graph: bool) -> Dict[int, list]:
-    """The reverse sweep. Returns {id(tensor): [tensor, cotangent]} for leaves (or for `targets`).
+         retain_graph: bool, create_graph: bool) -> Dict[int, tuple]:
+    """The reverse sweep. Returns {id(tensor): (tensor, cotangent, whether the cotangent is an
+    array of the sweep's own that nothing else refers to)} for leaves (or for `targets`).
 
     Nodes are visited newest first (by `_seq`, their creation order), from a heap that holds the
     nodes that have received a cotangent: every node that uses a tensor is newer than it, so when
@@ -261,6 +307,7 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
         else:
             heap.append((-root._seq, id(root), root))
     heapify(heap)
+    changed = _last_change  # nodes older than the latest in-place change must check their versions
     # leaf cotangents from primitives with an in-place rule (`vjp_into`), added at the end
     deferred: Dict[int, list] = {}
     swept: List[Tensor] = []
@@ -273,6 +320,8 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
             inputs = node._inputs
             if inputs is None:
                 raise _released_error(node)
+            if node._seq < changed:
+                _check_unchanged(node)
             swept.append(node)
             g = grads.pop(id(node))
             owned.discard(id(g))  # the rules may hand g itself on
@@ -304,13 +353,16 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
                 shape = x.data.shape
                 if c.shape != shape:
                     c = unbroadcast(c, shape)
+                    new = not tensor_mode  # summed (or stretched) into an array of its own
+                else:
+                    new = fresh
                 if hooks:
                     produced.append((i, x, c))
                 key = id(x)
                 prev = grads.get(key)
                 if prev is None:
                     grads[key] = c
-                    if fresh:
+                    if new:
                         owned.add(id(c))
                     if x._op is None or key in stop:
                         ends[key] = x
@@ -328,14 +380,15 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
     if retained:
         with _grad_lock:
             for node, g in retained:
-                _accumulate_grad(node, g, create_graph)
+                _accumulate_grad(node, g, create_graph, False)
     if not retain_graph:
         for node in swept:
             node._inputs = None
             node._arrays = None
             node._needs = None
             node._params = None
-    return {key: [x, grads[key]] for key, x in ends.items()}
+            node._versions = None
+    return {key: (x, grads[key], id(grads[key]) in owned) for key, x in ends.items()}
 
 
 def _defer_to_leaves(node: Tensor, g: Any, wanted: Sequence[bool], stop: Any,
@@ -407,8 +460,11 @@ def _sum_into(total: Any, c: Any, owned: set) -> Any:
     return total
 
 
-def _accumulate_grad(t: Tensor, g: Any, create_graph: bool) -> None:
-    """`t.grad += g`, out of place, keeping t's dtype and shape."""
+def _accumulate_grad(t: Tensor, g: Any, create_graph: bool, exclusive: bool) -> None:
+    """`t.grad += g`, out of place, keeping t's dtype and shape. `exclusive`: g is an array that
+    nothing else refers to; otherwise (the same cotangent may reach several leaves, e.g. both
+    inputs of an add, or be a read-only view) t gets a copy, so that an in-place change to one
+    `.grad` cannot reach another."""
     if isinstance(g, Tensor):
         if g.dtype != t.dtype:
             g = g.astype(t.dtype)
@@ -416,7 +472,7 @@ def _accumulate_grad(t: Tensor, g: Any, create_graph: bool) -> None:
         return
     if g.dtype != t.data.dtype:
         g = g.astype(t.data.dtype)
-    elif not g.flags.writeable:  # a broadcast view: give the user an array of their own
+    elif t.grad is None and not (exclusive and g.flags.writeable):
         g = np.array(g)
     t.grad = Tensor._wrap(g) if t.grad is None else Tensor._wrap(t.grad.data + g)
 
@@ -433,8 +489,8 @@ def backward(root: Tensor, gradient: Any = None, retain_graph: bool = False,
     seed = _seed(root, gradient, create_graph, "backward")
     ends = _run([root], [seed], None, retain_graph or create_graph, create_graph).values()
     with _grad_lock:
-        for leaf, g in ends:
-            _accumulate_grad(leaf, g, create_graph)
+        for leaf, g, exclusive in ends:
+            _accumulate_grad(leaf, g, create_graph, exclusive)
 
 
 def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: Optional[bool] = None,

@@ -22,11 +22,20 @@ class Tensor:
         >>> (x * x).sum().backward()
         >>> x.grad
         tensor([2., 4.])
+
+    In-place changes: `+=`, `-=`, `*=`, `/=` and `**=` write into the tensor's array (same object,
+    same shape and dtype) where nothing is being recorded, as in PyTorch: under `no_grad()`
+    (`with no_grad(): W -= lr * W.grad`) or when no operand requires grad. They, and the
+    optimizers' steps, count up `_version`; a backward through a graph recorded before such a
+    change raises instead of differentiating at the changed values. Writing into `.data` itself
+    (`w.data *= 10`, `w.numpy()[0] = 1`, or through a view such as `detach()`, a reshape or a
+    slice) is not counted and is outside that guarantee; assigning a new array to `.data` leaves
+    recorded graphs with the old one.
     """
 
     __slots__ = ("data", "grad", "requires_grad", "name",
                  "_op", "_inputs", "_arrays", "_needs", "_params", "_retain", "_jvp", "_trace",
-                 "_seq", "__weakref__")
+                 "_seq", "_version", "_versions", "__weakref__")
     # a NumPy array on the left of an operator defers to the Tensor's reflected method
     __array_ufunc__ = None
     __array_priority__ = 1000
@@ -53,6 +62,8 @@ class Tensor:
         self._jvp = None       # forward-mode tangents, {trace: tangent}
         self._trace = None     # where it was made, only in anomaly mode
         self._seq = 0          # creation order of a recorded node (set by engine.apply)
+        self._version = 0      # in-place changes so far (engine.increment_version)
+        self._versions = None  # a recorded node's inputs' versions when it was recorded
 
     @classmethod
     def _wrap(cls, array: np.ndarray) -> "Tensor":
@@ -71,6 +82,8 @@ class Tensor:
         t._jvp = None
         t._trace = None
         t._seq = 0
+        t._version = 0
+        t._versions = None
         return t
 
     # ---- array facts -------------------------------------------------------------
@@ -206,6 +219,17 @@ class Tensor:
 
     def __rpow__(self, base): return _P.power(base, self)
 
+    # in place: see the class docstring (without these, `W -= x` would rebind W to a new tensor)
+    def __iadd__(self, other): return _in_place(self, np.add, other, "+=")
+    def __isub__(self, other): return _in_place(self, np.subtract, other, "-=")
+    def __imul__(self, other): return _in_place(self, np.multiply, other, "*=")
+    def __itruediv__(self, other): return _in_place(self, np.true_divide, other, "/=")
+    def __ipow__(self, other): return _in_place(self, np.power, other, "**=")
+
+    def __imatmul__(self, other):
+        raise TypeError("@=: in-place matrix multiplication is not supported (it changes the shape "
+                        "unless the right operand is square); write a = a @ b")
+
     # comparisons give plain boolean arrays: they carry no gradient
     def __lt__(self, other): return self.data < _data(other)
     def __le__(self, other): return self.data <= _data(other)
@@ -265,6 +289,70 @@ class Tensor:
 def _data(x: Any) -> Any:
     """The array inside a Tensor, or x itself."""
     return x.data if isinstance(x, Tensor) else x
+
+
+def _in_place(t: Tensor, ufunc: np.ufunc, other: Any, symbol: str) -> Tensor:
+    """`t <symbol> other` written into t's array, where PyTorch would allow it (see Tensor)."""
+    other_is_tensor = isinstance(other, Tensor)
+    if _engine._grad_mode.enabled:
+        if t.requires_grad and t._op is None:
+            raise RuntimeError(
+                f"{symbol}: a leaf Tensor that requires grad{_called(t)} is being used in an in-place "
+                "operation; wrap the update in `with ag.no_grad():` (e.g. "
+                f"`with ag.no_grad(): W {symbol} ...`)")
+        if t.requires_grad:
+            raise RuntimeError(
+                f"{symbol}: the tensor{_called(t)} is the output of '{t._op.name}' in a graph being "
+                "recorded, and in-place operations are not recorded; write it out of place "
+                f"(`y = y {symbol[:-1]} x`), or wrap it in `with ag.no_grad():` if the change must "
+                "not be differentiated")
+        if other_is_tensor and other.requires_grad:
+            raise RuntimeError(
+                f"{symbol}: the right-hand side requires grad, so the result would have to be "
+                "recorded, and in-place operations are not recorded; write it out of place "
+                f"(`y = y {symbol[:-1]} x`), or wrap it in `with ag.no_grad():`")
+    if _engine.jvp_traces and (t._jvp or (other_is_tensor and other._jvp)):
+        raise RuntimeError(f"{symbol}: in-place operations cannot carry forward-mode tangents; "
+                           f"write it out of place (`y = y {symbol[:-1]} x`)")
+    value = other.data if other_is_tensor else other
+    array = t.data
+    shape = np.shape(value)
+    if shape != array.shape and shape != ():
+        try:
+            fits = np.broadcast_shapes(array.shape, shape) == array.shape
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(f"{symbol}: the right-hand side has shape {shape}, which does not "
+                             f"broadcast to the shape {array.shape} of the tensor it would be "
+                             "written into; an in-place operation cannot change the shape")
+    if not array.flags.writeable:
+        raise ValueError(f"{symbol}: the tensor's array is read-only (e.g. a broadcast view of "
+                         "another array); change a copy instead (`t = t {symbol[:-1]} x`)")
+    try:
+        ufunc(array, value, out=array, casting="same_kind")
+    except TypeError:
+        raise _dtype_error(symbol, ufunc, array, value) from None
+    _engine.increment_version(t)
+    return t
+
+
+def _called(t: Tensor) -> str:
+    return f" ('{t.name}', shape {t.shape})" if t.name else f" (shape {t.shape})"
+
+
+def _dtype_error(symbol: str, ufunc: np.ufunc, array: np.ndarray, value: Any) -> TypeError:
+    """Why `ufunc(array, value, out=array)` failed: a result NumPy's same-kind rule will not store
+    in the array's dtype (int += float), or operands it cannot combine at all."""
+    sample = np.asarray(value).reshape(-1)[:1] if isinstance(value, (np.ndarray, list, tuple)) else value
+    try:
+        result = ufunc(array.reshape(-1)[:1], sample).dtype
+    except TypeError:
+        return TypeError(f"{symbol}: cannot combine this {array.dtype} tensor with "
+                         f"{type(value).__name__} {value!r:.60}")
+    return TypeError(f"{symbol}: the result has dtype {result}, which cannot be written into this "
+                     f"{array.dtype} tensor without changing the kind of its numbers (NumPy's "
+                     f"same-kind rule); convert first: t = t.astype(np.{result})")
 
 
 def tensor(data: ArrayLike, requires_grad: bool = False, dtype: Any = None,

@@ -4,7 +4,9 @@ The update formulas follow PyTorch's conventions (torch.optim.SGD and torch.opti
 weight decay adds `weight_decay * p` to the gradient (L2, not decoupled), the momentum
 buffer starts at zero, and Adam corrects the bias of both moment estimates. Updates are in
 place on each parameter's array, so a model and its optimizer share the same Parameters, and
-run as the one-pass kernels `autograd_lite.kernels.sgd_update` / `adam_update`.
+run as the one-pass kernels `autograd_lite.kernels.sgd_update` / `adam_update`; each step counts
+up the parameter's version, so a backward through a graph recorded before the step raises
+instead of using the updated values.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from typing import Any, Dict, Iterable, List, Sequence, Tuple, Union
 import numpy as np
 
 from autograd_lite import Tensor, kernels
+from autograd_lite.engine import increment_version
 
 from .module import Module
 
@@ -66,6 +69,7 @@ class Optimizer:
                 raise ValueError(f"{type(self).__name__}.step: a gradient of shape {grad.shape} "
                                  f"for a parameter of shape {param.shape}")
             update(param, grad if grad.dtype == param.dtype else grad.astype(param.dtype), state)
+            increment_version(p)
 
     def _update(self, param: np.ndarray, grad: np.ndarray, state: Dict[str, Any]) -> None:
         raise NotImplementedError

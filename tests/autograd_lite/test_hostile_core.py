@@ -146,3 +146,164 @@ def test_anomaly_mode_still_raises_on_its_own_thread_while_another_runs():
 
     _in_threads(2, lambda k: (busy, anomalous)[k](k))
     assert len(raised) == 1 and "forward of 'log'" in raised[0]
+
+
+# ---------------------------------------------------------------- in-place changes after recording
+def test_backward_after_an_in_place_change_to_a_saved_input_raises_and_changes_nothing():
+    x = ag.tensor(np.ones(3), requires_grad=True)
+    w = ag.tensor(np.full(3, 0.5), name="w")
+    y = (x * w).sum()
+    w *= 10                                    # without the check: x.grad = 5 instead of 0.5
+    with pytest.raises(RuntimeError) as info:
+        y.backward()
+    message = str(info.value)
+    for part in ("input 1 of 'multiply'", "tensor 'w' of shape (3,)", "modified in place",
+                 "version 0 then, version 1 now"):
+        assert part in message, message
+    assert x.grad is None
+
+
+def test_a_parameter_updated_under_no_grad_after_recording_stops_the_backward():
+    W = ag.tensor(np.ones((2, 2)), requires_grad=True)
+    loss = (ag.tensor(np.ones((3, 2))) @ W).tanh().sum()
+    with ag.no_grad():
+        W -= 0.1
+    with pytest.raises(RuntimeError, match=r"input 1 of 'matmul' \(a tensor of shape \(2, 2\)\)"):
+        loss.backward()
+
+
+def test_an_output_changed_in_place_under_no_grad_stops_the_backward_through_it():
+    x = ag.tensor(np.array([0.0, 1.0]), requires_grad=True)
+    y = ag.exp(x)                               # exp's rule uses its output
+    with ag.no_grad():
+        y *= 2
+    with pytest.raises(RuntimeError, match=r"the output of 'exp' .*version 0 then, version 1 now"):
+        y.sum().backward()
+
+
+def test_a_retained_graph_checks_versions_again_on_the_second_backward():
+    x = ag.tensor(np.ones(2), requires_grad=True)
+    c = ag.tensor(np.full(2, 3.0))
+    y = (x * c).sum()
+    y.backward(retain_graph=True)
+    c += 1
+    with pytest.raises(RuntimeError, match="input 1 of 'multiply'"):
+        y.backward()
+    np.testing.assert_array_equal(x.grad.data, [3.0, 3.0])
+
+
+def test_changes_made_after_backward_or_to_unrelated_tensors_raise_nothing():
+    W = ag.tensor(np.ones(3), requires_grad=True)
+    other = ag.tensor(np.zeros(3))
+    for step in range(3):
+        loss = (W * W).sum()
+        other += 1                              # an in-place change between forward and backward
+        loss.backward()
+        with ag.no_grad():
+            W -= 0.25 * W.grad                  # W <- W - 0.25 * 2W = W / 2
+        W.grad = None
+    np.testing.assert_array_equal(W.data, np.full(3, 0.125))
+    assert W._version == 3 and other._version == 3
+
+
+def test_assigning_a_new_array_to_data_leaves_recorded_graphs_with_the_old_one():
+    x = ag.tensor(np.ones(3), requires_grad=True)
+    w = ag.tensor(np.full(3, 0.5))
+    y = (x * w).sum()
+    w.data = w.data * 10                        # documented: not counted, and not needed
+    y.backward()
+    np.testing.assert_array_equal(x.grad.data, np.full(3, 0.5))
+
+
+# ---------------------------------------------------------------- in-place operators
+def test_isub_under_no_grad_updates_the_parameter_in_place():
+    W = ag.tensor(np.ones((2, 3)), requires_grad=True, name="W")
+    (W * 2.0).sum().backward()
+    before, array = W, W.data
+    with ag.no_grad():
+        W -= 0.1 * W.grad
+    assert W is before and W.data is array     # the same leaf and the same array, not a new tensor
+    assert W.requires_grad and W.is_leaf and W._version == 1
+    np.testing.assert_allclose(W.data, np.full((2, 3), 0.8))
+
+
+@pytest.mark.parametrize("op", ["+=", "-=", "*=", "/=", "**="])
+def test_in_place_operator_on_a_leaf_that_requires_grad_is_refused_while_recording(op):
+    W = ag.tensor(np.ones(3), requires_grad=True, name="W")
+    with pytest.raises(RuntimeError, match=r"a leaf Tensor that requires grad \('W', shape \(3,\)\) "
+                                           r"is being used in an in-place operation; wrap the update "
+                                           r"in `with ag.no_grad\(\):`"):
+        exec(f"W {op} 2.0")
+    assert W._version == 0 and np.all(W.data == 1.0)
+
+
+def test_in_place_operator_on_a_recorded_output_or_with_a_recorded_operand_is_refused():
+    x = ag.tensor(np.ones(3), requires_grad=True)
+    h = x * 2
+    with pytest.raises(RuntimeError, match=r"output of 'multiply' .* write it out of place \(`y = y \+ x`\)"):
+        h += 1
+    plain = ag.tensor(np.zeros(3))
+    with pytest.raises(RuntimeError, match="the right-hand side requires grad"):
+        plain += x
+    assert np.all(plain.data == 0.0) and np.all(h.data == 2.0)
+
+
+@pytest.mark.parametrize("op, ufunc", [("+=", np.add), ("-=", np.subtract), ("*=", np.multiply),
+                                        ("/=", np.true_divide), ("**=", np.power)])
+def test_in_place_operators_on_plain_tensors_write_into_the_same_array(op, ufunc):
+    t = ag.tensor(np.array([[1.0, 2.0], [3.0, 4.0]]))
+    array = t.data
+    expected = ufunc(array.copy(), np.array([2.0, 0.5]))
+    namespace = {"t": t, "np": np}
+    exec(f"t {op} np.array([2.0, 0.5])", namespace)   # broadcasting that keeps t's shape
+    assert namespace["t"] is t and t.data is array and t._version == 1
+    np.testing.assert_allclose(t.data, expected)
+
+
+def test_in_place_operators_keep_the_dtype_and_refuse_a_change_of_kind():
+    f32 = ag.tensor(np.ones(3, dtype=np.float32))
+    f32 *= np.full(3, 2.5)                      # float64 operand: same kind, stored as float32
+    assert f32.dtype == np.float32 and np.all(f32.data == 2.5)
+    counts = ag.tensor(np.arange(3))
+    counts += 2                                  # int += int is fine
+    with pytest.raises(TypeError, match=r"\+=: the result has dtype float64, which cannot be written "
+                                        r"into this int64 tensor .* t = t.astype\(np.float64\)"):
+        counts += 1.5
+    with pytest.raises(TypeError, match=r"/=: the result has dtype float64"):
+        counts /= 2
+    np.testing.assert_array_equal(counts.data, [2, 3, 4])
+
+
+def test_in_place_broadcasting_that_would_change_the_shape_is_refused():
+    t = ag.tensor(np.ones(3))
+    with pytest.raises(ValueError, match=r"\+=: the right-hand side has shape \(2, 3\), which does not "
+                                         r"broadcast to the shape \(3,\)"):
+        t += np.ones((2, 3))
+    with pytest.raises(ValueError, match=r"\*=: the right-hand side has shape \(4,\)"):
+        t *= ag.tensor(np.ones(4))
+    assert t._version == 0
+
+
+def test_in_place_matmul_is_refused_instead_of_rebinding():
+    t = ag.tensor(np.eye(2))
+    with pytest.raises(TypeError, match="@=: in-place matrix multiplication is not supported"):
+        t @= np.eye(2)
+
+
+def test_in_place_changes_to_one_gradient_do_not_reach_another_or_the_seed():
+    a = ag.tensor(np.ones(3), requires_grad=True)
+    b = ag.tensor(np.ones(3), requires_grad=True)
+    seed = np.array([1.0, 2.0, 3.0])
+    (a + b).backward(seed)                       # add hands the same cotangent to a and b
+    a.grad *= 10
+    np.testing.assert_array_equal(b.grad.data, [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(seed, [1.0, 2.0, 3.0])
+
+
+def test_in_place_operator_refuses_a_tensor_that_carries_a_forward_mode_tangent():
+    def f(x):
+        y = x * 2
+        y += 1
+        return y
+    with pytest.raises(RuntimeError, match=r"\+=: in-place operations cannot carry forward-mode tangents"):
+        ag.jvp(f, (np.ones(2),), (np.ones(2),))

@@ -209,3 +209,22 @@ def test_schedules_refuse_bad_settings():
         nn.CosineDecay(optimizer, total_epochs=0)
     with pytest.raises(TypeError, match="expected an Optimizer"):
         nn.StepDecay("sgd", step_size=1)
+
+
+@pytest.mark.parametrize("make", [lambda ps: nn.SGD(ps, lr=0.1), lambda ps: nn.SGD(ps, lr=0.1, momentum=0.9),
+                                  lambda ps: nn.Adam(ps, lr=0.1)])
+@pytest.mark.parametrize("kernels", ["numba", "numpy"])
+def test_a_step_between_forward_and_backward_makes_the_backward_raise(make, kernels):
+    previous = ag.set_kernels(kernels)
+    try:
+        W = nn.Parameter(np.ones((3, 2)), name="W")
+        optimizer = make([W])
+        loss = (ag.tensor(np.ones((4, 3))) @ W).sum()   # recorded with W at version 0
+        W.grad = ag.tensor(np.ones((3, 2)))
+        optimizer.step()                                  # W changes in place, in a kernel
+        assert W._version == 1
+        with pytest.raises(RuntimeError, match=r"input 1 of 'matmul' \(tensor 'W' of shape \(3, 2\)\) "
+                                               r"was modified in place .*version 0 then, version 1 now"):
+            loss.backward()
+    finally:
+        ag.set_kernels(previous)
