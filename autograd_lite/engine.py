@@ -437,10 +437,14 @@ def _pull_back(prim, g: Any, ans: Any, values: Sequence[Any], wanted: Sequence[b
         if not want:
             out.append(None)
             continue
-        rule = prim.vjps[0] if prim.variadic else prim.vjps[i]
+        try:
+            rule = prim.vjps[0] if prim.variadic else prim.vjps[i]
+        except IndexError:  # defvjp was given fewer rules than the primitive has inputs
+            rule = None
         if rule is None:
             raise NotImplementedError(
-                f"backward: primitive '{prim.name}' has no VJP rule for argument {i}")
+                f"backward: primitive '{prim.name}' has no VJP rule for argument {i}; define one "
+                f"with {prim.name}.defvjp(...) (one rule per input, in order)")
         out.append(rule(g, ans, *values, argnum=i, **params) if prim.variadic
                    else rule(g, ans, *values, **params))
     return out

@@ -11,9 +11,15 @@ or primitives from this table, which run plain NumPy when given arrays and recor
 when given Tensors. So one rule serves a fast first-order backward (arrays) and
 grad-of-grad / forward-over-reverse (Tensors). Broadcasting is undone by the engine's
 `unbroadcast`, never here. Variadic primitives (concatenate) get `argnum=` in their rules.
+
+The rules in this file are trusted: the table-driven tests check each one against numerical
+gradients. Rules declared anywhere else (a user's own primitives) are wrapped so that a rule that
+returns None, a complex array or a shape the engine cannot sum back is reported where it happens,
+naming the primitive, the argument and both shapes.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Dict, Optional
 
 import numpy as np
@@ -22,6 +28,7 @@ from . import engine, kernels
 from .tensor import Tensor
 
 PRIMITIVES: Dict[str, "Primitive"] = {}
+_check_rules = False  # set at the end of this file: rules declared from then on are checked
 
 
 class Primitive:
@@ -53,7 +60,15 @@ class Primitive:
             PRIMITIVES[name] = self
 
     def defvjp(self, *rules: Optional[Callable], text: Optional[str] = None) -> "Primitive":
-        """Set the VJP rule of each input, in order (None for an input with no gradient)."""
+        """Set the VJP rule of each input, in order (None for an input with no gradient).
+
+        A rule returns the input's cotangent: an array (a Tensor under create_graph=True) of
+        the input's shape, or of a shape broadcasting relates to it (the output's shape, summed
+        back over the broadcast axes; or fewer elements, stretched).
+        """
+        if _check_rules:
+            rules = tuple(None if rule is None else _checked_vjp(self, i, rule)
+                          for i, rule in enumerate(rules))
         self.vjps = rules
         if text is not None:
             self.rule_text = text
@@ -78,7 +93,14 @@ class Primitive:
         return self
 
     def defjvp(self, *rules: Optional[Callable]) -> "Primitive":
-        """Set the JVP rule of each input, in order (None for an input with no tangent)."""
+        """Set the JVP rule of each input, in order (None for an input with no tangent).
+
+        A rule returns that input's share of the output's tangent: an array or Tensor of the
+        output's shape (or of one that broadcasts to it).
+        """
+        if _check_rules:
+            rules = tuple(None if rule is None else _checked_jvp(self, i, rule)
+                          for i, rule in enumerate(rules))
         self.jvps = rules
         return self
 
@@ -102,6 +124,77 @@ def primitive(forward: Callable, name: Optional[str] = None, variadic: bool = Fa
         >>> cube.defjvp(lambda t, ans, x: t * 3 * x ** 2)
     """
     return Primitive(name or forward.__name__, forward, variadic=variadic)
+
+
+def _checked_vjp(prim: Primitive, i: int, rule: Callable) -> Callable:
+    """`rule` (input i's VJP rule, or every input's for a variadic primitive), with its result
+    checked against the input's shape."""
+    @functools.wraps(rule)
+    def checked(g: Any, ans: Any, *inputs: Any, **params: Any) -> Any:
+        argnum = params["argnum"] if prim.variadic else i
+        cotangent = rule(g, ans, *inputs, **params)
+        expected = np.shape(inputs[argnum])
+        _check_result(prim, "backward", "VJP", argnum, cotangent, expected)
+        shape = cotangent.shape
+        if shape != expected and not _sums_or_stretches_to(shape, expected):
+            raise ValueError(
+                f"backward: the VJP rule of '{prim.name}' for argument {argnum} returned shape "
+                f"{shape}, but the input has shape {expected}; a cotangent must have the input's "
+                "shape, or a shape that broadcasting relates to it (the input's shape broadcast "
+                "up, which is summed back, or fewer elements, which are stretched)")
+        return cotangent
+    return checked
+
+
+def _checked_jvp(prim: Primitive, i: int, rule: Callable) -> Callable:
+    """`rule` (input i's JVP rule, or every input's for a variadic primitive), with its result
+    checked against the output's shape."""
+    @functools.wraps(rule)
+    def checked(t: Any, ans: Any, *inputs: Any, **params: Any) -> Any:
+        argnum = params["argnum"] if prim.variadic else i
+        tangent = rule(t, ans, *inputs, **params)
+        expected = np.shape(ans)
+        _check_result(prim, "jvp", "JVP", argnum, tangent, expected)
+        shape = tangent.shape
+        if shape != expected and not _stretches_to(shape, expected):
+            raise ValueError(
+                f"jvp: the JVP rule of '{prim.name}' for argument {argnum} returned shape {shape}, "
+                f"but the output has shape {expected}; a tangent must have the output's shape (or "
+                "fewer elements, which are stretched)")
+        return tangent
+    return checked
+
+
+def _check_result(prim: Primitive, where: str, kind: str, argnum: int, value: Any,
+                  expected: tuple) -> None:
+    """Refuse what no shape check can judge: a non-array (None, a list) or non-real numbers."""
+    if not isinstance(value, (np.ndarray, np.generic, Tensor)):
+        raise TypeError(f"{where}: the {kind} rule of '{prim.name}' for argument {argnum} returned "
+                        f"{type(value).__name__}, not an array; expected an array of shape {expected}")
+    if value.dtype.kind not in "biuf":
+        raise TypeError(f"{where}: the {kind} rule of '{prim.name}' for argument {argnum} returned an "
+                        f"array of dtype {value.dtype} (shape {value.shape}); expected real numbers, "
+                        f"shape {expected}")
+
+
+def _sums_or_stretches_to(shape: tuple, target: tuple) -> bool:
+    """Whether broadcasting relates `shape` to `target` in one direction only: target broadcasts
+    up to shape (the engine sums back), or shape up to target (stretched). A shape that would
+    need both, e.g. (3, 1) for (3,), is how a wrong rule looks: unbroadcast would silently turn
+    it into a sum of copies."""
+    try:
+        full = np.broadcast_shapes(shape, target)
+    except ValueError:
+        return False
+    return full == shape or full == target
+
+
+def _stretches_to(shape: tuple, target: tuple) -> bool:
+    """Whether `shape` broadcasts up to `target`."""
+    try:
+        return np.broadcast_shapes(shape, target) == target
+    except ValueError:
+        return False
 
 
 def _data(x: Any) -> Any:
@@ -539,3 +632,4 @@ matmul.defjvp(lambda t, ans, x, y: matmul(t, y),
               lambda t, ans, x, y: matmul(x, t))
 
 BUILTIN_PRIMITIVES = frozenset(PRIMITIVES)
+_check_rules = True

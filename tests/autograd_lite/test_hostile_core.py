@@ -307,3 +307,77 @@ def test_in_place_operator_refuses_a_tensor_that_carries_a_forward_mode_tangent(
         return y
     with pytest.raises(RuntimeError, match=r"\+=: in-place operations cannot carry forward-mode tangents"):
         ag.jvp(f, (np.ones(2),), (np.ones(2),))
+
+
+# ---------------------------------------------------------------- users' primitives with wrong rules
+def _user_primitive(forward, *vjps, jvps=()):
+    prim = P.Primitive("user_op", forward, register=False)
+    if vjps:
+        prim.defvjp(*vjps)
+    if jvps:
+        prim.defjvp(*jvps)
+    return prim
+
+
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_a_vjp_rule_returning_a_shape_that_cannot_be_summed_back_names_the_primitive(create_graph):
+    op = _user_primitive(lambda x: 2 * x, lambda g, ans, x: np.ones(7) if type(g) is np.ndarray
+                         else ag.tensor(np.ones(7)))
+    x = ag.tensor(np.ones(3), requires_grad=True)
+    with pytest.raises(ValueError, match=r"backward: the VJP rule of 'user_op' for argument 0 returned "
+                                         r"shape \(7,\), but the input has shape \(3,\)"):
+        op(x).sum().backward(create_graph=create_graph)
+    assert x.grad is None
+
+
+def test_a_vjp_rule_whose_shape_would_be_silently_broadcast_is_refused():
+    # (3, 1) for an input of shape (3,): unbroadcast would have returned 3 times the sum
+    op = _user_primitive(lambda x: 2 * x, lambda g, ans, x: (2 * g).reshape(3, 1))
+    x = ag.tensor(np.ones(3), requires_grad=True)
+    with pytest.raises(ValueError, match=r"returned shape \(3, 1\), but the input has shape \(3,\)"):
+        op(x).sum().backward()
+
+
+def test_vjp_rules_returning_none_or_complex_values_are_refused():
+    x = ag.tensor(np.ones(3), requires_grad=True)
+    returns_none = _user_primitive(lambda x: 2 * x, lambda g, ans, x: None)
+    with pytest.raises(TypeError, match=r"the VJP rule of 'user_op' for argument 0 returned NoneType, "
+                                        r"not an array; expected an array of shape \(3,\)"):
+        returns_none(x).sum().backward()
+    returns_complex = _user_primitive(lambda x: 2 * x, lambda g, ans, x: g * (2 + 0j))
+    with pytest.raises(TypeError, match=r"returned an array of dtype complex128 \(shape \(3,\)\); "
+                                        r"expected real numbers"):
+        returns_complex(x).sum().backward()
+
+
+def test_vjp_rules_that_rely_on_broadcasting_are_accepted():
+    # the output's shape for a broadcast input (summed back), and a scalar for a reduction (stretched)
+    scale = _user_primitive(lambda x, y: x * y, lambda g, ans, x, y: g * y, lambda g, ans, x, y: g * x)
+    total = _user_primitive(lambda x: np.sum(x), lambda g, ans, x: g * 1.0)
+    x = ag.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    y = ag.tensor(np.ones(3), requires_grad=True)
+    total(scale(x, y)).backward()
+    np.testing.assert_array_equal(x.grad.data, np.ones((2, 3)))
+    np.testing.assert_array_equal(y.grad.data, [3.0, 5.0, 7.0])
+
+
+def test_a_primitive_without_a_vjp_rule_for_an_argument_says_so():
+    x = ag.tensor(np.ones(3), requires_grad=True)
+    no_rules = _user_primitive(lambda x: 2 * x)
+    with pytest.raises(NotImplementedError, match=r"'user_op' has no VJP rule for argument 0"):
+        no_rules(x).sum().backward()
+    one_rule = _user_primitive(lambda x, y: x * y, lambda g, ans, x, y: g * y)
+    with pytest.raises(NotImplementedError, match=r"'user_op' has no VJP rule for argument 1"):
+        one_rule(x, x).sum().backward()
+
+
+def test_jvp_rules_returning_a_wrong_shape_or_none_name_the_primitive():
+    too_big = _user_primitive(lambda x: np.sum(x), lambda g, ans, x: g * np.ones(3),
+                              jvps=(lambda t, ans, x: t * 1.0,))   # forgot to sum
+    with pytest.raises(ValueError, match=r"jvp: the JVP rule of 'user_op' for argument 0 returned "
+                                         r"shape \(3,\), but the output has shape \(\)"):
+        ag.jvp(too_big, (np.ones(3),), (np.ones(3),))
+    returns_none = _user_primitive(lambda x: 2 * x, lambda g, ans, x: 2 * g,
+                                   jvps=(lambda t, ans, x: None,))
+    with pytest.raises(TypeError, match=r"jvp: the JVP rule of 'user_op' for argument 0 returned NoneType"):
+        ag.jvp(returns_none, (np.ones(3),), (np.ones(3),))
