@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, IO, List, Optional, Sequence, Tuple, Union
@@ -24,6 +27,7 @@ from .diagnostics import EpochDiagnostics, TrainingMonitor
 from .losses import (binary_cross_entropy, binary_cross_entropy_with_logits, l2_penalty, mse,
                      sparse_categorical_cross_entropy)
 from .module import Module
+from .optim import SGD
 
 LossFn = Callable[[Tensor, np.ndarray], Tensor]
 Callback = Callable[[int, Dict[str, float]], Optional[bool]]
@@ -106,6 +110,34 @@ class Evaluation:
         return f"Evaluation(loss={self.loss:.4f}, accuracy={self.accuracy:.4f}, samples={self.samples})"
 
 
+# ---------------------------------------------------------------- why training stopped early
+class NonFiniteError(FloatingPointError):
+    """`fit` stopped because a batch's loss or gradients, or the weights, became NaN or inf.
+
+    That batch's step was not applied, and the model has its last finite weights, in eval mode.
+    `what` and `where` say what happened ("the loss became inf", "at epoch 3, batch 7"; `epoch`
+    and `batch` are 1-based); `cause` names the culprit: "lr" (likely: the learning rate), "lr_l2"
+    (lr * l2 so large that SGD's weight decay alone overshoots, e.g. >= 2 without momentum),
+    "l2_penalty" (the penalty itself overflowed before any update) or "inputs" (no update had been
+    applied yet, so the scale of the inputs or the initial weights).
+    """
+
+    def __init__(self, message: str, what: str, where: str, epoch: int, batch: int, cause: str) -> None:
+        super().__init__(message)
+        self.what, self.where, self.epoch, self.batch, self.cause = what, where, epoch, batch, cause
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `fit`: training stopped after a whole batch, so no update is half-applied and
+    the model (in eval mode) can be saved. `epoch` of `epochs` and `batch` of `batches` (1-based;
+    the last batch done) say how far it got; `history` holds the epochs completed."""
+
+    def __init__(self, message: str, epoch: int, epochs: int, batch: int, batches: int,
+                 history: "History") -> None:
+        super().__init__(message)
+        self.epoch, self.epochs, self.batch, self.batches, self.history = epoch, epochs, batch, batches, history
+
+
 # ---------------------------------------------------------------- the loop
 def fit(model: Module, loss: Union[str, LossFn], optimizer: Any, train: Tuple[np.ndarray, np.ndarray],
         validation: Optional[Tuple[np.ndarray, np.ndarray]] = None, epochs: int = 10,
@@ -134,20 +166,33 @@ def fit(model: Module, loss: Union[str, LossFn], optimizer: Any, train: Tuple[np
       verbose); a `TrainingWarning` when a layer saturates, its gradients vanish or explode, or
       the loss sits on a plateau (see nn/diagnostics.py).
 
+    Inputs with NaN or inf are refused before training (ValueError). A batch whose loss or
+    gradients are NaN or inf is not applied: training stops with a `NonFiniteError` that says
+    where and names the likely cause, and the model keeps its last finite weights. Ctrl-C stops
+    after the current batch with a `TrainingInterrupted` (a KeyboardInterrupt); a second Ctrl-C
+    stops at once. Either way the model is left in eval mode.
+
     Example:
         >>> model = nn.MLP([64, 100, 10], activation="sigmoid", output_activation="sigmoid", seed=0)
         >>> history = nn.fit(model, "bce", nn.SGD(model, lr=2.0), (x, y), epochs=20, l2=3e-4)
     """
     loss_fn = get_loss(loss)
     x, y = _check_xy("fit", *train)
-    val = None if validation is None else _check_xy("fit (validation)", *validation)
-    epochs = int(epochs)
-    if epochs < 0:
-        raise ValueError(f"fit: epochs must be >= 0, got {epochs}")
-    if l2 < 0:
-        raise ValueError(f"fit: l2 must be non-negative, got {l2}")
-    if early_stopping is not None and int(early_stopping) < 1:
-        raise ValueError(f"fit: early_stopping is a patience in epochs and must be >= 1, got {early_stopping}")
+    _check_finite("fit", x, "remove or replace them before training")
+    val = None
+    if validation is not None:
+        val = _check_xy("fit (validation)", *validation)
+        _check_finite("fit (validation)", val[0], "remove or replace them before training")
+    epochs = _whole_number("fit", "epochs", epochs, minimum=0)
+    if batch_size is not None:
+        batch_size = _whole_number("fit", "batch_size", batch_size, minimum=1)
+    if early_stopping is not None:
+        early_stopping = _whole_number("fit", "early_stopping (a patience in epochs)", early_stopping, minimum=1)
+    if isinstance(l2, bool) or not isinstance(l2, numbers.Real) or not (math.isfinite(l2) and l2 >= 0):
+        raise ValueError(f"fit: l2 must be a finite number >= 0, got {l2!r}")
+    rate = getattr(optimizer, "lr", None)
+    if rate is not None and not (isinstance(rate, numbers.Real) and math.isfinite(rate) and rate >= 0):
+        raise ValueError(f"fit: the optimizer's learning rate lr must be a finite number >= 0, got {rate!r}")
     batch_iter = batches(x, y, batch_size, shuffle=True, seed=seed)
     out = sys.stdout if file is None else file
     bar = _ProgressBar(out, len(batch_iter)) if verbose and _is_terminal(out) else None
@@ -155,70 +200,83 @@ def fit(model: Module, loss: Union[str, LossFn], optimizer: Any, train: Tuple[np
     monitor = "val_loss" if val is not None else "loss"
     best, best_epoch, best_state, waited = math.inf, None, None, 0
     watcher = TrainingMonitor(model, l2=l2) if diagnostics else None
-    with ag.detect_anomaly(enabled=anomaly), (watcher or contextlib.nullcontext()):
-        for epoch in range(1, epochs + 1):
-            model.train()
-            started = time.perf_counter()
-            total_loss, correct, seen = 0.0, 0, 0
-            lr = float(getattr(optimizer, "lr", float("nan")))
-            if watcher:
-                watcher.start_epoch()
-            for i, (xb, yb) in enumerate(batch_iter, 1):
-                outputs = model(xb)
-                cost = loss_fn(outputs, yb)
-                if l2:
-                    cost = cost + l2_penalty(model, l2)
-                optimizer.zero_grad()
-                cost.backward()
+    guard = _FiniteGuard(model, optimizer, l2, custom_loss=callable(loss))
+    try:
+        with ag.detect_anomaly(enabled=anomaly), (watcher or contextlib.nullcontext()), _CtrlC() as ctrl_c:
+            for epoch in range(1, epochs + 1):
+                model.train()
+                started = time.perf_counter()
+                total_loss, correct, seen = 0.0, 0, 0
+                lr = float(getattr(optimizer, "lr", float("nan")))
                 if watcher:
-                    watcher.after_backward()
-                optimizer.step()
-                value = float(cost.data)
-                if not math.isfinite(value):
-                    raise FloatingPointError(
-                        f"fit: the loss became {value} at epoch {epoch}, batch {i}; the learning rate "
-                        f"({lr}) is probably too large")
-                total_loss += value * len(yb)
-                correct += int(np.sum(np.argmax(outputs.data, axis=-1) == yb))
-                seen += len(yb)
+                    watcher.start_epoch()
+                for i, (xb, yb) in enumerate(batch_iter, 1):
+                    outputs = model(xb)
+                    data_loss = loss_fn(outputs, yb)
+                    cost = data_loss + l2_penalty(model, l2) if l2 else data_loss
+                    value = float(cost.data)
+                    if not math.isfinite(value):
+                        penalty_only = bool(l2) and math.isfinite(float(data_loss.data))
+                        what = f"the {'L2 penalty' if penalty_only else 'loss'} became {value}"
+                        raise guard.stop(what, epoch, i, xb, penalty_only)
+                    optimizer.zero_grad()
+                    cost.backward()
+                    if watcher:
+                        watcher.after_backward()
+                    broken = guard.bad_gradient()
+                    if broken:
+                        raise guard.stop(f"the gradient of {broken}", epoch, i, xb)
+                    optimizer.step()
+                    guard.steps += 1
+                    total_loss += value * len(yb)
+                    correct += int(np.sum(np.argmax(outputs.data, axis=-1) == yb))
+                    seen += len(yb)
+                    if bar:
+                        bar.update(epoch, epochs, i, total_loss / seen, seen, time.perf_counter() - started)
+                    if ctrl_c.pressed:
+                        if bar:
+                            bar.clear()
+                        raise _interrupted(epoch, epochs, i, len(batch_iter), history)
+                guard.end_epoch(epoch, len(batch_iter))
+                logs = {"loss": total_loss / max(seen, 1), "accuracy": correct / max(seen, 1)}
+                if watcher:
+                    history.diagnostics.append(watcher.end_epoch(epoch, logs["loss"], lr))
+                if val is not None:
+                    result = _evaluate(model, val[0], val[1], loss_fn, 1024, None)
+                    logs.update(val_loss=result.loss, val_accuracy=result.accuracy)
+                logs.update(lr=lr, seconds=time.perf_counter() - started)
+                history.append(logs)
+                if schedule is not None:
+                    schedule.step()
                 if bar:
-                    bar.update(epoch, epochs, i, total_loss / seen, seen, time.perf_counter() - started)
-            logs = {"loss": total_loss / max(seen, 1), "accuracy": correct / max(seen, 1)}
-            if watcher:
-                history.diagnostics.append(watcher.end_epoch(epoch, logs["loss"], lr))
-            if val is not None:
-                result = evaluate(model, val[0], val[1], loss=loss_fn)
-                logs.update(val_loss=result.loss, val_accuracy=result.accuracy)
-            logs.update(lr=lr, seconds=time.perf_counter() - started)
-            history.append(logs)
-            if schedule is not None:
-                schedule.step()
-            if bar:
-                bar.clear()
-            if verbose:
-                print(_epoch_line(epoch, epochs, logs), file=out, flush=True)
-                if watcher:
-                    print(history.diagnostics[-1].table(), file=out, flush=True)
-            stop = False
-            if logs[monitor] < best:
-                best, best_epoch, waited = logs[monitor], epoch, 0
-                if early_stopping is not None and restore_best_weights:
-                    best_state = model.state_dict()
-            else:
-                waited += 1
-                stop = early_stopping is not None and waited >= int(early_stopping)
-            for callback in callbacks:
-                stop = bool(callback(epoch, dict(logs))) or stop
-            if stop:
-                history.stopped_early = True
-                break
+                    bar.clear()
+                if verbose:
+                    print(_epoch_line(epoch, epochs, logs), file=out, flush=True)
+                    if watcher:
+                        print(history.diagnostics[-1].table(), file=out, flush=True)
+                if ctrl_c.pressed:
+                    raise _interrupted(epoch, epochs, len(batch_iter), len(batch_iter), history)
+                stop = False
+                if logs[monitor] < best:
+                    best, best_epoch, waited = logs[monitor], epoch, 0
+                    if early_stopping is not None and restore_best_weights:
+                        best_state = model.state_dict()
+                else:
+                    waited += 1
+                    stop = early_stopping is not None and waited >= early_stopping
+                for callback in callbacks:
+                    stop = bool(callback(epoch, dict(logs))) or stop
+                if stop:
+                    history.stopped_early = True
+                    break
+    finally:
+        model.eval()
     history.best_epoch = history.epochs or None
     if best_state is not None and best_epoch != history.epochs:
         model.load_state_dict(best_state)
         history.best_epoch = best_epoch
         if verbose:
             print(f"restored the weights of epoch {best_epoch} ({monitor} {best:.4f})", file=out, flush=True)
-    model.eval()
     return history
 
 
@@ -228,8 +286,9 @@ def predict_proba(model: Module, x: np.ndarray, batch_size: int = 1024) -> np.nd
 
     Softmax outputs are returned as they are; sigmoid outputs (the lecture's network, one unit
     per class) are divided by their row sum; logits (no output activation) go through softmax.
+    Inputs with NaN or inf are refused (ValueError naming the first one).
     """
-    outputs = _forward(model, x, batch_size)
+    outputs = _forward("predict_proba", model, x, batch_size)
     kind = getattr(model, "output_activation_name", None)
     if kind == "softmax":
         return outputs
@@ -243,20 +302,30 @@ def predict_proba(model: Module, x: np.ndarray, batch_size: int = 1024) -> np.nd
 
 
 def predict(model: Module, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """The predicted class of each sample (argmax of the outputs), as int64."""
-    return np.argmax(_forward(model, x, batch_size), axis=-1).astype(np.int64)
+    """The predicted class of each sample (argmax of the outputs), as int64; inputs with NaN or
+    inf are refused (ValueError naming the first one)."""
+    return np.argmax(_forward("predict", model, x, batch_size), axis=-1).astype(np.int64)
 
 
 def evaluate(model: Module, x: np.ndarray, labels: np.ndarray, loss: Union[str, LossFn, None] = None,
              batch_size: int = 1024, num_classes: Optional[int] = None) -> Evaluation:
     """Loss (mean over samples; NaN when `loss` is None), accuracy and confusion matrix on (x, labels).
 
+    Inputs with NaN or inf are refused (ValueError naming the first one).
+
     Example:
         >>> result = nn.evaluate(model, x_test, y_test, loss="bce")
         >>> result.accuracy, result.confusion[3, 5]   # how many 3s were taken for 5s
     """
     x, labels = _check_xy("evaluate", x, labels)
-    loss_fn = None if loss is None else get_loss(loss)
+    _check_finite("evaluate", x, "a model cannot classify them")
+    batch_size = _whole_number("evaluate", "batch_size", batch_size, minimum=1)
+    return _evaluate(model, x, labels, None if loss is None else get_loss(loss), batch_size, num_classes)
+
+
+def _evaluate(model: Module, x: np.ndarray, labels: np.ndarray, loss_fn: Optional[LossFn],
+              batch_size: int, num_classes: Optional[int]) -> Evaluation:
+    """`evaluate` on arguments already checked (fit checks its validation set once, not every epoch)."""
     was_training = getattr(model, "training", False)
     model.eval()
     total, outputs = 0.0, []
@@ -296,7 +365,10 @@ def format_confusion(confusion: np.ndarray, classes: Optional[Sequence[str]] = N
 
 
 # ---------------------------------------------------------------- helpers
-def _forward(model: Module, x: np.ndarray, batch_size: int) -> np.ndarray:
+def _forward(where: str, model: Module, x: Any, batch_size: int) -> np.ndarray:
+    x = np.asarray(x)
+    _check_finite(where, x, "a model cannot classify them")
+    batch_size = _whole_number(where, "batch_size", batch_size, minimum=1)
     was_training = getattr(model, "training", False)
     model.eval()
     try:
@@ -319,6 +391,155 @@ def _check_xy(where: str, x: Any, y: Any) -> Tuple[np.ndarray, np.ndarray]:
     if y.dtype.kind not in "iu":
         raise ValueError(f"{where}: labels must be integer class indices, got dtype {y.dtype}")
     return x, y.astype(np.int64, copy=False)
+
+
+def _check_finite(where: str, x: np.ndarray, advice: str) -> None:
+    """A ValueError naming the first NaN or inf in the inputs `x` (its sample and feature), if any."""
+    if x.dtype.kind not in "fc":
+        return
+    finite = np.isfinite(x)
+    if finite.all():
+        return
+    first = np.unravel_index(int(np.argmin(finite)), x.shape)
+    count = finite.size - int(np.count_nonzero(finite))
+    feature = "" if x.ndim == 1 else f", feature {int(first[1]) if x.ndim == 2 else tuple(map(int, first[1:]))}"
+    raise ValueError(f"{where}: the inputs hold {x[first]} at sample {int(first[0])}{feature} ({count} NaN or "
+                     f"inf value{'s' if count > 1 else ''} in all); {advice}")
+
+
+def _whole_number(where: str, name: str, value: Any, minimum: int) -> int:
+    """`value` as an int, or a ValueError naming the argument (NaN, 2.5, True and '3' are refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        whole = False
+    else:
+        whole = isinstance(value, numbers.Integral) or (math.isfinite(value) and value == int(value))
+    if not whole or value < minimum:
+        raise ValueError(f"{where}: {name} must be a whole number >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _interrupted(epoch: int, epochs: int, batch: int, batches: int, history: History) -> TrainingInterrupted:
+    return TrainingInterrupted(f"fit: interrupted (Ctrl-C) after epoch {epoch}/{epochs}, batch {batch}/{batches}",
+                               epoch, epochs, batch, batches, history)
+
+
+class _FiniteGuard:
+    """Keeps a run's weights finite, cheaply per step: the loss is one scalar to test, and each
+    gradient one dot product (its squared norm is NaN or inf when an entry is). A copy of the
+    weights at each epoch's end undoes the rare update that overflows with finite gradients."""
+
+    def __init__(self, model: Module, optimizer: Any, l2: float, custom_loss: bool) -> None:
+        self.named = list(model.named_parameters())
+        self.optimizer, self.l2, self.custom_loss = optimizer, l2, custom_loss
+        self.steps = 0
+        broken = self._broken_weight()
+        if broken:
+            raise ValueError(f"fit: the model's {broken[0]} holds {broken[1]} before training; "
+                             "initialise or load finite weights")
+        self.kept = [p.data.copy() for _, p in self.named]
+        self.kept_epoch = 0
+
+    def bad_gradient(self) -> Optional[str]:
+        """'name became value' for the first parameter whose gradient holds NaN or inf, or None."""
+        for name, p in self.named:
+            g = p.grad
+            # the squared norm also overflows for |g| > 1.8e19 in float32: then look at the entries
+            if g is not None and not math.isfinite(np.vdot(g.data, g.data)):
+                bad = _first_nonfinite(g.data)
+                if bad is not None:
+                    return f"{name} became {bad}"
+        return None
+
+    def end_epoch(self, epoch: int, batches: int) -> None:
+        """Check the weights after the epoch's updates, and keep a copy of them."""
+        if self._broken_weight():
+            raise self.stop("the weights became NaN or inf", epoch, batches)
+        for kept, (_, p) in zip(self.kept, self.named):
+            np.copyto(kept, p.data)
+        self.kept_epoch = epoch
+
+    def stop(self, what: str, epoch: int, batch: int, xb: Optional[np.ndarray] = None,
+             penalty_only: bool = False) -> NonFiniteError:
+        """The error to raise at this batch. If an earlier update of this epoch left NaN or inf in
+        the weights (which is then what went wrong), the copy from the last epoch's end is put back."""
+        where = f"at epoch {epoch}, batch {batch}"
+        kept = "that step was not applied"
+        broken = self._broken_weight()
+        if broken:
+            what = f"{broken[0]} became {broken[1]}"
+            where = f"in an update of epoch {epoch} (found at batch {batch})"
+            for saved, (_, p) in zip(self.kept, self.named):
+                np.copyto(p.data, saved)
+            kept = (f"the model has the weights of the end of epoch {self.kept_epoch}" if self.kept_epoch
+                    else "the model has its initial weights")
+        cause, reason = self._cause(xb, penalty_only)
+        return NonFiniteError(f"fit: {what} {where}; {kept}: {reason}", what, where, epoch, batch, cause)
+
+    def _cause(self, xb: Optional[np.ndarray], penalty_only: bool) -> Tuple[str, str]:
+        """The culprit and a sentence about it; only "lr" is a guess (the others follow from the numbers)."""
+        lr = float(getattr(self.optimizer, "lr", float("nan")))
+        if self.steps == 0:
+            if penalty_only:
+                return "l2_penalty", f"l2={self.l2:g} is too large (before any update, lam/2 * sum W**2 overflows)"
+            largest = float(np.max(np.abs(xb))) if xb is not None and xb.size else float("nan")
+            suspects = (", the model's initial weights and the loss function" if self.custom_loss
+                        else " and the model's initial weights")
+            return "inputs", ("this was before any update, so the learning rate is not the cause; check the "
+                              f"scale of the inputs (the largest |x| in this batch is {largest:.3g}){suspects}")
+        limit = _decay_limit(self.optimizer)
+        if self.l2 and limit is not None and lr * self.l2 >= limit:
+            return "lr_l2", (f"lr * l2 = {lr:g} * {self.l2:g} = {lr * self.l2:g} >= {limit:.3g}, so each step's "
+                             "weight decay overshoots: lower the learning rate or l2")
+        return "lr", f"the learning rate ({lr:g}) is likely too large"
+
+    def _broken_weight(self) -> Optional[Tuple[str, float]]:
+        for name, p in self.named:
+            bad = _first_nonfinite(p.data)
+            if bad is not None:
+                return name, bad
+        return None
+
+
+def _decay_limit(optimizer: Any) -> Optional[float]:
+    """The lr * l2 from which SGD's weight decay alone diverges (None for other optimizers): on the
+    penalty lam/2 W**2 a plain step multiplies W by 1 - lr * lam, whose size passes 1 at lr * lam = 2;
+    momentum m moves that limit to 2 (1 + m), and Nesterov's to 2 (1 + m) / (1 + 2 m)."""
+    if not isinstance(optimizer, SGD):
+        return None
+    m = optimizer.momentum
+    if not m:
+        return 2.0
+    return 2 * (1 + m) / (1 + 2 * m) if optimizer.nesterov else 2 * (1 + m)
+
+
+def _first_nonfinite(a: np.ndarray) -> Optional[float]:
+    finite = np.isfinite(a)
+    return None if finite.all() else float(a.reshape(-1)[np.argmin(finite.reshape(-1))])
+
+
+class _CtrlC:
+    """While training: the first Ctrl-C (SIGINT) is noted and `fit` stops after the current batch, so
+    that no update is half-applied; a second one interrupts at once. Only in the main thread and
+    when SIGINT has Python's default handler (a handler someone else installed is left alone)."""
+
+    def __init__(self) -> None:
+        self.pressed = False
+        self._installed = False
+
+    def __enter__(self) -> "_CtrlC":
+        if threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, self._note)
+            self._installed = True
+        return self
+
+    def _note(self, signum: int, frame: Any) -> None:
+        self.pressed = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _is_terminal(stream: IO[str]) -> bool:
