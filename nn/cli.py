@@ -3,7 +3,9 @@
 `python -m nn train` with no arguments trains the lecture's network (one hidden sigmoid layer,
 logistic cost on one-hot targets, L2 penalty, mini-batch SGD) on the bundled 8x8 digits and
 prints the progress per epoch and the test accuracy. User errors (a bad option, a missing
-file, a model that does not fit) end with one sentence on stderr and exit code 1 or 2.
+file, a model that does not fit) end with one sentence on stderr and exit code 1 or 2, and
+files to be written are checked before training starts. Ctrl-C ends with one sentence and exit
+code 130; during `train --save` it stops after the current batch and saves the weights so far.
 `python -m nn explain` prints the reverse pass of a tiny network step by step.
 """
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 import autograd_lite as ag
-from autograd_lite.files import atomic_write
+from autograd_lite.files import atomic_path, atomic_write, check_output_path
 
 from .data import one_hot, preprocess, stratified_split
 from .datasets import DatasetError, load_dataset
@@ -30,7 +32,7 @@ from .layers import MLP
 from .losses import binary_cross_entropy
 from .optim import SGD, Adam, CosineDecay, StepDecay
 from .serialization import ModelFileError, load, save
-from .train import evaluate, fit, format_confusion, predict_proba
+from .train import NonFiniteError, TrainingInterrupted, evaluate, fit, format_confusion, predict_proba
 
 # Inputs are scaled from 0..max_value to this range, in training and in prediction alike.
 FEATURE_RANGE = (-1.0, 1.0)
@@ -58,6 +60,10 @@ class UserError(Exception):
     """A problem with the user's input: printed as one sentence, exit code 1."""
 
 
+class Interrupted(Exception):
+    """Ctrl-C, with what was saved: printed as one sentence, exit code 130."""
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line with `argv` (default sys.argv[1:]); returns the exit code."""
     parser = build_parser()
@@ -67,9 +73,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     try:
         return args.run(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except Interrupted as stop:
+        print(stop, file=sys.stderr)
         return 130
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C)", file=sys.stderr)
+        return 130
+    except MemoryError as error:
+        print(f"error: not enough memory: {_one_sentence(error)}", file=sys.stderr)
+        return 1
     except (UserError, DatasetError, ModelFileError, FileNotFoundError, ValueError, FloatingPointError,
             OSError) as error:
         print(f"error: {_one_sentence(error)}", file=sys.stderr)
@@ -116,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="train K models (seeds seed..seed+K-1) and average their probabilities")
     train.add_argument("--save", metavar="MODEL.npz",
                        help="write the trained model (with --ensemble: MODEL-1.npz ... MODEL-K.npz)")
-    train.add_argument("--plot", metavar="CURVES.png", help="plot loss and accuracy per epoch (needs matplotlib)")
+    train.add_argument("--plot", metavar="CURVES.png",
+                       help="plot loss and accuracy per epoch (needs matplotlib; .png, .svg, .pdf, ...)")
     train.add_argument("--confusion", action="store_true", help="print the test confusion matrix")
     train.add_argument("--quiet", action="store_true", help="print only the final result")
     train.add_argument("--diagnostics", action="store_true",
@@ -140,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--model", action="append", required=True, metavar="MODEL.npz",
                     help="a model file from 'train --save'; repeat to average an ensemble")
     pr.add_argument("files", nargs="+", metavar="FILE",
-                    help="a .npy array of raw pixel values (one image or a stack), or an image file")
+                    help="a .npy array of raw pixel values (one image or a stack), or an image file: square, "
+                         "the model's size or a multiple of it (8x8, 16x16, 32x32, ... for the digits)")
     pr.add_argument("--max-value", type=_positive_float, default=None,
                     help="the largest pixel value of the .npy data (default: 16 for 8x8, 255 for 28x28)")
     pr.set_defaults(run=run_predict)
@@ -161,12 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ---------------------------------------------------------------- train
 def run_train(args: argparse.Namespace) -> int:
-    if args.plot:
-        _require_matplotlib("--plot")
-    for option, target in (("--save", args.save), ("--plot", args.plot)):
-        folder = Path(target).expanduser().resolve().parent if target else None
-        if folder is not None and not folder.is_dir():
-            raise UserError(f"{option} {target}: the folder {folder} does not exist")
+    # everything that can be checked without training is checked first, so no run is lost to it
+    plot_format = _check_plot_path(args.plot) if args.plot else None
+    save_paths = [_member_path(args.save, m, args.ensemble) for m in range(args.ensemble)] if args.save else []
+    for path in save_paths:
+        check_output_path(path, "--save")
+    _check_data_dir(args.data_dir)
     hidden = _parse_hidden(args.hidden) or DEFAULTS["hidden"]
     lr = args.lr
     if lr is None and args.dataset in ("mnist", "fashion-mnist"):
@@ -174,67 +188,112 @@ def run_train(args: argparse.Namespace) -> int:
     if lr is None:
         lr = DEFAULT_LR[args.optimizer]
     say = (lambda *a: None) if args.quiet else print
-    ds = load_dataset(args.dataset, root=args.data_dir, download=not args.no_download, verbose=not args.quiet)
-    x_train = preprocess(ds.x_train, ds.max_value, FEATURE_RANGE)
-    x_test = preprocess(ds.x_test, ds.max_value, FEATURE_RANGE)
-    y_train, y_test = ds.y_train, ds.y_test
-    validation = None
-    if args.validation > 0:
-        (x_train, y_train), validation = stratified_split(x_train, y_train, args.validation, seed=args.seed)
-    sizes = [x_train.shape[1], *hidden, ds.num_classes]
-    say(f"{ds!r}: training on {len(x_train)}, validating on {0 if validation is None else len(validation[1])}, "
-        f"testing on {len(x_test)}")
-    probabilities, histories = [], []
-    for member in range(args.ensemble):
-        seed = args.seed + member
-        model = MLP(sizes, activation=args.activation, dropout=args.dropout,
-                    output_activation="sigmoid" if args.loss == "bce" else None, seed=seed, dtype=np.float32)
-        if member == 0:
-            say(f"{model!r}\nloss {args.loss}, optimizer {args.optimizer} (lr {lr:g}, {args.schedule} "
-                f"schedule), l2 {args.l2:g}, batch size {args.batch_size}, {args.epochs} epochs")
+    saved: List[str] = []
+    doing = "while loading the data set"
+    try:
+        ds = load_dataset(args.dataset, root=args.data_dir, download=not args.no_download, verbose=not args.quiet)
+        x_train = preprocess(ds.x_train, ds.max_value, FEATURE_RANGE)
+        x_test = preprocess(ds.x_test, ds.max_value, FEATURE_RANGE)
+        y_train, y_test = ds.y_train, ds.y_test
+        validation = None
+        if args.validation > 0:
+            (x_train, y_train), validation = stratified_split(x_train, y_train, args.validation, seed=args.seed)
+        sizes = [x_train.shape[1], *hidden, ds.num_classes]
+        say(f"{ds!r}: training on {len(x_train)}, validating on "
+            f"{0 if validation is None else len(validation[1])}, testing on {len(x_test)}")
+        probabilities, histories = [], []
+        for member in range(args.ensemble):
+            seed = args.seed + member
+            label = f" of ensemble member {member + 1}/{args.ensemble}" if args.ensemble > 1 else ""
+            doing = "while building the model" + label
+            model = MLP(sizes, activation=args.activation, dropout=args.dropout,
+                        output_activation="sigmoid" if args.loss == "bce" else None, seed=seed, dtype=np.float32)
+            if member == 0:
+                say(f"{model!r}\nloss {args.loss}, optimizer {args.optimizer} (lr {lr:g}, {args.schedule} "
+                    f"schedule), l2 {args.l2:g}, batch size {args.batch_size}, {args.epochs} epochs")
+            if args.ensemble > 1:
+                say(f"-- ensemble member {member + 1}/{args.ensemble} (seed {seed})")
+            optimizer = make_optimizer(args.optimizer, model, lr)
+            schedule = make_schedule(args.schedule, optimizer, args.epochs)
+            started = time.perf_counter()
+            try:
+                with _training_messages(model, args, lr):
+                    history = fit(model, args.loss, optimizer, (x_train, y_train), validation=validation,
+                                  epochs=args.epochs, batch_size=args.batch_size, l2=args.l2, schedule=schedule,
+                                  early_stopping=args.early_stopping, seed=seed, verbose=not args.quiet,
+                                  anomaly=args.detect_anomaly, diagnostics=args.diagnostics)
+            except TrainingInterrupted as stop:
+                doing = f"while saving the weights after epoch {stop.epoch}, batch {stop.batch}{label}"
+                if save_paths:
+                    save(model, save_paths[member])
+                    saved.append(save_paths[member])
+                raise Interrupted(f"interrupted (Ctrl-C) after epoch {stop.epoch}/{stop.epochs}, batch "
+                                  f"{stop.batch}/{stop.batches}{label}: "
+                                  f"{_saved_summary(args.save, save_paths, saved, partial=True)}") from None
+            seconds = time.perf_counter() - started
+            if save_paths:
+                doing = "while saving" + label
+                save(model, save_paths[member])
+                saved.append(save_paths[member])
+            doing = "while testing" + label
+            histories.append(history)
+            result = evaluate(model, x_test, y_test, loss=args.loss)
+            probabilities.append(predict_proba(model, x_test))
+            name = f"model {member + 1} " if args.ensemble > 1 else ""
+            print(f"{name}test accuracy: {100 * result.accuracy:.2f}% "
+                  f"({int(round(result.accuracy * result.samples))}/{result.samples}), test loss "
+                  f"{result.loss:.4f}, {history.epochs} epochs in {seconds:.1f}s")
+            if save_paths:
+                say(f"saved {save_paths[member]}")
+        doing = "after training"
         if args.ensemble > 1:
-            say(f"-- ensemble member {member + 1}/{args.ensemble} (seed {seed})")
-        optimizer = make_optimizer(args.optimizer, model, lr)
-        schedule = make_schedule(args.schedule, optimizer, args.epochs)
-        started = time.perf_counter()
-        with _training_messages(model, lr, args.detect_anomaly):
-            history = fit(model, args.loss, optimizer, (x_train, y_train), validation=validation,
-                          epochs=args.epochs, batch_size=args.batch_size, l2=args.l2, schedule=schedule,
-                          early_stopping=args.early_stopping, seed=seed, verbose=not args.quiet,
-                          anomaly=args.detect_anomaly, diagnostics=args.diagnostics)
-        seconds = time.perf_counter() - started
-        histories.append(history)
-        result = evaluate(model, x_test, y_test, loss=args.loss)
-        probabilities.append(predict_proba(model, x_test))
-        label = f"model {member + 1} " if args.ensemble > 1 else ""
-        print(f"{label}test accuracy: {100 * result.accuracy:.2f}% "
-              f"({int(round(result.accuracy * result.samples))}/{result.samples}), test loss "
-              f"{result.loss:.4f}, {history.epochs} epochs in {seconds:.1f}s")
-        if args.save:
-            path = _member_path(args.save, member, args.ensemble)
-            save(model, path)
-            say(f"saved {path}")
-    if args.ensemble > 1:
-        averaged = np.mean(probabilities, axis=0)
-        accuracy = float(np.mean(np.argmax(averaged, axis=1) == y_test))
-        print(f"ensemble of {args.ensemble} (averaged probabilities) test accuracy: {100 * accuracy:.2f}% "
-              f"({int(round(accuracy * len(y_test)))}/{len(y_test)})")
-    if args.confusion:
-        predicted = np.argmax(np.mean(probabilities, axis=0), axis=1)
-        confusion = np.zeros((ds.num_classes, ds.num_classes), dtype=np.int64)
-        np.add.at(confusion, (y_test, predicted), 1)
-        print("confusion matrix (rows: true class)\n" + format_confusion(confusion, ds.classes))
-    if args.plot:
-        _plot(histories, args.plot)
-        say(f"saved {args.plot}")
+            averaged = np.mean(probabilities, axis=0)
+            accuracy = float(np.mean(np.argmax(averaged, axis=1) == y_test))
+            print(f"ensemble of {args.ensemble} (averaged probabilities) test accuracy: {100 * accuracy:.2f}% "
+                  f"({int(round(accuracy * len(y_test)))}/{len(y_test)})")
+        if args.confusion:
+            predicted = np.argmax(np.mean(probabilities, axis=0), axis=1)
+            confusion = np.zeros((ds.num_classes, ds.num_classes), dtype=np.int64)
+            np.add.at(confusion, (y_test, predicted), 1)
+            print("confusion matrix (rows: true class)\n" + format_confusion(confusion, ds.classes))
+        if args.plot:
+            doing = "while plotting"
+            _plot(histories, args.plot, plot_format)
+            say(f"saved {args.plot}")
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted (Ctrl-C) {doing}: {_saved_summary(args.save, save_paths, saved)}") from None
     return 0
 
 
+def _saved_summary(save_option: Optional[str], paths: List[str], saved: List[str], partial: bool = False) -> str:
+    """What an interrupted `train` leaves behind, e.g. 'saved m-1.npz, m-2.npz (the last one as trained
+    so far); member 3 was not saved'."""
+    if not save_option:
+        return "nothing was saved (no --save)"
+    if not saved:
+        return "nothing was saved"
+    text = "saved " + ", ".join(saved)
+    if partial:
+        text += " (the last one as trained so far)" if len(paths) > 1 else " (the weights so far)"
+    missing = len(paths) - len(saved)
+    if missing:
+        first = len(saved) + 1
+        text += (f"; member {first} was not saved" if missing == 1 else
+                 f"; members {first}-{len(paths)} were not saved")
+    return text
+
+
+def _check_data_dir(data_dir: Optional[str]) -> None:
+    """--data-dir may be missing (a download creates it) but not a file."""
+    if data_dir and Path(data_dir).expanduser().exists() and not Path(data_dir).expanduser().is_dir():
+        raise UserError(f"--data-dir {data_dir} is a file; give the folder where data sets are kept")
+
+
 @contextlib.contextmanager
-def _training_messages(model: MLP, lr: float, anomaly: bool):
+def _training_messages(model: MLP, args: argparse.Namespace, lr: float):
     """Around fit: each TrainingWarning printed as a 'warning: ...' line on stderr when it comes,
     NumPy's overflow warnings silenced (fit reports a non-finite loss itself), and a NaN or an Inf
-    explained in one sentence."""
+    explained in one sentence that names the option to change."""
     with warnings.catch_warnings(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         warnings.simplefilter("always", TrainingWarning)
         show_others = warnings.showwarning
@@ -250,11 +309,30 @@ def _training_messages(model: MLP, lr: float, anomaly: bool):
             yield
         except ag.AnomalyError as error:
             raise UserError(_anomaly_sentence(error, model, lr)) from None
+        except NonFiniteError as error:
+            raise UserError(_non_finite_sentence(error, args, lr)) from None
         except FloatingPointError as error:
-            if anomaly:
+            if args.detect_anomaly:
                 raise
             raise UserError(f"{_one_sentence(error)}; --detect-anomaly names the operation that "
                             "made it") from None
+
+
+def _non_finite_sentence(error: NonFiniteError, args: argparse.Namespace, lr: float) -> str:
+    """fit's NonFiniteError with its cause said as the option to change (the one the user set, when
+    the product of --lr and --l2 is at fault)."""
+    l2 = args.l2
+    lr_set, l2_set = args.lr is not None, args.l2 != DEFAULTS["l2"]
+    lower = "--lr" if lr_set and not l2_set else "--l2" if l2_set and not lr_set else "--lr or --l2"
+    reasons = {
+        "lr": f"the learning rate --lr {lr:g} is likely too large",
+        "lr_l2": (f"--lr {lr:g} times --l2 {l2:g} is {lr * l2:g}, so large that each step's weight decay "
+                  f"overshoots; lower {lower}"),
+        "l2_penalty": f"--l2 {l2:g} is too large (the penalty overflows before any update)",
+    }
+    if error.cause not in reasons:
+        return f"{_one_sentence(error)}; --detect-anomaly names the operation that made it"
+    return f"{error.what} {error.where}: {reasons[error.cause]}"
 
 
 def _anomaly_sentence(error: BaseException, model: MLP, lr: float) -> str:
@@ -273,6 +351,7 @@ def _anomaly_sentence(error: BaseException, model: MLP, lr: float) -> str:
 # ---------------------------------------------------------------- evaluate
 def run_evaluate(args: argparse.Namespace) -> int:
     models = _load_models(args.model, _parse_hidden(args.hidden))
+    _check_data_dir(args.data_dir)
     ds = load_dataset(args.dataset, root=args.data_dir, download=not args.no_download, verbose=not args.quiet)
     width = models[0].sizes[0]
     x_test = preprocess(ds.x_test, ds.max_value, FEATURE_RANGE)
@@ -314,9 +393,7 @@ def run_predict(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- explain
 def run_explain(args: argparse.Namespace) -> int:
     if args.dot:
-        folder = Path(args.dot).expanduser().resolve().parent
-        if not folder.is_dir():
-            raise UserError(f"--dot {args.dot}: the folder {folder} does not exist")
+        check_output_path(args.dot, "--dot")
     ds = load_dataset("digits", download=False, verbose=False)
     if args.samples > len(ds.y_train):
         raise UserError(f"--samples {args.samples}: the digits have {len(ds.y_train)} training images")
@@ -368,34 +445,112 @@ def _read_images(path: Path, width: int, side: int, max_value: float) -> np.ndar
     if not path.is_file():
         raise UserError(f"no such file: {path}")
     if path.suffix.lower() == ".npy":
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as error:
-            raise UserError(f"{path} is not a readable .npy array ({error})") from None
-        if array.dtype.kind not in "fiub":
-            raise UserError(f"{path} holds {array.dtype} values; expected numbers (pixel values)")
-        if array.size % width or array.size == 0:
-            raise UserError(f"{path} has shape {array.shape}; the model needs images of {width} pixels "
-                            f"({side}x{side}), one or a stack")
-        array = array.reshape(-1, width)
-        if array.min() < 0 or array.max() > max_value:
-            raise UserError(f"{path} has values in [{array.min()}, {array.max()}], outside 0..{max_value:g}; "
+        images = _image_stack(path, _load_npy(path), width, side)
+        finite = np.isfinite(images)
+        if not finite.all():
+            i, pixel = np.unravel_index(int(np.argmin(finite)), images.shape)
+            where = f"image {i} has" if len(images) > 1 else "has"
+            at = f"pixel (row {pixel // side}, column {pixel % side})" if side * side == width else f"pixel {pixel}"
+            raise UserError(f"{path}: {where} {images[i, pixel]} at {at}; pixel values must be finite numbers "
+                            f"in 0..{max_value:g}")
+        if images.min() < 0 or images.max() > max_value:
+            raise UserError(f"{path} has values in [{images.min()}, {images.max()}], outside 0..{max_value:g}; "
                             "give raw pixel values or set --max-value")
-        return array
+        return images
+    if side * side != width:
+        raise UserError(f"the model takes {width} inputs, which is no square image; give {path}'s pixels as a "
+                        ".npy array")
     try:
         from PIL import Image, UnidentifiedImageError
     except ImportError:
         raise UserError(f"reading the image file {path} needs Pillow (pip install pillow); "
                         "or pass the pixels as a .npy array") from None
     try:
-        with Image.open(path) as image:
-            # area averaging, the way the 8x8 digits were made from 32x32 bitmaps
-            gray = np.asarray(image.convert("L").resize((side, side), Image.Resampling.BOX), dtype=np.float64)
-    except (UnidentifiedImageError, OSError) as error:
-        raise UserError(f"{path} is not an image Pillow can read ({error})") from None
+        with warnings.catch_warnings():
+            # Pillow only warns between its limit and twice that; an image that large is refused too
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if image.width != image.height or image.width % side:
+                    raise UserError(f"{path} is {image.width}x{image.height} pixels, but the model takes "
+                                    f"{side}x{side} images; give a square image of {side}x{side} pixels or a "
+                                    f"multiple ({2 * side}x{2 * side}, {4 * side}x{4 * side}, ...)")
+                # area averaging, the way the 8x8 digits were made from 32x32 bitmaps
+                gray = np.asarray(image.convert("L").resize((side, side), Image.Resampling.BOX), dtype=np.float64)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        pixels = re.search(r"\((\d+) pixels\) exceeds limit of (\d+)", str(error))
+        size = f"{int(pixels[1]):,} pixels, more than the {int(pixels[2]):,} " if pixels else "more pixels than the "
+        raise UserError(f"{path} has {size}Pillow opens safely (it may be a decompression bomb); give an image "
+                        f"of one digit, {side}x{side} pixels or a multiple") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as error:
+        raise UserError(f"{path} is not an image Pillow can read ({_one_sentence(error)})") from None
     if gray.mean() > 127:  # dark ink on light paper: the data sets have light digits on black
         gray = 255 - gray
     return (gray / 255 * max_value).reshape(1, width)
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    """A .npy file's array, checked before it is read: its signature, a numeric dtype, and a header
+    whose shape fits the file's size (NumPy's own errors would suggest unpickling, and a header
+    claiming a huge shape would make it allocate that much)."""
+    with open(path, "rb") as f:
+        start = f.read(len(np.lib.format.MAGIC_PREFIX))
+        if start.startswith(b"PK\x03\x04"):
+            raise UserError(f"{path} is a zip archive (an .npz file?), not a .npy array; save one array of "
+                            "pixels with numpy.save")
+        if start != np.lib.format.MAGIC_PREFIX:
+            raise UserError(f"{path} is not a .npy array (it does not start with NumPy's .npy signature); "
+                            "save the pixels with numpy.save")
+        f.seek(0)
+        try:
+            version = np.lib.format.read_magic(f)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read_header is None:
+                raise UserError(f"{path} is a .npy file of format version {version[0]}.{version[1]}, which holds "
+                                "text-named fields, not pixels; save a plain array of numbers with numpy.save")
+            shape, _, dtype = read_header(f)
+        except ValueError as error:
+            raise UserError(f"{path} has a broken .npy header ({_one_sentence(error)})") from None
+        if dtype.hasobject or dtype.kind not in "fiub":
+            raise UserError(f"{path} holds {dtype} values; expected numbers (pixel values)")
+        needed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        available = os.fstat(f.fileno()).st_size - f.tell()
+        if needed > available:
+            raise UserError(f"{path} is truncated: its header says shape {shape} ({needed:,} bytes) but "
+                            f"{available:,} bytes follow")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise UserError(f"{path} is not a readable .npy array ({_one_sentence(error)})") from None
+
+
+def _image_stack(path: Path, array: np.ndarray, width: int, side: int) -> np.ndarray:
+    """`array` as (n, width): one image or a stack, flat or square; any other shape is refused."""
+    square = side * side == width
+    shape = array.shape
+    if array.size == 0:
+        raise UserError(f"{path} holds no images (shape {shape})")
+    if shape == (width,) or (len(shape) == 2 and shape[1] == width):
+        images = array.reshape(-1, width)
+    elif square and (shape == (side, side) or (len(shape) == 3 and shape[1:] == (side, side))):
+        images = array.reshape(-1, width)
+    else:
+        if len(shape) in (2, 3) and shape[-1] == shape[-2]:
+            holds = f"images of {shape[-2]}x{shape[-1]} pixels"
+        elif len(shape) in (1, 2):
+            k = int(round(shape[-1] ** 0.5))
+            holds = f"images of {shape[-1]} pixels" + (f" ({k}x{k})" if k * k == shape[-1] else "")
+        else:
+            holds = "no image layout the model knows"
+        forms = (f"({width},), ({side}, {side}), (n, {width}) or (n, {side}, {side})" if square
+                 else f"({width},) or (n, {width})")
+        raise UserError(f"{path} has shape {shape}, {holds}, but the model takes {_model_input(width, side)}; "
+                        f"give an array of shape {forms}")
+    return images
+
+
+def _model_input(width: int, side: int) -> str:
+    return f"{side}x{side} images ({width} pixels)" if side * side == width else f"{width} inputs"
 
 
 # ---------------------------------------------------------------- helpers
@@ -463,15 +618,24 @@ def _member_path(path: str, member: int, count: int) -> str:
     return str(p.with_name(f"{p.stem}-{member + 1}{p.suffix or '.npz'}"))
 
 
-def _require_matplotlib(option: str) -> None:
+def _check_plot_path(path: str) -> str:
+    """The format matplotlib will write `path` in (its extension), or a UserError before any training."""
     try:
-        import matplotlib  # noqa: F401
+        from matplotlib.backend_bases import FigureCanvasBase
     except ImportError:
-        raise UserError(f"{option} needs matplotlib, which is not installed: "
+        raise UserError("--plot needs matplotlib, which is not installed: "
                         "pip install 'autograd-lite[plot]'") from None
+    supported = FigureCanvasBase.get_supported_filetypes()
+    extension = Path(path).suffix.lower().lstrip(".")
+    if extension not in supported:
+        what = f"'.{extension}' files" if extension else "a file name without an extension"
+        raise UserError(f"--plot {path}: matplotlib cannot write {what}; use one of "
+                        f"{', '.join('.' + e for e in sorted(supported))}")
+    check_output_path(path, "--plot")
+    return extension
 
 
-def _plot(histories, path: str) -> None:
+def _plot(histories, path: str, file_format: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -490,7 +654,8 @@ def _plot(histories, path: str) -> None:
     ax_loss.legend()
     ax_acc.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path, "--plot") as tmp:
+        fig.savefig(tmp, format=file_format, dpi=100)
     plt.close(fig)
 
 

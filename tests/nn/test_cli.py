@@ -114,7 +114,8 @@ def test_predict_from_npy_arrays(saved_model, tmp_path):
 def test_predict_refuses_arrays_of_the_wrong_size_or_range(saved_model, tmp_path):
     np.save(tmp_path / "wide.npy", np.zeros((2, 784)))
     assert_user_error(run_cli("predict", "--model", saved_model, tmp_path / "wide.npy"),
-                      r"shape \(2, 784\); the model needs images of 64 pixels")
+                      r"shape \(2, 784\), images of 784 pixels \(28x28\), but the model takes 8x8 images \(64 "
+                      r"pixels\); give an array of shape \(64,\), \(8, 8\), \(n, 64\) or \(n, 8, 8\)$")
     np.save(tmp_path / "big.npy", np.full(64, 255))
     assert_user_error(run_cli("predict", "--model", saved_model, tmp_path / "big.npy"), "outside 0..16")
 
@@ -192,7 +193,7 @@ def test_bad_option_values_are_usage_errors(args, pattern):
 
 def test_save_into_a_missing_folder_fails_before_training(tmp_path):
     proc = run_cli("train", *FAST, "--save", tmp_path / "no" / "m.npz")
-    assert_user_error(proc, r"--save .*m\.npz: the folder .*no does not exist")
+    assert_user_error(proc, r"--save: the folder '.*no' of '.*m\.npz' does not exist; create it first")
     assert "epoch" not in proc.stdout
 
 
