@@ -153,8 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--model", action="append", required=True, metavar="MODEL.npz",
                     help="a model file from 'train --save'; repeat to average an ensemble")
     pr.add_argument("files", nargs="+", metavar="FILE",
-                    help="a .npy array of raw pixel values (one image or a stack), or an image file: square, "
-                         "the model's size or a multiple of it (8x8, 16x16, 32x32, ... for the digits)")
+                    help="a .npy array of raw pixel values (one image or a stack, the model's size), or an "
+                         "image file of any size (resized to the model's)")
     pr.add_argument("--max-value", type=_positive_float, default=None,
                     help="the largest pixel value of the .npy data (default: 16 for 8x8, 255 for 28x28)")
     pr.set_defaults(run=run_predict)
@@ -470,17 +470,13 @@ def _read_images(path: Path, width: int, side: int, max_value: float) -> np.ndar
             # Pillow only warns between its limit and twice that; an image that large is refused too
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
-                if image.width != image.height or image.width % side:
-                    raise UserError(f"{path} is {image.width}x{image.height} pixels, but the model takes "
-                                    f"{side}x{side} images; give a square image of {side}x{side} pixels or a "
-                                    f"multiple ({2 * side}x{2 * side}, {4 * side}x{4 * side}, ...)")
                 # area averaging, the way the 8x8 digits were made from 32x32 bitmaps
                 gray = np.asarray(image.convert("L").resize((side, side), Image.Resampling.BOX), dtype=np.float64)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         pixels = re.search(r"\((\d+) pixels\) exceeds limit of (\d+)", str(error))
         size = f"{int(pixels[1]):,} pixels, more than the {int(pixels[2]):,} " if pixels else "more pixels than the "
-        raise UserError(f"{path} has {size}Pillow opens safely (it may be a decompression bomb); give an image "
-                        f"of one digit, {side}x{side} pixels or a multiple") from None
+        raise UserError(f"{path} has {size}Pillow opens safely (it may be a decompression bomb); give a smaller "
+                        "image of one digit") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as error:
         raise UserError(f"{path} is not an image Pillow can read ({_one_sentence(error)})") from None
     if gray.mean() > 127:  # dark ink on light paper: the data sets have light digits on black
