@@ -127,6 +127,31 @@ def test_a_failed_rename_leaves_the_previous_file_intact(tmp_path, monkeypatch):
     assert path.read_bytes() == before and os.listdir(tmp_path) == ["m.npz"]
 
 
+@pytest.mark.parametrize("target, expected", [
+    ("", "save: the output path is empty"),
+    ("folder", r"save: '.*folder' is a directory, not a regular file"),
+    ("/dev/null", "save: '/dev/null' is a device, not a regular file"),
+])
+def test_save_refuses_a_target_that_is_not_a_regular_file_and_writes_nothing(tmp_path, monkeypatch,
+                                                                             target, expected):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(ValueError, match=expected) as caught:
+        nn.save(_model(), target)
+    assert "\n" not in str(caught.value)
+    assert sorted(os.listdir(tmp_path)) == ["folder"] and os.listdir(tmp_path / "folder") == []
+
+
+def test_save_through_a_symlink_replaces_the_file_it_points_to_and_keeps_the_link(tmp_path):
+    real, link = tmp_path / "real.npz", tmp_path / "link.npz"
+    nn.save(_model(seed=0), real)
+    link.symlink_to(real)
+    nn.save(_model(seed=1), link)
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    np.testing.assert_array_equal(nn.load(real).eval()(X).data, _model(seed=1)(X).data)
+    assert sorted(os.listdir(tmp_path)) == ["link.npz", "real.npz"]
+
+
 # ---------------------------------------------------------------- bad files
 def test_a_truncated_file_gives_a_clear_error(tmp_path):
     path = tmp_path / "m.npz"
@@ -162,11 +187,22 @@ def test_files_that_are_not_npz_archives_give_a_clear_error(tmp_path):
         nn.load(tmp_path / "missing.npz")
 
 
+class _Payload:
+    """Writes a file when unpickled: proof that a load ran code from the file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
 def test_a_pickled_member_is_never_unpickled(tmp_path):
-    path = tmp_path / "evil.npz"
-    np.savez(path, **{"output.weight": np.array([{"payload": 1}], dtype=object)})
-    with pytest.raises(nn.ModelFileError, match="damaged .npz archive"):
+    path, marker = tmp_path / "evil.npz", tmp_path / "unpickled"
+    np.savez(path, **{"output.weight": np.array([_Payload(str(marker))], dtype=object)})
+    with pytest.raises(nn.ModelFileError, match="holds Python objects, which a model file never does"):
         nn.load(path, _model())
+    assert not marker.exists()
 
 
 def test_a_header_that_is_not_ours_is_refused(tmp_path):
