@@ -2,13 +2,10 @@
 from .tensor import Tensor, tensor
 from .engine import no_grad, enable_grad, set_grad_enabled, is_grad_enabled, GraphReleasedError
 from .engine import grad as autograd_grad
-from .primitives import PRIMITIVES, Primitive, primitive
-from .functions import (
-    as_tensor, negative, absolute, abs, sqrt, exp, log, log1p, expm1, sin, cos, tanh, sigmoid, relu,
-    softplus, add, subtract, multiply, divide, power, maximum, minimum, matmul, where, clip, astype,
-    sum, mean, max, min, var, logsumexp, softmax, log_softmax, reshape, transpose, permute, swapaxes,
-    expand_dims, squeeze, broadcast_to, concatenate, stack, dot, outer,
-)
+from .declaration import PRIMITIVES, Primitive, primitive
+from . import tensor_methods as _tensor_methods  # noqa: F401  (the operators and methods of Tensor)
+from .functions import *  # noqa: F401,F403  (ag.NAME for every declared operation)
+from .functions import as_tensor
 from .gradcheck import gradcheck, GradcheckError
 
 __version__ = "0.1.0"

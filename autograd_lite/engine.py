@@ -175,9 +175,13 @@ def unbroadcast(cotangent: Any, shape: tuple) -> Any:
 
 
 def broadcast_array_or_tensor(value: Any, shape: tuple) -> Any:
-    """`np.broadcast_to` for arrays, the broadcast primitive for Tensors."""
-    from . import primitives
-    return primitives.broadcast_to(value, shape=tuple(shape))
+    """`value` repeated to `shape`: a new array of its own for arrays (the sweep may add into it),
+    the recorded broadcast for Tensors."""
+    if isinstance(value, Tensor):
+        return value.broadcast_to(tuple(shape))
+    out = np.empty(shape, dtype=np.result_type(value))
+    out[...] = value
+    return out
 
 
 class GraphReleasedError(RuntimeError):

@@ -3,6 +3,10 @@
 A Tensor is a leaf (made by the user) or the output of a primitive; outputs of
 primitives applied to tensors that require gradients record their inputs, which is
 the computation graph that `backward()` walks from right to left.
+
+This module depends on nothing else in the package: the operators and the methods that apply
+primitives (`x + y`, `x.sum()`, `x.backward()`) are attached in one place, `tensor_methods.py`,
+once the table of primitives exists.
 """
 from __future__ import annotations
 
@@ -11,7 +15,6 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 ArrayLike = Union["Tensor", np.ndarray, float, int, Sequence]
-_NO_PARAMS: dict = {}  # shared by parameterless primitives; never mutated
 
 
 class Tensor:
@@ -162,16 +165,6 @@ class Tensor:
         return "tensor(" + ", ".join([body] + extras) + ")"
 
     # ---- gradients -------------------------------------------------------------------
-    def backward(self, gradient: Optional[ArrayLike] = None, retain_graph: bool = False,
-                 create_graph: bool = False) -> None:
-        """Back-propagate from this tensor: accumulate d(self)/d(leaf) into every leaf's `.grad`.
-
-        `gradient` is the cotangent to start from (required unless self has one element).
-        The graph is released afterwards unless `retain_graph=True`; `create_graph=True`
-        records the backward pass itself, so the gradients can be differentiated again.
-        """
-        _engine.backward(self, gradient, retain_graph=retain_graph, create_graph=create_graph)
-
     def zero_grad(self) -> None:
         """Forget the accumulated gradient (sets `.grad` to None)."""
         self.grad = None
@@ -196,40 +189,6 @@ class Tensor:
         self.requires_grad = requires_grad
         return self
 
-    # ---- arithmetic -------------------------------------------------------------------
-    # operators go straight to the engine (self is a Tensor, so the primitive would record anyway)
-    def __add__(self, other): return _apply(_P.add, (self, other), _NO_PARAMS)
-    def __radd__(self, other): return _apply(_P.add, (other, self), _NO_PARAMS)
-    def __sub__(self, other): return _apply(_P.subtract, (self, other), _NO_PARAMS)
-    def __rsub__(self, other): return _apply(_P.subtract, (other, self), _NO_PARAMS)
-    def __mul__(self, other): return _apply(_P.multiply, (self, other), _NO_PARAMS)
-    def __rmul__(self, other): return _apply(_P.multiply, (other, self), _NO_PARAMS)
-    def __truediv__(self, other): return _apply(_P.divide, (self, other), _NO_PARAMS)
-    def __rtruediv__(self, other): return _apply(_P.divide, (other, self), _NO_PARAMS)
-    def __neg__(self): return _apply(_P.negative, (self,), _NO_PARAMS)
-    def __pos__(self): return self
-    def __abs__(self): return _apply(_P.absolute, (self,), _NO_PARAMS)
-    def __matmul__(self, other): return _apply(_P.matmul, (self, other), _NO_PARAMS)
-    def __rmatmul__(self, other): return _apply(_P.matmul, (other, self), _NO_PARAMS)
-
-    def __pow__(self, exponent):
-        if isinstance(exponent, (int, float)) and not isinstance(exponent, bool):
-            return _P.power_scalar(self, p=exponent)
-        return _P.power(self, exponent)
-
-    def __rpow__(self, base): return _P.power(base, self)
-
-    # in place: see the class docstring (without these, `W -= x` would rebind W to a new tensor)
-    def __iadd__(self, other): return _in_place(self, np.add, other, "+=")
-    def __isub__(self, other): return _in_place(self, np.subtract, other, "-=")
-    def __imul__(self, other): return _in_place(self, np.multiply, other, "*=")
-    def __itruediv__(self, other): return _in_place(self, np.true_divide, other, "/=")
-    def __ipow__(self, other): return _in_place(self, np.power, other, "**=")
-
-    def __imatmul__(self, other):
-        raise TypeError("@=: in-place matrix multiplication is not supported (it changes the shape "
-                        "unless the right operand is square); write a = a @ b")
-
     # comparisons give plain boolean arrays: they carry no gradient
     def __lt__(self, other): return self.data < _data(other)
     def __le__(self, other): return self.data <= _data(other)
@@ -238,52 +197,9 @@ class Tensor:
     def __eq__(self, other): return self.data == _data(other)
     def __ne__(self, other): return self.data != _data(other)
 
-    def __getitem__(self, index):
-        return _P.getitem(self, index=_F.normalize_index(index, self.shape))
-
     def __iter__(self):
         for i in range(len(self)):
             yield self[i]
-
-    # ---- methods that call the primitives --------------------------------------------------
-    def exp(self): return _P.exp(self)
-    def log(self): return _P.log(self)
-    def log1p(self): return _P.log1p(self)
-    def expm1(self): return _P.expm1(self)
-    def sqrt(self): return _P.sqrt(self)
-    def sin(self): return _P.sin(self)
-    def cos(self): return _P.cos(self)
-    def tanh(self): return _P.tanh(self)
-    def sigmoid(self): return _P.sigmoid(self)
-    def relu(self): return _P.relu(self)
-    def softplus(self): return _P.softplus(self)
-    def abs(self): return _P.absolute(self)
-    def clip(self, lo=None, hi=None): return _F.clip(self, lo, hi)
-
-    def sum(self, axis=None, keepdims: bool = False): return _F.sum(self, axis, keepdims)
-    def mean(self, axis=None, keepdims: bool = False): return _F.mean(self, axis, keepdims)
-    def max(self, axis=None, keepdims: bool = False): return _F.max(self, axis, keepdims)
-    def min(self, axis=None, keepdims: bool = False): return _F.min(self, axis, keepdims)
-    def var(self, axis=None, keepdims: bool = False, ddof: int = 0):
-        return _F.var(self, axis, keepdims, ddof)
-    def logsumexp(self, axis=None, keepdims: bool = False): return _F.logsumexp(self, axis, keepdims)
-    def softmax(self, axis: int = -1): return _F.softmax(self, axis)
-    def log_softmax(self, axis: int = -1): return _F.log_softmax(self, axis)
-
-    def reshape(self, *shape): return _F.reshape(self, shape[0] if len(shape) == 1 else shape)
-    def transpose(self, *axes): return _F.transpose(self, axes[0] if len(axes) == 1 else (axes or None))
-    def permute(self, *axes): return _F.transpose(self, axes[0] if len(axes) == 1 else axes)
-    def swapaxes(self, a: int, b: int): return _F.swapaxes(self, a, b)
-    def expand_dims(self, axis): return _F.expand_dims(self, axis)
-    def squeeze(self, axis=None): return _F.squeeze(self, axis)
-    def broadcast_to(self, shape): return _F.broadcast_to(self, shape)
-    def flatten(self): return _F.reshape(self, (-1,))
-    def astype(self, dtype): return _F.astype(self, dtype)
-    def dot(self, other): return _F.dot(self, other)
-
-    @property
-    def T(self) -> "Tensor":
-        return _F.transpose(self, None)
 
 
 def _data(x: Any) -> Any:
@@ -291,68 +207,9 @@ def _data(x: Any) -> Any:
     return x.data if isinstance(x, Tensor) else x
 
 
-def _in_place(t: Tensor, ufunc: np.ufunc, other: Any, symbol: str) -> Tensor:
-    """`t <symbol> other` written into t's array, where PyTorch would allow it (see Tensor)."""
-    other_is_tensor = isinstance(other, Tensor)
-    if _engine._grad_mode.enabled:
-        if t.requires_grad and t._op is None:
-            raise RuntimeError(
-                f"{symbol}: a leaf Tensor that requires grad{_called(t)} is being used in an in-place "
-                "operation; wrap the update in `with ag.no_grad():` (e.g. "
-                f"`with ag.no_grad(): W {symbol} ...`)")
-        if t.requires_grad:
-            raise RuntimeError(
-                f"{symbol}: the tensor{_called(t)} is the output of '{t._op.name}' in a graph being "
-                "recorded, and in-place operations are not recorded; write it out of place "
-                f"(`y = y {symbol[:-1]} x`), or wrap it in `with ag.no_grad():` if the change must "
-                "not be differentiated")
-        if other_is_tensor and other.requires_grad:
-            raise RuntimeError(
-                f"{symbol}: the right-hand side requires grad, so the result would have to be "
-                "recorded, and in-place operations are not recorded; write it out of place "
-                f"(`y = y {symbol[:-1]} x`), or wrap it in `with ag.no_grad():`")
-    if _engine.jvp_traces and (t._jvp or (other_is_tensor and other._jvp)):
-        raise RuntimeError(f"{symbol}: in-place operations cannot carry forward-mode tangents; "
-                           f"write it out of place (`y = y {symbol[:-1]} x`)")
-    value = other.data if other_is_tensor else other
-    array = t.data
-    shape = np.shape(value)
-    if shape != array.shape and shape != ():
-        try:
-            fits = np.broadcast_shapes(array.shape, shape) == array.shape
-        except ValueError:
-            fits = False
-        if not fits:
-            raise ValueError(f"{symbol}: the right-hand side has shape {shape}, which does not "
-                             f"broadcast to the shape {array.shape} of the tensor it would be "
-                             "written into; an in-place operation cannot change the shape")
-    if not array.flags.writeable:
-        raise ValueError(f"{symbol}: the tensor's array is read-only (e.g. a broadcast view of "
-                         "another array); change a copy instead (`t = t {symbol[:-1]} x`)")
-    try:
-        ufunc(array, value, out=array, casting="same_kind")
-    except TypeError:
-        raise _dtype_error(symbol, ufunc, array, value) from None
-    _engine.increment_version(t)
-    return t
-
-
-def _called(t: Tensor) -> str:
-    return f" ('{t.name}', shape {t.shape})" if t.name else f" (shape {t.shape})"
-
-
-def _dtype_error(symbol: str, ufunc: np.ufunc, array: np.ndarray, value: Any) -> TypeError:
-    """Why `ufunc(array, value, out=array)` failed: a result NumPy's same-kind rule will not store
-    in the array's dtype (int += float), or operands it cannot combine at all."""
-    sample = np.asarray(value).reshape(-1)[:1] if isinstance(value, (np.ndarray, list, tuple)) else value
-    try:
-        result = ufunc(array.reshape(-1)[:1], sample).dtype
-    except TypeError:
-        return TypeError(f"{symbol}: cannot combine this {array.dtype} tensor with "
-                         f"{type(value).__name__} {value!r:.60}")
-    return TypeError(f"{symbol}: the result has dtype {result}, which cannot be written into this "
-                     f"{array.dtype} tensor without changing the kind of its numbers (NumPy's "
-                     f"same-kind rule); convert first: t = t.astype(np.{result})")
+def as_tensor(x: Any) -> Tensor:
+    """x itself if it is a Tensor, else a constant (no-gradient) Tensor around it."""
+    return x if isinstance(x, Tensor) else Tensor(x)
 
 
 def tensor(data: ArrayLike, requires_grad: bool = False, dtype: Any = None,
@@ -362,10 +219,3 @@ def tensor(data: ArrayLike, requires_grad: bool = False, dtype: Any = None,
     Example: `W = tensor(np.zeros((784, 100), np.float32), requires_grad=True, name="W_h")`.
     """
     return Tensor(data, requires_grad=requires_grad, dtype=dtype, name=name)
-
-
-# bound at the end: these modules import Tensor from here
-from . import engine as _engine  # noqa: E402
-from .engine import apply as _apply  # noqa: E402
-from . import primitives as _P  # noqa: E402
-from . import functions as _F  # noqa: E402

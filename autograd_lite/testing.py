@@ -204,3 +204,72 @@ def programs(draw: Any, max_steps: int = 50, max_inputs: int = 3) -> RandomProgr
     if not program.steps:
         program.steps.append(("sin", [0], {}))
     return program
+
+
+class Cases:
+    """What a primitive's test domain draws its inputs with (`Primitive.domain`, in the table):
+    shapes, well-conditioned arrays, axes and choices, from hypothesis' `st.data()`.
+
+    Keeps hypothesis out of the table: a domain is a function `domain(c) -> (fn, inputs)` that
+    calls only these methods, where `fn(*tensors)` applies the primitive to the inputs.
+    """
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+
+    def shape(self, min_dims: int = 0, max_dims: int = 3, min_side: int = 1, max_side: int = 4) -> tuple:
+        """A shape, including 0-d () and size-1 axes."""
+        return self.data.draw(shapes(min_dims, max_dims, min_side, max_side))
+
+    def shapes(self, n: int) -> tuple:
+        """n shapes that broadcast together."""
+        return self.data.draw(broadcastable_shapes(n))
+
+    def array(self, shape: tuple, low: float = -3.0, high: float = 3.0, away_from: Tuple[float, ...] = (),
+              margin: float = 0.05, spread: bool = False, integer: bool = False) -> np.ndarray:
+        """float64 values in [low, high]: at least `margin` from each point of `away_from`
+        (kinks, poles), pairwise apart when `spread` (no ties), whole numbers when `integer`."""
+        if spread:
+            return self.data.draw(spread_arrays(shape, low, high, gap=0.05))
+        if integer:
+            elements = st.integers(int(np.ceil(low)), int(np.floor(high))).map(float)
+            return self.data.draw(hnp.arrays(np.float64, shape, elements=elements))
+        x = self.data.draw(arrays(shape, low=low, high=high))
+        for point in away_from:
+            near = np.abs(x - point) < margin
+            x = np.where(near, point + np.where(x >= point, 2, -2) * margin, x)
+        return x
+
+    def integer(self, low: int, high: int) -> int:
+        return self.data.draw(st.integers(low, high))
+
+    def boolean(self) -> bool:
+        return self.data.draw(st.booleans())
+
+    def choice(self, options: Any) -> Any:
+        return self.data.draw(st.sampled_from(list(options)))
+
+    def permutation(self, n: int) -> tuple:
+        return tuple(self.data.draw(st.permutations(range(n))))
+
+    def axis_argument(self, ndim: int) -> Any:
+        """An `axis=` argument for a reduction over a tensor of `ndim` axes: None, an int or a tuple."""
+        if ndim == 0:
+            return self.choice([None, 0, -1])
+        return self.data.draw(st.one_of(
+            st.none(), st.integers(-ndim, ndim - 1),
+            st.lists(st.integers(0, ndim - 1), min_size=1, max_size=ndim, unique=True).map(tuple)))
+
+
+def draw_case(prim: Any, data: Any) -> Tuple[Any, list]:
+    """(fn, inputs) from a primitive's declared test domain: a function of `Cases`, or, for an
+    elementwise op, the `Values` of each input (on shapes that broadcast together)."""
+    c = Cases(data)
+    if callable(prim.domain):
+        fn, inputs = prim.domain(c)
+        return fn, list(inputs)
+    values = prim.domain
+    shapes_ = c.shapes(len(values))
+    inputs = [c.array(s, v.low, v.high, v.away_from, v.margin, integer=v.integer)
+              for s, v in zip(shapes_, values)]
+    return (lambda *ts: prim(*ts)), inputs

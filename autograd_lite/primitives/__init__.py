@@ -1,0 +1,18 @@
+"""THE table: every primitive declared once, by kind, one file each.
+
+    elementwise.py   add ... astype: out[i] = f(x[i], ...), declared by their slopes
+    shape.py         reshape, transpose, broadcast_to, concatenate, getitem, scatter_add
+    reductions.py    sum, mean, max, min, logsumexp, var, softmax, log_softmax
+    linalg.py        matmul (and dot, outer on top)
+
+Each declaration holds the forward on arrays, the derivative rules, the test domain and the
+public name; `ag.NAME`, the Tensor methods and operators and the table-driven tests are
+generated from it (see `autograd_lite/declaration.py`). Here, each primitive is also reachable by
+its table name: `primitives.sum` is the sum primitive (keyword parameters, arrays or Tensors).
+"""
+from ..declaration import PRIMITIVES, Primitive, check_rules_declared_from_now_on, primitive
+from . import elementwise, shape, reductions, linalg
+
+globals().update(PRIMITIVES)
+BUILTIN_PRIMITIVES = frozenset(PRIMITIVES)
+check_rules_declared_from_now_on()  # users' rules are checked as they run; these are tested

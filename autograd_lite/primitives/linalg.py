@@ -1,0 +1,100 @@
+"""Linear algebra: the matrix product (1-D, 2-D and batched, like np.matmul) and what is built on it.
+
+The lecture's layer Z = A W is one `matmul`; its VJP gives the two products of backprop,
+delta W^T (to the layer below) and A^T delta (the weight gradient).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..declaration import expose, linear_jvp, primitive, public
+from ..tensor import Tensor, as_tensor
+from .shape import reshape, transpose_p
+
+
+def _matmul(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    if x.ndim == 0 or y.ndim == 0:
+        raise ValueError(f"matmul: operands must have at least 1 dimension, got shapes "
+                         f"{x.shape} and {y.shape}; use * to multiply by a scalar")
+    inner_x = x.shape[-1]
+    inner_y = y.shape[0] if y.ndim == 1 else y.shape[-2]
+    if inner_x != inner_y:
+        raise ValueError(f"matmul: shapes {x.shape} and {y.shape} do not align: "
+                         f"{inner_x} != {inner_y}")
+    return np.matmul(x, y)
+
+
+def _mT(a: Any) -> Any:
+    """Swap the last two axes."""
+    if a.ndim == 2:
+        return a.T
+    axes = tuple(range(a.ndim - 2)) + (a.ndim - 1, a.ndim - 2)
+    return transpose_p(a, axes=axes)
+
+
+def _matmul_vjp_x(g: Any, ans: Any, x: Any, y: Any) -> Any:
+    if x.ndim == 1 and y.ndim == 1:
+        return g * y
+    if y.ndim == 1:                       # (..., m, n) @ (n,) -> (..., m)
+        return g.reshape(g.shape + (1,)) * y
+    if x.ndim == 1:                       # (n,) @ (..., n, k) -> (..., k)
+        return (g.reshape(g.shape[:-1] + (1,) + g.shape[-1:]) @ _mT(y)).reshape(
+            g.shape[:-1] + (x.shape[0],))
+    return g @ _mT(y)
+
+
+def _matmul_vjp_y(g: Any, ans: Any, x: Any, y: Any) -> Any:
+    if x.ndim == 1 and y.ndim == 1:
+        return g * x
+    if x.ndim == 1:                       # (n,) @ (..., n, k): outer product x g
+        return x.reshape((x.shape[0], 1)) * g.reshape(g.shape[:-1] + (1,) + g.shape[-1:])
+    if y.ndim == 1:                       # (..., m, n) @ (n,): sum over m and batch of x * g
+        return _mT(x) @ g.reshape(g.shape + (1,))
+    return _mT(x) @ g
+
+
+def _matmul_vjp_y_vector(g, ans, x, y):
+    out = _matmul_vjp_y(g, ans, x, y)
+    if y.ndim == 1 and x.ndim > 1:
+        out = out.reshape(out.shape[:-1])
+    return out
+
+
+matmul_p = primitive(_matmul, "matmul")
+matmul_p.defvjp(_matmul_vjp_x, _matmul_vjp_y_vector, text="g @ W^T, X^T @ g")
+matmul_p.fresh_cotangents = True
+linear_jvp(matmul_p, (0, 1), jointly=False)  # bilinear: t @ y and x @ t
+expose(matmul_p, "matmul", "x @ y for 1-D, 2-D and batched (broadcast leading axes) operands, like np.matmul.",
+       method=False, operator="__matmul__")
+
+
+def _matmul_domain(c: Any) -> tuple:
+    kind = c.choice(["vv", "mv", "vm", "mm", "batched", "broadcast"])
+    n, m, k, b = c.integer(1, 4), c.integer(1, 4), c.integer(1, 4), c.integer(1, 3)
+    sx, sy = {"vv": ((n,), (n,)), "mv": ((m, n), (n,)), "vm": ((n,), (n, k)), "mm": ((m, n), (n, k)),
+              "batched": ((b, m, n), (b, n, k)), "broadcast": ((b, 1, m, n), (2, n, k))}[kind]
+    return (lambda x, y: x @ y), [c.array(sx), c.array(sy)]
+
+
+matmul_p.domain = _matmul_domain
+
+
+@public(method=True)
+def dot(x: Any, y: Any) -> Tensor:
+    """The dot product of vectors, or the matrix product for 1-D and 2-D operands."""
+    x, y = as_tensor(x), as_tensor(y)
+    if x.ndim > 2 or y.ndim > 2:
+        raise ValueError(f"dot: operands of at most 2 dimensions expected, got shapes {x.shape} and "
+                         f"{y.shape}; use matmul for batched products")
+    if x.ndim == 0 or y.ndim == 0:
+        return x * y
+    return matmul_p(x, y)
+
+
+@public
+def outer(x: Any, y: Any) -> Tensor:
+    """The outer product of two vectors (flattened first, like np.outer)."""
+    x, y = as_tensor(x), as_tensor(y)
+    return reshape(x, (-1, 1)) * reshape(y, (1, -1))
