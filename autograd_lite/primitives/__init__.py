@@ -4,6 +4,8 @@
     shape.py         reshape, transpose, broadcast_to, concatenate, getitem, scatter_add
     reductions.py    sum, mean, max, min, logsumexp, var, softmax, log_softmax
     linalg.py        matmul (and dot, outer on top)
+    contractions.py  einsum, tensordot, inner, kron, trace, diagonal, cross
+    scans.py         cumsum, cumprod, sort, take_along_axis
 
 Each declaration holds the forward on arrays, the derivative rules, the test domain and the
 public name; `ag.NAME`, the Tensor methods and operators and the table-driven tests are
@@ -11,7 +13,7 @@ generated from it (see `autograd_lite/declaration.py`). Here, each primitive is 
 its table name: `primitives.sum` is the sum primitive (keyword parameters, arrays or Tensors).
 """
 from ..declaration import PRIMITIVES, Primitive, check_rules_declared_from_now_on, primitive
-from . import elementwise, shape, reductions, linalg
+from . import elementwise, shape, reductions, linalg, contractions, scans
 
 globals().update(PRIMITIVES)
 BUILTIN_PRIMITIVES = frozenset(PRIMITIVES)

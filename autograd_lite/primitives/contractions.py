@@ -1,0 +1,3 @@
+"""Contractions: einsum and the products built on it or beside it (tensordot, inner, kron,
+trace, diagonal, cross)."""
+from __future__ import annotations

@@ -1,0 +1,2 @@
+"""Scans and orderings along one axis: cumulative sums and products, sorting and gathering."""
+from __future__ import annotations
