@@ -89,8 +89,9 @@ class RandomProgram:
     def __call__(self, *xs: Any) -> Any:
         from . import functions as F
         values = list(xs)
+        ops = _operations()
         for name, operands, options in self.steps:
-            values.append(_OPS[name][1](F, *[values[i] for i in operands], **options))
+            values.append(ops[name][1](F, *[values[i] for i in operands], **options))
         return values[-1]
 
     def __repr__(self) -> str:
@@ -150,6 +151,28 @@ _OPS = {
 }
 
 
+def _operations() -> dict:
+    """_OPS, and every other elementwise primitive of the table whose test domain is an interval
+    without kinks inside: its operands squashed into that interval (low + (high - low) sigmoid(v)),
+    so a primitive declared later is fuzzed too."""
+    from .declaration import PRIMITIVES, Values
+    ops = dict(_OPS)
+    for name, prim in PRIMITIVES.items():
+        domain = prim.domain
+        if name in ops or not isinstance(domain, tuple) or not all(
+                isinstance(v, Values) and not v.integer and
+                not any(v.low < point < v.high for point in v.away_from) for v in domain):
+            continue
+        ops[name] = (len(domain), _squashed(prim, domain), None)
+    return ops
+
+
+def _squashed(prim: Any, domain: tuple) -> Any:
+    def replay(F: Any, *operands: Any) -> Any:
+        return prim(*[v.low + (v.high - v.low) * F.sigmoid(x) for v, x in zip(domain, operands)])
+    return replay
+
+
 def _allowed(name: str, shapes: list) -> bool:
     if name in ("sum", "mean", "max", "min", "logsumexp", "var", "softmax", "log_softmax",
                 "getitem", "transpose"):
@@ -163,7 +186,7 @@ def _allowed(name: str, shapes: list) -> bool:
         a, b = shapes
         return len(a) >= 1 and len(b) >= 1 and a[-1] == (b[0] if len(b) == 1 else b[-2]) and (
             len(a) < 2 or len(b) < 2 or _broadcasts(a[:-2], b[:-2]))
-    if _OPS[name][0] == 2:
+    if len(shapes) == 2:
         return _broadcasts(*shapes)
     return True
 
@@ -179,10 +202,11 @@ def programs(draw: Any, max_steps: int = 50, max_inputs: int = 3) -> RandomProgr
     inputs = [rng.uniform(-2, 2, s) for s in input_shapes]
     program = RandomProgram(inputs, [])
     values = [np.asarray(a) for a in inputs]
-    names = sorted(_OPS)
+    ops = _operations()
+    names = sorted(ops)
     for _ in range(draw(st.integers(1, max_steps))):
         name = draw(st.sampled_from(names))
-        arity = _OPS[name][0]
+        arity = ops[name][0]
         # mostly extend the latest value (deep chains), sometimes reuse an earlier one
         first = draw(st.one_of(st.just(len(values) - 1), st.integers(0, len(values) - 1)))
         operands = [first] + [draw(st.integers(0, len(values) - 1)) for _ in range(arity - 1)]
@@ -195,7 +219,7 @@ def programs(draw: Any, max_steps: int = 50, max_inputs: int = 3) -> RandomProgr
         if name == "power_scalar":
             options["p"] = draw(st.sampled_from([2, 3, 0.5, -1, 1.5]))
         from . import functions as F
-        out = _OPS[name][1](F, *[values[i] for i in operands], **options)
+        out = ops[name][1](F, *[values[i] for i in operands], **options)
         out = np.asarray(out.data)
         if out.size == 0 or out.size > 200 or not np.all(np.isfinite(out)):
             continue
