@@ -51,7 +51,9 @@ def resolve_shape(shape: tuple, size: int) -> tuple:
 def normalize_index(index: Any, shape: Tuple[int, ...]) -> tuple:
     """An index as a tuple of slices, ints, None, Ellipsis and integer/boolean arrays.
 
-    Tensors inside become arrays; out-of-range integers raise an IndexError that names the axis.
+    Tensors inside become arrays, an empty list an empty integer array (NumPy's empty selection,
+    where np.asarray would make it float) and a bool a 0-d boolean array (a mask over no axes);
+    out-of-range integers raise an IndexError that names the axis.
     """
     if not isinstance(index, tuple):
         index = (index,)
@@ -61,6 +63,10 @@ def normalize_index(index: Any, shape: Tuple[int, ...]) -> tuple:
             item = item.data
         if isinstance(item, list):
             item = np.asarray(item)
+            if item.size == 0:
+                item = item.astype(np.intp)
+        elif isinstance(item, (bool, np.bool_)):
+            item = np.asarray(item)
         if isinstance(item, np.ndarray) and item.dtype.kind not in "biu":
             raise IndexError(f"getitem: index arrays must be integer or boolean, got dtype {item.dtype}")
         out.append(item)
@@ -68,20 +74,28 @@ def normalize_index(index: Any, shape: Tuple[int, ...]) -> tuple:
     return tuple(out)
 
 
+def _axes_taken(item: Any) -> int:
+    """How many axes of the indexed tensor an index item consumes: a k-d boolean mask k,
+    None and Ellipsis none (the Ellipsis takes what the others leave), anything else one."""
+    if item is None or item is Ellipsis:
+        return 0
+    if isinstance(item, np.ndarray) and item.dtype == bool:
+        return item.ndim
+    return 1
+
+
 def _check_bounds(index: tuple, shape: tuple) -> None:
+    if builtins.sum(1 for i in index if i is Ellipsis) > 1:
+        raise IndexError(f"getitem: an index can only have a single ellipsis ('...'), got {index}")
+    n_fixed = builtins.sum(_axes_taken(i) for i in index)
+    if n_fixed > len(shape):
+        raise IndexError(f"getitem: too many indices for a tensor of shape {shape}")
     axis = 0
-    n_fixed = builtins.sum(1 for i in index if i is not None and i is not Ellipsis and
-                           not (isinstance(i, np.ndarray) and i.dtype == bool))
-    n_fixed += builtins.sum(i.ndim - 1 for i in index if isinstance(i, np.ndarray) and i.dtype == bool)
     for item in index:
-        if item is None:
-            continue
         if item is Ellipsis:
             axis += len(shape) - n_fixed
             continue
-        if axis >= len(shape):
-            raise IndexError(f"getitem: too many indices for a tensor of shape {shape}")
-        if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+        if isinstance(item, (int, np.integer)):
             n = shape[axis]
             if not -n <= item < n:
                 raise IndexError(f"getitem: index {item} is out of range for axis {axis} with size {n} "
@@ -96,6 +110,4 @@ def _check_bounds(index: tuple, shape: tuple) -> None:
             if item.shape != shape[axis:axis + item.ndim]:
                 raise IndexError(f"getitem: boolean mask of shape {item.shape} does not match the "
                                  f"tensor's shape {shape} at axis {axis}")
-            axis += item.ndim
-            continue
-        axis += 1
+        axis += _axes_taken(item)

@@ -142,6 +142,47 @@ def test_indexing_kinds():
     np.testing.assert_array_equal(x.grad.data, [[0, 0, 0, 0], [1, 0, 1, 0], [1, 0, 1, 0]])
 
 
+
+@pytest.mark.parametrize("mask_shape", [(4,), (3, 4), (2, 3, 4)])
+def test_boolean_mask_after_an_ellipsis_takes_as_many_axes_as_it_has(mask_shape):
+    data = np.arange(24.0).reshape(2, 3, 4)
+    mask = np.random.default_rng(0).random(mask_shape) > 0.4
+    x = ag.tensor(data, requires_grad=True)
+    out = x[..., mask]
+    np.testing.assert_array_equal(out.data, data[..., mask])
+    out.sum().backward()
+    np.testing.assert_array_equal(x.grad.data, np.broadcast_to(mask, data.shape))
+
+
+def test_boolean_scalars_add_an_axis_as_in_numpy():
+    data = np.arange(6.0).reshape(2, 3)
+    x = ag.tensor(data)
+    for index in [True, False, (Ellipsis, True), (0, True, 1), (None, True)]:
+        np.testing.assert_array_equal(x[index].data, data[index])
+
+
+@pytest.mark.parametrize("index", [[], (slice(None), []), [[]], ([], []), (Ellipsis, [])])
+def test_an_empty_list_selects_nothing_and_its_gradient_is_zero(index):
+    data = np.arange(12.0).reshape(3, 4)
+    x = ag.tensor(data, requires_grad=True)
+    out = x[index]
+    assert out.shape == data[index].shape and out.size == 0
+    out.sum().backward()
+    np.testing.assert_array_equal(x.grad.data, np.zeros((3, 4)))
+    np.testing.assert_array_equal(ag.scatter_add(np.zeros(out.shape), index, (3, 4)).data, np.zeros((3, 4)))
+
+
+def test_index_errors_name_what_is_wrong():
+    x = ag.tensor(np.zeros((2, 3, 4)))
+    with pytest.raises(IndexError, match="too many indices"):
+        x[..., np.ones((2, 3, 4), bool), 0]
+    with pytest.raises(IndexError, match="single ellipsis"):
+        x[..., 0, ...]
+    with pytest.raises(IndexError, match=r"boolean mask of shape \(3, 4\) does not match"):
+        x[np.ones((3, 4), bool), ...]
+    with pytest.raises(IndexError, match="must be integer or boolean"):
+        x[np.array([], dtype=float)]
+
 def test_matmul_shapes_one_two_and_batched():
     rng = np.random.default_rng(1)
     for sa, sb in [((3,), (3,)), ((2, 3), (3,)), ((3,), (3, 4)), ((2, 3), (3, 4)), ((5, 2, 3), (3, 4)),
