@@ -69,6 +69,7 @@ def value_and_grad(f: Callable[..., Any], argnums: Argnums = 0,
                                 f"got {type(out).__name__}")
             out, aux = out
         _check_scalar(out, "grad")
+        _check_float_output(out, "grad", "f's output")
         if isinstance(out, Tensor) and out.requires_grad:
             grads = engine.grad(out, xs, create_graph=nested)
         else:  # f does not depend on its inputs
@@ -97,28 +98,31 @@ def vjp(f: Callable[..., Any], *primals: Any) -> Tuple[Any, Callable[..., tuple]
         >>> pullback(np.array([1.0, 2.0, 3.0]))
         (array([2., 4., 6.]),)
     """
+    return _vjp(f, primals, "vjp")
+
+
+def _vjp(f: Callable[..., Any], primals: Sequence[Any], op: str) -> Tuple[Any, Callable[..., tuple]]:
+    """`vjp` for the transform named `op` (vjp, or jacobian in reverse mode)."""
     nums = tuple(range(len(primals)))
-    call_args, xs, tensors_in = _differentiable_args(primals, nums, "vjp")
+    call_args, xs, tensors_in = _differentiable_args(primals, nums, op)
     keep_graph = carries_graph(primals)
     nested = keep_graph or enclosed()
     with engine.enable_grad(), _Nested():
         out = f(*call_args)
     outs, out_tuple = _as_tuple(out)
     for k, o in enumerate(outs):
-        if not isinstance(o, (Tensor, np.ndarray, float, int)):
-            raise TypeError(f"vjp: f must return Tensors (or a tuple of them), output {k} is "
-                            f"{type(o).__name__}")
+        _check_float_output(o, op, f"output {k}")
     outs = tuple(o if isinstance(o, Tensor) else Tensor._wrap(np.asarray(o)) for o in outs)
 
     def vjp_fn(cotangents: Any) -> tuple:
         cts, _ = _as_tuple(cotangents) if out_tuple else ((cotangents,), False)
         if len(cts) != len(outs):
-            raise ValueError(f"vjp: f has {len(outs)} outputs but {len(cts)} cotangents were given")
+            raise ValueError(f"{op}: f has {len(outs)} outputs but {len(cts)} cotangents were given")
         seeds = []
         for k, (o, c) in enumerate(zip(outs, cts)):
             shape = c.shape if isinstance(c, Tensor) else np.shape(c)
             if tuple(shape) != o.shape:
-                raise ValueError(f"vjp: cotangent {k} has shape {tuple(shape)} but output {k} has "
+                raise ValueError(f"{op}: cotangent {k} has shape {tuple(shape)} but output {k} has "
                                  f"shape {o.shape}; each cotangent must have its output's shape")
             seeds.append(c if isinstance(c, Tensor) else np.asarray(c, dtype=o.dtype))
         keep = keep_graph or carries_graph(seeds)
@@ -265,6 +269,21 @@ def _check_scalar(out: Any, op: str) -> None:
                          f"{shape}; reduce it first (e.g. .sum()), or use jacobian / vjp")
 
 
+def _check_float_output(out: Any, op: str, which: str) -> None:
+    """Refuse an output that has no derivative: not a Tensor, array or number, or not
+    floating-point (booleans, integers), as PyTorch and JAX refuse them."""
+    if isinstance(out, Tensor):
+        dtype = out.dtype
+    elif isinstance(out, (np.ndarray, np.generic, float, int)):
+        dtype = np.asarray(out).dtype
+    else:
+        raise TypeError(f"{op}: f must return Tensors, arrays or numbers (or a tuple of them), "
+                        f"{which} is {type(out).__name__}")
+    if dtype.kind != "f":
+        raise TypeError(f"{op}: {which} has dtype {dtype}, but only floating-point outputs can be "
+                        "differentiated (convert with .astype(np.float64))")
+
+
 def _pullback(f: Callable[..., Any], args: Sequence[Any], nums: tuple) -> Tuple[tuple, Callable, bool]:
     """f evaluated at args as a function of args[nums] only: (outputs, vjp_fn, outputs were a tuple)."""
     def partial(*xs: Any) -> Any:
@@ -273,7 +292,7 @@ def _pullback(f: Callable[..., Any], args: Sequence[Any], nums: tuple) -> Tuple[
             full[i] = x
         return f(*full)
 
-    out, vjp_fn = vjp(partial, *[args[i] for i in nums])
+    out, vjp_fn = _vjp(partial, [args[i] for i in nums], "jacobian")
     outs, out_tuple = _as_tuple(out)
     return outs, vjp_fn, out_tuple
 
@@ -323,10 +342,14 @@ def _jacobian_fwd(f: Callable[..., Any], args: Sequence[Any], nums: tuple) -> Tu
             douts, out_tuple = _as_tuple(dout)
             if out_shapes is None:
                 outs, _ = _as_tuple(out)
+                for k, o in enumerate(outs):
+                    _check_float_output(o, "jacobian", f"output {k}")
                 out_shapes = [(_shape(o), _dtype(o)) for o in outs]
             cols.append(douts)
         if out_shapes is None:  # an empty input: evaluate once for the output shapes
             outs, out_tuple = _as_tuple(partial(*primals))
+            for k, o in enumerate(outs):
+                _check_float_output(o, "jacobian", f"output {k}")
             out_shapes = [(_shape(o), _dtype(o)) for o in outs]
         columns.append((cols, shape))
     table = []
