@@ -6,7 +6,8 @@ input's test domain: where finite differences are meaningful (away from kinks an
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+import math
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -126,6 +127,74 @@ def where(condition: Any, x: Any, y: Any) -> Any:
     return where_p(condition, x, y)  # arrays in, an array out: the rules call it that way
 
 
+# ---------------------------------------------------------------- more binary ops
+def _mod_domain(c: Any) -> tuple:
+    # mod jumps where x / y is an integer: x = y0 q with q at least 0.1 from every integer, and
+    # y = y0 (1 + d) with |d| <= 0.01, which moves x / y = q / (1 + d) by at most 0.04
+    sx, sy = c.shapes(2)
+    y0 = c.choice([-1.0, 1.0]) * float(c.array((), 0.5, 3.0))
+    q = c.array(sx, away_from=tuple(float(k) for k in range(-3, 4)), margin=0.1)
+    return (lambda x, y: mod(x, y)), [y0 * q, y0 * (1 + c.array(sy, -0.01, 0.01))]
+
+
+# x mod y = x - floor(x / y) y, with the divisor's sign (NumPy's and Python's convention);
+# floor(x / y) is constant between the jumps
+mod = elementwise("mod", np.mod, lambda ans, x, y: 1.0,
+                  lambda ans, x, y: -np.floor(np.divide(_data(x), _data(y))),
+                  text="g, -g * floor(x / y)", operator="__mod__", method=False,
+                  doc="x mod y (x % y) with broadcasting; the result has the sign of y, as in NumPy.")
+mod.domain = _mod_domain
+public(PUBLIC["mod"], name="remainder")
+
+# the angle of the point (x2, x1): d/dx1 = x2 / r**2, d/dx2 = -x1 / r**2; x1 stays away from the
+# branch cut (x1 = 0, x2 < 0), which also keeps r away from 0
+arctan2 = elementwise("arctan2", np.arctan2, lambda ans, x1, x2: x2 / (x1 * x1 + x2 * x2),
+                      lambda ans, x1, x2: -x1 / (x1 * x1 + x2 * x2),
+                      text="g * x2 / (x1**2 + x2**2), -g * x1 / (x1**2 + x2**2)",
+                      domain=[Values(away_from=(0.0,), margin=0.1), Values()], method=False,
+                      doc="The angle of the point (x2, x1) in (-pi, pi], elementwise.")
+
+
+def _over_hypot(x: Any, ans: Any) -> Any:
+    """x / hypot(x, y), taken as 0 where both are 0 (the gradient of a norm at 0, as for abs)."""
+    return x / where(_data(ans) == 0, 1.0, ans)
+
+
+hypot = elementwise("hypot", np.hypot, lambda ans, x1, x2: _over_hypot(x1, ans),
+                    lambda ans, x1, x2: _over_hypot(x2, ans), text="g * x1 / r, g * x2 / r",
+                    domain=[Values(away_from=(0.0,), margin=0.1), Values()], method=False,
+                    doc="sqrt(x1**2 + x2**2) without overflow, elementwise (the gradient at 0 is 0).")
+
+# d/dx log(e**x + e**y) = e**x / (e**x + e**y) = e**(x - ans), never above 1
+logaddexp = elementwise("logaddexp", np.logaddexp, lambda ans, x, y: exp(x - ans),
+                        lambda ans, x, y: exp(y - ans), text="g * exp(x - a), g * exp(y - a)",
+                        method=False, doc="log(exp(x) + exp(y)), stable for large |x| and |y|.")
+logaddexp2 = elementwise("logaddexp2", np.logaddexp2, lambda ans, x, y: exp2(x - ans),
+                         lambda ans, x, y: exp2(y - ans), text="g * 2**(x - a), g * 2**(y - a)",
+                         method=False, doc="log2(2**x + 2**y), stable for large |x| and |y|.")
+
+
+def _share_ignoring_nan(x: Any, y: Any, dtype: np.dtype, larger: bool) -> np.ndarray:
+    """x's share of the gradient of fmax(x, y) (`larger`) or fmin(x, y): maximum's or minimum's,
+    and all of it where only y is NaN, where fmax and fmin return x."""
+    weight = _tie_weight(x, y, dtype) if larger else _tie_weight(y, x, dtype)
+    x_nan, y_nan = np.isnan(_data(x)), np.isnan(_data(y))
+    weight[np.broadcast_to(y_nan & ~x_nan, weight.shape)] = 1
+    return weight
+
+
+fmax = elementwise("fmax", np.fmax, lambda ans, x, y: _share_ignoring_nan(x, y, ans.dtype, True),
+                   lambda ans, x, y: _share_ignoring_nan(y, x, ans.dtype, True),
+                   text="g * [x > y or y is NaN], g * [y > x or x is NaN]", domain=_APART,
+                   method=False, doc="Elementwise max ignoring NaN (NaN only where both are); "
+                                     "on ties the gradient is split evenly.")
+fmin = elementwise("fmin", np.fmin, lambda ans, x, y: _share_ignoring_nan(x, y, ans.dtype, False),
+                   lambda ans, x, y: _share_ignoring_nan(y, x, ans.dtype, False),
+                   text="g * [x < y or y is NaN], g * [y < x or x is NaN]", domain=_APART,
+                   method=False, doc="Elementwise min ignoring NaN (NaN only where both are); "
+                                     "on ties the gradient is split evenly.")
+
+
 # ---------------------------------------------------------------- unary
 negative = primitive(np.negative, "negative")
 negative.defvjp(lambda g, ans, x: -g, text="-g")
@@ -180,6 +249,84 @@ softplus = elementwise("softplus", lambda x: np.logaddexp(0, x), lambda ans, x: 
                        text="g * sigmoid(x)", doc="log(1 + exp(x)), stable for large |x|.")
 
 
+log_sigmoid = elementwise("log_sigmoid", kernels.log_sigmoid, lambda ans, x: sigmoid(-x),
+                          text="g * sigmoid(-x)",
+                          doc="log(sigmoid(x)) = -softplus(-x), stable for large |x|.")
+square = elementwise("square", np.square, lambda ans, x: 2 * x, text="g * 2x", doc="x**2, elementwise.")
+reciprocal = elementwise("reciprocal", np.reciprocal, lambda ans, x: -ans * ans, text="-g / x**2",
+                         domain=[Values(away_from=(0.0,), margin=0.25)], doc="1 / x, elementwise.")
+
+# ---------------------------------------------------------------- trigonometric, hyperbolic
+_BELOW_1 = Values(-0.9, 0.9)  # arcsin, arccos, arctanh: away from the poles of the slope at +-1
+tan = elementwise("tan", np.tan, lambda ans, x: 1 + ans * ans, text="g * (1 + tan(x)**2)",
+                  domain=[Values(-1.2, 1.2)], doc="Tangent, elementwise.")
+arcsin = elementwise("arcsin", np.arcsin, lambda ans, x: 1 / sqrt(1 - x * x), text="g / sqrt(1 - x**2)",
+                     domain=[_BELOW_1], doc="Inverse sine, elementwise, in [-pi/2, pi/2].")
+arccos = elementwise("arccos", np.arccos, lambda ans, x: -1 / sqrt(1 - x * x),
+                     text="-g / sqrt(1 - x**2)", domain=[_BELOW_1],
+                     doc="Inverse cosine, elementwise, in [0, pi].")
+arctan = elementwise("arctan", np.arctan, lambda ans, x: 1 / (1 + x * x), text="g / (1 + x**2)",
+                     doc="Inverse tangent, elementwise, in (-pi/2, pi/2).")
+sinh = elementwise("sinh", np.sinh, lambda ans, x: cosh(x), text="g * cosh(x)",
+                   doc="Hyperbolic sine, elementwise.")
+cosh = elementwise("cosh", np.cosh, lambda ans, x: sinh(x), text="g * sinh(x)",
+                   doc="Hyperbolic cosine, elementwise.")
+arcsinh = elementwise("arcsinh", np.arcsinh, lambda ans, x: 1 / sqrt(x * x + 1),
+                      text="g / sqrt(x**2 + 1)", doc="Inverse hyperbolic sine, elementwise.")
+arccosh = elementwise("arccosh", np.arccosh, lambda ans, x: 1 / sqrt(x * x - 1),
+                      text="g / sqrt(x**2 - 1)", domain=[Values(1.1, 4.0)],
+                      doc="Inverse hyperbolic cosine, elementwise, for x >= 1.")
+arctanh = elementwise("arctanh", np.arctanh, lambda ans, x: 1 / (1 - x * x), text="g / (1 - x**2)",
+                      domain=[_BELOW_1], doc="Inverse hyperbolic tangent, elementwise, for |x| < 1.")
+
+# degrees to radians and back: linear, the slope is the constant factor
+deg2rad = elementwise("deg2rad", np.deg2rad, lambda ans, x: math.pi / 180, text="g * pi / 180",
+                      doc="Degrees to radians, elementwise.")
+rad2deg = elementwise("rad2deg", np.rad2deg, lambda ans, x: 180 / math.pi, text="g * 180 / pi",
+                      doc="Radians to degrees, elementwise.")
+
+# normalized sinc: sin(pi x) / (pi x), 1 at 0. Its slope (cos(pi x) - sinc(x)) / x loses all its
+# digits to cancellation near 0, where its series -pi**2 x / 3 + pi**4 x**3 / 30 - pi**6 x**5 / 840
+# (next term below 3e-15 for |x| < 0.01) is used instead: 0 at x = 0, second derivative included
+_SINC_SERIES = (-math.pi ** 2 / 3, math.pi ** 4 / 30, -math.pi ** 6 / 840)
+
+
+def _sinc_slope(ans: Any, x: Any) -> Any:
+    near_0 = np.abs(_data(x)) < 0.01
+    x2 = x * x
+    series = x * (_SINC_SERIES[0] + x2 * (_SINC_SERIES[1] + x2 * _SINC_SERIES[2]))
+    away = where(near_0, 1.0, x)  # no 0 / 0 in the branch not taken (its gradient would be NaN)
+    return where(near_0, series, (cos(math.pi * away) - ans) / away)
+
+
+sinc = elementwise("sinc", np.sinc, _sinc_slope, text="g * (cos(pi x) - sinc(x)) / x (0 at x = 0)",
+                   doc="The normalized sinc sin(pi x) / (pi x), elementwise (1 at x = 0).")
+
+# ---------------------------------------------------------------- logarithms, exponentials
+_LN2, _LN10 = math.log(2.0), math.log(10.0)  # Python floats: float32 stays float32
+log2 = elementwise("log2", np.log2, lambda ans, x: 1 / (x * _LN2), text="g / (x ln 2)",
+                   domain=[POSITIVE], doc="Base-2 logarithm, elementwise.")
+log10 = elementwise("log10", np.log10, lambda ans, x: 1 / (x * _LN10), text="g / (x ln 10)",
+                    domain=[POSITIVE], doc="Base-10 logarithm, elementwise.")
+exp2 = elementwise("exp2", np.exp2, lambda ans, x: ans * _LN2, text="g * 2**x ln 2",
+                   doc="2**x, elementwise.")
+
+# ---------------------------------------------------------------- steps: slope 0 between the jumps
+def _flat(ans: Any, *inputs: Any) -> np.ndarray:
+    """The slope of a step function: 0 wherever it is differentiable (everywhere but the jumps,
+    where it is taken as 0 too)."""
+    return np.zeros_like(_data(ans))
+
+
+_AWAY_FROM_INTEGERS = Values(away_from=tuple(float(k) for k in range(-3, 4)))
+sign = elementwise("sign", np.sign, _flat, text="0", domain=[AWAY_FROM_0],
+                   doc="-1, 0 or 1 by the sign of x, elementwise (the gradient is 0).")
+floor = elementwise("floor", np.floor, _flat, text="0", domain=[_AWAY_FROM_INTEGERS],
+                    doc="The largest integer <= x, elementwise (the gradient is 0).")
+ceil = elementwise("ceil", np.ceil, _flat, text="0", domain=[_AWAY_FROM_INTEGERS],
+                   doc="The smallest integer >= x, elementwise (the gradient is 0).")
+
+
 # ---------------------------------------------------------------- with parameters
 def _clip_mask(x: Any, lo: Any, hi: Any) -> np.ndarray:
     x = _data(x)
@@ -211,6 +358,62 @@ def clip(x: Any, lo: Any = None, hi: Any = None) -> Tensor:
     if lo is not None and hi is not None and np.any(np.asarray(lo) > np.asarray(hi)):
         raise ValueError(f"clip: lo ({lo}) is greater than hi ({hi})")
     return clip_p(as_tensor(x), lo=lo, hi=hi)
+
+
+def _round_domain(c: Any) -> tuple:
+    decimals = c.choice([0, 1, -1])
+    # round jumps where x * 10**decimals is half an integer
+    halves = tuple(k + 0.5 for k in range(-4, 4))
+    x = c.array(c.shape(), away_from=halves) / 10.0 ** decimals
+    return (lambda t: round(t, decimals)), [x]
+
+
+round_p = primitive(lambda x, decimals: np.round(x, decimals), "round")
+round_p.defvjp(lambda g, ans, x, decimals: g * _flat(ans), text="0")
+round_p.defjvp(lambda t, ans, x, decimals: t * _flat(ans))
+round_p.domain = _round_domain
+
+
+@public(method=True)
+def round(x: Any, decimals: int = 0) -> Tensor:
+    """x rounded to `decimals` decimal places (negative: to tens, hundreds...), halves to even as
+    in NumPy; the gradient is 0."""
+    if isinstance(decimals, bool) or not isinstance(decimals, (int, np.integer)):
+        raise TypeError(f"round: decimals must be an integer, got {decimals!r}")
+    return round_p(as_tensor(x), decimals=int(decimals))
+
+
+def _nan_to_num_domain(c: Any) -> tuple:
+    # some elements NaN or infinite, where the gradient is 0, as finite differences see it; the
+    # replacements are moderate (the default 1.8e308 would drown the differences of the others)
+    x = c.array(c.shape())
+    x[c.array(x.shape) > 1.5] = c.choice([np.nan, np.inf, -np.inf])
+    nan, posinf, neginf = c.choice([(0.0, 5.0, -5.0), (-1.0, 100.0, -100.0)])
+    return (lambda t: nan_to_num(t, nan, posinf, neginf)), [x]
+
+
+nan_to_num_p = primitive(lambda x, nan, posinf, neginf: np.nan_to_num(x, nan=nan, posinf=posinf,
+                                                                      neginf=neginf), "nan_to_num")
+nan_to_num_p.defvjp(lambda g, ans, x, nan, posinf, neginf: g * np.isfinite(_data(x)),
+                    text="g * [x is finite]")
+nan_to_num_p.defjvp(lambda t, ans, x, nan, posinf, neginf: t * np.isfinite(_data(x)))
+nan_to_num_p.domain = _nan_to_num_domain
+
+
+@public(method=True)
+def nan_to_num(x: Any, nan: float = 0.0, posinf: Optional[float] = None,
+               neginf: Optional[float] = None) -> Tensor:
+    """x with NaN replaced by `nan`, +inf by `posinf` and -inf by `neginf` (None: the largest
+    finite number of x's dtype, or its negative), as in NumPy. The gradient passes where x is
+    finite and is 0 where a value was replaced."""
+    for label, value in (("nan", nan), ("posinf", posinf), ("neginf", neginf)):
+        if value is None and label != "nan":
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"nan_to_num: {label} must be a real number"
+                            f"{'' if label == 'nan' else ' or None'}, got {value!r}")
+    return nan_to_num_p(as_tensor(x), nan=float(nan), posinf=None if posinf is None else float(posinf),
+                        neginf=None if neginf is None else float(neginf))
 
 
 def _astype_domain(c: Any) -> tuple:
