@@ -32,7 +32,7 @@ import numpy as np
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 from autograd_lite import kernels  # noqa: E402
-from autograd_lite.kernels import reference  # noqa: E402
+from autograd_lite.kernels import dispatch, reference  # noqa: E402
 from report import pyplot, save_figure, write_json  # noqa: E402
 
 Call = Callable[[], object]
@@ -101,24 +101,24 @@ class _Forced:
         self.name, self.variant = name, variant
 
     def __enter__(self) -> None:
-        self.saved = kernels.THRESHOLDS[self.name], kernels._core_to_spare
-        kernels.THRESHOLDS[self.name] = self.SETTINGS[self.variant]
-        kernels._core_to_spare = lambda: True
+        self.saved = dispatch.THRESHOLDS[self.name], dispatch.core_to_spare
+        dispatch.THRESHOLDS[self.name] = self.SETTINGS[self.variant]
+        dispatch.core_to_spare = lambda: True
 
     def __exit__(self, *exc) -> None:
-        kernels.THRESHOLDS[self.name], kernels._core_to_spare = self.saved
+        dispatch.THRESHOLDS[self.name], dispatch.core_to_spare = self.saved
 
 
 def _has_parallel(name: str) -> bool:
-    limits = kernels.THRESHOLDS[name]
+    limits = dispatch.THRESHOLDS[name]
     return any(lim[1] is not None for lim in (limits.values() if isinstance(limits, dict) else [limits]))
 
 
 def _default_variant(name: str, size: int, dtype: str) -> str:
-    """What kernels runs by default on `size` elements now (as kernels._kernel decides)."""
-    limits = kernels.THRESHOLDS[name]
+    """What kernels runs by default on `size` elements now (as dispatch.kernel decides)."""
+    limits = dispatch.THRESHOLDS[name]
     serial_from, parallel_from = limits[dtype] if isinstance(limits, dict) else limits
-    if parallel_from is not None and size >= parallel_from and kernels._core_to_spare():
+    if parallel_from is not None and size >= parallel_from and dispatch.core_to_spare():
         return "parallel"
     return "serial" if size >= serial_from else "numpy"
 
@@ -309,7 +309,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     print(f"numpy {np.__version__}, Python {platform.python_version()}, {os.cpu_count()} cores, "
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}, "
           f"load average {os.getloadavg()[0]:.2f}; a core to spare for the parallel kernels "
-          f"now: {'yes' if kernels._core_to_spare() else 'no (the default runs them serially)'}")
+          f"now: {'yes' if dispatch.core_to_spare() else 'no (the default runs them serially)'}")
     # compile everything first, so that the table measures running, not compiling
     for dtype in args.dtypes:
         for name in args.kernels:
@@ -322,7 +322,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     result = {"machine": {"python": platform.python_version(), "numpy": np.__version__,
                           "cores": os.cpu_count(), "platform": platform.platform(),
                           "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE")},
-              "classes": args.classes, "thresholds": kernels.THRESHOLDS, "results": rows}
+              "classes": args.classes, "thresholds": dispatch.THRESHOLDS, "results": rows}
     try:
         import numba
         result["machine"]["numba"] = numba.__version__

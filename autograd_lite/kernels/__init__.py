@@ -1,10 +1,11 @@
 """Fast kernels for the hot paths: Numba loops that make one pass over memory, with NumPy twins.
 
-Each function here takes and returns NumPy arrays and picks, per call, one of three
+Each function here takes and returns NumPy arrays and runs, per call, one of three
 implementations: the NumPy twin (`kernels.reference`), the serial Numba kernel, or its
-parallel (`prange`) version, by the array's size against `THRESHOLDS` (sizes measured with
-`benchmarks/kernels.py` on a 2-core machine). `set_kernels("numpy")`, or the environment
-variable AUTOGRAD_LITE_KERNELS=numpy, runs the twins everywhere, for debugging and comparison.
+parallel (`prange`) version; `kernels.dispatch` decides which, by the array's dtype, layout and
+size against `THRESHOLDS` (sizes measured with `benchmarks/kernels.py` on a 2-core machine).
+`set_kernels("numpy")`, or the environment variable AUTOGRAD_LITE_KERNELS=numpy, runs the twins
+everywhere, for debugging and comparison.
 
 Nothing is compiled, nor is Numba imported, until a kernel first runs; compiled code is
 cached on disk (`cache=True`), so the next process starts warm. The kernels take float32 and
@@ -17,175 +18,27 @@ are copied first.
 from __future__ import annotations
 
 import math
-import os
-import warnings
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
 from . import reference
+from .dispatch import BACKENDS, THRESHOLDS, get_kernels, set_kernels
+from .dispatch import binary as _binary
+from .dispatch import by_rows as _by_rows
+from .dispatch import contiguous as _contiguous
+from .dispatch import kernel as _kernel
+from .dispatch import unary as _unary
 
-BACKENDS = ("numba", "numpy")
+__all__ = ["BACKENDS", "THRESHOLDS", "ACTIVATIONS", "set_kernels", "get_kernels",
+           "sigmoid", "sigmoid_backward", "tanh", "tanh_backward", "relu", "relu_backward",
+           "softplus", "log_sigmoid", "dropout", "softmax", "log_softmax", "logsumexp",
+           "check_labels", "softmax_cross_entropy", "bce_with_logits", "bce_with_logits_total",
+           "linear", "bias_activation", "activation_backward", "linear_backward",
+           "linear_backward_codes", "add_scaled", "sgd_update", "adam_update"]
+
 ACTIVATIONS = (None, "sigmoid", "tanh", "relu")
 _ACTIVATION_CODES = {None: 0, "sigmoid": 1, "tanh": 2, "relu": 3}  # as in jitted.py
-
-# (serial_from, parallel_from): the number of elements from which the serial kernel runs instead
-# of the NumPy twin, and from which the parallel kernel runs (None: never); a dict gives them
-# per dtype. Measured with `python benchmarks/kernels.py` on 2 cores. Kernels that compute
-# exp / log beat their twins from the first element; those that only move memory pay from
-# about 1000 elements (below, the twin's lower call overhead wins). NumPy's SIMD tanh (and its
-# float32 exp / log1p, for softplus and log_sigmoid) beats the serial kernel at every size:
-# there only the parallel kernel runs. The parallel kernels run from 10^6 elements, and only
-# when a core is free (`_core_to_spare`); a memory-bound loop gains little from a second core.
-_INF = float("inf")
-_PARALLEL_FROM = 1_000_000
-THRESHOLDS: Dict[str, object] = {
-    "sigmoid": (1, _PARALLEL_FROM),
-    "sigmoid_backward": (1_000, None),
-    "tanh": {"float32": (_INF, None), "float64": (_INF, _PARALLEL_FROM)},
-    "tanh_backward": (1_000, None),
-    "relu": (1_000, None),
-    "relu_backward": (1_000, None),
-    "softplus": {"float32": (_INF, _PARALLEL_FROM), "float64": (1, _PARALLEL_FROM)},
-    "log_sigmoid": {"float32": (_INF, _PARALLEL_FROM), "float64": (1, _PARALLEL_FROM)},
-    "dropout": (1_000, None),
-    "softmax": (1, _PARALLEL_FROM),
-    "log_softmax": (1, _PARALLEL_FROM),
-    "logsumexp": (1, _PARALLEL_FROM),
-    "softmax_cross_entropy": (1, _PARALLEL_FROM),
-    "bce_with_logits": (1, _PARALLEL_FROM),
-    "bias_activation": (1, _PARALLEL_FROM),
-    "linear_backward": (1, None),
-    "sgd_update": (1, None),
-    "add_scaled": (1, None),
-    "adam_update": (1, None),
-}
-_FLOAT_NAMES = {"f": "float32", "d": "float64"}  # dtype.char -> name (dtype.name is slow)
-_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def _backend_from_environment() -> str:
-    """The starting backend. An unknown value warns and falls back to the default rather than
-    raising: it is read at import, where an exception would make the package unimportable."""
-    value = os.environ.get("AUTOGRAD_LITE_KERNELS", "")
-    name = value.strip().lower() or BACKENDS[0]
-    if name not in BACKENDS:
-        warnings.warn(f"AUTOGRAD_LITE_KERNELS={value!r} is not a kernel backend: the accepted values "
-                      f"are {' and '.join(map(repr, BACKENDS))}; using {BACKENDS[0]!r}",
-                      RuntimeWarning, stacklevel=2)
-        return BACKENDS[0]
-    return name
-
-
-_backend = _backend_from_environment()
-_jitted = None  # the module of Numba kernels, imported on first use
-
-
-def set_kernels(name: str) -> str:
-    """Run the Numba kernels ("numba", the default) or their NumPy twins ("numpy") from now on.
-
-    Returns the previous setting, so a caller can restore it. The environment variable
-    AUTOGRAD_LITE_KERNELS sets the starting value.
-    """
-    global _backend
-    if name not in BACKENDS:
-        raise ValueError(f"set_kernels: expected one of {BACKENDS}, got {name!r}")
-    previous, _backend = _backend, name
-    return previous
-
-
-def get_kernels() -> str:
-    """"numba" or "numpy": which implementation the kernels run."""
-    return _backend
-
-
-def _jit():
-    """The jitted module, imported on first use; without Numba, fall back to the twins."""
-    global _jitted, _backend
-    if _jitted is None:
-        try:
-            from . import jitted
-        except ImportError as error:
-            warnings.warn(f"autograd_lite.kernels: Numba is not usable ({error}); "
-                          "running the NumPy twins instead", RuntimeWarning, stacklevel=3)
-            _backend = "numpy"
-            return None
-        _jitted = jitted
-    return _jitted
-
-
-def _kernel(name: str, x: np.ndarray, *others: np.ndarray):
-    """The Numba kernel to run on x (by its size and dtype), or None for the NumPy twin. The
-    kernels take ndarrays of one dtype, float32 or float64: x, and `others` of x's shape."""
-    if _backend != "numba" or type(x) is not np.ndarray:
-        return None
-    dtype = x.dtype
-    char = dtype.char
-    if char != "f" and char != "d":
-        return None
-    for other in others:
-        if type(other) is not np.ndarray or other.dtype != dtype or other.shape != x.shape:
-            return None
-    limits = THRESHOLDS[name]
-    serial_from, parallel_from = limits[_FLOAT_NAMES[char]] if type(limits) is dict else limits
-    size = x.size
-    if parallel_from is not None and size >= parallel_from and _core_to_spare():
-        variant = 1
-    elif size >= serial_from:
-        variant = 0
-    else:
-        return None
-    pair = _RESOLVED.get(name)
-    if pair is None:
-        module = _jitted or _jit()
-        if module is None:
-            return None
-        pair = _RESOLVED[name] = (getattr(module, name), getattr(module, name + "_parallel", None))
-    return pair[variant]
-
-
-_RESOLVED: Dict[str, tuple] = {}  # name -> (serial kernel, parallel kernel or None), once imported
-
-
-def _core_to_spare() -> bool:
-    """Whether a parallel loop would get a second core now: fewer threads ready to run than
-    cores (Linux counts them, this one included, in /proc/loadavg). With every core busy the
-    loop's threads wait for time slices (milliseconds each) and it runs far slower than the
-    serial loop; the 1-minute load average reacts too slowly to tell."""
-    try:
-        with open("/proc/loadavg", "rb") as f:
-            running = int(f.read().split()[3].split(b"/")[0])
-    except (OSError, ValueError, IndexError):  # not Linux: fall back on the load average
-        try:
-            return os.getloadavg()[0] < _CORES - 0.5
-        except (AttributeError, OSError):
-            return _CORES > 1
-    return running < _CORES
-
-
-def _contiguous(x: np.ndarray) -> np.ndarray:
-    """x, or a C-contiguous copy of it (np.ascontiguousarray would make a 0-d array 1-d)."""
-    return x if x.flags.c_contiguous else np.ascontiguousarray(x)
-
-
-def _unary(name: str, twin, x: np.ndarray) -> np.ndarray:
-    kernel = _kernel(name, x)
-    if kernel is None:
-        return twin(x)
-    x = _contiguous(x)
-    out = np.empty(x.shape, x.dtype)
-    kernel(x.reshape(-1), out.reshape(-1))
-    return out
-
-
-def _binary(name: str, twin, g: np.ndarray, a: np.ndarray) -> np.ndarray:
-    kernel = _kernel(name, g, a)
-    if kernel is None:
-        return twin(g, a)
-    g, a = _contiguous(g), _contiguous(a)
-    out = np.empty(g.shape, g.dtype)
-    kernel(g.reshape(-1), a.reshape(-1), out.reshape(-1))
-    return out
 
 
 # ---------------------------------------------------------------- elementwise
@@ -259,13 +112,8 @@ def _rows(name: str, x: np.ndarray, reduce: bool) -> np.ndarray:
     if np.ndim(x) == 0:
         raise ValueError(f"{name}: needs at least 1 dimension (it works over the last axis), "
                          "got a 0-d array")
-    kernel = _kernel(name, x) if x.size else None
-    if kernel is None:
-        return getattr(reference, name)(x)
-    rows = _contiguous(x).reshape(-1, x.shape[-1])           # (rows, last axis)
-    out = np.empty(rows.shape[:1] if reduce else rows.shape, x.dtype)
-    kernel(rows, out)
-    return out.reshape(x.shape[:-1] if reduce else x.shape)
+    out = _by_rows(name, x, x.ndim - 1, reduce)
+    return getattr(reference, name)(x) if out is None else out
 
 
 def softmax(x: np.ndarray) -> np.ndarray:

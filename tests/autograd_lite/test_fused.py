@@ -17,6 +17,7 @@ from hypothesis import given, strategies as st
 
 import autograd_lite as ag
 from autograd_lite import fused, kernels
+from autograd_lite.kernels import dispatch
 from autograd_lite import primitives as P
 from autograd_lite.forward import jvp
 
@@ -65,14 +66,14 @@ FUSED_CASES: Dict[str, Callable[[np.random.Generator], Case]] = {
 @contextmanager
 def implementation(name: str):
     """"kernels": every kernel runs whatever the size; "numpy": the NumPy twins."""
-    saved = kernels.THRESHOLDS, kernels._backend
+    saved = dispatch.THRESHOLDS, dispatch._backend
     if name == "kernels":
-        kernels.THRESHOLDS = {k: (0, None) for k in saved[0]}
-    kernels._backend = "numba" if name == "kernels" else "numpy"
+        dispatch.THRESHOLDS = {k: (0, None) for k in saved[0]}
+    dispatch._backend = "numba" if name == "kernels" else "numpy"
     try:
         yield
     finally:
-        kernels.THRESHOLDS, kernels._backend = saved
+        dispatch.THRESHOLDS, dispatch._backend = saved
 
 
 IMPLEMENTATIONS = pytest.mark.parametrize("impl", ["kernels", "numpy"])

@@ -22,7 +22,7 @@ from hypothesis.extra import numpy as hnp
 
 import autograd_lite as ag
 from autograd_lite import fused, kernels
-from autograd_lite.kernels import jitted, reference
+from autograd_lite.kernels import dispatch, jitted, reference
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DTYPES = [np.float64, np.float32]
@@ -35,15 +35,15 @@ VARIANTS = pytest.mark.parametrize("variant", ["serial", "parallel"])
 @contextmanager
 def forced(variant: str):
     """Every kernel runs (thresholds 0), serial or parallel, whatever the machine's load."""
-    saved = kernels.THRESHOLDS, kernels._core_to_spare, kernels._backend
-    kernels.THRESHOLDS = {name: (0, 0 if variant == "parallel" and hasattr(jitted, name + "_parallel")
-                                 else None) for name in saved[0]}
-    kernels._core_to_spare = lambda: True
-    kernels._backend = "numba"
+    saved = dispatch.THRESHOLDS, dispatch.core_to_spare, dispatch._backend
+    dispatch.THRESHOLDS = {name: (0, 0 if variant == "parallel" and hasattr(jitted, name + "_parallel")
+                                  else None) for name in saved[0]}
+    dispatch.core_to_spare = lambda: True
+    dispatch._backend = "numba"
     try:
         yield
     finally:
-        kernels.THRESHOLDS, kernels._core_to_spare, kernels._backend = saved
+        dispatch.THRESHOLDS, dispatch.core_to_spare, dispatch._backend = saved
 
 
 def assert_close(actual, expected, dtype, scale=0.0):
@@ -348,11 +348,11 @@ def test_updates_of_non_contiguous_parameters_happen_in_place():
 
 # ---------------------------------------------------------------- the switch
 def test_set_kernels_runs_the_numpy_twins_and_returns_the_previous_setting(monkeypatch):
-    monkeypatch.setattr(kernels, "THRESHOLDS", {name: (0, None) for name in kernels.THRESHOLDS})
+    monkeypatch.setattr(dispatch, "THRESHOLDS", {name: (0, None) for name in dispatch.THRESHOLDS})
     previous = ag.set_kernels("numpy")
     try:
         assert ag.get_kernels() == "numpy"
-        assert kernels._kernel("sigmoid", np.ones(10 ** 6)) is None
+        assert dispatch.kernel("sigmoid", np.ones(10 ** 6)) is None
         x = np.linspace(-5, 5, 101)
         np.testing.assert_array_equal(kernels.sigmoid(x), reference.sigmoid(x))
     finally:
