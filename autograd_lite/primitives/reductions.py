@@ -1,4 +1,5 @@
-"""Reductions over axes (sum, mean, max, min, logsumexp, var) and the softmax family.
+"""Reductions over axes (sum, mean, max, min, argmax, argmin, logsumexp, var, std, norm) and the
+softmax family.
 
 A reduction's cotangent is broadcast back over the reduced axes; `axis` reaches the primitive
 as None (all axes) or a sorted tuple of non-negative ints (normalized by the public function).
@@ -13,8 +14,9 @@ import numpy as np
 from ..arguments import Axis, normalize_axis, one_axis
 from ..declaration import primitive, public
 from ..tensor import Tensor, _data, as_tensor
-from .elementwise import exp
-from .shape import broadcast_to_p
+# _over_hypot: x / r, taken as 0 where the norm r is 0 (the gradient of a norm at 0, as for abs)
+from .elementwise import _over_hypot, absolute, exp
+from .shape import broadcast_to_p, reshape
 
 
 def _reduced_shape(shape: tuple, axis: Optional[tuple]) -> tuple:
@@ -133,6 +135,31 @@ max_p.domain = reduction_domain(max, spread=True)
 min_p.domain = reduction_domain(min, spread=True)
 
 
+def _arg_extreme(name: str, find: Callable, x: Any, axis: Optional[int], keepdims: bool) -> Tensor:
+    x = as_tensor(x)
+    if axis is not None:
+        axis = one_axis(axis, builtins.max(x.ndim, 1), name)  # NumPy takes axis 0 of a 0-d x
+    if x.size == 0 and (axis is None or x.shape[axis] == 0):
+        raise ValueError(f"{name}: cannot search an empty axis (tensor of shape {x.shape}, axis "
+                         f"{axis}): there is no element to point to")
+    return Tensor(find(x.data, axis=axis, keepdims=bool(keepdims)))
+
+
+@public(method=True)
+def argmax(x: Any, axis: Optional[int] = None, keepdims: bool = False) -> Tensor:
+    """The index of the maximum along `axis` (in the flattened x when None; the first of tied
+    maxima), as np.argmax. An integer Tensor that carries no gradient (it does not change
+    under small changes of x): use it to index, or `max` for a differentiable value."""
+    return _arg_extreme("argmax", np.argmax, x, axis, keepdims)
+
+
+@public(method=True)
+def argmin(x: Any, axis: Optional[int] = None, keepdims: bool = False) -> Tensor:
+    """The index of the minimum along `axis` (in the flattened x when None; the first of tied
+    minima), as np.argmin. An integer Tensor that carries no gradient."""
+    return _arg_extreme("argmin", np.argmin, x, axis, keepdims)
+
+
 # ---------------------------------------------------------------- logsumexp, var
 def _logsumexp(x: np.ndarray, axis: Optional[tuple], keepdims: bool) -> np.ndarray:
     """log(sum(exp(x))) = m + log(sum(exp(x - m))), m = max(x): no overflow at +-1000."""
@@ -172,6 +199,17 @@ def _centered(x: Any, axis: Optional[tuple]) -> Any:
     return x - x.mean(axis=axis, keepdims=True)
 
 
+def _degrees_of_freedom(op: str, x: Tensor, axis: Optional[tuple], ddof: Any) -> None:
+    """Refuse a ddof that is not a number, or that leaves n - ddof <= 0 (a division by zero
+    or by a negative count, where NumPy warns and returns inf or NaN)."""
+    if isinstance(ddof, bool) or not isinstance(ddof, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{op}: ddof must be a number, got {ddof!r}")
+    n = _count(x.shape, axis)
+    if n - ddof <= 0:
+        raise ValueError(f"{op}: ddof={ddof} leaves no degrees of freedom: the reduced axes of the "
+                         f"tensor of shape {x.shape} hold {n} elements (n - ddof must be positive)")
+
+
 var_p = primitive(lambda x, axis, keepdims, ddof: np.var(x, axis=axis, keepdims=keepdims, ddof=ddof), "var")
 var_p.defvjp(lambda g, ans, x, axis, keepdims, ddof:
             _expand(g, x, axis, keepdims) * _centered(x, axis) * (2.0 / (_count(x.shape, axis) - ddof)),
@@ -182,18 +220,160 @@ var_p.defjvp(lambda t, ans, x, axis, keepdims, ddof:
 
 @public(method=True)
 def var(x: Any, axis: Axis = None, keepdims: bool = False, ddof: int = 0) -> Tensor:
-    """Variance over `axis`, dividing by n - ddof."""
+    """Variance over `axis`, dividing by n - ddof (which must be positive)."""
     x = as_tensor(x)
-    return var_p(x, axis=normalize_axis(axis, x.ndim, "var"), keepdims=bool(keepdims), ddof=ddof)
+    axes = normalize_axis(axis, x.ndim, "var")
+    _degrees_of_freedom("var", x, axes, ddof)
+    return var_p(x, axis=axes, keepdims=bool(keepdims), ddof=ddof)
 
 
-def _var_domain(c: Any) -> tuple:
-    x = c.array(c.shape(min_dims=1, min_side=2))
-    axis, keepdims, ddof = c.axis_argument(x.ndim), c.boolean(), c.choice([0, 1])
-    return (lambda t: var(t, axis=axis, keepdims=keepdims, ddof=ddof)), [x]
+# d std / d x = (x - mean) / ((n - ddof) std): sqrt(var)'s slope, 0 where all values are equal
+def _std_slope(ans: Any, x: Any, axis: Optional[tuple], ddof: Any) -> Any:
+    spread = ans.reshape(_reduced_shape(x.shape, axis))
+    return _over_hypot(_centered(x, axis), spread) / (_count(x.shape, axis) - ddof)
 
 
-var_p.domain = _var_domain
+std_p = primitive(lambda x, axis, keepdims, ddof: np.std(x, axis=axis, keepdims=keepdims, ddof=ddof), "std")
+std_p.defvjp(lambda g, ans, x, axis, keepdims, ddof: _expand(g, x, axis, keepdims) * _std_slope(ans, x, axis, ddof),
+             text="g * (x - mean) / ((n - ddof) std), 0 where std = 0")
+std_p.defjvp(lambda t, ans, x, axis, keepdims, ddof:
+             (t * _std_slope(ans, x, axis, ddof)).sum(axis=axis, keepdims=keepdims))
+
+
+@public(method=True)
+def std(x: Any, axis: Axis = None, keepdims: bool = False, ddof: int = 0) -> Tensor:
+    """Standard deviation over `axis`, sqrt(var(x, axis, ddof=ddof)) as np.std. Where all the
+    values are equal, the gradient is 0 (a subgradient, as for abs at 0), not NaN."""
+    x = as_tensor(x)
+    axes = normalize_axis(axis, x.ndim, "std")
+    _degrees_of_freedom("std", x, axes, ddof)
+    return std_p(x, axis=axes, keepdims=bool(keepdims), ddof=ddof)
+
+
+def _moment_domain(fn: Callable, spread: bool) -> Callable:
+    def domain(c: Any) -> tuple:
+        x = c.array(c.shape(min_dims=1, min_side=2), spread=spread)
+        axis, keepdims, ddof = c.axis_argument(x.ndim), c.boolean(), c.choice([0, 1])
+        return (lambda t: fn(t, axis=axis, keepdims=keepdims, ddof=ddof)), [x]
+    return domain
+
+
+var_p.domain = _moment_domain(var, spread=False)
+std_p.domain = _moment_domain(std, spread=True)  # no std of equal values: a kink, like |x| at 0
+
+
+# ---------------------------------------------------------------- norm
+def _norm(x: np.ndarray, ord: float, axis: Optional[tuple], keepdims: bool) -> np.ndarray:
+    """(sum |x|**ord)**(1 / ord) over `axis`, for ord >= 1."""
+    if ord == 2:
+        return np.sqrt(np.add.reduce(x * x, axis=axis, keepdims=keepdims))
+    if ord == 1:
+        return np.add.reduce(np.abs(x), axis=axis, keepdims=keepdims)
+    return np.add.reduce(np.abs(x) ** ord, axis=axis, keepdims=keepdims) ** (1.0 / ord)
+
+
+def _norm_slope(ans: Any, x: Any, ord: float, axis: Optional[tuple]) -> Any:
+    """d norm / d x: x / norm for ord 2, sign(x) for ord 1, sign(x) (|x| / norm)**(ord - 1)
+    otherwise; 0 where the norm is 0."""
+    norm = ans.reshape(_reduced_shape(x.shape, axis))
+    if ord == 2:
+        return _over_hypot(x, norm)
+    sign = np.sign(_data(x))
+    if ord == 1:
+        return sign
+    return sign * _over_hypot(absolute(x), norm) ** (ord - 1)
+
+
+norm_p = primitive(_norm, "norm")
+norm_p.defvjp(lambda g, ans, x, ord, axis, keepdims: _expand(g, x, axis, keepdims) * _norm_slope(ans, x, ord, axis),
+              text="g * x / ||x|| (ord 2), g * sign(x) (|x| / ||x||)**(ord - 1); 0 where ||x|| = 0")
+norm_p.defjvp(lambda t, ans, x, ord, axis, keepdims:
+              (t * _norm_slope(ans, x, ord, axis)).sum(axis=axis, keepdims=keepdims))
+
+
+@public
+def norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> Tensor:
+    """A vector or matrix norm, as np.linalg.norm.
+
+    Over one axis (`axis` an int, or None for a 1-D x): ord None or 2 (Euclidean), 1, any
+    number above 1 ((sum |x|**ord)**(1/ord)), inf (max |x|), -inf (min |x|) or 0 (the count of
+    non-zeros, which has no gradient). Over two axes (`axis` a pair, or None for a 2-D x): ord
+    None or 'fro' (Frobenius), 1 or -1 (max or min column sum of |x|), inf or -inf (the same
+    for rows). With ord None and axis None, the Euclidean norm of all elements at any ndim.
+    The gradient at x = 0 is 0, as for abs.
+
+        >>> norm([3.0, 4.0])                               # 5
+        >>> norm([[1.0, -2.0], [3.0, 4.0]], ord=1)         # 6: the largest column sum
+    """
+    x = as_tensor(x)
+    if x.dtype.kind != "f":
+        x = as_tensor(x.data.astype(np.float64))
+    if axis is None:
+        if ord is None:
+            return norm_p(x, ord=2, axis=None, keepdims=bool(keepdims))
+        if x.ndim not in (1, 2):
+            raise ValueError(f"norm: ord={ord!r} with axis=None needs a 1-D or 2-D tensor, got shape "
+                             f"{x.shape}; give the axis (or axes) to take the norm over")
+        axes = tuple(range(x.ndim))
+    else:
+        axes = tuple(one_axis(a, x.ndim, "norm") for a in
+                     ((axis,) if isinstance(axis, (int, np.integer)) else axis))
+        if len(axes) not in (1, 2) or len(set(axes)) != len(axes):
+            raise ValueError(f"norm: axis must be one axis or two different axes, got {axis!r}")
+    out = (_vector_norm if len(axes) == 1 else _matrix_norm)(x, ord, axes)
+    if keepdims:
+        return out
+    return reshape(out, tuple(n for i, n in enumerate(x.shape) if i not in axes))
+
+
+def _vector_norm(x: Tensor, ord: Any, axes: tuple) -> Tensor:
+    """The norm over the one axis in `axes`, keeping it (length 1)."""
+    if ord is None or ord == 2:
+        return norm_p(x, ord=2, axis=axes, keepdims=True)
+    if ord == np.inf:
+        return max(absolute(x), axis=axes, keepdims=True)
+    if ord == -np.inf:
+        return min(absolute(x), axis=axes, keepdims=True)
+    if ord == 0:  # how many are non-zero: a count, constant where it is differentiable
+        return Tensor((x.data != 0).astype(x.dtype).sum(axis=axes, keepdims=True))
+    if isinstance(ord, (int, float, np.integer, np.floating)) and not isinstance(ord, bool) and ord >= 1:
+        return norm_p(x, ord=float(ord), axis=axes, keepdims=True)
+    raise ValueError(f"norm: ord={ord!r} is not a vector norm autograd-lite computes; expected None, "
+                     "a number >= 1, inf, -inf or 0")
+
+
+def _matrix_norm(x: Tensor, ord: Any, axes: tuple) -> Tensor:
+    """The norm over the (row, column) axes in `axes`, keeping them (length 1)."""
+    rows, cols = axes
+    if ord is None or ord == "fro":
+        return norm_p(x, ord=2, axis=tuple(sorted(axes)), keepdims=True)
+    if ord in (1, -1, np.inf, -np.inf):
+        # ord +-1: the largest or smallest column sum of |x| (summed over the rows); inf: of a row
+        summed, over = (rows, cols) if ord in (1, -1) else (cols, rows)
+        sums = sum(absolute(x), axis=summed, keepdims=True)
+        return (max if ord > 0 else min)(sums, axis=over, keepdims=True)
+    if ord in (2, -2, "nuc"):
+        raise ValueError(f"norm: ord={ord!r} over two axes needs the singular values, which "
+                         "autograd-lite does not compute; use ord='fro', 1 or inf")
+    raise ValueError(f"norm: ord={ord!r} is not a matrix norm; expected None, 'fro', 1, -1, inf or -inf")
+
+
+def _norm_domain(c: Any) -> tuple:
+    # away from 0, the kink of |x| (the inf-norms and the matrix 1- and inf-norms, made of max,
+    # min, sum and abs, are tested in test_reductions_scans.py: ties of |x| are frequent here)
+    x = c.array(c.shape(), away_from=(0.0,), margin=0.1)
+    kind = c.choice(["all", "vector", "matrix"][:1 + builtins.min(x.ndim, 2)])
+    if kind == "all":
+        ord, axis = None, None
+    elif kind == "vector":
+        ord, axis = c.choice([None, 1, 2, 3, 1.5]), c.integer(-x.ndim, x.ndim - 1)
+    else:
+        ord, axis = c.choice([None, "fro"]), c.permutation(x.ndim)[:2]
+    keepdims = c.boolean()
+    return (lambda t: norm(t, ord=ord, axis=axis, keepdims=keepdims)), [x]
+
+
+norm_p.domain = _norm_domain
 
 
 # ---------------------------------------------------------------- softmax along one axis
