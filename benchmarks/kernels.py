@@ -57,8 +57,10 @@ def _case(name: str, n: int, dtype: np.dtype, classes: int) -> Tuple[Call, Call]
         return (lambda: R.dropout(x, u, 0.5)), (lambda: K.dropout(x, u, 0.5))
     rows = max(n // classes, 1)
     z = arr(rows, classes, scale=3.0)
-    if name in ("softmax", "log_softmax", "logsumexp"):
-        return (lambda: getattr(R, name)(z)), (lambda: getattr(K, name)(z))
+    if name in ("softmax", "log_softmax"):  # along the rows' axis, as the loss layers use them
+        return (lambda: getattr(R, name)(z, 1)), (lambda: getattr(K, name)(z, 1))
+    if name == "logsumexp":
+        return (lambda: R.logsumexp(z, (1,), False)), (lambda: K.logsumexp(z, (1,), False))
     if name == "softmax_cross_entropy":
         labels = rng.integers(0, classes, rows)
         return (lambda: R.softmax_cross_entropy(z, labels)), (lambda: K.softmax_cross_entropy(z, labels))

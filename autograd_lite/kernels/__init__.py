@@ -14,6 +14,7 @@ are copied first.
 
     >>> from autograd_lite import kernels
     >>> kernels.sigmoid_backward(g, a)        # g * a * (1 - a), one pass
+    >>> kernels.softmax(z, axis=1)            # the table's softmax forward
 """
 from __future__ import annotations
 
@@ -73,12 +74,16 @@ def relu_backward(g: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def softplus(x: np.ndarray) -> np.ndarray:
-    """log(1 + e**x), elementwise, stable for any x."""
+    """log(1 + e**x), elementwise, stable for any x (the table's softplus forward)."""
+    if type(x) is not np.ndarray:
+        x = np.asarray(x)
     return _unary("softplus", reference.softplus, x)
 
 
 def log_sigmoid(x: np.ndarray) -> np.ndarray:
     """log(sigmoid(x)) = -softplus(-x), elementwise, stable for any x."""
+    if type(x) is not np.ndarray:
+        x = np.asarray(x)
     return _unary("log_sigmoid", reference.log_sigmoid, x)
 
 
@@ -106,29 +111,45 @@ def dropout(x: np.ndarray, u: np.ndarray, p: float) -> np.ndarray:
     return out
 
 
-# ---------------------------------------------------------------- row-wise, over the last axis
-def _rows(name: str, x: np.ndarray, reduce: bool) -> np.ndarray:
-    """Run a row kernel over the last axis; `reduce`: one value per row instead of per element."""
-    if np.ndim(x) == 0:
-        raise ValueError(f"{name}: needs at least 1 dimension (it works over the last axis), "
-                         "got a 0-d array")
-    out = _by_rows(name, x, x.ndim - 1, reduce)
-    return getattr(reference, name)(x) if out is None else out
+# ---------------------------------------------------------------- along an axis
+def softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    """e**x / sum(e**x) along `axis` (a non-negative int; any for a 0-d x, whose softmax is 1),
+    stable for logits of +-1000. A size-0 x gives an empty array of its shape.
+
+        >>> kernels.softmax(np.array([[1000.0, 0.0]]), 1)      # [[1., 0.]]
+    """
+    if type(x) is not np.ndarray:
+        x = np.asarray(x)
+    out = _by_rows("softmax", x, axis, reduce=False)
+    return reference.softmax(x, axis) if out is None else out
 
 
-def softmax(x: np.ndarray) -> np.ndarray:
-    """e**x / sum(e**x) over the last axis, stable for logits of +-1000."""
-    return _rows("softmax", x, reduce=False)
+def log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    """x - logsumexp(x) along `axis`, taken as `softmax` takes it (log_softmax of a 0-d x is 0);
+    stable for logits of +-1000."""
+    if type(x) is not np.ndarray:
+        x = np.asarray(x)
+    out = _by_rows("log_softmax", x, axis, reduce=False)
+    return reference.log_softmax(x, axis) if out is None else out
 
 
-def log_softmax(x: np.ndarray) -> np.ndarray:
-    """x - logsumexp(x) over the last axis, stable for logits of +-1000."""
-    return _rows("log_softmax", x, reduce=False)
+def logsumexp(x: np.ndarray, axis: Optional[Tuple[int, ...]], keepdims: bool) -> np.ndarray:
+    """log(sum(e**x)) over `axis` (None: all axes, or a tuple of non-negative ints), the reduced
+    axes kept with length 1 if `keepdims`. Stable for logits of +-1000; an empty sum gives
+    -inf, as does a row of -inf.
 
-
-def logsumexp(x: np.ndarray) -> np.ndarray:
-    """log(sum(e**x)) over the last axis (shape x.shape[:-1]), stable for logits of +-1000."""
-    return _rows("logsumexp", x, reduce=True)
+        >>> kernels.logsumexp(np.array([[1000.0, 1000.0]]), (1,), False)   # [1000.693...]
+    """
+    if type(x) is not np.ndarray:
+        x = np.asarray(x)
+    out = None
+    if axis is not None and len(axis) == 1:
+        out = _by_rows("logsumexp", x, axis[0], reduce=True)
+    elif axis is None and x.ndim == 1:           # all axes of a 1-D x: its one row
+        out = _by_rows("logsumexp", x, 0, reduce=True)
+    if out is None:
+        return reference.logsumexp(x, axis, keepdims)
+    return out.reshape(out.shape + (1,)) if keepdims else out
 
 
 def check_labels(op: str, labels: np.ndarray, n_samples: int, n_classes: int) -> np.ndarray:

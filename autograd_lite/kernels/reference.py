@@ -1,9 +1,10 @@
 """The NumPy twins of the Numba kernels: the same math, written the obvious way.
 
 They are what `set_kernels("numpy")` runs, what small arrays run (below the size where a
-kernel pays), and what the tests and `benchmarks/kernels.py` compare each kernel with.
-Row-wise functions work over the last axis; float32 stays float32 (Python scalars do not
-promote it).
+kernel pays), what runs where no kernel applies (softmax along an axis other than the last),
+and what the tests and `benchmarks/kernels.py` compare each kernel with. The primitives'
+forwards reach them through `autograd_lite.kernels`, so this is the one place their NumPy math
+is written. float32 stays float32 (Python scalars do not promote it).
 """
 from __future__ import annotations
 
@@ -42,13 +43,22 @@ def relu_backward(g: np.ndarray, x: np.ndarray) -> np.ndarray:
     return g * (x > 0)
 
 
+# np.logaddexp(0, x) is the same formula in one ufunc call: less call overhead than the five
+# calls below, but a scalar libm loop, 10x slower per element; it runs on small arrays
+_ONE_CALL_BELOW = 256
+
+
 def softplus(x: np.ndarray) -> np.ndarray:
     """log(1 + e**x) = max(x, 0) + log1p(e**-|x|)."""
+    if x.size < _ONE_CALL_BELOW:
+        return np.logaddexp(0, x)
     return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
 
 
 def log_sigmoid(x: np.ndarray) -> np.ndarray:
-    """log(sigmoid(x)) = min(x, 0) - log1p(e**-|x|)."""
+    """log(sigmoid(x)) = -softplus(-x) = min(x, 0) - log1p(e**-|x|)."""
+    if x.size < _ONE_CALL_BELOW:
+        return -np.logaddexp(0, -x)
     return np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
 
 
@@ -58,29 +68,42 @@ def dropout(x: np.ndarray, u: np.ndarray, p: float) -> np.ndarray:
     return np.where(u >= x.dtype.type(p), x * scale, x.dtype.type(0))
 
 
-# ---------------------------------------------------------------- row-wise, over the last axis
-def softmax(x: np.ndarray) -> np.ndarray:
-    if x.shape[-1] == 0:  # rows of nothing: nothing to normalize
+# ---------------------------------------------------------------- along an axis
+# `axis`: one non-negative int for softmax and log_softmax, None or a tuple of them for
+# logsumexp; ignored for a 0-d x (a softmax over its one element). Each subtracts the max
+# along the axis first, so that e**x cannot overflow at +-1000.
+def softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    """e**(x - m) / sum(e**(x - m)) along `axis`, m the max along it."""
+    if x.size == 0:  # nothing to normalize (np.max refuses a size-0 axis)
         return x.copy()
-    e = np.exp(x - np.max(x, axis=-1, keepdims=True))
-    return e / np.sum(e, axis=-1, keepdims=True)
+    if x.ndim == 0:
+        axis = None
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
 
 
-def log_softmax(x: np.ndarray) -> np.ndarray:
-    if x.shape[-1] == 0:
-        return x.copy()
-    shifted = x - np.max(x, axis=-1, keepdims=True)
-    return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
-
-
-def logsumexp(x: np.ndarray) -> np.ndarray:
-    """m + log(sum(e**(x - m))), m = max(x) (0 when the max is not finite)."""
+def log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    """(x - m) - log(sum(e**(x - m))) along `axis`, m the max along it."""
     if x.size == 0:
+        return x.copy()
+    if x.ndim == 0:
+        axis = None
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+
+def logsumexp(x: np.ndarray, axis: Optional[Tuple[int, ...]], keepdims: bool) -> np.ndarray:
+    """m + log(sum(e**(x - m))) over `axis` (None: all), m the max over it, or 0 where that max
+    is not finite (so that a row of -inf gives -inf, not -inf - -inf = NaN)."""
+    if x.size == 0:  # log(0) = -inf for each empty sum, without np.max's refusal or a warning
         with np.errstate(divide="ignore"):
-            return np.log(np.sum(np.exp(x), axis=-1))
-    m = np.max(x, axis=-1, keepdims=True)
+            return np.log(np.sum(np.exp(x), axis=axis, keepdims=keepdims))
+    if x.ndim == 0:
+        axis = None
+    m = np.max(x, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0)
-    return (np.log(np.sum(np.exp(x - m), axis=-1, keepdims=True)) + m)[..., 0]
+    out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    return out if keepdims else out.squeeze(axis)
 
 
 def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray,

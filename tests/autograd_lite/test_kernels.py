@@ -122,24 +122,184 @@ def test_dropout_kernel_equals_its_numpy_twin(variant, dtype, data):
         assert_close(kernels.dropout(x, u, p), expected, dtype)
 
 
-# ---------------------------------------------------------------- row-wise
-def _row_scale(x):
-    """|x - max(row)|: the size of the terms log_softmax subtracts, element by element."""
+# ---------------------------------------------------------------- along an axis
+def _axis_scale(x, axis):
+    """|x - max| along axis: the size of the terms log_softmax subtracts, element by element."""
     with np.errstate(all="ignore"):
         finite = np.where(np.isfinite(x), x, 0).astype(np.float64)
-        return 1 + np.abs(finite - finite.max(axis=-1, keepdims=True)) if x.size else 0.0
+        return 1 + np.abs(finite - finite.max(axis=axis, keepdims=True)) if x.size else 0.0
+
+
+def _one_axis(data, x):
+    return data.draw(st.integers(0, max(x.ndim - 1, 0)))
+
+
+def _axes(data, x):
+    """None, or a sorted tuple of distinct axes (what functions.py hands logsumexp)."""
+    if x.ndim == 0:
+        return None
+    return data.draw(st.one_of(st.none(), st.sets(st.integers(0, x.ndim - 1)).map(
+        lambda axes: tuple(sorted(axes)))))
+
+
+def _call(name, x, data):
+    """The kernel `name` on x with a drawn axis (and keepdims), and the same call to its twin."""
+    if name == "logsumexp":
+        args = (_axes(data, x), data.draw(st.booleans()))
+    else:
+        args = (_one_axis(data, x),)
+    return _quiet(getattr(kernels, name), x, *args), _quiet(getattr(reference, name), x, *args), args
+
+
+def _scale(name, x, args):
+    """What the result's error is relative to, beyond the result itself."""
+    if name == "log_softmax":
+        return _axis_scale(x, None if x.ndim == 0 else args[0])
+    return 1.0 if name == "logsumexp" else 0.0
 
 
 @VARIANTS
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", ["softmax", "log_softmax", "logsumexp"])
 @given(data=st.data())
-def test_row_kernel_equals_its_numpy_twin(variant, name, dtype, data):
+def test_kernel_along_an_axis_equals_its_numpy_twin(variant, name, dtype, data):
     with forced(variant):
-        x = data.draw(layouts(dtype, min_dims=1))
-        expected = _quiet(getattr(reference, name), x)
-        scale = _row_scale(x) if name == "log_softmax" else 1.0 if name == "logsumexp" else 0.0
-        assert_close(getattr(kernels, name)(x), expected, dtype, scale)
+        x = data.draw(layouts(dtype))
+        actual, expected, args = _call(name, x, data)
+        assert_close(actual, expected, dtype, _scale(name, x, args))
+
+
+# The table's forwards as they were before they came to call these kernels (primitives.py at
+# 53c23f4): the oracle that the kernels change no result of the primitives they now serve.
+def _table_softmax(x, axis):
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def _table_log_softmax(x, axis):
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+
+def _table_logsumexp(x, axis, keepdims):
+    if x.size == 0:
+        return np.log(np.sum(np.exp(x), axis=axis, keepdims=keepdims))
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    if keepdims:
+        return out
+    return out.reshape([n for i, n in enumerate(x.shape) if axis is not None and i not in axis])
+
+
+TABLE = {"softmax": _table_softmax, "log_softmax": _table_log_softmax, "logsumexp": _table_logsumexp,
+         "softplus": lambda x: np.logaddexp(0, x), "log_sigmoid": lambda x: -np.logaddexp(0, -x)}
+
+
+@contextmanager
+def running(name: str):
+    """"default": as the package runs; "numpy": the twins everywhere."""
+    previous = ag.set_kernels("numpy") if name == "numpy" else None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            ag.set_kernels(previous)
+
+
+# what the package runs by default, and the twins; the forced kernels equal the twins (above)
+SETTINGS = pytest.mark.parametrize("setting", ["default", "numpy"])
+
+
+@SETTINGS
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "logsumexp"])
+@given(data=st.data())
+def test_kernel_along_an_axis_gives_what_the_table_gave(setting, name, dtype, data):
+    arrays = layouts(dtype, max_dims=4)
+    if name != "logsumexp":   # the table's softmax refused a size-0 axis (np.max's ValueError)
+        arrays = arrays.filter(lambda x: x.size)
+    x = data.draw(arrays)
+    with running(setting):
+        actual, _, args = _call(name, x, data)
+    assert_close(actual, _quiet(TABLE[name], x, *args), dtype, _scale(name, x, args))
+
+
+@SETTINGS
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["softplus", "log_sigmoid"])
+@given(data=st.data())
+def test_softplus_and_log_sigmoid_give_what_logaddexp_gives(setting, name, dtype, data):
+    x = data.draw(layouts(dtype, max_dims=4))
+    with running(setting):
+        actual = _quiet(getattr(kernels, name), x)
+    assert_close(actual, _quiet(TABLE[name], x), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 100, 3000, 10 ** 6 + 1])
+def test_forwards_on_large_arrays_give_what_the_table_gave(dtype, n):
+    # the sizes where the default changes implementation (twin, serial, parallel kernel)
+    x = (30 * np.random.default_rng(n).standard_normal((n // 10 + 1, 10))).astype(dtype)
+    for axis in (0, 1):
+        assert_close(kernels.softmax(x, axis), _table_softmax(x, axis), dtype)
+        assert_close(kernels.log_softmax(x, axis), _table_log_softmax(x, axis), dtype, _axis_scale(x, axis))
+        for keepdims in (False, True):
+            assert_close(kernels.logsumexp(x, (axis,), keepdims), _table_logsumexp(x, (axis,), keepdims),
+                         dtype, 1.0)
+    assert_close(kernels.logsumexp(x, None, False), _table_logsumexp(x, None, False), dtype, 1.0)
+    for name in ("softplus", "log_sigmoid"):
+        assert_close(getattr(kernels, name)(x), TABLE[name](x), dtype)
+
+
+@VARIANTS
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_family_at_the_edges(variant, dtype):
+    with forced(variant):
+        for axis in (0, -1, 3):                  # a 0-d array: the axis is not looked at
+            one = np.array(2.5, dtype)
+            assert kernels.softmax(one, axis) == 1 and kernels.softmax(one, axis).dtype == dtype
+            assert kernels.log_softmax(one, axis) == 0 and kernels.log_softmax(one, axis).shape == ()
+        for shape, axis in [((2, 0), 1), ((0, 3), 0), ((0, 3), 1), ((3, 0, 2), 1)]:
+            empty = np.zeros(shape, dtype)
+            for name in ("softmax", "log_softmax"):
+                out = getattr(kernels, name)(empty, axis)
+                assert out.shape == shape and out.dtype == dtype
+            with np.errstate(all="raise"):   # no warning for the empty sums
+                sums = kernels.logsumexp(empty, (axis,), False)
+            assert sums.dtype == dtype
+            np.testing.assert_array_equal(sums, np.full(shape[:axis] + shape[axis + 1:], -np.inf))
+        with np.errstate(divide="ignore"):
+            minus_inf = np.full((2, 3), -np.inf, dtype)
+            for axis in [(0,), (1,), (0, 1), None]:
+                assert np.all(kernels.logsumexp(minus_inf, axis, False) == -np.inf)
+
+
+@VARIANTS
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_family_is_stable_at_plus_minus_1000_along_any_axis(variant, dtype):
+    z = np.array([[1000.0, -1000.0, 0.0], [-1000.0, -1000.0, -1000.0]], dtype)
+    rtol = 1e-15 if dtype == np.float64 else 1e-7
+    with forced(variant):
+        for axis, t in [(1, lambda a: a), (0, lambda a: a.T)]:
+            zt = np.ascontiguousarray(t(z))       # the same rows, along the other axis
+            np.testing.assert_allclose(t(kernels.softmax(zt, axis)), [[1, 0, 0], [1 / 3, 1 / 3, 1 / 3]],
+                                       rtol=rtol, atol=1e-30)
+            np.testing.assert_allclose(t(kernels.log_softmax(zt, axis)),
+                                       [[0, -2000, -1000], [-np.log(3)] * 3], rtol=rtol)
+            np.testing.assert_allclose(kernels.logsumexp(zt, (axis,), False),
+                                       [1000.0, -1000.0 + np.log(3)], rtol=rtol)
+        np.testing.assert_allclose(kernels.logsumexp(z, None, False), 1000.0, rtol=rtol)
+
+
+def test_the_row_kernels_run_for_the_last_axis_only():
+    x = np.ones((4, 5))
+    with forced("serial"):
+        assert dispatch.by_rows("softmax", x, 1, reduce=False) is not None
+        assert dispatch.by_rows("softmax", x.T, 1, reduce=False) is not None     # copied first
+        assert dispatch.by_rows("softmax", x, 0, reduce=False) is None
+        assert dispatch.by_rows("logsumexp", np.ones((4, 0)), 1, reduce=True) is None
+        assert dispatch.by_rows("softmax", np.array(1.0), 0, reduce=False) is None
 
 
 @VARIANTS
@@ -151,7 +311,7 @@ def test_softmax_cross_entropy_kernel_equals_its_numpy_twin(variant, dtype, data
         labels = data.draw(hnp.arrays(np.int64, logits.shape[0], elements=st.integers(0, logits.shape[1] - 1)))
         losses, delta = kernels.softmax_cross_entropy(logits, labels)
         twin_losses, twin_delta = _quiet(reference.softmax_cross_entropy, logits, labels)
-        assert_close(losses, twin_losses, dtype, scale=1.0 + _row_scale(logits)[np.arange(len(labels)), labels]
+        assert_close(losses, twin_losses, dtype, scale=1.0 + _axis_scale(logits, 1)[np.arange(len(labels)), labels]
                      if logits.size else 0.0)
         onehot = np.zeros(logits.shape)
         onehot[np.arange(len(labels)), labels] = 1
@@ -175,11 +335,9 @@ def test_bce_with_logits_kernel_equals_its_numpy_twin(variant, dtype, data):
 
 
 @VARIANTS
-def test_row_kernels_are_stable_at_plus_minus_1000(variant):
+def test_cross_entropy_kernels_are_stable_at_plus_minus_1000(variant):
     with forced(variant):
         z = np.array([[1000.0, -1000.0, 0.0], [-1000.0, -1000.0, -1000.0]])
-        np.testing.assert_allclose(kernels.softmax(z), [[1, 0, 0], [1 / 3, 1 / 3, 1 / 3]], rtol=1e-15)
-        np.testing.assert_allclose(kernels.logsumexp(z), [1000.0, -1000.0 + np.log(3)], rtol=1e-15)
         losses, delta = kernels.softmax_cross_entropy(z, np.array([1, 0]))
         np.testing.assert_allclose(losses, [2000.0, np.log(3)], rtol=1e-15)
         np.testing.assert_allclose(delta, [[1, -1, 0], [-2 / 3, 1 / 3, 1 / 3]], rtol=1e-15, atol=1e-300)
