@@ -1,4 +1,4 @@
-"""Fused primitives: a linear layer, two cross-entropies and dropout, each one primitive.
+"""Fused primitives, one each: a linear layer, two cross-entropies, dropout, the L2 penalty.
 
 Each is a primitive in the one table (`primitives.PRIMITIVES`) like any other, with a VJP and a
 JVP rule, but its forward and its first-order backward run the one-pass kernels of
@@ -296,4 +296,29 @@ def dropout(x: Any, p: float, rng: np.random.Generator) -> Tensor:
     return _dropout(x, u.astype(x.dtype, copy=False), p=float(p))
 
 
-PRIMITIVE_NAMES = tuple(p.name for p in (_linear, _softmax_cross_entropy, _bce_with_logits, _dropout))
+# ---------------------------------------------------------------- the L2 penalty
+def _half_lambda_sum_of_squares(*weights: np.ndarray, lam: float) -> np.ndarray:
+    total = 0.0
+    for w in weights:
+        flat = w.reshape(-1)
+        total += np.dot(flat, flat)   # one pass, no temporary the size of w
+    return np.asarray(lam / 2 * total, dtype=np.result_type(*weights))
+
+
+# half_lambda_sum_of_squares(*weights, lam=lam) = lam/2 * sum_l ||W_l||^2 as one primitive over
+# all the weights (nn.l2_penalty): its gradient for W_l is lam * W_l in one pass.
+# `(w * w).sum()` per weight would make three temporaries the size of w forward and backward,
+# and one graph node per weight plus the adds between them.
+half_lambda_sum_of_squares = P.primitive(_half_lambda_sum_of_squares, "l2_penalty", variadic=True)
+half_lambda_sum_of_squares.defvjp(lambda g, ans, *ws, lam, argnum: (g * lam) * ws[argnum],
+                                  text="lam * g * W")
+half_lambda_sum_of_squares.fresh_cotangents = True  # g * lam * W is a new array per weight
+# in a plain backward, lam * g * W goes straight into the weight's cotangent A^T delta: one
+# pass, no temporary the size of W
+half_lambda_sum_of_squares.defvjp_into(
+    lambda total, g, ans, *ws, lam, argnum: kernels.add_scaled(total, float(g) * lam, ws[argnum]))
+half_lambda_sum_of_squares.defjvp(lambda t, ans, *ws, lam, argnum: (ws[argnum] * t).sum() * lam)
+
+
+PRIMITIVE_NAMES = tuple(p.name for p in (_linear, _softmax_cross_entropy, _bce_with_logits, _dropout,
+                                         half_lambda_sum_of_squares))

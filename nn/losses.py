@@ -3,8 +3,9 @@
 Every loss sums over the output units of a sample, then over the samples:
 `reduction="sum"` is the lecture's J = sum_i sum_k loss(i, k); `reduction="mean"` is J / n,
 divided by the number of samples n (the rows of the batch), not by the number of entries.
-The cross-entropies from logits run as the fused primitives of `autograd_lite.fused` (one
-kernel pass for the loss and its gradient); the others are compositions of primitives.
+The cross-entropies from logits and the L2 penalty run as the fused primitives of
+`autograd_lite.fused` (one kernel pass for the loss and its gradient); the others are
+compositions of primitives.
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from typing import Any, Optional
 import numpy as np
 
 import autograd_lite as ag
-from autograd_lite import Tensor, fused, kernels
+from autograd_lite import Tensor, fused
+from autograd_lite.fused import half_lambda_sum_of_squares
 
 from .data import check_labels
 from .module import Module
@@ -126,30 +128,7 @@ def l2_penalty(module: Module, lam: float) -> Tensor:
     weights = [p for p in module.parameters() if getattr(p, "kind", "weight") == "weight"]
     if not weights:
         raise ValueError(f"l2_penalty: {type(module).__name__} has no weight parameters to penalise")
-    return half_lambda_sum_of_squares(*weights, lam=lam)
-
-
-def _half_lambda_sum_of_squares(*weights: np.ndarray, lam: float) -> np.ndarray:
-    total = 0.0
-    for w in weights:
-        flat = w.reshape(-1)
-        total += np.dot(flat, flat)   # one pass, no temporary the size of w
-    return np.asarray(lam / 2 * total, dtype=np.result_type(*weights))
-
-
-# lam/2 * sum_l ||W_l||^2 as one primitive over all the weights: its gradient for W_l is
-# lam * W_l in one pass. `(w * w).sum()` per weight would make three temporaries the size of w
-# forward and backward, and one graph node per weight plus the adds between them.
-half_lambda_sum_of_squares = ag.primitive(_half_lambda_sum_of_squares, "nn.l2_penalty",
-                                          variadic=True)
-half_lambda_sum_of_squares.defvjp(lambda g, ans, *ws, lam, argnum: (g * lam) * ws[argnum],
-                                  text="lam * g * W")
-half_lambda_sum_of_squares.fresh_cotangents = True  # g * lam * W is a new array per weight
-# in a plain backward, lam * g * W goes straight into the weight's cotangent A^T delta: one
-# pass, no temporary the size of W
-half_lambda_sum_of_squares.defvjp_into(
-    lambda total, g, ans, *ws, lam, argnum: kernels.add_scaled(total, float(g) * lam, ws[argnum]))
-half_lambda_sum_of_squares.defjvp(lambda t, ans, *ws, lam, argnum: (ws[argnum] * t).sum() * lam)
+    return half_lambda_sum_of_squares(*weights, lam=lam)   # one fused primitive: autograd_lite.fused
 
 
 def _check_reduction(op: str, reduction: str) -> None:

@@ -55,11 +55,19 @@ def _dropout_case(rng: np.random.Generator) -> Case:
             [rng.standard_normal(tuple(rng.integers(1, 5, size=2)))])
 
 
+def _l2_penalty_case(rng: np.random.Generator) -> Case:
+    lam = rng.uniform(0.0, 2.0)
+    shapes = [tuple(rng.integers(1, 5, size=rng.integers(1, 3))) for _ in range(rng.integers(1, 4))]
+    return ((lambda *ws: fused.half_lambda_sum_of_squares(*map(ag.as_tensor, ws), lam=lam)),
+            [rng.standard_normal(shape) for shape in shapes])
+
+
 FUSED_CASES: Dict[str, Callable[[np.random.Generator], Case]] = {
     "linear": _linear_case,
     "softmax_cross_entropy": _softmax_cross_entropy_case,
     "bce_with_logits": _bce_with_logits_case,
     "dropout": _dropout_case,
+    "l2_penalty": _l2_penalty_case,
 }
 
 
@@ -320,3 +328,30 @@ def test_dropout_refuses_a_bad_probability_or_generator():
         fused.dropout(np.ones(3), 0.5, np.random.RandomState(0))
     with pytest.raises(TypeError, match="dropout: x must be floating point"):
         fused.dropout(np.arange(3), 0.5, np.random.default_rng(0))
+
+
+# ---------------------------------------------------------------- the L2 penalty
+@IMPLEMENTATIONS
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_l2_penalty_is_half_lambda_times_the_squared_weights_with_gradient_lambda_w(impl, dtype):
+    rng = np.random.default_rng(2)
+    w1 = ag.tensor(rng.standard_normal((40, 30)), dtype=dtype, requires_grad=True)  # the kernel's size
+    w2 = ag.tensor(rng.standard_normal(5), dtype=dtype, requires_grad=True)
+    with implementation(impl):
+        penalty = fused.half_lambda_sum_of_squares(w1, w2, lam=0.3)
+        penalty.backward()
+    rtol = 1e-14 if dtype == np.float64 else 1e-6
+    assert penalty.dtype == dtype
+    np.testing.assert_allclose(penalty.item(), 0.15 * (np.sum(w1.data.astype(float) ** 2)
+                                                       + np.sum(w2.data.astype(float) ** 2)), rtol=rtol)
+    for w in (w1, w2):
+        assert w.grad.dtype == dtype
+        np.testing.assert_allclose(w.grad.data, dtype(0.3) * w.data, rtol=rtol)
+
+
+def test_l2_penalty_hessian_is_lambda_times_the_identity():
+    # H v = lam v, forward-over-reverse through its rules
+    rng = np.random.default_rng(2)
+    w, v = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    np.testing.assert_allclose(ag.hvp(lambda x: fused.half_lambda_sum_of_squares(x, lam=0.3), w, v), 0.3 * v,
+                               rtol=1e-14)

@@ -152,19 +152,6 @@ def test_l2_penalty_is_half_lambda_times_squared_weights_without_biases():
     assert model.hidden[0].bias.grad is None and model.output.bias.grad is None
 
 
-def test_l2_penalty_primitive_passes_gradcheck_jvp_and_hvp():
-    from nn.losses import half_lambda_sum_of_squares as penalty
-    rng = np.random.default_rng(2)
-    w1, w2 = rng.standard_normal((4, 3)), rng.standard_normal(5)
-    v1, v2 = rng.standard_normal((4, 3)), rng.standard_normal(5)
-    assert ag.gradcheck(lambda a, b: penalty(a, b, lam=0.3), w1, w2)
-    value, tangent = ag.jvp(lambda a, b: penalty(a, b, lam=0.3), (w1, w2), (v1, v2))
-    np.testing.assert_allclose(value, 0.15 * (np.sum(w1 ** 2) + np.sum(w2 ** 2)), rtol=1e-14)
-    np.testing.assert_allclose(tangent, 0.3 * (np.sum(w1 * v1) + np.sum(w2 * v2)), rtol=1e-14)
-    # the penalty's Hessian is lam * I, so H v = lam v (forward-over-reverse through its rules)
-    np.testing.assert_allclose(ag.hvp(lambda x: penalty(x, lam=0.3), w1, v1), 0.3 * v1, rtol=1e-14)
-
-
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
 @pytest.mark.parametrize("penalty_first", [False, True])
