@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from . import creation  # noqa: F401  (registers ag.zeros, ag.randn, ...: before functions reads PUBLIC)
 from . import engine
 from . import functions as F
 from . import primitives as P
