@@ -34,12 +34,19 @@ class Tensor:
     (`w.data *= 10`, `w.numpy()[0] = 1`, or through a view such as `detach()`, a reshape or a
     slice) is not counted and is outside that guarantee; assigning a new array to `.data` leaves
     recorded graphs with the old one.
+
+    NumPy's functions keep the graph: `np.exp(t)`, `np.sum(t, axis=0)`, `a + t` with an array `a`
+    run the primitive of the same name (`ag.exp`, ...) and return Tensors; comparisons and
+    `np.isnan` return boolean arrays; a NumPy function without a counterpart raises a TypeError
+    (convert explicitly, `t.numpy()`, to leave the graph).
     """
 
     __slots__ = ("data", "grad", "requires_grad", "name",
                  "_op", "_inputs", "_arrays", "_needs", "_params", "_retain", "_jvp", "_trace",
                  "_seq", "_version", "_versions", "__weakref__")
-    # a NumPy array on the left of an operator defers to the Tensor's reflected method
+    # replaced by tensor_methods.attach(), with __array_function__, to route NumPy's functions to
+    # the primitives; until then an array on the left of an operator defers to the Tensor's
+    # reflected method
     __array_ufunc__ = None
     __array_priority__ = 1000
 
