@@ -3,6 +3,7 @@ form the primitives take, with errors that name the operation and the value at f
 from __future__ import annotations
 
 import builtins
+import operator
 from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -29,9 +30,31 @@ def normalize_axis(axis: Axis, ndim: int, op: str) -> Optional[tuple]:
 
 
 def one_axis(axis: int, ndim: int, op: str) -> int:
+    """One axis as a non-negative int; names op and ndim when out of range."""
+    axis = integer_argument(axis, op, "axis")
     if not -ndim <= axis < ndim:
         raise ValueError(f"{op}: axis {axis} is out of range for a tensor with {ndim} dimensions")
     return axis % ndim
+
+
+def distinct_axes(axis: Axis, ndim: int, op: str) -> tuple:
+    """Distinct non-negative axes in the order given (all axes when `axis` is None); unlike a
+    reduction's axis, axis 0 of a 0-d tensor is out of range (as for np.flip, np.moveaxis)."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
+    out = tuple(one_axis(a, ndim, op) for a in axes)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{op}: repeated axis in {axis}")
+    return out
+
+
+def integer_argument(value: Any, op: str, name: str) -> int:
+    """`value` as a Python int (ints and NumPy integers only: 2.0 is refused, as NumPy does)."""
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{op}: {name} must be an integer, got {value!r}") from None
 
 
 def resolve_shape(shape: tuple, size: int) -> tuple:
