@@ -82,11 +82,14 @@ einsum_p.defjvp(_einsum_jvp)
 
 
 @public
-def einsum(subscripts: Union[str, Any], *operands: Any) -> Tensor:
+def einsum(subscripts: Union[str, Any], *operands: Any, optimize: Any = False) -> Tensor:
     """Einstein summation, like np.einsum: 'ij,jk->ik' is a matrix product, 'ii->' a trace,
     'ii->i' a diagonal, '...ij,...jk->...ik' a batched product (the '...' axes broadcast); without
     '->' the output is the indices that appear once, in alphabetical order. The sublist form
-    einsum(x, [0, 1], y, [1, 2], [0, 2]) is accepted too.
+    einsum(x, [0, 1], y, [1, 2], [0, 2]) is accepted too. `optimize` is accepted as NumPy's
+    (False, True, 'greedy', 'optimal' or a path) and changes nothing: the order of the
+    contraction is chosen here (a pair with a summed index is one matmul; three or more operands
+    take np.einsum's path search when the sizes make it pay).
 
     Example:
         >>> ag.einsum("ij,jk->ik", a, b)      # a @ b
@@ -96,6 +99,9 @@ def einsum(subscripts: Union[str, Any], *operands: Any) -> Tensor:
         subscripts, operands = _from_sublists((subscripts,) + operands)
     if not operands:
         raise ValueError("einsum: needs at least one operand after the subscripts")
+    if not (isinstance(optimize, (bool, list)) or optimize in ("greedy", "optimal")):
+        raise ValueError(f"einsum: optimize must be False, True, 'greedy', 'optimal' or a "
+                         f"contraction path (a list), as in np.einsum, got {optimize!r}")
     ts = [as_tensor(x) for x in operands]
     return einsum_p(*ts, subscripts=_normalize(subscripts, tuple(t.shape for t in ts)))
 

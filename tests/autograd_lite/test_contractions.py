@@ -132,6 +132,19 @@ def test_einsum_accepts_numpys_sublist_form():
     assert ag.gradcheck(lambda s, t: ag.einsum(s, [0, 1], t, [1, 2], [0, 2]), x, y)
 
 
+@pytest.mark.parametrize("optimize", [False, True, "greedy", "optimal", ["einsum_path", (0, 1), (0, 1)]])
+def test_einsum_accepts_numpys_optimize_argument(optimize):
+    x, y, z = _random((2, 3), (3, 4), (4, 2))
+    np.testing.assert_allclose(ag.einsum("ij,jk,kl->il", x, y, z, optimize=optimize).data, x @ y @ z)
+    np.testing.assert_allclose(np.einsum("ij,jk,kl->il", ag.tensor(x), y, z, optimize=optimize).data, x @ y @ z)
+
+
+def test_einsum_refuses_an_optimize_value_numpy_refuses():
+    with pytest.raises(ValueError, match=r"^einsum: optimize must be False, True, 'greedy', 'optimal' "
+                                         r"or a contraction path \(a list\), as in np\.einsum, got 'fast'$"):
+        ag.einsum("i", np.ones(2), optimize="fast")
+
+
 def test_einsum_mixes_tensors_with_arrays_and_lists():
     w = ag.tensor(_random((2, 3))[0], requires_grad=True)
     out = ag.einsum("ij,j->i", w, [1.0, 2.0, 3.0])
