@@ -11,10 +11,10 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from .. import kernels
 from ..arguments import Axis, normalize_axis, one_axis
 from ..declaration import primitive, public
 from ..tensor import Tensor, _data, as_tensor
-# _over_hypot: x / r, taken as 0 where the norm r is 0 (the gradient of a norm at 0, as for abs)
 from .elementwise import _over_hypot, absolute, exp
 from .shape import broadcast_to_p, reshape
 
@@ -161,24 +161,12 @@ def argmin(x: Any, axis: Optional[int] = None, keepdims: bool = False) -> Tensor
 
 
 # ---------------------------------------------------------------- logsumexp, var
-def _logsumexp(x: np.ndarray, axis: Optional[tuple], keepdims: bool) -> np.ndarray:
-    """log(sum(exp(x))) = m + log(sum(exp(x - m))), m = max(x): no overflow at +-1000."""
-    if x.size == 0:
-        return np.log(np.sum(np.exp(x), axis=axis, keepdims=keepdims))
-    m = np.max(x, axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0)
-    out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
-    if keepdims:
-        return out
-    return out.reshape([n for i, n in enumerate(x.shape) if axis is not None and i not in axis])
-
-
 def _softmax_of(x: Any, ans: Any, axis: Optional[tuple]) -> Any:
     """exp(x - logsumexp(x)), with logsumexp already computed as `ans`."""
     return exp(x - ans.reshape(_reduced_shape(x.shape, axis)))
 
 
-logsumexp_p = primitive(_logsumexp, "logsumexp")
+logsumexp_p = primitive(kernels.logsumexp, "logsumexp")  # m + log(sum(exp(x - m))), m = max(x)
 logsumexp_p.defvjp(lambda g, ans, x, axis, keepdims: _expand(g, x, axis, keepdims) * _softmax_of(x, ans, axis),
                     text="g * softmax(x)")
 logsumexp_p.defjvp(lambda t, ans, x, axis, keepdims:
@@ -377,22 +365,14 @@ norm_p.domain = _norm_domain
 
 
 # ---------------------------------------------------------------- softmax along one axis
-def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return e / np.sum(e, axis=axis, keepdims=True)
-
-
-def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
-    shifted = x - np.max(x, axis=axis, keepdims=True)
-    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
-
-
-softmax_p = primitive(_softmax, "softmax")
+# the forwards are kernels.softmax / log_softmax: Numba rows along the last axis, NumPy otherwise
+# (a size-0 axis gives an empty result, a 0-d x a softmax over its one element)
+softmax_p = primitive(kernels.softmax, "softmax")
 softmax_p.defvjp(lambda g, ans, x, axis: ans * (g - (g * ans).sum(axis=axis, keepdims=True)),
                   text="a * (g - sum(g * a))")
 softmax_p.defjvp(lambda t, ans, x, axis: ans * (t - (t * ans).sum(axis=axis, keepdims=True)))
 
-log_softmax_p = primitive(_log_softmax, "log_softmax")
+log_softmax_p = primitive(kernels.log_softmax, "log_softmax")
 log_softmax_p.defvjp(lambda g, ans, x, axis: g - exp(ans) * g.sum(axis=axis, keepdims=True),
                       text="g - softmax(x) * sum(g)")
 log_softmax_p.defjvp(lambda t, ans, x, axis: t - (exp(ans) * t).sum(axis=axis, keepdims=True))
@@ -400,14 +380,16 @@ log_softmax_p.defjvp(lambda t, ans, x, axis: t - (exp(ans) * t).sum(axis=axis, k
 
 @public(method=True)
 def softmax(x: Any, axis: int = -1) -> Tensor:
-    """exp(x) / sum(exp(x)) along `axis`, stable for logits of +-1000."""
+    """exp(x) / sum(exp(x)) along `axis`, stable for logits of +-1000. Along a size-0 axis the
+    result is empty; the softmax of a 0-d x is 1."""
     x = as_tensor(x)
     return softmax_p(x, axis=one_axis(axis, builtins.max(x.ndim, 1), "softmax"))
 
 
 @public(method=True)
 def log_softmax(x: Any, axis: int = -1) -> Tensor:
-    """x - logsumexp(x) along `axis`, stable for logits of +-1000."""
+    """x - logsumexp(x) along `axis`, stable for logits of +-1000. Along a size-0 axis the
+    result is empty; the log_softmax of a 0-d x is 0."""
     x = as_tensor(x)
     return log_softmax_p(x, axis=one_axis(axis, builtins.max(x.ndim, 1), "log_softmax"))
 

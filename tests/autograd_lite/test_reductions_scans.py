@@ -312,3 +312,23 @@ def test_ddof_that_leaves_no_degrees_of_freedom_is_refused(name):
         getattr(ag, name)(np.ones((3, 2)), axis=1, ddof=2)
     with pytest.raises(TypeError, match=f"{name}: ddof must be a number"):
         getattr(ag, name)(np.ones(3), ddof="1")
+
+
+# ---------------------------------------------------------------- softmax, log_softmax at the edges
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_softmax_along_an_empty_axis_is_empty(name):
+    leaf = ag.tensor(np.zeros((3, 0)), requires_grad=True)
+    out = getattr(ag, name)(leaf, axis=1)
+    assert out.shape == (3, 0)
+    out.sum().backward()
+    assert leaf.grad.shape == (3, 0)
+    assert getattr(ag, name)(np.zeros((0, 2)), axis=0).shape == (0, 2)
+
+
+@pytest.mark.parametrize("name, value", [("softmax", 1.0), ("log_softmax", 0.0)])
+def test_softmax_of_a_scalar_is_one(name, value):
+    leaf = ag.tensor(7.0, requires_grad=True)
+    out = getattr(ag, name)(leaf)
+    assert out.shape == () and out.item() == value
+    out.backward()
+    assert leaf.grad.item() == 0.0
