@@ -1,11 +1,13 @@
 """THE table: every primitive declared once, by kind, one file each.
 
-    elementwise.py   add ... astype: out[i] = f(x[i], ...), declared by their slopes
-    shape.py         reshape, transpose, broadcast_to, concatenate, getitem, scatter_add
-    reductions.py    sum, mean, max, min, logsumexp, var, softmax, log_softmax
+    elementwise.py   add ... astype, tan ... rad2deg: out[i] = f(x[i], ...), declared by their slopes
+    shape.py         reshape, transpose, broadcast_to, concatenate, getitem, scatter_add, roll,
+                     tril, triu, pad, index_update (and repeat, tile, flip, split, stacks on them)
+    reductions.py    sum, mean, max, min, argmax, argmin, logsumexp, var, std, norm, softmax,
+                     log_softmax
     linalg.py        matmul (and dot, outer on top)
-    contractions.py  einsum, tensordot, inner, kron, trace, diagonal, cross
-    scans.py         cumsum, cumprod, sort, take_along_axis
+    contractions.py  einsum (and tensordot, inner, kron, trace, diagonal, diag, cross on it)
+    scans.py         cumsum, cumprod, prod, sort (and take_along_axis)
 
 Each declaration holds the forward on arrays, the derivative rules, the test domain and the
 public name; `ag.NAME`, the Tensor methods and operators and the table-driven tests are
