@@ -303,17 +303,24 @@ def linear_jvp(prim: Primitive, argnums: Sequence[int] = (0,), jointly: bool = T
     goes through the forward itself. `jointly` (add, where, concatenate): f is linear in those
     inputs together, so input i's share is f with t in place of input i and zeros in place of
     the others. Otherwise (multiply, matmul, einsum: linear in each input with the others
-    fixed) input i's share is f with t in place of input i."""
-    prim.defjvp(*[_through_forward(prim, i, argnums if jointly else ()) if i in argnums else None
-                  for i in range(len(prim.vjps))])
+    fixed) input i's share is f with t in place of input i. A variadic primitive (one rule for
+    every input, told which by `argnum=`) is linear in all its inputs."""
+    if prim.variadic:
+        prim.defjvp(_through_forward(prim, None, jointly))
+    else:
+        prim.defjvp(*[_through_forward(prim, i, jointly, argnums) if i in argnums else None
+                      for i in range(len(prim.vjps))])
     return prim
 
 
-def _through_forward(prim: Primitive, i: int, zeroed: Sequence[int]) -> Callable:
+def _through_forward(prim: Primitive, i: Optional[int], jointly: bool,
+                     argnums: Sequence[int] = ()) -> Callable:
     def jvp(t: Any, ans: Any, *inputs: Any, **params: Any) -> Any:
-        args = [np.zeros(np.shape(x), _dtype(x)) if k in zeroed and k != i else x
-                for k, x in enumerate(inputs)]
-        args[i] = t
+        k = params.pop("argnum") if i is None else i
+        linear_in = range(len(inputs)) if i is None else argnums
+        args = [np.zeros(np.shape(x), _dtype(x)) if jointly and j in linear_in and j != k else x
+                for j, x in enumerate(inputs)]
+        args[k] = t
         return prim(*args, **params)
     return jvp
 

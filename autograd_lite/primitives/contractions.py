@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..arguments import one_axis
-from ..declaration import primitive, public
+from ..declaration import linear_jvp, primitive, public
 from ..tensor import Tensor, as_tensor
 from .shape import getitem_p, reshape, scatter_add_p
 
@@ -71,14 +71,9 @@ def _einsum_vjp(g: Any, ans: Any, *xs: Any, subscripts: str, argnum: int) -> Any
     return einsum_p(*operands, subscripts=",".join(subs) + "->" + result)
 
 
-def _einsum_jvp(t: Any, ans: Any, *xs: Any, subscripts: str, argnum: int) -> Any:
-    # multilinear: operand k's share is the einsum with t in place of x_k
-    return einsum_p(*xs[:argnum], t, *xs[argnum + 1:], subscripts=subscripts)
-
-
 einsum_p = primitive(_einsum, "einsum", variadic=True)
 einsum_p.defvjp(_einsum_vjp, text="einsum of g with the other operands onto the operand's indices")
-einsum_p.defjvp(_einsum_jvp)
+linear_jvp(einsum_p, jointly=False)  # multilinear: operand k's share is the einsum with t for x_k
 
 
 @public

@@ -258,16 +258,11 @@ def _concat_slices(g: np.ndarray, ans: np.ndarray, *xs: np.ndarray, axis: int,
     return out
 
 
-def _concat_tangent(t: Any, xs: tuple, axis: int, argnum: int) -> Any:
-    parts = [t if i == argnum else np.zeros(x.shape, dtype=t.dtype) for i, x in enumerate(xs)]
-    return concatenate_p(*parts, axis=axis)
-
-
 concatenate_p = primitive(_concatenate, "concatenate", variadic=True)
 concatenate_p.defvjp(lambda g, ans, *xs, axis, argnum: _concat_slice(g, xs, axis, argnum),
                      text="the input's slice of g")
 concatenate_p.defvjp_joint(_concat_slices)
-concatenate_p.defjvp(lambda t, ans, *xs, axis, argnum: _concat_tangent(t, xs, axis, argnum))
+linear_jvp(concatenate_p)
 
 
 @public
