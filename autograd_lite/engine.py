@@ -263,6 +263,10 @@ def _as_cotangent(value: Any, like: Tensor, create_graph: bool, where: str) -> A
 
 
 def _seed(root: Tensor, gradient: Any, create_graph: bool, where: str) -> Any:
+    if root.data.dtype.kind != "f":
+        # an integer or boolean output is piecewise constant: its "gradient" would be noise
+        raise TypeError(f"{where}: the output has dtype {root.data.dtype}, not floating point, so it "
+                        "has no gradient; differentiate the float value before it was converted")
     if gradient is None:
         if root.data.size != 1:
             raise RuntimeError(

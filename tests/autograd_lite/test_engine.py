@@ -261,3 +261,10 @@ def test_copies_of_a_recorded_tensor_backpropagate_like_the_original():
     y = ag.tanh(x)
     (y * 2.0 + copy.copy(y)).sum().backward()
     np.testing.assert_allclose(x.grad.data, 3 * (1 - np.tanh(x.data) ** 2), rtol=1e-14)
+
+
+def test_backward_from_an_integer_or_boolean_output_is_refused():
+    t = ag.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(TypeError, match=r"backward: the output has dtype int64, not floating point"):
+        (t * 2).astype(np.int64).sum().backward()
+    assert t.grad is None
