@@ -42,6 +42,21 @@ def _count(shape: tuple, axis: Optional[tuple]) -> int:
     return n
 
 
+def reduction_slope(prim: Any, slope: Callable, text: str) -> Any:
+    """A reduction's rules from its slope, d out / d x_i (an array shaped like x, written with
+    primitives): VJP = g broadcast back over the reduced axes times the slope, JVP = the sum of
+    t times the slope over them. `slope(ans, x, axis, **other_params)`."""
+    def vjp(g: Any, ans: Any, x: Any, axis: Optional[tuple], keepdims: bool, **params: Any) -> Any:
+        return _expand(g, x, axis, keepdims) * slope(ans, x, axis, **params)
+
+    def jvp(t: Any, ans: Any, x: Any, axis: Optional[tuple], keepdims: bool, **params: Any) -> Any:
+        return (t * slope(ans, x, axis, **params)).sum(axis=axis, keepdims=keepdims)
+
+    prim.defvjp(vjp, text=text)
+    prim.defjvp(jvp)
+    return prim
+
+
 def reduction_domain(fn: Callable, spread: bool = False, min_side: int = 1) -> Callable:
     """Test domain of a reduction: any shape, an axis argument (None, int or tuple), keepdims."""
     def domain(c: Any) -> tuple:
@@ -85,7 +100,7 @@ mean_p.domain = reduction_domain(mean)
 
 
 # ---------------------------------------------------------------- max, min
-def _argmax_share(ans: Any, x: Any, axis: Optional[tuple], keepdims: bool) -> np.ndarray:
+def _argmax_share(ans: Any, x: Any, axis: Optional[tuple]) -> np.ndarray:
     """1/k on each of the k elements that attain the max (or min), 0 elsewhere."""
     x_data, ans_data = _data(x), _data(ans)
     hit = x_data == ans_data.reshape(_reduced_shape(x_data.shape, axis))
@@ -93,20 +108,10 @@ def _argmax_share(ans: Any, x: Any, axis: Optional[tuple], keepdims: bool) -> np
     return (hit / count).astype(x_data.dtype)
 
 
-def _extreme_vjp(g: Any, ans: Any, x: Any, axis: Optional[tuple], keepdims: bool) -> Any:
-    return _expand(g, x, axis, keepdims) * _argmax_share(ans, x, axis, keepdims)
-
-
-def _extreme_jvp(t: Any, ans: Any, x: Any, axis: Optional[tuple], keepdims: bool) -> Any:
-    return (t * _argmax_share(ans, x, axis, keepdims)).sum(axis=axis, keepdims=keepdims)
-
-
 max_p = primitive(lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims), "max")
-max_p.defvjp(_extreme_vjp, text="g to the maximal element(s), split evenly between ties")
-max_p.defjvp(_extreme_jvp)
+reduction_slope(max_p, _argmax_share, text="g to the maximal element(s), split evenly between ties")
 min_p = primitive(lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims), "min")
-min_p.defvjp(_extreme_vjp, text="g to the minimal element(s), split evenly between ties")
-min_p.defjvp(_extreme_jvp)
+reduction_slope(min_p, _argmax_share, text="g to the minimal element(s), split evenly between ties")
 
 
 def _extreme(prim: Any, x: Any, axis: Axis, keepdims: bool) -> Tensor:
@@ -161,16 +166,13 @@ def argmin(x: Any, axis: Optional[int] = None, keepdims: bool = False) -> Tensor
 
 
 # ---------------------------------------------------------------- logsumexp, var
-def _softmax_of(x: Any, ans: Any, axis: Optional[tuple]) -> Any:
+def _softmax_of(ans: Any, x: Any, axis: Optional[tuple]) -> Any:
     """exp(x - logsumexp(x)), with logsumexp already computed as `ans`."""
     return exp(x - ans.reshape(_reduced_shape(x.shape, axis)))
 
 
 logsumexp_p = primitive(kernels.logsumexp, "logsumexp")  # m + log(sum(exp(x - m))), m = max(x)
-logsumexp_p.defvjp(lambda g, ans, x, axis, keepdims: _expand(g, x, axis, keepdims) * _softmax_of(x, ans, axis),
-                    text="g * softmax(x)")
-logsumexp_p.defjvp(lambda t, ans, x, axis, keepdims:
-                    (t * _softmax_of(x, ans, axis)).sum(axis=axis, keepdims=keepdims))
+reduction_slope(logsumexp_p, _softmax_of, text="g * softmax(x)")
 
 
 @public(method=True)
@@ -199,11 +201,8 @@ def _degrees_of_freedom(op: str, x: Tensor, axis: Optional[tuple], ddof: Any) ->
 
 
 var_p = primitive(lambda x, axis, keepdims, ddof: np.var(x, axis=axis, keepdims=keepdims, ddof=ddof), "var")
-var_p.defvjp(lambda g, ans, x, axis, keepdims, ddof:
-            _expand(g, x, axis, keepdims) * _centered(x, axis) * (2.0 / (_count(x.shape, axis) - ddof)),
-            text="g * 2 (x - mean) / (n - ddof)")
-var_p.defjvp(lambda t, ans, x, axis, keepdims, ddof:
-            (t * _centered(x, axis)).sum(axis=axis, keepdims=keepdims) * (2.0 / (_count(x.shape, axis) - ddof)))
+reduction_slope(var_p, lambda ans, x, axis, ddof: _centered(x, axis) * (2.0 / (_count(x.shape, axis) - ddof)),
+                text="g * 2 (x - mean) / (n - ddof)")
 
 
 @public(method=True)
@@ -222,10 +221,7 @@ def _std_slope(ans: Any, x: Any, axis: Optional[tuple], ddof: Any) -> Any:
 
 
 std_p = primitive(lambda x, axis, keepdims, ddof: np.std(x, axis=axis, keepdims=keepdims, ddof=ddof), "std")
-std_p.defvjp(lambda g, ans, x, axis, keepdims, ddof: _expand(g, x, axis, keepdims) * _std_slope(ans, x, axis, ddof),
-             text="g * (x - mean) / ((n - ddof) std), 0 where std = 0")
-std_p.defjvp(lambda t, ans, x, axis, keepdims, ddof:
-             (t * _std_slope(ans, x, axis, ddof)).sum(axis=axis, keepdims=keepdims))
+reduction_slope(std_p, _std_slope, text="g * (x - mean) / ((n - ddof) std), 0 where std = 0")
 
 
 @public(method=True)
@@ -273,10 +269,8 @@ def _norm_slope(ans: Any, x: Any, ord: float, axis: Optional[tuple]) -> Any:
 
 
 norm_p = primitive(_norm, "norm")
-norm_p.defvjp(lambda g, ans, x, ord, axis, keepdims: _expand(g, x, axis, keepdims) * _norm_slope(ans, x, ord, axis),
-              text="g * x / ||x|| (ord 2), g * sign(x) (|x| / ||x||)**(ord - 1); 0 where ||x|| = 0")
-norm_p.defjvp(lambda t, ans, x, ord, axis, keepdims:
-              (t * _norm_slope(ans, x, ord, axis)).sum(axis=axis, keepdims=keepdims))
+reduction_slope(norm_p, lambda ans, x, axis, ord: _norm_slope(ans, x, ord, axis),
+                text="g * x / ||x|| (ord 2), g * sign(x) (|x| / ||x||)**(ord - 1); 0 where ||x|| = 0")
 
 
 @public

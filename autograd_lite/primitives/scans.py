@@ -15,7 +15,7 @@ import numpy as np
 from ..arguments import Axis, normalize_axis, one_axis
 from ..declaration import linear_jvp, primitive, public
 from ..tensor import Tensor, _data, as_tensor
-from .reductions import _expand, _reduced_shape
+from .reductions import _reduced_shape, reduction_slope
 from .shape import concatenate_p, getitem_p, reshape, transpose_p
 
 
@@ -174,10 +174,7 @@ def _prod_slope(ans: Any, x: Any, axis: Optional[tuple]) -> Any:
 
 
 prod_p = primitive(lambda x, axis, keepdims: np.prod(x, axis=axis, keepdims=keepdims), "prod")
-prod_p.defvjp(lambda g, ans, x, axis, keepdims: _expand(g, x, axis, keepdims) * _prod_slope(ans, x, axis),
-              text="g * the product of the others (prod / x without zeros)")
-prod_p.defjvp(lambda t, ans, x, axis, keepdims:
-              (t * _prod_slope(ans, x, axis)).sum(axis=axis, keepdims=keepdims))
+reduction_slope(prod_p, _prod_slope, text="g * the product of the others (prod / x without zeros)")
 
 
 @public(method=True)
