@@ -2,10 +2,10 @@
 
 Importing this module imports Numba but compiles nothing. Every kernel takes C-contiguous
 arrays of one float dtype (float32 or float64) and writes into outputs its caller allocates
-(`kernels/__init__.py` does the checks, the copies and the choice of kernel). The kernels that
-compute (exp, log, tanh) come twice: a serial loop, and a `prange` loop (`_parallel`) for large
-arrays; those that only move memory (the backward passes, relu, dropout, the optimizer updates)
-are serial: a second core adds little memory bandwidth.
+(`kernels/__init__.py` does the checks, `kernels/dispatch.py` the choice of kernel and the
+copies). The kernels that compute (exp, log, tanh) come twice: a serial loop, and a `prange`
+loop (`_parallel`) for large arrays; those that only move memory (the backward passes, relu,
+dropout, the optimizer updates) are serial: a second core adds little memory bandwidth.
 
 Transcendental functions are computed in float64 by `_exp`, `_log1p_unit` and `_tanh` below,
 written with arithmetic only, so that LLVM vectorizes the loops that call them; Numba's own
