@@ -245,7 +245,7 @@ relu = elementwise("relu", kernels.relu, lambda ans, x: _data(x) > 0, text="g * 
                    domain=[AWAY_FROM_0], doc="max(x, 0), elementwise (the gradient at 0 is 0).")
 relu.vjps = (_one_pass(lambda g, ans, x: kernels.relu_backward(g, x), relu.vjps[0]),)
 
-softplus = elementwise("softplus", lambda x: np.logaddexp(0, x), lambda ans, x: sigmoid(x),
+softplus = elementwise("softplus", kernels.softplus, lambda ans, x: sigmoid(x),
                        text="g * sigmoid(x)", doc="log(1 + exp(x)), stable for large |x|.")
 
 
