@@ -1,7 +1,7 @@
 """Forward mode: tangents carried alongside the primal values, one pass, no graph kept.
 
 `jvp(f, primals, tangents)` pushes a `JVPTrace` on `engine.jvp_traces`; after every primitive
-application the trace sums the primitive's JVP rules (from the one table in primitives.py)
+application the trace sums the primitive's JVP rules (from the one table, `declaration.PRIMITIVES`)
 over the inputs that carry a tangent, and stores the output's tangent in its `_jvp` slot.
 Rules run on Tensors whenever someone else is watching (an outer trace, a graph being
 recorded), so forward mode nests with itself and with reverse mode (forward-over-reverse
@@ -107,11 +107,19 @@ def jvp(f: Callable[..., Any], primals: Any, tangents: Any) -> Tuple[Any, Any]:
     with the structure of f's result (one value or a tuple). Arrays in give arrays out; Tensors
     in give Tensors out. No graph is recorded unless the primals themselves carry one.
 
+    Like `grad` and `vjp`, it refuses an output that is not floating-point (a boolean or integer
+    result has no derivative) with a TypeError naming the output and its dtype.
+
     Example:
         >>> y, dy = jvp(lambda x: (x * x).sum(), (np.array([1.0, 2.0]),), (np.array([1.0, 0.0]),))
         >>> float(dy)
         2.0
     """
+    return jvp_for(f, primals, tangents, "jvp")
+
+
+def jvp_for(f: Callable[..., Any], primals: Any, tangents: Any, op: str) -> Tuple[Any, Any]:
+    """`jvp`, naming the transform `op` (jvp, or jacobian in forward mode) when it refuses an output."""
     primals, _ = _as_tuple(primals)
     tangents, _ = _as_tuple(tangents)
     if len(primals) != len(tangents):
@@ -127,6 +135,8 @@ def jvp(f: Callable[..., Any], primals: Any, tangents: Any) -> Tuple[Any, Any]:
     finally:
         engine.jvp_traces.remove(trace)
     outs, out_tuple = _as_tuple(out)
+    for k, o in enumerate(outs):
+        check_float_output(o, op, f"output {k}")
     tangents_out = [tangent_of(trace, o) for o in outs]
     for o in outs:  # the outputs leave without this trace's tangents
         if isinstance(o, Tensor) and o._jvp:
@@ -162,6 +172,21 @@ def attach_tangent(trace: JVPTrace, primal: Any, tangent: Any, i: int = 0) -> Te
         tangent = Tensor._wrap(np.asarray(tangent, dtype=data.dtype))
     x._jvp[trace] = tangent
     return x
+
+
+def check_float_output(out: Any, op: str, which: str) -> None:
+    """Refuse an output of transform `op` that has no derivative: not a Tensor, array or number,
+    or not floating-point (booleans, integers), as PyTorch and JAX refuse them."""
+    if isinstance(out, Tensor):
+        dtype = out.dtype
+    elif isinstance(out, (np.ndarray, np.generic, float, int)):
+        dtype = np.asarray(out).dtype
+    else:
+        raise TypeError(f"{op}: f must return Tensors, arrays or numbers (or a tuple of them), "
+                        f"{which} is {type(out).__name__}")
+    if dtype.kind != "f":
+        raise TypeError(f"{op}: {which} has dtype {dtype}, but only floating-point outputs can be "
+                        "differentiated (convert with .astype(np.float64))")
 
 
 def tangent_of(trace: JVPTrace, out: Any) -> Tensor:

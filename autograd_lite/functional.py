@@ -15,7 +15,8 @@ import numpy as np
 from . import engine
 from . import functions as F
 from . import primitives as P
-from .forward import _as_tuple, carries_graph, enclosed, export, has_live_tangent, jvp, nesting
+from .forward import (_as_tuple, carries_graph, check_float_output, enclosed, export,
+                      has_live_tangent, jvp, jvp_for, nesting)
 from .tensor import Tensor
 
 __all__ = ["grad", "value_and_grad", "vjp", "jvp", "jacobian", "hessian", "hvp"]
@@ -69,7 +70,7 @@ def value_and_grad(f: Callable[..., Any], argnums: Argnums = 0,
                                 f"got {type(out).__name__}")
             out, aux = out
         _check_scalar(out, "grad")
-        _check_float_output(out, "grad", "f's output")
+        check_float_output(out, "grad", "f's output")
         if isinstance(out, Tensor) and out.requires_grad:
             grads = engine.grad(out, xs, create_graph=nested)
         else:  # f does not depend on its inputs
@@ -111,7 +112,7 @@ def _vjp(f: Callable[..., Any], primals: Sequence[Any], op: str) -> Tuple[Any, C
         out = f(*call_args)
     outs, out_tuple = _as_tuple(out)
     for k, o in enumerate(outs):
-        _check_float_output(o, op, f"output {k}")
+        check_float_output(o, op, f"output {k}")
     outs = tuple(o if isinstance(o, Tensor) else Tensor._wrap(np.asarray(o)) for o in outs)
 
     def vjp_fn(cotangents: Any) -> tuple:
@@ -236,14 +237,8 @@ def _differentiable_args(args: Sequence[Any], nums: tuple, op: str) -> Tuple[lis
     tensors_in = False
     for i in nums:
         x = args[i]
-        if isinstance(x, Tensor):
-            tensors_in = True
-            data = x.data
-        else:
-            data = np.asarray(x)
-        if data.dtype.kind != "f":
-            raise TypeError(f"{op}: argument {i} has dtype {data.dtype}; only floating-point "
-                            "arguments can be differentiated (convert with .astype(np.float64))")
+        tensors_in = tensors_in or isinstance(x, Tensor)
+        data = _float_argument(x, i, op)
         if isinstance(x, Tensor) and (x.requires_grad or has_live_tangent(x)):
             # a fresh node linked to x: outer transforms still see through it, and an argument
             # passed twice gets two separate partial derivatives
@@ -258,6 +253,15 @@ def _differentiable_args(args: Sequence[Any], nums: tuple, op: str) -> Tuple[lis
     return call_args, xs, tensors_in
 
 
+def _float_argument(x: Any, i: int, op: str) -> np.ndarray:
+    """The array of argument i, refused unless it is floating-point."""
+    data = x.data if isinstance(x, Tensor) else np.asarray(x)
+    if data.dtype.kind != "f":
+        raise TypeError(f"{op}: argument {i} has dtype {data.dtype}; only floating-point "
+                        "arguments can be differentiated (convert with .astype(np.float64))")
+    return data
+
+
 def _check_scalar(out: Any, op: str) -> None:
     if isinstance(out, (tuple, list)):
         raise TypeError(f"{op}: f must return one scalar, got a {type(out).__name__} of "
@@ -267,21 +271,6 @@ def _check_scalar(out: Any, op: str) -> None:
         shape = out.shape if isinstance(out, Tensor) else np.shape(out)
         raise ValueError(f"{op}: f must return a scalar (one element) to have a gradient, got shape "
                          f"{shape}; reduce it first (e.g. .sum()), or use jacobian / vjp")
-
-
-def _check_float_output(out: Any, op: str, which: str) -> None:
-    """Refuse an output that has no derivative: not a Tensor, array or number, or not
-    floating-point (booleans, integers), as PyTorch and JAX refuse them."""
-    if isinstance(out, Tensor):
-        dtype = out.dtype
-    elif isinstance(out, (np.ndarray, np.generic, float, int)):
-        dtype = np.asarray(out).dtype
-    else:
-        raise TypeError(f"{op}: f must return Tensors, arrays or numbers (or a tuple of them), "
-                        f"{which} is {type(out).__name__}")
-    if dtype.kind != "f":
-        raise TypeError(f"{op}: {which} has dtype {dtype}, but only floating-point outputs can be "
-                        "differentiated (convert with .astype(np.float64))")
 
 
 def _pullback(f: Callable[..., Any], args: Sequence[Any], nums: tuple) -> Tuple[tuple, Callable, bool]:
@@ -328,6 +317,8 @@ def _jacobian_fwd(f: Callable[..., Any], args: Sequence[Any], nums: tuple) -> Tu
             full[i] = x
         return f(*full)
 
+    for i in nums:  # an empty integer argument would never reach jvp's own check
+        _float_argument(args[i], i, "jacobian")
     primals = [args[i] for i in nums]
     columns = []  # columns[a] = list over input elements of tuples over outputs
     out_shapes = None
@@ -338,18 +329,16 @@ def _jacobian_fwd(f: Callable[..., Any], args: Sequence[Any], nums: tuple) -> Tu
         for j in range(int(np.prod(shape, dtype=np.int64))):
             tangents = [np.zeros(_shape(q), dtype=_dtype(q)) for q in primals]
             tangents[a].reshape(-1)[j] = 1
-            out, dout = jvp(partial, tuple(primals), tuple(tangents))
+            out, dout = jvp_for(partial, tuple(primals), tuple(tangents), "jacobian")
             douts, out_tuple = _as_tuple(dout)
             if out_shapes is None:
                 outs, _ = _as_tuple(out)
-                for k, o in enumerate(outs):
-                    _check_float_output(o, "jacobian", f"output {k}")
                 out_shapes = [(_shape(o), _dtype(o)) for o in outs]
             cols.append(douts)
         if out_shapes is None:  # an empty input: evaluate once for the output shapes
             outs, out_tuple = _as_tuple(partial(*primals))
             for k, o in enumerate(outs):
-                _check_float_output(o, "jacobian", f"output {k}")
+                check_float_output(o, "jacobian", f"output {k}")
             out_shapes = [(_shape(o), _dtype(o)) for o in outs]
         columns.append((cols, shape))
     table = []

@@ -1,4 +1,4 @@
-"""One rule for what the transforms differentiate: grad, vjp and jacobian (both modes) refuse an
+"""One rule for what the transforms differentiate: grad, vjp, jvp and jacobian (both modes) refuse an
 output that is not floating-point (a boolean or integer result has no derivative), as PyTorch
 and JAX do, instead of one accepting it with zero gradients and another refusing it."""
 from __future__ import annotations
@@ -31,6 +31,24 @@ def test_vjp_of_a_non_float_output_raises_like_grad(f):
         ag.vjp(f, X)
 
 
+@pytest.mark.parametrize("f", NON_FLOAT_OUTPUTS.values(), ids=NON_FLOAT_OUTPUTS.keys())
+def test_jvp_of_a_non_float_output_raises_like_grad(f):
+    # it used to return an integer (or a float zero) tangent for it
+    with pytest.raises(TypeError, match=r"jvp: output 0 has dtype (bool|int64), but only floating-point"):
+        ag.jvp(f, (X,), (np.ones(2),))
+
+
+def test_jvp_names_the_non_float_output_among_several_and_leaves_no_trace():
+    with pytest.raises(TypeError, match="jvp: output 1 has dtype int64"):
+        ag.jvp(lambda x: (x * 2, (x * 2).astype(np.int64)), (X,), (np.ones(2),))
+    assert ag.engine.jvp_traces == []
+
+
+def test_jvp_of_an_output_that_is_not_a_number_raises():
+    with pytest.raises(TypeError, match="jvp: f must return Tensors, arrays or numbers .* is str"):
+        ag.jvp(lambda x: "y", (X,), (np.ones(2),))
+
+
 @pytest.mark.parametrize("mode", ["fwd", "rev", "auto"])
 def test_jacobian_of_a_boolean_output_raises_in_every_mode(mode):
     with pytest.raises(TypeError, match="jacobian: output 0 has dtype bool"):
@@ -57,8 +75,16 @@ def test_float_outputs_that_ignore_the_input_still_have_zero_gradients():
     np.testing.assert_array_equal(ag.grad(lambda x: 3.0)(X), np.zeros(2))
     _, pullback = ag.vjp(lambda x: np.float32(1.0), X)
     np.testing.assert_array_equal(pullback(np.float32(1.0))[0], np.zeros(2))
+    _, tangent = ag.jvp(lambda x: 2.0, (X,), (np.ones(2),))
+    assert tangent == 0.0
 
 
 def test_jacobian_in_reverse_mode_names_itself_for_an_integer_argument():
     with pytest.raises(TypeError, match="jacobian: argument 0 has dtype int64"):
         ag.jacobian(lambda x: x * 1.0, mode="rev")(np.array([1, 2]))
+
+
+@pytest.mark.parametrize("x", [np.array([1, 2]), np.zeros(0, dtype=np.int64)], ids=["ints", "empty"])
+def test_jacobian_in_forward_mode_names_itself_and_the_argument_for_an_integer_argument(x):
+    with pytest.raises(TypeError, match="jacobian: argument 1 has dtype int64"):
+        ag.jacobian(lambda y, x: x * y, argnums=1, mode="fwd")(1.0, x)
