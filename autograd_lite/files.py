@@ -1,10 +1,13 @@
-"""Files written safely: the one atomic-write helper of the project (autograd_lite and nn).
+"""Files written safely, and read in bounded chunks: the project's one atomic-write helper
+(autograd_lite and nn) and its one chunked reader.
 
 A file is written under a temporary name beside its target, flushed to disk, and renamed over
 the target only once complete (`os.replace` is atomic), so an exception, Ctrl-C or SIGTERM in
 the middle leaves the old file (or none) and no temporary file, never half a file. Only regular
 files are written: a target that is a directory, a device or a FIFO is refused before anything
 is written, and a symbolic link is followed (the link stays; the file it points to is replaced).
+`read_into` fills an array's memory from a (decompressing) stream a chunk at a time, so a
+hostile file costs no more memory than the array it claims to be.
 """
 from __future__ import annotations
 
@@ -14,9 +17,9 @@ import signal
 import stat
 import tempfile
 import threading
-from typing import IO, Iterator
+from typing import IO, BinaryIO, Iterator
 
-__all__ = ["check_output_path", "atomic_path", "atomic_write", "file_kind"]
+__all__ = ["check_output_path", "atomic_path", "atomic_write", "file_kind", "read_into"]
 
 
 def check_output_path(path: "os.PathLike[str] | str", op: str) -> str:
@@ -30,7 +33,9 @@ def check_output_path(path: "os.PathLike[str] | str", op: str) -> str:
         '/home/me/model.npz'
     """
     raw = os.fspath(path)
-    if not isinstance(raw, str) or raw == "":
+    if not isinstance(raw, str):
+        raise TypeError(f"{op}: the output path must be a str or a path, got {type(raw).__name__} {raw!r:.80}")
+    if raw == "":
         raise ValueError(f"{op}: the output path is empty; give a file name such as 'model.npz'")
     real = os.path.realpath(raw)
     try:
@@ -123,3 +128,16 @@ def file_kind(mode: int) -> str:
     if stat.S_ISSOCK(mode):
         return "a socket"
     return "not a regular file"
+
+
+def read_into(stream: BinaryIO, buffer: memoryview, chunk: int = 1 << 22) -> int:
+    """Fill `buffer` (bytes) from `stream`, `chunk` bytes at a time, so that a decompressing stream
+    never inflates more than one chunk ahead; return the number of bytes filled, fewer only if the
+    stream ended."""
+    filled = 0
+    while filled < len(buffer):
+        n = stream.readinto(buffer[filled:filled + chunk])
+        if not n:
+            break
+        filled += n
+    return filled

@@ -24,7 +24,7 @@ from typing import Any, Dict, Iterator, NamedTuple, Optional, Tuple
 import numpy as np
 
 import autograd_lite
-from autograd_lite.files import atomic_write
+from autograd_lite.files import atomic_write, read_into
 
 from .layers import MAX_PARAMETERS, MLP, check_max_parameters
 from .module import Module
@@ -45,8 +45,6 @@ _REBUILDABLE = {"MLP": MLP}
 # string, version and length fields before it
 _NPY_MAX_HEADER_SIZE = 10_000
 _NPY_PREAMBLE_LIMIT = _NPY_MAX_HEADER_SIZE + 12
-# decompressed bytes per read: memory for reading a member stays this small whatever its size
-_CHUNK = 2**20
 
 
 class ModelFileError(ValueError):
@@ -357,8 +355,9 @@ def _load_into(path: str, archive: zipfile.ZipFile, module: Module, members: Dic
 
 def _read_array(path: str, archive: zipfile.ZipFile, info: zipfile.ZipInfo, layout: _Layout,
                 out: Optional[np.ndarray] = None) -> np.ndarray:
-    """The member's array, read into `out` (C-contiguous, of its shape and dtype) when given; the
-    member may not inflate past the bytes its layout needs."""
+    """The member's array, read into `out` (C-contiguous, of its shape and dtype) when given.
+    zipfile never yields more than the entry's declared size, which `_read_layout` pinned to what
+    the layout needs, so the member cannot inflate past it."""
     if out is not None and not layout.fortran_order:
         target = out
     else:
@@ -366,15 +365,10 @@ def _read_array(path: str, archive: zipfile.ZipFile, info: zipfile.ZipInfo, layo
     # the array's memory as bytes; a Fortran-ordered array's transpose is C-contiguous
     buffer = memoryview(target.T if layout.fortran_order else target).cast("B")
     with _damage_reported(path), archive.open(info) as stream:
-        reader = _BoundedReader(stream, layout.header_bytes + layout.data_bytes, path, info.filename)
-        reader.read(layout.header_bytes)
-        for start in range(0, len(buffer), _CHUNK):
-            end = min(start + _CHUNK, len(buffer))
-            chunk = reader.read(end - start)
-            if len(chunk) != end - start:
-                raise ModelFileError(f"load: member {info.filename!r} of {path!r} ends early (truncated or "
-                                     "corrupted)")
-            buffer[start:end] = chunk
+        if len(stream.read(layout.header_bytes)) != layout.header_bytes \
+                or read_into(stream, buffer) != len(buffer):
+            raise ModelFileError(f"load: member {info.filename!r} of {path!r} ends early (truncated or "
+                                 "corrupted)")
     if out is not None and target is not out:
         np.copyto(out, target)
         return out
@@ -398,8 +392,9 @@ def _differences(absent: set, present: set, absent_word: str, present_word: str)
 
 
 class _BoundedReader:
-    """A member's decompressed bytes, refused beyond `limit`: whatever sizes the zip entry
-    declares, a member never inflates past what its .npy header and shape need."""
+    """A member's first bytes, refused beyond `limit`: numpy reads the header length a .npy file
+    declares (up to 4 GiB) before it checks it against its bound, so its parser gets this instead
+    of the stream."""
 
     def __init__(self, stream: Any, limit: int, path: str, member: str) -> None:
         self.stream, self.limit, self.path, self.member = stream, limit, path, member
@@ -408,8 +403,8 @@ class _BoundedReader:
     def read(self, size: int) -> bytes:
         if size < 0 or self.consumed + size > self.limit:
             raise ModelFileError(f"load: member {self.member!r} of {self.path!r} runs past the "
-                                 f"{self.limit:,} bytes its .npy header and shape allow (a corrupted file "
-                                 "or a zip bomb)")
+                                 f"{self.limit:,} bytes a .npy header may take (a corrupted file or a "
+                                 "zip bomb)")
         data = self.stream.read(size)
         self.consumed += len(data)
         return data

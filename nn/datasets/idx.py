@@ -19,7 +19,7 @@ from typing import BinaryIO, Tuple, Union
 
 import numpy as np
 
-from autograd_lite.files import atomic_write, file_kind
+from autograd_lite.files import atomic_write, file_kind, read_into
 
 from .errors import IDXFormatError
 
@@ -43,7 +43,6 @@ MAX_IDX_BYTES = 1 << 32
 # deflate never expands more than 1032:1 (zlib's technical notes), so a gzip file of n bytes
 # cannot hold more than 1032 n bytes: a header promising more is refused before any allocation
 _DEFLATE_MAX_RATIO = 1032
-_CHUNK = 1 << 22
 
 
 def read_idx(path: PathLike, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
@@ -150,7 +149,7 @@ def _read_idx_stream(path: Path, stream: BinaryIO, file_size: int, compressed: b
         raise IDXFormatError(f"read_idx: {path} has a header that promises shape {shape}, which no "
                              "array can have; the file is corrupt") from None
     # the bytes of the array, flat (memoryview.cast refuses shapes with a zero)
-    received = _read_into(stream, memoryview(data.reshape(-1).view(np.uint8)))
+    received = read_into(stream, memoryview(data.reshape(-1).view(np.uint8)))
     if received < expected:  # a gzip stream that ends early, or a raw file that shrank
         raise _truncated(path, promised, received)
     if compressed and stream.read(1):
@@ -179,18 +178,6 @@ def _read_header(path: Path, stream: BinaryIO) -> Tuple[Tuple[int, ...], np.dtyp
         raise IDXFormatError(f"read_idx: {path} is truncated inside its header: {ndim} dimensions "
                              f"need {header_size} header bytes, the file has {4 + len(dims)}")
     return struct.unpack(f">{ndim}I", dims), IDX_TYPES[code], header_size
-
-
-def _read_into(stream: BinaryIO, buffer: memoryview) -> int:
-    """Fill `buffer` from `stream` in chunks (a gzip stream then never decompresses more than one
-    chunk ahead); return the number of bytes filled, fewer only if the stream ended."""
-    filled = 0
-    while filled < len(buffer):
-        n = stream.readinto(buffer[filled:filled + _CHUNK])
-        if not n:
-            break
-        filled += n
-    return filled
 
 
 def _truncated(path: Path, promised: str, received: int) -> IDXFormatError:

@@ -1,4 +1,5 @@
 """The one atomic-write helper: only regular files, symlinks followed, nothing left behind."""
+import io
 import os
 import signal
 import subprocess
@@ -7,7 +8,7 @@ import textwrap
 
 import pytest
 
-from autograd_lite.files import atomic_path, atomic_write, check_output_path
+from autograd_lite.files import atomic_path, atomic_write, check_output_path, read_into
 
 
 def test_atomic_write_replaces_the_file_only_when_complete(tmp_path):
@@ -28,6 +29,20 @@ def test_atomic_write_replaces_the_file_only_when_complete(tmp_path):
 def test_empty_path_is_refused():
     with pytest.raises(ValueError, match="save: the output path is empty"):
         check_output_path("", "save")
+
+
+def test_a_bytes_path_is_a_type_error_not_an_empty_path():
+    with pytest.raises(TypeError, match="save: the output path must be a str or a path, got bytes"):
+        check_output_path(b"model.npz", "save")
+
+
+def test_read_into_fills_in_chunks_and_counts_a_short_stream():
+    data = bytes(range(256)) * 40
+    buffer = bytearray(len(data))
+    assert read_into(io.BytesIO(data), memoryview(buffer), chunk=1000) == len(data)
+    assert buffer == data
+    longer = bytearray(len(data) + 7)
+    assert read_into(io.BytesIO(data), memoryview(longer), chunk=1000) == len(data)
 
 
 def test_directory_target_is_refused(tmp_path):
