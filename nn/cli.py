@@ -216,6 +216,7 @@ def run_train(args: argparse.Namespace) -> int:
             optimizer = make_optimizer(args.optimizer, model, lr)
             schedule = make_schedule(args.schedule, optimizer, args.epochs)
             started = time.perf_counter()
+            doing = "while training" + label   # a second Ctrl-C stops fit at once, unsaved
             try:
                 with _training_messages(model, args, lr):
                     history = fit(model, args.loss, optimizer, (x_train, y_train), validation=validation,

@@ -313,6 +313,16 @@ def test_ctrl_c_while_loading_the_data_is_one_sentence(capsys, monkeypatch):
                                    r"--save\)$", expected_code=130)
 
 
+def test_a_second_ctrl_c_during_training_says_it_stopped_while_training(capsys, monkeypatch, tmp_path):
+    def interrupted_fit(*args, **kwargs):   # what fit raises on a second Ctrl-C: a plain KeyboardInterrupt
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("nn.cli.fit", interrupted_fit)
+    code, _, err = run_main(capsys, "train", "--epochs", "1", "--save", str(tmp_path / "m.npz"))
+    assert_one_sentence(code, err, r"^interrupted \(Ctrl-C\) while training: nothing was saved$", expected_code=130)
+    assert not (tmp_path / "m.npz").exists()
+
+
 def test_ctrl_c_in_evaluate_is_one_sentence(capsys, monkeypatch, digits_model):
     def interrupted_load(*args, **kwargs):
         raise KeyboardInterrupt
