@@ -164,9 +164,8 @@ class StraightLinePrimitivesStep:
     def __init__(self, net: dict, W: list, X: np.ndarray, y: np.ndarray, dropout: float) -> None:
         _check_net_a("StraightLinePrimitivesStep", net, dropout)
         from autograd_lite import fused, kernels, primitives
-        from nn.losses import half_lambda_sum_of_squares
         self.linear, self.bce, self.add = fused._linear, fused._bce_with_logits, primitives.add
-        self.l2, self.sgd = half_lambda_sum_of_squares, kernels.sgd_update
+        self.l2, self.sgd = fused.half_lambda_sum_of_squares, kernels.sgd_update
         (self.W1, self.b1), (self.W2, self.b2) = W
         self.X, self.Y = X, np.eye(net["sizes"][-1], dtype=X.dtype)[y]
         self.lr, self.lam = net["lr"], net["l2"]
