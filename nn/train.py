@@ -129,7 +129,8 @@ class NonFiniteError(FloatingPointError):
 
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during `fit`: training stopped after a whole batch, so no update is half-applied and
-    the model (in eval mode) can be saved. `epoch` of `epochs` and `batch` of `batches` (1-based;
+    the model (in eval mode) can be saved (if that batch's update overflowed, `fit` raises a
+    `NonFiniteError` instead). `epoch` of `epochs` and `batch` of `batches` (1-based;
     the last batch done) say how far it got; `history` holds the epochs completed."""
 
     def __init__(self, message: str, epoch: int, epochs: int, batch: int, batches: int,
@@ -236,6 +237,7 @@ def fit(model: Module, loss: Union[str, LossFn], optimizer: Any, train: Tuple[np
                     if ctrl_c.pressed:
                         if bar:
                             bar.clear()
+                        guard.check_weights(epoch, i)   # never hand back an update that just overflowed
                         raise _interrupted(epoch, epochs, i, len(batch_iter), history)
                 guard.end_epoch(epoch, len(batch_iter))
                 logs = {"loss": total_loss / max(seen, 1), "accuracy": correct / max(seen, 1)}
@@ -450,10 +452,14 @@ class _FiniteGuard:
                     return f"{name} became {bad}"
         return None
 
+    def check_weights(self, epoch: int, batch: int) -> None:
+        """A NonFiniteError if an update left NaN or inf in the weights (`stop` puts back the copy)."""
+        if self._broken_weight():
+            raise self.stop("the weights became NaN or inf", epoch, batch)
+
     def end_epoch(self, epoch: int, batches: int) -> None:
         """Check the weights after the epoch's updates, and keep a copy of them."""
-        if self._broken_weight():
-            raise self.stop("the weights became NaN or inf", epoch, batches)
+        self.check_weights(epoch, batches)
         for kept, (_, p) in zip(self.kept, self.named):
             np.copyto(kept, p.data)
         self.kept_epoch = epoch

@@ -355,6 +355,25 @@ def test_ctrl_c_stops_after_the_current_batch_with_the_weights_usable(digits):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_ctrl_c_right_after_an_update_that_overflows_does_not_hand_back_inf_weights():
+    model = nn.Linear(2, 2, seed=0, dtype=np.float32)
+    initial = [p.data.copy() for p in model.parameters()]
+
+    class PressedDuringTheStep(nn.SGD):
+        def step(self):
+            super().step()                        # lr * gradient overflows float32: the weights become inf
+            signal.raise_signal(signal.SIGINT)
+
+    x = np.array([[1, 2], [3, 4]], np.float32)
+    with pytest.raises(NonFiniteError, match=r"in an update of epoch 1 \(found at batch 1\); the model has its "
+                                             r"initial weights"):
+        with np.errstate(all="ignore"):
+            fit(model, "mse", PressedDuringTheStep(model, lr=3e38), (x, np.array([0, 1])), batch_size=1,
+                verbose=False)
+    assert all(np.array_equal(p.data, b) for p, b in zip(model.parameters(), initial))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_a_second_ctrl_c_interrupts_at_once(digits):
     (x, y), _ = digits
     model = _lecture_net()
