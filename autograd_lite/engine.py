@@ -534,18 +534,18 @@ def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: Opti
     answer = []
     for x in ins:
         entry = results.get(id(x))
-        c = None if entry is None else entry[1]
-        if c is None:
-            zeros = np.zeros_like(x.data)
-            c = Tensor._wrap(zeros) if create_graph else zeros
-        if isinstance(c, Tensor):
-            if c.dtype != x.dtype:
-                c = c.astype(x.dtype)
-        else:
-            if c.dtype != x.dtype:
-                c = c.astype(x.dtype)
-            elif not c.flags.writeable:
-                c = np.array(c)
+        if entry is None:
+            answer.append(Tensor._wrap(np.zeros_like(x.data)))
+            continue
+        _, c, exclusive = entry
+        if c.dtype != x.dtype:
+            c = c.astype(x.dtype)
+        elif not isinstance(c, Tensor) and not (exclusive and c.flags.writeable):
+            # the caller's grad_outputs, or a cotangent another input also got (both inputs of
+            # an add), or a read-only view: an array of its own, as backward() gives `.grad`
+            c = np.array(c)
+        if not isinstance(c, Tensor):
+            results[id(x)] = (x, c, False)  # the same input asked for twice gets a second array
             c = Tensor._wrap(c)
         answer.append(c)
     return tuple(answer)

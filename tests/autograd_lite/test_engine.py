@@ -186,6 +186,28 @@ def test_engine_grad_does_not_touch_dot_grad_and_gives_zeros_for_unused_inputs()
     assert x.grad is None
 
 
+def test_engine_grad_gives_each_input_an_array_of_its_own():
+    a = ag.tensor(np.ones(3), requires_grad=True)
+    b = ag.tensor(np.ones(3), requires_grad=True)
+    seed = np.array([1.0, 2.0, 3.0])
+    ga, gb = ag.autograd_grad(a + b, [a, b], grad_outputs=seed)  # add hands both the seed itself
+    ga.data *= 10
+    np.testing.assert_array_equal(gb.data, [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(seed, [1.0, 2.0, 3.0])
+    g1, g2 = ag.autograd_grad((a * b).sum(), [a, a])          # the same input asked for twice
+    g1.data *= 10
+    np.testing.assert_array_equal(g2.data, [1.0, 1.0, 1.0])
+
+
+def test_vjp_pullback_does_not_hand_back_the_callers_cotangent():
+    _, pullback = ag.vjp(lambda x, y: x + y, np.ones(3), np.ones(3))
+    c = np.array([1.0, 2.0, 3.0])
+    gx, gy = pullback(c)
+    gx *= 10
+    np.testing.assert_array_equal(gy, [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(c, [1.0, 2.0, 3.0])
+
+
 def test_backward_with_an_explicit_gradient():
     x = ag.tensor([1.0, 2.0, 3.0], requires_grad=True)
     (x * x).backward(gradient=np.array([1.0, 0.0, -1.0]))
