@@ -46,7 +46,7 @@ divide.defvjp(lambda g, ans, x, y: g / y, lambda g, ans, x, y: -g * ans / y,
 
 def _log_base(x: Any) -> Any:
     """log(x) where x > 0, 0 where x == 0 (d/dy x**y = x**y log x, taken as 0 at x = 0)."""
-    return log(where(_data(x) == 0, 1.0, x))
+    return log(where_p(_data(x) == 0, 1.0, x))
 
 
 def _power_slope_x(ans: Any, x: Any, y: Any) -> Any:
@@ -54,7 +54,7 @@ def _power_slope_x(ans: Any, x: Any, y: Any) -> Any:
     both_zero = (_data(x) == 0) & (_data(y) == 0)
     if not both_zero.any():
         return y * x ** (y - 1)
-    return y * where(both_zero, 1.0, x) ** (y - 1)
+    return y * where_p(both_zero, 1.0, x) ** (y - 1)
 
 
 power = elementwise("power", np.power, _power_slope_x, lambda ans, x, y: ans * _log_base(x),
@@ -111,20 +111,18 @@ def _where_domain(c: Any) -> tuple:
 
 where_p = primitive(np.where, "where")  # where(condition, x, y); the condition carries no gradient
 where_p.defvjp(None,
-              lambda g, ans, c, x, y: where(c, g, 0.0),
-              lambda g, ans, c, x, y: where(c, 0.0, g), text="where(c, g, 0), where(c, 0, g)")
+              lambda g, ans, c, x, y: where_p(c, g, 0.0),
+              lambda g, ans, c, x, y: where_p(c, 0.0, g), text="where(c, g, 0), where(c, 0, g)")
 linear_jvp(where_p, (1, 2))  # jointly: x's share is where(c, t, 0)
 where_p.domain = _where_domain
 
 
 @public
-def where(condition: Any, x: Any, y: Any) -> Any:
+def where(condition: Any, x: Any, y: Any) -> Tensor:
     """x where condition holds, else y (broadcasting). The condition carries no gradient."""
-    if isinstance(x, Tensor) or isinstance(y, Tensor):
-        return where_p(np.asarray(_data(condition), dtype=bool), x, y)
-    if isinstance(condition, Tensor):
-        return where_p(np.asarray(condition.data, dtype=bool), as_tensor(x), y)
-    return where_p(condition, x, y)  # arrays in, an array out: the rules call it that way
+    if not isinstance(x, Tensor) and not isinstance(y, Tensor):
+        x = as_tensor(x)
+    return where_p(np.asarray(_data(condition), dtype=bool), x, y)
 
 
 # ---------------------------------------------------------------- more binary ops
@@ -155,13 +153,14 @@ arctan2 = elementwise("arctan2", np.arctan2, lambda ans, x1, x2: x2 / (x1 * x1 +
                       doc="The angle of the point (x2, x1) in (-pi, pi], elementwise.")
 
 
-def _over_hypot(x: Any, ans: Any) -> Any:
-    """x / hypot(x, y), taken as 0 where both are 0 (the gradient of a norm at 0, as for abs)."""
-    return x / where(_data(ans) == 0, 1.0, ans)
+def divide_or_zero(x: Any, r: Any) -> Any:
+    """x / r, taken as 0 where r is 0: a norm's gradient x / ||x|| (hypot's, std's, norm's) at 0,
+    where x is 0 too; 0 is the subgradient, as for abs."""
+    return x / where_p(_data(r) == 0, 1.0, r)
 
 
-hypot = elementwise("hypot", np.hypot, lambda ans, x1, x2: _over_hypot(x1, ans),
-                    lambda ans, x1, x2: _over_hypot(x2, ans), text="g * x1 / r, g * x2 / r",
+hypot = elementwise("hypot", np.hypot, lambda ans, x1, x2: divide_or_zero(x1, ans),
+                    lambda ans, x1, x2: divide_or_zero(x2, ans), text="g * x1 / r, g * x2 / r",
                     domain=[Values(away_from=(0.0,), margin=0.1), Values()], method=False,
                     doc="sqrt(x1**2 + x2**2) without overflow, elementwise (the gradient at 0 is 0).")
 
@@ -295,8 +294,8 @@ def _sinc_slope(ans: Any, x: Any) -> Any:
     near_0 = np.abs(_data(x)) < 0.01
     x2 = x * x
     series = x * (_SINC_SERIES[0] + x2 * (_SINC_SERIES[1] + x2 * _SINC_SERIES[2]))
-    away = where(near_0, 1.0, x)  # no 0 / 0 in the branch not taken (its gradient would be NaN)
-    return where(near_0, series, (cos(math.pi * away) - ans) / away)
+    away = where_p(near_0, 1.0, x)  # no 0 / 0 in the branch not taken (its gradient would be NaN)
+    return where_p(near_0, series, (cos(math.pi * away) - ans) / away)
 
 
 sinc = elementwise("sinc", np.sinc, _sinc_slope, text="g * (cos(pi x) - sinc(x)) / x (0 at x = 0)",

@@ -15,7 +15,7 @@ from .. import kernels
 from ..arguments import Axis, normalize_axis, one_axis
 from ..declaration import primitive, public
 from ..tensor import Tensor, _data, as_tensor
-from .elementwise import _over_hypot, absolute, exp
+from .elementwise import absolute, divide_or_zero, exp
 from .shape import broadcast_to_p, reshape
 
 
@@ -217,7 +217,7 @@ def var(x: Any, axis: Axis = None, keepdims: bool = False, ddof: int = 0) -> Ten
 # d std / d x = (x - mean) / ((n - ddof) std): sqrt(var)'s slope, 0 where all values are equal
 def _std_slope(ans: Any, x: Any, axis: Optional[tuple], ddof: Any) -> Any:
     spread = ans.reshape(_reduced_shape(x.shape, axis))
-    return _over_hypot(_centered(x, axis), spread) / (_count(x.shape, axis) - ddof)
+    return divide_or_zero(_centered(x, axis), spread) / (_count(x.shape, axis) - ddof)
 
 
 std_p = primitive(lambda x, axis, keepdims, ddof: np.std(x, axis=axis, keepdims=keepdims, ddof=ddof), "std")
@@ -261,11 +261,11 @@ def _norm_slope(ans: Any, x: Any, ord: float, axis: Optional[tuple]) -> Any:
     otherwise; 0 where the norm is 0."""
     norm = ans.reshape(_reduced_shape(x.shape, axis))
     if ord == 2:
-        return _over_hypot(x, norm)
+        return divide_or_zero(x, norm)
     sign = np.sign(_data(x))
     if ord == 1:
         return sign
-    return sign * _over_hypot(absolute(x), norm) ** (ord - 1)
+    return sign * divide_or_zero(absolute(x), norm) ** (ord - 1)
 
 
 norm_p = primitive(_norm, "norm")

@@ -213,3 +213,11 @@ def test_power_of_a_negative_base_to_a_fractional_exponent_is_nan_as_in_numpy():
         expected = np.power([-2.0, 2.0], 0.5)
     np.testing.assert_array_equal(np.isnan(out.data), [True, False])
     np.testing.assert_allclose(out.data[1], expected[1])
+
+
+@pytest.mark.parametrize("condition", [np.array([True, False]), [True, False],
+                                       ag.tensor(np.array([1.0, 0.0]))])
+def test_where_of_arrays_and_numbers_is_a_tensor_like_every_public_op(condition):
+    out = ag.where(condition, np.array([1.0, 2.0]), 0.5)
+    assert isinstance(out, ag.Tensor)
+    np.testing.assert_array_equal(out.data, [1.0, 0.5])
