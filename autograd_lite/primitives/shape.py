@@ -127,9 +127,11 @@ def transpose(x: Any, axes: Optional[Sequence[int]] = None) -> Tensor:
     if axes is None:
         axes = tuple(range(x.ndim))[::-1]
     else:
-        axes = tuple(int(a) % max(x.ndim, 1) for a in axes)
-        if sorted(axes) != list(range(x.ndim)):
-            raise ValueError(f"transpose: axes {tuple(axes)} are not a permutation of the "
+        # in range and none repeated; one int is one axis, as in NumPy (x.transpose(0) of a 1-d x)
+        axes = distinct_axes(axes if isinstance(axes, (int, np.integer)) else tuple(axes), x.ndim,
+                             "transpose")
+        if len(axes) != x.ndim:
+            raise ValueError(f"transpose: axes {axes} are not a permutation of the "
                              f"{x.ndim} axes of a tensor of shape {x.shape}")
     if x.ndim < 2:
         return x
