@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import functools
 import math
-import operator
 import string
 from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..arguments import one_axis
+from ..arguments import integer_argument, one_axis
 from ..declaration import linear_jvp, primitive, public
 from ..tensor import Tensor, as_tensor
 from .shape import getitem_p, reshape, scatter_add_p
@@ -396,7 +395,7 @@ def _diagonal_block(x: Tensor, offset: int, axis1: int, axis2: int,
     a1, a2 = one_axis(axis1, x.ndim, op), one_axis(axis2, x.ndim, op)
     if a1 == a2:
         raise ValueError(f"{op}: axis1 and axis2 must be different axes, both are {a1}")
-    offset = _integer(offset, op, "offset")
+    offset = integer_argument(offset, op, "offset")
     start1, start2 = max(-offset, 0), max(offset, 0)
     length = max(0, min(x.shape[a1] - start1, x.shape[a2] - start2))
     if (x.shape[a1], x.shape[a2]) != (length, length):
@@ -414,7 +413,7 @@ def diag(v: Any, k: int = 0) -> Tensor:
     """Like np.diag: a 1-D v becomes a square matrix with v on diagonal k (above the main one
     when k > 0); a 2-D v gives its diagonal k."""
     v = as_tensor(v)
-    k = _integer(k, "diag", "k")
+    k = integer_argument(k, "diag", "k")
     if v.ndim == 2:
         return diagonal(v, offset=k)
     if v.ndim != 1:
@@ -473,10 +472,3 @@ def _letters(n: int, op: str) -> str:
         raise ValueError(f"{op}: the operands have {n} axes in all, more than the 52 that einsum "
                          "can name")
     return LETTERS[:n]
-
-
-def _integer(value: Any, op: str, name: str) -> int:
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{op}: {name} must be an integer, got {value!r}") from None
