@@ -32,7 +32,8 @@ from .layers import MLP
 from .losses import binary_cross_entropy
 from .optim import SGD, Adam, CosineDecay, StepDecay
 from .serialization import ModelFileError, load, save
-from .train import NonFiniteError, TrainingInterrupted, evaluate, fit, format_confusion, predict_proba
+from .train import (NonFiniteError, TrainingInterrupted, confusion_matrix, evaluate, fit, format_confusion,
+                    predict_proba)
 
 # Inputs are scaled from 0..max_value to this range, in training and in prediction alike.
 FEATURE_RANGE = (-1.0, 1.0)
@@ -254,8 +255,7 @@ def run_train(args: argparse.Namespace) -> int:
                   f"({int(round(accuracy * len(y_test)))}/{len(y_test)})")
         if args.confusion:
             predicted = np.argmax(np.mean(probabilities, axis=0), axis=1)
-            confusion = np.zeros((ds.num_classes, ds.num_classes), dtype=np.int64)
-            np.add.at(confusion, (y_test, predicted), 1)
+            confusion = confusion_matrix(y_test, predicted, ds.num_classes)
             print("confusion matrix (rows: true class)\n" + format_confusion(confusion, ds.classes))
         if args.plot:
             doing = "while plotting"
@@ -366,8 +366,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(f"{what} on {ds.name} test set: accuracy {100 * accuracy:.2f}% "
           f"({int(np.sum(predicted == ds.y_test))}/{len(ds.y_test)})")
     if not args.quiet:
-        confusion = np.zeros((ds.num_classes, ds.num_classes), dtype=np.int64)
-        np.add.at(confusion, (ds.y_test, predicted), 1)
+        confusion = confusion_matrix(ds.y_test, predicted, ds.num_classes)
         print("confusion matrix (rows: true class)\n" + format_confusion(confusion, ds.classes))
     return 0
 

@@ -345,12 +345,17 @@ def _evaluate(model: Module, x: np.ndarray, labels: np.ndarray, loss_fn: Optiona
     classes = num_classes or out.shape[-1]
     predicted = np.argmax(out, axis=-1)
     check_labels(labels, classes, "evaluate")
-    confusion = np.zeros((classes, classes), dtype=np.int64)
-    np.add.at(confusion, (labels, predicted), 1)
+    confusion = confusion_matrix(labels, predicted, classes)
     n = len(labels)
     return Evaluation(loss=total / n if (loss_fn is not None and n) else float("nan"),
                       accuracy=float(np.mean(predicted == labels)) if n else float("nan"),
                       confusion=confusion, samples=n)
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
+    """(num_classes, num_classes) int64 counts: row the true class, column the predicted one."""
+    flat = np.asarray(labels, np.int64) * num_classes + np.asarray(predicted, np.int64)
+    return np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
 def format_confusion(confusion: np.ndarray, classes: Optional[Sequence[str]] = None) -> str:
