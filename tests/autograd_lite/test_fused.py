@@ -333,20 +333,24 @@ def test_dropout_refuses_a_bad_probability_or_generator():
 # ---------------------------------------------------------------- the L2 penalty
 @IMPLEMENTATIONS
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_l2_penalty_is_half_lambda_times_the_squared_weights_with_gradient_lambda_w(impl, dtype):
+@pytest.mark.parametrize("other", [0.0, 2.0], ids=["alone", "added into another gradient"])
+def test_l2_penalty_is_half_lambda_times_the_squared_weights_with_gradient_lambda_w(impl, dtype, other):
+    # with another term, lam * W is added in place into the weight's cotangent (add_scaled, the
+    # kernel or its twin); alone, it comes from the ordinary rule
     rng = np.random.default_rng(2)
     w1 = ag.tensor(rng.standard_normal((40, 30)), dtype=dtype, requires_grad=True)  # the kernel's size
     w2 = ag.tensor(rng.standard_normal(5), dtype=dtype, requires_grad=True)
     with implementation(impl):
         penalty = fused.half_lambda_sum_of_squares(w1, w2, lam=0.3)
-        penalty.backward()
+        loss = penalty + (w1 * other).sum() + (w2 * other).sum() if other else penalty
+        loss.backward()
     rtol = 1e-14 if dtype == np.float64 else 1e-6
     assert penalty.dtype == dtype
     np.testing.assert_allclose(penalty.item(), 0.15 * (np.sum(w1.data.astype(float) ** 2)
                                                        + np.sum(w2.data.astype(float) ** 2)), rtol=rtol)
     for w in (w1, w2):
         assert w.grad.dtype == dtype
-        np.testing.assert_allclose(w.grad.data, dtype(0.3) * w.data, rtol=rtol)
+        np.testing.assert_allclose(w.grad.data, dtype(0.3) * w.data + dtype(other), rtol=rtol)
 
 
 def test_l2_penalty_hessian_is_lambda_times_the_identity():
