@@ -135,7 +135,7 @@ def _one_axis(data, x):
 
 
 def _axes(data, x):
-    """None, or a sorted tuple of distinct axes (what functions.py hands logsumexp)."""
+    """None, or a sorted tuple of distinct axes (what ag.logsumexp hands its primitive)."""
     if x.ndim == 0:
         return None
     return data.draw(st.one_of(st.none(), st.sets(st.integers(0, x.ndim - 1)).map(
