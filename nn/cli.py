@@ -32,8 +32,8 @@ from .layers import MLP
 from .losses import binary_cross_entropy
 from .optim import SGD, Adam, CosineDecay, StepDecay
 from .serialization import ModelFileError, load, save
-from .train import (NonFiniteError, TrainingInterrupted, confusion_matrix, evaluate, fit, format_confusion,
-                    predict_proba)
+from .train import (NonFiniteError, TrainingInterrupted, confusion_matrix, evaluate, first_nonfinite, fit,
+                    format_confusion, predict_proba)
 
 # Inputs are scaled from 0..max_value to this range, in training and in prediction alike.
 FEATURE_RANGE = (-1.0, 1.0)
@@ -446,9 +446,9 @@ def _read_images(path: Path, width: int, side: int, max_value: float) -> np.ndar
         raise UserError(f"no such file: {path}")
     if path.suffix.lower() == ".npy":
         images = _image_stack(path, _load_npy(path), width, side)
-        finite = np.isfinite(images)
-        if not finite.all():
-            i, pixel = np.unravel_index(int(np.argmin(finite)), images.shape)
+        first = first_nonfinite(images)
+        if first is not None:
+            i, pixel = first
             where = f"image {i} has" if len(images) > 1 else "has"
             at = f"pixel (row {pixel // side}, column {pixel % side})" if side * side == width else f"pixel {pixel}"
             raise UserError(f"{path}: {where} {images[i, pixel]} at {at}; pixel values must be finite numbers "

@@ -402,15 +402,12 @@ def _check_xy(where: str, x: Any, y: Any) -> Tuple[np.ndarray, np.ndarray]:
 
 def _check_finite(where: str, x: np.ndarray, advice: str) -> None:
     """A ValueError naming the first NaN or inf in the inputs `x` (its sample and feature), if any."""
-    if x.dtype.kind not in "fc":
+    first = first_nonfinite(x) if x.dtype.kind in "fc" else None
+    if first is None:
         return
-    finite = np.isfinite(x)
-    if finite.all():
-        return
-    first = np.unravel_index(int(np.argmin(finite)), x.shape)
-    count = finite.size - int(np.count_nonzero(finite))
-    feature = "" if x.ndim == 1 else f", feature {int(first[1]) if x.ndim == 2 else tuple(map(int, first[1:]))}"
-    raise ValueError(f"{where}: the inputs hold {x[first]} at sample {int(first[0])}{feature} ({count} NaN or "
+    count = x.size - int(np.count_nonzero(np.isfinite(x)))
+    feature = "" if x.ndim == 1 else f", feature {first[1] if x.ndim == 2 else first[1:]}"
+    raise ValueError(f"{where}: the inputs hold {x[first]} at sample {first[0]}{feature} ({count} NaN or "
                      f"inf value{'s' if count > 1 else ''} in all); {advice}")
 
 
@@ -523,9 +520,15 @@ def _decay_limit(optimizer: Any) -> Optional[float]:
     return 2 * (1 + m) / (1 + 2 * m) if optimizer.nesterov else 2 * (1 + m)
 
 
-def _first_nonfinite(a: np.ndarray) -> Optional[float]:
+def first_nonfinite(a: np.ndarray) -> Optional[Tuple[int, ...]]:
+    """The index of the first NaN or inf in the float array `a` (C order), or None if all are finite."""
     finite = np.isfinite(a)
-    return None if finite.all() else float(a.reshape(-1)[np.argmin(finite.reshape(-1))])
+    return None if finite.all() else tuple(int(i) for i in np.unravel_index(int(np.argmin(finite)), a.shape))
+
+
+def _first_nonfinite(a: np.ndarray) -> Optional[float]:
+    first = first_nonfinite(a)
+    return None if first is None else float(a[first])
 
 
 class _CtrlC:
