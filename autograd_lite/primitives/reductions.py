@@ -26,12 +26,15 @@ def _reduced_shape(shape: tuple, axis: Optional[tuple]) -> tuple:
     return tuple(1 if i in axis else n for i, n in enumerate(shape))
 
 
-def _expand(g: Any, x: Any, axis: Optional[tuple], keepdims: bool) -> Any:
-    """Broadcast a reduction's cotangent back over the reduced axes of x."""
+def _kept(g: Any, x: Any, axis: Optional[tuple]) -> Any:
+    """A reduction's cotangent with the reduced axes of x back, as length-1 axes."""
     kshape = _reduced_shape(x.shape, axis)
-    if g.shape != kshape:
-        g = g.reshape(kshape)
-    return broadcast_to_p(g, shape=x.shape)
+    return g if g.shape == kshape else g.reshape(kshape)
+
+
+def _expand(g: Any, x: Any, axis: Optional[tuple]) -> Any:
+    """Broadcast a reduction's cotangent back over the reduced axes of x."""
+    return broadcast_to_p(_kept(g, x, axis), shape=x.shape)
 
 
 def _count(shape: tuple, axis: Optional[tuple]) -> int:
@@ -47,7 +50,8 @@ def reduction_slope(prim: Any, slope: Callable, text: str) -> Any:
     primitives): VJP = g broadcast back over the reduced axes times the slope, JVP = the sum of
     t times the slope over them. `slope(ans, x, axis, **other_params)`."""
     def vjp(g: Any, ans: Any, x: Any, axis: Optional[tuple], keepdims: bool, **params: Any) -> Any:
-        return _expand(g, x, axis, keepdims) * slope(ans, x, axis, **params)
+        # the slope has x's shape: multiplying by it broadcasts g, no copy of g at x's shape first
+        return _kept(g, x, axis) * slope(ans, x, axis, **params)
 
     def jvp(t: Any, ans: Any, x: Any, axis: Optional[tuple], keepdims: bool, **params: Any) -> Any:
         return (t * slope(ans, x, axis, **params)).sum(axis=axis, keepdims=keepdims)
@@ -69,7 +73,7 @@ def reduction_domain(fn: Callable, spread: bool = False, min_side: int = 1) -> C
 # ---------------------------------------------------------------- sum, mean
 # np.add.reduce is np.sum without its Python-level wrapper (half the cost on small arrays)
 sum_p = primitive(lambda x, axis, keepdims: np.add.reduce(x, axis=axis, keepdims=keepdims), "sum")
-sum_p.defvjp(lambda g, ans, x, axis, keepdims: _expand(g, x, axis, keepdims),
+sum_p.defvjp(lambda g, ans, x, axis, keepdims: _expand(g, x, axis),
             text="g broadcast back over the summed axes")
 sum_p.defjvp(lambda t, ans, x, axis, keepdims: t.sum(axis=axis, keepdims=keepdims))
 
@@ -84,7 +88,7 @@ def sum(x: Any, axis: Axis = None, keepdims: bool = False) -> Tensor:
 sum_p.domain = reduction_domain(sum)
 
 mean_p = primitive(lambda x, axis, keepdims: np.mean(x, axis=axis, keepdims=keepdims), "mean")
-mean_p.defvjp(lambda g, ans, x, axis, keepdims: _expand(g, x, axis, keepdims) / _count(x.shape, axis),
+mean_p.defvjp(lambda g, ans, x, axis, keepdims: _expand(g, x, axis) / _count(x.shape, axis),
              text="g / n broadcast back over the averaged axes")
 mean_p.defjvp(lambda t, ans, x, axis, keepdims: t.mean(axis=axis, keepdims=keepdims))
 
