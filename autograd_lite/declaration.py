@@ -335,4 +335,4 @@ def _times_slope(slope: Callable) -> Callable:
     return rule
 
 
-_NO_PARAMS: dict = {}
+_NO_PARAMS: dict = {}  # the params of every parameterless op's node (tensor_methods' too); never mutated

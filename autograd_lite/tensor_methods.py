@@ -21,10 +21,8 @@ from . import engine
 from . import functions as F
 from . import primitives as P
 from .arguments import normalize_index
-from .declaration import METHODS, OPERATORS, PUBLIC
+from .declaration import _NO_PARAMS, METHODS, OPERATORS, PUBLIC
 from .tensor import ArrayLike, Tensor
-
-_NO_PARAMS: dict = {}  # shared by parameterless primitives; never mutated
 
 
 def backward(self: Tensor, gradient: Optional[ArrayLike] = None, retain_graph: bool = False,
@@ -54,16 +52,16 @@ def _operator(prim: Any, reflected: bool) -> Any:
 
 def __pow__(self: Tensor, exponent: Any) -> Tensor:
     if isinstance(exponent, (int, float)) and not isinstance(exponent, bool):
-        return P.power_scalar(self, p=exponent)
-    return P.power(self, exponent)
+        return engine.apply(P.power_scalar, (self,), {"p": exponent})
+    return engine.apply(P.power, (self, exponent), _NO_PARAMS)
 
 
 def __rpow__(self: Tensor, base: Any) -> Tensor:
-    return P.power(base, self)
+    return engine.apply(P.power, (base, self), _NO_PARAMS)
 
 
 def __getitem__(self: Tensor, index: Any) -> Tensor:
-    return P.getitem(self, index=normalize_index(index, self.shape))
+    return engine.apply(P.getitem, (self,), {"index": normalize_index(index, self.shape)})
 
 
 def __imatmul__(self: Tensor, other: Any) -> Tensor:
