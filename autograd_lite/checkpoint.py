@@ -225,7 +225,7 @@ def _check_same(i: int, new: Any, forward: np.ndarray, dtype: np.dtype) -> None:
                 f"{forward.shape} and dtype {dtype}")
     else:
         step = max(1, forward.size // 1024)
-        where = np.unravel_index(np.arange(0, forward.size, step), forward.shape)
+        where = np.unravel_index(np.arange(0, forward.size, step), forward.shape) if forward.ndim else ()
         tol = float(np.sqrt(np.finfo(dtype).eps))
         if not np.allclose(new.data[where], forward[where].astype(dtype), rtol=tol, atol=tol,
                            equal_nan=True):

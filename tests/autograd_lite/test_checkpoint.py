@@ -89,6 +89,15 @@ def test_an_unused_argument_gets_no_gradient_as_without_checkpoint():
     assert checkpointed[1] is None
 
 
+def test_a_scalar_output_and_float32():
+    x = ag.tensor(np.arange(3, dtype=np.float32), requires_grad=True)
+    y = checkpoint(lambda a: (a * a).sum())(x)
+    assert y.shape == () and y.dtype == np.float32
+    y.backward()
+    assert x.grad.dtype == np.float32
+    np.testing.assert_allclose(x.grad.data, [0.0, 2.0, 4.0])
+
+
 def test_f_returning_its_input_itself():
     x = _leaf((3,), 0)
     y = checkpoint(lambda a: a)(x)
