@@ -252,7 +252,7 @@ def public(fn: Optional[Callable] = None, *, name: Optional[str] = None,
 
 def elementwise(name: str, forward: Callable, *slopes: Optional[Callable], text: str,
                 domain: Sequence[Values] = (), method: Any = True, operator: Optional[str] = None,
-                doc: Optional[str] = None, public_name: Any = True) -> Primitive:
+                doc: Optional[str] = None) -> Primitive:
     """Declare an elementwise primitive from the local derivative of its output in each input,
     `slope_i(ans, *inputs)` (None for an input without one): VJP_i = g * slope_i and
     JVP_i = t * slope_i. `domain` gives each input's test values; `operator` the dunder name
@@ -263,12 +263,11 @@ def elementwise(name: str, forward: Callable, *slopes: Optional[Callable], text:
         ...                   domain=[Values(-1.2, 1.2)], doc="Tangent, elementwise.")
     """
     prim = Primitive(name, forward)
-    prim.defvjp(*[None if s is None else _times_slope(s) for s in slopes], text=text)
-    prim.defjvp(*[None if s is None else _times_slope(s) for s in slopes])
+    rules = [None if s is None else _times_slope(s) for s in slopes]  # g * slope and t * slope
+    prim.defvjp(*rules, text=text)
+    prim.defjvp(*rules)
     prim.domain = tuple(domain) or (Values(),) * len(slopes)
-    if public_name:
-        expose(prim, name if public_name is True else public_name, doc or text, method=method,
-               operator=operator)
+    expose(prim, name, doc or text, method=method, operator=operator)
     return prim
 
 
