@@ -40,6 +40,7 @@ multiply.fresh_cotangents = True
 divide = elementwise("divide", np.true_divide, lambda ans, x, y: 1 / y, lambda ans, x, y: -ans / y,
                      text="g / y, -g * x / y**2", domain=[Values(), Values(0.5, 3.0)],
                      operator="__truediv__", method=False, doc="x / y with broadcasting.")
+# one division instead of g * (1 / y)'s reciprocal and product: a pass and a temporary fewer
 divide.defvjp(lambda g, ans, x, y: g / y, lambda g, ans, x, y: -g * ans / y,
               text="g / y, -g * x / y**2")
 
@@ -211,7 +212,7 @@ sqrt = elementwise("sqrt", np.sqrt, lambda ans, x: 0.5 / ans, text="g / (2 sqrt(
 exp = elementwise("exp", np.exp, lambda ans, x: ans, text="g * exp(x)", doc="e**x, elementwise.")
 log = elementwise("log", np.log, lambda ans, x: 1 / x, text="g / x", domain=[POSITIVE],
                   doc="Natural logarithm, elementwise.")
-log.defvjp(lambda g, ans, x: g / x, text="g / x")
+log.defvjp(lambda g, ans, x: g / x, text="g / x")  # g / x: one pass where g * (1 / x) takes two
 log1p = elementwise("log1p", np.log1p, lambda ans, x: 1 / (1 + x), text="g / (1 + x)",
                     domain=[Values(-0.9, 3.0)], doc="log(1 + x), accurate for small x.")
 expm1 = elementwise("expm1", np.expm1, lambda ans, x: ans + 1, text="g * exp(x)",
