@@ -14,4 +14,7 @@ from .graph import to_dot, render, explain
 from .forward import jvp
 from .functional import grad, value_and_grad, vjp, jacobian, hessian, hvp
 from . import kernels, fused
+from .declaration import check_rules_declared_from_now_on as _seal_table
 from .kernels import set_kernels, get_kernels
+
+_seal_table()  # the built-in table (primitives and fused) is tested; users' rules are checked as they run

@@ -14,9 +14,8 @@ public name; `ag.NAME`, the Tensor methods and operators and the table-driven te
 generated from it (see `autograd_lite/declaration.py`). Here, each primitive is also reachable by
 its table name: `primitives.sum` is the sum primitive (keyword parameters, arrays or Tensors).
 """
-from ..declaration import PRIMITIVES, Primitive, check_rules_declared_from_now_on, primitive
+from ..declaration import PRIMITIVES, Primitive, primitive
 from . import elementwise, shape, reductions, linalg, contractions, scans
 
 globals().update(PRIMITIVES)
 BUILTIN_PRIMITIVES = frozenset(PRIMITIVES)
-check_rules_declared_from_now_on()  # users' rules are checked as they run; these are tested
