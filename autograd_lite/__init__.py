@@ -13,6 +13,7 @@ from .anomaly import detect_anomaly, AnomalyError, is_anomaly_enabled
 from .graph import to_dot, render, explain
 from .forward import jvp
 from .functional import grad, value_and_grad, vjp, jacobian, hessian, hvp
+from .checkpoint import checkpoint
 from . import kernels, fused
 from .declaration import check_rules_declared_from_now_on as _seal_table
 from .kernels import set_kernels, get_kernels
