@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, IO, List, Optional, Sequence, Tuple, Union
 
@@ -23,7 +24,7 @@ import autograd_lite as ag
 from autograd_lite import Tensor
 
 from .data import batches, check_labels, one_hot
-from .diagnostics import EpochDiagnostics, TrainingMonitor
+from .diagnostics import EpochDiagnostics, TrainingMonitor, TrainingWarning
 from .losses import (binary_cross_entropy, binary_cross_entropy_with_logits, l2_penalty, mse,
                      sparse_categorical_cross_entropy)
 from .module import Module
@@ -178,17 +179,23 @@ def fit(model: Module, loss: Union[str, LossFn], optimizer: Any, train: Tuple[np
         >>> history = nn.fit(model, "bce", nn.SGD(model, lr=2.0), (x, y), epochs=20, l2=3e-4)
     """
     loss_fn = get_loss(loss)
-    x, y = _check_xy("fit", *train)
+    if isinstance(loss, str):
+        _check_output_activation(model, loss)
+    x, y = _check_xy("fit", *_labels_as_indices("fit", train))
     _check_finite("fit", x, "remove or replace them before training")
     val = None
     if validation is not None:
-        val = _check_xy("fit (validation)", *validation)
+        val = _check_xy("fit (validation)", *_labels_as_indices("fit (validation)", validation))
         _check_finite("fit (validation)", val[0], "remove or replace them before training")
     epochs = _whole_number("fit", "epochs", epochs, minimum=0)
     if batch_size is not None:
         batch_size = _whole_number("fit", "batch_size", batch_size, minimum=1)
     if early_stopping is not None:
         early_stopping = _whole_number("fit", "early_stopping (a patience in epochs)", early_stopping, minimum=1)
+        if val is None:
+            warnings.warn("fit: early_stopping without a validation set watches the training loss, which "
+                          "keeps falling as the model overfits; pass validation=(x_val, y_val), e.g. from "
+                          "nn.data.stratified_split(x, y, 0.1)", TrainingWarning, stacklevel=2)
     if isinstance(l2, bool) or not isinstance(l2, numbers.Real) or not (math.isfinite(l2) and l2 >= 0):
         raise ValueError(f"fit: l2 must be a finite number >= 0, got {l2!r}")
     rate = getattr(optimizer, "lr", None)
@@ -384,6 +391,52 @@ def _forward(where: str, model: Module, x: Any, batch_size: int) -> np.ndarray:
     finally:
         model.train(was_training)
     return np.concatenate(parts) if parts else np.zeros((0,))
+
+
+def _check_output_activation(model: Module, loss: str) -> None:
+    """A TrainingWarning when a named loss meets outputs it was not made for (e.g. "ce", which
+    applies softmax itself, on sigmoid outputs): training runs, but learns badly or gives NaN."""
+    expected = LOSSES[loss][1]
+    actual = getattr(model, "output_activation_name", expected)
+    if loss not in ("bce", "bce_logits", "ce") or actual == expected:
+        return
+    takes = {"bce": "probabilities from one sigmoid per class", "bce_logits": "logits (it applies the sigmoid itself)",
+             "ce": "logits (it applies the softmax itself)"}[loss]
+    other = {"sigmoid": "bce", None: "ce"}.get(actual)
+    gives = "logits (no output activation)" if actual is None else f"{actual} outputs"
+    warnings.warn(f"fit: loss {loss!r} takes {takes}, but the model gives {gives}; build the model "
+                  f"with output_activation={expected!r}"
+                  + (f", or use loss {other!r}" if other else ""), TrainingWarning, stacklevel=3)
+
+
+def _labels_as_indices(where: str, pair: Any) -> Any:
+    """(x, labels) with whole-number float labels or one-hot rows turned into class indices, each
+    with a one-line TrainingWarning that says how to pass them; float labels that are not whole
+    numbers are refused (rounding them would invent classes). Anything else is left to _check_xy."""
+    if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+        return pair
+    x, labels = pair
+    y = np.asarray(labels)
+    if y.size == 0:
+        return pair
+    if y.ndim == 2 and y.shape[1] >= 2 and y.dtype.kind in "iubf" and np.all((y == 0) | (y == 1)) \
+            and np.all(y.sum(axis=1) == 1):
+        warnings.warn(f"{where}: labels of shape {y.shape} are one-hot rows; converted them to class indices "
+                      "(pass labels.argmax(axis=1) to do it yourself)", TrainingWarning, stacklevel=3)
+        return x, y.argmax(axis=1)
+    if y.ndim == 2 and y.shape[1] >= 2:
+        raise ValueError(f"{where}: labels must be class indices of shape (samples,), got shape {y.shape} "
+                         "whose rows are not one-hot; for hard labels pass labels.argmax(axis=1)")
+    if y.ndim == 1 and y.dtype.kind == "f":
+        whole = np.isfinite(y) & (y == np.round(y))
+        if not np.all(whole):
+            i = int(np.argmin(whole))
+            raise ValueError(f"{where}: labels must be integer class indices, got {y.dtype} label {y[i]} at "
+                             f"position {i}, which is not a whole number")
+        warnings.warn(f"{where}: labels are {y.dtype} whole numbers; converted them to int64 (pass "
+                      "labels.astype(int) to do it yourself)", TrainingWarning, stacklevel=3)
+        return x, y.astype(np.int64)
+    return pair
 
 
 def _check_xy(where: str, x: Any, y: Any) -> Tuple[np.ndarray, np.ndarray]:
