@@ -28,17 +28,18 @@ from autograd_lite.files import atomic_path, atomic_write, check_output_path
 from .data import one_hot, preprocess, stratified_split
 from .datasets import DatasetError, load_dataset
 from .diagnostics import TrainingWarning
+from .images import Preprocessing, describe_top, looks_scaled, model_input, read_images
 from .layers import MLP
 from .losses import binary_cross_entropy
 from .optim import SGD, Adam, CosineDecay, StepDecay
 from .serialization import ModelFileError, load, save
-from .train import (NonFiniteError, TrainingInterrupted, confusion_matrix, evaluate, first_nonfinite, fit,
-                    format_confusion, predict_proba)
+from .train import (NonFiniteError, TrainingInterrupted, confusion_matrix, evaluate, fit, format_confusion,
+                    predict_proba)
 
 # Inputs are scaled from 0..max_value to this range, in training and in prediction alike.
 FEATURE_RANGE = (-1.0, 1.0)
-# pixel range of the data sets by input width, so that a model file alone tells how to scale
-MAX_VALUE_BY_WIDTH = {64: 16, 784: 255}
+# below this best probability, predict warns that the model is unsure
+UNSURE_BELOW = 0.5
 
 # The defaults: the lecture's network on the bundled digits, chosen by 5-fold cross-validation
 # on the digits' training set only (10 seeds x 5 folds, under both kernel settings; hidden size,
@@ -52,6 +53,8 @@ DEFAULTS = dict(dataset="digits", hidden=[200], activation="sigmoid", loss="bce"
                 lr=4.0, l2=1.5e-4, dropout=0.0, epochs=500, batch_size=32, schedule="cosine",
                 validation=0.0, seed=0)
 DEFAULT_LR = {"sgd": 4.0, "momentum": 0.2, "adam": 1e-3}
+# --early-stopping without --validation holds out this share, as scikit-learn's early_stopping does
+EARLY_STOPPING_VALIDATION = 0.1
 # plain SGD's rate depends on the input width: 0.25 is the rate chosen on a validation split
 # for the lecture's 784-100-10 network on MNIST (4.0 saturates its sigmoid layer there)
 DEFAULT_LR_28X28 = {"sgd": 0.25}
@@ -90,23 +93,30 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    prog = _prog()
     parser = argparse.ArgumentParser(
-        prog="python -m nn", description="Train, evaluate and use multilayer perceptrons built "
-        "with autograd-lite. Run 'python -m nn train' to train on the bundled 8x8 digits.")
+        prog=prog, description="Train, evaluate and use multilayer perceptrons built "
+        f"with autograd-lite. Run '{prog} train' to train on the bundled 8x8 digits.",
+        formatter_class=_HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"autograd-lite {ag.__version__}",
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,predict,explain}")
 
     train = sub.add_parser("train", help="train a network and report its test accuracy",
                            description="Train a multilayer perceptron. Without options: the lecture's "
                            "network (64-200-10, sigmoid, logistic cost, L2, mini-batch SGD with a cosine "
                            "learning-rate schedule) on the bundled digits.",
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=_HelpFormatter)
     _add_data_options(train)
     train.add_argument("--hidden", action="append", metavar="N[,N...]",
                        help="hidden layer widths, repeatable or a comma list (default: 200)")
-    train.add_argument("--activation", choices=("sigmoid", "tanh", "relu"), default=DEFAULTS["activation"])
+    train.add_argument("--activation", choices=("sigmoid", "tanh", "relu"), default=DEFAULTS["activation"],
+                       help="activation of the hidden layers")
     train.add_argument("--loss", choices=("bce", "ce"), default=DEFAULTS["loss"],
-                       help="bce: the lecture's logistic cost on sigmoid outputs; ce: softmax cross-entropy")
-    train.add_argument("--optimizer", choices=("sgd", "momentum", "adam"), default=DEFAULTS["optimizer"])
+                       help="bce: the lecture's logistic cost on sigmoid outputs; ce: softmax cross-entropy "
+                            "on logits (the output layer is built to match)")
+    train.add_argument("--optimizer", choices=("sgd", "momentum", "adam"), default=DEFAULTS["optimizer"],
+                       help="sgd: plain; momentum: SGD with Nesterov momentum 0.9; adam")
     train.add_argument("--lr", type=_positive_float, default=None,
                        help="learning rate (default: 4.0 for sgd (0.25 on MNIST and Fashion-MNIST), "
                             "0.2 for momentum, 0.001 for adam)")
@@ -114,23 +124,29 @@ def build_parser() -> argparse.ArgumentParser:
                        help="L2 penalty lam: adds lam/2 * sum of squared weights to each batch's mean loss")
     train.add_argument("--dropout", type=_probability, default=DEFAULTS["dropout"],
                        help="dropout probability after each hidden layer")
-    train.add_argument("--epochs", type=_positive_int, default=DEFAULTS["epochs"])
+    train.add_argument("--epochs", type=_positive_int, default=DEFAULTS["epochs"],
+                       help="passes over the training set")
     train.add_argument("--batch-size", type=_positive_int, default=DEFAULTS["batch_size"],
                        help="1 = stochastic, the training set size = batch gradient descent")
     train.add_argument("--schedule", choices=("cosine", "step", "constant"), default=DEFAULTS["schedule"],
                        help="learning-rate schedule over the epochs")
-    train.add_argument("--validation", type=_fraction, default=DEFAULTS["validation"],
-                       help="share of the training set held out (stratified) for validation; 0 = none")
+    train.add_argument("--validation", type=_fraction, default=None, metavar="FRACTION",
+                       help="share of the training set held out (stratified) for validation; 0 = none "
+                            f"(default: {DEFAULTS['validation']:g}, or {EARLY_STOPPING_VALIDATION:g} with "
+                            "--early-stopping)")
     train.add_argument("--early-stopping", type=_positive_int, default=None, metavar="N",
-                       help="stop after N epochs without a better validation loss; keep the best weights")
+                       help="stop after N epochs without a better validation loss; keep the best weights "
+                            "(default: off, train all --epochs)")
     train.add_argument("--seed", type=int, default=DEFAULTS["seed"],
                        help="seed of the weights, the validation split, the batch order and dropout")
     train.add_argument("--ensemble", type=_positive_int, default=1, metavar="K",
                        help="train K models (seeds seed..seed+K-1) and average their probabilities")
     train.add_argument("--save", metavar="MODEL.npz",
-                       help="write the trained model (with --ensemble: MODEL-1.npz ... MODEL-K.npz)")
+                       help="write the trained model (with --ensemble: MODEL-1.npz ... MODEL-K.npz) "
+                            "(default: not saved)")
     train.add_argument("--plot", metavar="CURVES.png",
-                       help="plot loss and accuracy per epoch (needs matplotlib; .png, .svg, .pdf, ...)")
+                       help="plot loss and accuracy per epoch (needs matplotlib; .png, .svg, .pdf, ...) "
+                            "(default: no plot)")
     train.add_argument("--confusion", action="store_true", help="print the test confusion matrix")
     train.add_argument("--quiet", action="store_true", help="print only the final result")
     train.add_argument("--diagnostics", action="store_true",
@@ -141,21 +157,22 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=run_train)
 
     ev = sub.add_parser("evaluate", help="test accuracy and confusion matrix of a saved model",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                        formatter_class=_HelpFormatter)
     ev.add_argument("--model", action="append", required=True, metavar="MODEL.npz",
                     help="a model file from 'train --save'; repeat to evaluate an averaged ensemble")
     _add_data_options(ev)
     ev.add_argument("--hidden", action="append", metavar="N[,N...]",
-                    help="check that the model has these hidden widths")
+                    help="check that the model has these hidden widths (default: not checked)")
     ev.add_argument("--quiet", action="store_true", help="print only the accuracy")
-    ev.set_defaults(run=run_evaluate)
+    ev.set_defaults(run=run_evaluate, dataset=None)   # by default the data set the model file names
 
-    pr = sub.add_parser("predict", help="classify images (.npy arrays, or image files with Pillow)")
+    pr = sub.add_parser("predict", help="classify images (.npy arrays, or image files with Pillow)",
+                        formatter_class=_HelpFormatter)
     pr.add_argument("--model", action="append", required=True, metavar="MODEL.npz",
                     help="a model file from 'train --save'; repeat to average an ensemble")
     pr.add_argument("files", nargs="+", metavar="FILE",
                     help="a .npy array of raw pixel values (one image or a stack, the model's size), or an "
-                         "image file of any size (resized to the model's)")
+                         "image file of one digit of any size (cropped, scaled and centred as the data set's)")
     pr.add_argument("--max-value", type=_positive_float, default=None,
                     help="the largest pixel value of the .npy data (default: 16 for 8x8, 255 for 28x28)")
     pr.set_defaults(run=run_predict)
@@ -164,12 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Print autograd_lite.explain for the lecture's network made tiny: a "
                         "2-layer sigmoid MLP with the logistic cost on a few bundled digits, the reverse "
                         "pass right to left with each operation's local rule and shapes.",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                        formatter_class=_HelpFormatter)
     ex.add_argument("--hidden", type=_positive_int, default=5, metavar="N", help="hidden units")
     ex.add_argument("--samples", type=_positive_int, default=4, metavar="N", help="digits in the batch")
     ex.add_argument("--seed", type=int, default=0, help="seed of the weights")
     ex.add_argument("--dot", metavar="FILE.dot",
-                    help="also write the graph as Graphviz DOT text (then: dot -Tsvg FILE.dot -o graph.svg)")
+                    help="also write the graph as Graphviz DOT text (then: dot -Tsvg FILE.dot -o graph.svg) "
+                         "(default: not written)")
     ex.set_defaults(run=run_explain)
     return parser
 
@@ -196,9 +214,14 @@ def run_train(args: argparse.Namespace) -> int:
         x_train = preprocess(ds.x_train, ds.max_value, FEATURE_RANGE)
         x_test = preprocess(ds.x_test, ds.max_value, FEATURE_RANGE)
         y_train, y_test = ds.y_train, ds.y_test
-        validation = None
-        if args.validation > 0:
-            (x_train, y_train), validation = stratified_split(x_train, y_train, args.validation, seed=args.seed)
+        validation, share = None, args.validation
+        if share is None:
+            share = EARLY_STOPPING_VALIDATION if args.early_stopping else DEFAULTS["validation"]
+            if args.early_stopping:
+                print(f"warning: --early-stopping without --validation: holding out {share:.0%} of the training "
+                      "set (stratified) to watch; set --validation to choose the share", file=sys.stderr)
+        if share > 0:
+            (x_train, y_train), validation = stratified_split(x_train, y_train, share, seed=args.seed)
         sizes = [x_train.shape[1], *hidden, ds.num_classes]
         say(f"{ds!r}: training on {len(x_train)}, validating on "
             f"{0 if validation is None else len(validation[1])}, testing on {len(x_test)}")
@@ -227,7 +250,7 @@ def run_train(args: argparse.Namespace) -> int:
             except TrainingInterrupted as stop:
                 doing = f"while saving the weights after epoch {stop.epoch}, batch {stop.batch}{label}"
                 if save_paths:
-                    save(model, save_paths[member])
+                    save(model, save_paths[member], Preprocessing.for_dataset(ds, FEATURE_RANGE))
                     saved.append(save_paths[member])
                 raise Interrupted(f"interrupted (Ctrl-C) after epoch {stop.epoch}/{stop.epochs}, batch "
                                   f"{stop.batch}/{stop.batches}{label}: "
@@ -235,7 +258,7 @@ def run_train(args: argparse.Namespace) -> int:
             seconds = time.perf_counter() - started
             if save_paths:
                 doing = "while saving" + label
-                save(model, save_paths[member])
+                save(model, save_paths[member], Preprocessing.for_dataset(ds, FEATURE_RANGE))
                 saved.append(save_paths[member])
             doing = "while testing" + label
             histories.append(history)
@@ -353,13 +376,17 @@ def _anomaly_sentence(error: BaseException, model: MLP, lr: float) -> str:
 def run_evaluate(args: argparse.Namespace) -> int:
     models = _load_models(args.model, _parse_hidden(args.hidden))
     _check_data_dir(args.data_dir)
-    ds = load_dataset(args.dataset, root=args.data_dir, download=not args.no_download, verbose=not args.quiet)
-    width = models[0].sizes[0]
-    x_test = preprocess(ds.x_test, ds.max_value, FEATURE_RANGE)
-    if x_test.shape[1] != width or models[0].sizes[-1] != ds.num_classes:
+    recorded = models[0].preprocessing
+    name = args.dataset or (recorded and recorded.dataset) or DEFAULTS["dataset"]
+    ds = load_dataset(name, root=args.data_dir, download=not args.no_download, verbose=not args.quiet)
+    width, pixels = models[0].sizes[0], int(np.prod(ds.image_shape))
+    if pixels != width or models[0].sizes[-1] != ds.num_classes:
         raise UserError(f"{args.model[0]} takes {width} inputs and gives {models[0].sizes[-1]} classes, "
-                        f"but {ds.name} has {x_test.shape[1]} pixels per image and {ds.num_classes} classes")
-    probs = np.mean([predict_proba(m, x_test) for m in models], axis=0)
+                        f"but {ds.name} has {pixels} pixels per image and {ds.num_classes} classes")
+    for m in models:      # a file without a record: the scaling train has always used
+        m.preprocessing = m.preprocessing or Preprocessing.for_dataset(ds, FEATURE_RANGE)
+    probs = np.mean([predict_proba(m, ds.x_test * (m.preprocessing.pixel_max / ds.max_value)) for m in models],
+                    axis=0)
     predicted = np.argmax(probs, axis=1)
     accuracy = float(np.mean(predicted == ds.y_test))
     what = "ensemble of %d" % len(models) if len(models) > 1 else args.model[0]
@@ -375,18 +402,29 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_predict(args: argparse.Namespace) -> int:
     models = _load_models(args.model, None)
     width = models[0].sizes[0]
-    side = int(round(width ** 0.5))
-    max_value = args.max_value or MAX_VALUE_BY_WIDTH.get(width)
-    if max_value is None:
+    for m in models:      # a file without a record: the scaling train has always used
+        m.preprocessing = m.preprocessing or Preprocessing.guess(width, args.max_value, FEATURE_RANGE)
+    prep = models[0].preprocessing
+    if prep is None:
         raise UserError(f"the model takes {width} inputs, which is no known image size; give --max-value")
+    if prep.width != width:
+        raise UserError(f"{args.model[0]} records images of shape {prep.input_shape} but takes "
+                        f"{model_input(width, 0)}; the file is inconsistent")
+    data_max = args.max_value or prep.pixel_max
     for name in args.files:
-        images = _read_images(Path(name), width, side, max_value)
-        x = preprocess(images, max_value, FEATURE_RANGE)
-        probs = np.mean([predict_proba(m, x) for m in models], axis=0)
+        images = read_images(name, prep.input_shape, data_max)
+        if name.lower().endswith(".npy") and looks_scaled(images, data_max):
+            print(f"warning: {name}: {looks_scaled(images, data_max)}", file=sys.stderr)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)      # said once above
+            probs = np.mean([predict_proba(m, images * (m.preprocessing.pixel_max / data_max)) for m in models],
+                            axis=0)
         for i, p in enumerate(probs):
             where = name if len(probs) == 1 else f"{name}[{i}]"
-            k = int(np.argmax(p))
-            print(f"{where}: {k} (probability {p[k]:.3f})")
+            print(f"{where}: {describe_top(p, prep.class_names)}")
+            if p.max() < UNSURE_BELOW:
+                print(f"warning: {where}: the model is unsure (best probability {p.max():.3f}); is it one "
+                      "object, centred, on a plain background?", file=sys.stderr)
     return 0
 
 
@@ -440,121 +478,30 @@ def _write_text(path: str, text: str) -> None:
         f.write(text)
 
 
-def _read_images(path: Path, width: int, side: int, max_value: float) -> np.ndarray:
-    """(n, width) raw pixel values from a .npy file, or one image file read with Pillow."""
-    if not path.is_file():
-        raise UserError(f"no such file: {path}")
-    if path.suffix.lower() == ".npy":
-        images = _image_stack(path, _load_npy(path), width, side)
-        first = first_nonfinite(images)
-        if first is not None:
-            i, pixel = first
-            where = f"image {i} has" if len(images) > 1 else "has"
-            at = f"pixel (row {pixel // side}, column {pixel % side})" if side * side == width else f"pixel {pixel}"
-            raise UserError(f"{path}: {where} {images[i, pixel]} at {at}; pixel values must be finite numbers "
-                            f"in 0..{max_value:g}")
-        if images.min() < 0 or images.max() > max_value:
-            raise UserError(f"{path} has values in [{images.min()}, {images.max()}], outside 0..{max_value:g}; "
-                            "give raw pixel values or set --max-value")
-        return images
-    if side * side != width:
-        raise UserError(f"the model takes {width} inputs, which is no square image; give {path}'s pixels as a "
-                        ".npy array")
-    try:
-        from PIL import Image, UnidentifiedImageError
-    except ImportError:
-        raise UserError(f"reading the image file {path} needs Pillow (pip install pillow); "
-                        "or pass the pixels as a .npy array") from None
-    try:
-        with warnings.catch_warnings():
-            # Pillow only warns between its limit and twice that; an image that large is refused too
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                # area averaging, the way the 8x8 digits were made from 32x32 bitmaps
-                gray = np.asarray(image.convert("L").resize((side, side), Image.Resampling.BOX), dtype=np.float64)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        pixels = re.search(r"\((\d+) pixels\) exceeds limit of (\d+)", str(error))
-        size = f"{int(pixels[1]):,} pixels, more than the {int(pixels[2]):,} " if pixels else "more pixels than the "
-        raise UserError(f"{path} has {size}Pillow opens safely (it may be a decompression bomb); give a smaller "
-                        "image of one digit") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as error:
-        raise UserError(f"{path} is not an image Pillow can read ({_one_sentence(error)})") from None
-    if gray.mean() > 127:  # dark ink on light paper: the data sets have light digits on black
-        gray = 255 - gray
-    return (gray / 255 * max_value).reshape(1, width)
-
-
-def _load_npy(path: Path) -> np.ndarray:
-    """A .npy file's array, checked before it is read: its signature, a numeric dtype, and a header
-    whose shape fits the file's size (NumPy's own errors would suggest unpickling, and a header
-    claiming a huge shape would make it allocate that much)."""
-    with open(path, "rb") as f:
-        start = f.read(len(np.lib.format.MAGIC_PREFIX))
-        if start.startswith(b"PK\x03\x04"):
-            raise UserError(f"{path} is a zip archive (an .npz file?), not a .npy array; save one array of "
-                            "pixels with numpy.save")
-        if start != np.lib.format.MAGIC_PREFIX:
-            raise UserError(f"{path} is not a .npy array (it does not start with NumPy's .npy signature); "
-                            "save the pixels with numpy.save")
-        f.seek(0)
-        try:
-            version = np.lib.format.read_magic(f)
-            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
-                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-            if read_header is None:
-                raise UserError(f"{path} is a .npy file of format version {version[0]}.{version[1]}, which holds "
-                                "text-named fields, not pixels; save a plain array of numbers with numpy.save")
-            shape, _, dtype = read_header(f)
-        except ValueError as error:
-            raise UserError(f"{path} has a broken .npy header ({_one_sentence(error)})") from None
-        if dtype.hasobject or dtype.kind not in "fiub":
-            raise UserError(f"{path} holds {dtype} values; expected numbers (pixel values)")
-        needed = int(np.prod(shape, dtype=object)) * dtype.itemsize
-        available = os.fstat(f.fileno()).st_size - f.tell()
-        if needed > available:
-            raise UserError(f"{path} is truncated: its header says shape {shape} ({needed:,} bytes) but "
-                            f"{available:,} bytes follow")
-    try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
-        raise UserError(f"{path} is not a readable .npy array ({_one_sentence(error)})") from None
-
-
-def _image_stack(path: Path, array: np.ndarray, width: int, side: int) -> np.ndarray:
-    """`array` as (n, width): one image or a stack, flat or square; any other shape is refused."""
-    square = side * side == width
-    shape = array.shape
-    if array.size == 0:
-        raise UserError(f"{path} holds no images (shape {shape})")
-    if shape == (width,) or (len(shape) == 2 and shape[1] == width):
-        images = array.reshape(-1, width)
-    elif square and (shape == (side, side) or (len(shape) == 3 and shape[1:] == (side, side))):
-        images = array.reshape(-1, width)
-    else:
-        if len(shape) in (2, 3) and shape[-1] == shape[-2]:
-            holds = f"images of {shape[-2]}x{shape[-1]} pixels"
-        elif len(shape) in (1, 2):
-            k = int(round(shape[-1] ** 0.5))
-            holds = f"images of {shape[-1]} pixels" + (f" ({k}x{k})" if k * k == shape[-1] else "")
-        else:
-            holds = "no image layout the model knows"
-        forms = (f"({width},), ({side}, {side}), (n, {width}) or (n, {side}, {side})" if square
-                 else f"({width},) or (n, {width})")
-        raise UserError(f"{path} has shape {shape}, {holds}, but the model takes {_model_input(width, side)}; "
-                        f"give an array of shape {forms}")
-    return images
-
-
-def _model_input(width: int, side: int) -> str:
-    return f"{side}x{side} images ({width} pixels)" if side * side == width else f"{width} inputs"
-
-
 # ---------------------------------------------------------------- helpers
+class _HelpFormatter(argparse.HelpFormatter):
+    """Each option's default shown once: '(default: X)' is added unless the help text says it
+    already; flags (store_true) and options whose default is None (their help says what happens
+    instead) get none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("(default" in text or not action.option_strings or action.nargs == 0 or action.required
+                or action.default is None or action.default is argparse.SUPPRESS):
+            return text
+        return text + " (default: %(default)s)"
+
+
+def _prog() -> str:
+    """The command's name in usage lines: the console script's, or `python -m nn`."""
+    return "autograd-lite" if Path(sys.argv[0]).stem == "autograd-lite" else "python -m nn"
+
+
 def _add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default=DEFAULTS["dataset"], metavar="NAME",
                    help="digits (bundled), mnist, fashion-mnist, or a folder of IDX files")
     p.add_argument("--data-dir", default=None, metavar="DIR",
-                   help="where mnist / fashion-mnist are cached (default $AUTOGRAD_LITE_DATA or "
+                   help="where mnist / fashion-mnist are cached (default: $AUTOGRAD_LITE_DATA or "
                         "~/.cache/autograd-lite)")
     p.add_argument("--no-download", action="store_true", help="never download; fail if files are missing")
 

@@ -3,7 +3,9 @@
 The archive holds one .npy member per parameter, named by its dotted name, and a member
 `__header__` (the UTF-8 bytes of a JSON object, as a uint8 array) with the library version,
 the module's class, its architecture when it knows one (`MLP.architecture()`), and the
-name, shape and dtype of each parameter. Writes are atomic (a temporary file in the same
+name, shape and dtype of each parameter, and the preprocessing the model expects when it is known
+(`Preprocessing`: input shape, raw pixel range, scaling, class names, data set; files without it
+load with `model.preprocessing = None`, "unknown"). Writes are atomic (a temporary file in the same
 directory, then `os.replace`). Reading trusts nothing in the file: the header is bounded, the
 architecture is checked before anything is built, every member's name, shape and dtype are
 checked from its .npy header before any array is inflated, no member may inflate beyond the
@@ -26,6 +28,7 @@ import numpy as np
 import autograd_lite
 from autograd_lite.files import atomic_write, read_into
 
+from .images import Preprocessing
 from .layers import MAX_PARAMETERS, MLP, check_max_parameters
 from .module import Module
 
@@ -52,16 +55,24 @@ class ModelFileError(ValueError):
     that do not match the architecture, a zip bomb), or without a usable header."""
 
 
-def save(module: Module, path: "os.PathLike[str] | str") -> str:
+def save(module: Module, path: "os.PathLike[str] | str", preprocessing: Optional[Preprocessing] = None) -> str:
     """Write `module`'s parameters and a JSON header to the .npz file `path`, atomically: the
     previous file at `path` stays intact until the new one is complete. `path` must name a
     regular file (or a link to one) in an existing folder. Returns the path.
 
+    The header records `preprocessing` (default: `module.preprocessing`, when set), which `load`
+    gives back as the loaded model's `preprocessing`, so that nn.predict takes raw pixels.
+
     Example:
-        >>> nn.save(model, "model.npz"); model2 = nn.load("model.npz")
+        >>> nn.save(model, "model.npz", nn.Preprocessing((8, 8), pixel_max=16, dataset="digits"))
+        >>> model2 = nn.load("model.npz"); nn.predict(model2, raw_digits)
     """
     if not isinstance(module, Module):
         raise TypeError(f"save: expected a Module, got {type(module).__name__}")
+    if preprocessing is None:
+        preprocessing = getattr(module, "preprocessing", None)
+    if preprocessing is not None and not isinstance(preprocessing, Preprocessing):
+        raise TypeError(f"save: preprocessing must be an nn.Preprocessing or None, got {type(preprocessing).__name__}")
     path = os.fspath(path)
     state = module.state_dict()
     if HEADER_KEY in state:
@@ -74,6 +85,7 @@ def save(module: Module, path: "os.PathLike[str] | str") -> str:
         "class": type(module).__name__,
         "architecture": architecture,
         "parameters": {name: {"shape": list(a.shape), "dtype": a.dtype.name} for name, a in state.items()},
+        "preprocessing": None if preprocessing is None else preprocessing.to_json(),
     }
     text = json.dumps(header).encode("utf-8")
     if len(text) > MAX_HEADER_BYTES:
@@ -98,7 +110,8 @@ def load(path: "os.PathLike[str] | str", module: Optional[Module] = None, strict
     header, each member's shape and dtype against the architecture or the module, its size
     against its shape), so a hostile file costs no more memory than the parameters it claims;
     non-finite or non-float parameters are refused. Every problem with the file raises a
-    ModelFileError naming the file.
+    ModelFileError naming the file. The model's `preprocessing` is the header's (None when the file
+    records none: "unknown"; a module loaded into keeps its own then).
     """
     path = os.fspath(path)
     if module is not None and not isinstance(module, Module):
@@ -110,9 +123,14 @@ def load(path: "os.PathLike[str] | str", module: Optional[Module] = None, strict
         listed = _listed_parameters(path, header, members)
         layouts = {name: _read_layout(path, archive, info) for name, info in members.items()}
         _check_layouts(path, listed, layouts)
+        preprocessing = _read_preprocessing(path, header)
         if module is None:
-            return _rebuild(path, archive, header, members, layouts, max_parameters)
+            module = _rebuild(path, archive, header, members, layouts, max_parameters)
+            module.preprocessing = preprocessing
+            return module
         _load_into(path, archive, module, members, layouts, strict)
+        if preprocessing is not None:
+            module.preprocessing = preprocessing
         return module
 
 
@@ -299,6 +317,18 @@ def _check_layouts(path: str, listed: Optional[Dict[str, Dict[str, Any]]],
         if layout.dtype.kind != "f":
             raise ModelFileError(f"load: parameter {name!r} of {path!r} is stored as {layout.dtype}; "
                                  "model parameters are floating-point (float32 or float64)")
+
+
+def _read_preprocessing(path: str, header: Optional[Dict[str, Any]]) -> Optional[Preprocessing]:
+    """The header's preprocessing record, None when absent (files older than the record)."""
+    value = None if header is None else header.get("preprocessing")
+    if value is None:
+        return None
+    try:
+        return Preprocessing.from_json(value)
+    except (TypeError, ValueError) as error:
+        raise ModelFileError(f"load: the preprocessing recorded in {path!r} is invalid: "
+                             f"{str(error).removeprefix('Preprocessing: ')}") from None
 
 
 def _rebuild(path: str, archive: zipfile.ZipFile, header: Optional[Dict[str, Any]],

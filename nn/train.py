@@ -295,9 +295,11 @@ def predict_proba(model: Module, x: np.ndarray, batch_size: int = 1024) -> np.nd
 
     Softmax outputs are returned as they are; sigmoid outputs (the lecture's network, one unit
     per class) are divided by their row sum; logits (no output activation) go through softmax.
-    Inputs with NaN or inf are refused (ValueError naming the first one).
+    Inputs with NaN or inf are refused (ValueError naming the first one). A model that carries its
+    `preprocessing` (one loaded from a file that records it) takes raw pixels, one image or a stack,
+    flat or as images (e.g. (n, 8, 8) in 0..16, as `load_digits()` gives them), and scales them itself.
     """
-    outputs = _forward("predict_proba", model, x, batch_size)
+    outputs = _forward("predict_proba", model, _model_inputs("predict_proba", model, x), batch_size)
     kind = getattr(model, "output_activation_name", None)
     if kind == "softmax":
         return outputs
@@ -312,21 +314,29 @@ def predict_proba(model: Module, x: np.ndarray, batch_size: int = 1024) -> np.nd
 
 def predict(model: Module, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
     """The predicted class of each sample (argmax of the outputs), as int64; inputs with NaN or
-    inf are refused (ValueError naming the first one)."""
-    return np.argmax(_forward("predict", model, x, batch_size), axis=-1).astype(np.int64)
+    inf are refused (ValueError naming the first one). Raw pixels for a model that carries its
+    `preprocessing`, as in `predict_proba`.
+
+    Example:
+        >>> model = nn.load("digits.npz"); nn.predict(model, nn.datasets.load_digits().x_test)
+    """
+    return np.argmax(_forward("predict", model, _model_inputs("predict", model, x), batch_size),
+                     axis=-1).astype(np.int64)
 
 
 def evaluate(model: Module, x: np.ndarray, labels: np.ndarray, loss: Union[str, LossFn, None] = None,
              batch_size: int = 1024, num_classes: Optional[int] = None) -> Evaluation:
     """Loss (mean over samples; NaN when `loss` is None), accuracy and confusion matrix on (x, labels).
 
-    Inputs with NaN or inf are refused (ValueError naming the first one).
+    Inputs with NaN or inf are refused (ValueError naming the first one). Raw pixels for a model that
+    carries its `preprocessing`, as in `predict_proba`.
 
     Example:
         >>> result = nn.evaluate(model, x_test, y_test, loss="bce")
         >>> result.accuracy, result.confusion[3, 5]   # how many 3s were taken for 5s
     """
     x, labels = _check_xy("evaluate", x, labels)
+    x = _model_inputs("evaluate", model, x)
     _check_finite("evaluate", x, "a model cannot classify them")
     batch_size = _whole_number("evaluate", "batch_size", batch_size, minimum=1)
     return _evaluate(model, x, labels, None if loss is None else get_loss(loss), batch_size, num_classes)
@@ -379,6 +389,12 @@ def format_confusion(confusion: np.ndarray, classes: Optional[Sequence[str]] = N
 
 
 # ---------------------------------------------------------------- helpers
+def _model_inputs(where: str, model: Module, x: Any) -> Any:
+    """`x` scaled by the model's `preprocessing` when it has one (raw pixels in), else as given."""
+    preprocessing = getattr(model, "preprocessing", None)
+    return x if preprocessing is None else preprocessing.apply(x, where)
+
+
 def _forward(where: str, model: Module, x: Any, batch_size: int) -> np.ndarray:
     x = np.asarray(x)
     _check_finite(where, x, "a model cannot classify them")
