@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
                         formatter_class=_HelpFormatter)
     ev.add_argument("--model", action="append", required=True, metavar="MODEL.npz",
                     help="a model file from 'train --save'; repeat to evaluate an averaged ensemble")
-    _add_data_options(ev)
+    _add_data_options(ev, dataset_default="the data set the model file names, else digits")
     ev.add_argument("--hidden", action="append", metavar="N[,N...]",
                     help="check that the model has these hidden widths (default: not checked)")
     ev.add_argument("--quiet", action="store_true", help="print only the accuracy")
@@ -497,9 +497,12 @@ def _prog() -> str:
     return "autograd-lite" if Path(sys.argv[0]).stem == "autograd-lite" else "python -m nn"
 
 
-def _add_data_options(p: argparse.ArgumentParser) -> None:
+def _add_data_options(p: argparse.ArgumentParser, dataset_default: Optional[str] = None) -> None:
+    """--dataset, --data-dir, --no-download; `dataset_default` says in words what a command that
+    sets --dataset's default to None does without it."""
     p.add_argument("--dataset", default=DEFAULTS["dataset"], metavar="NAME",
-                   help="digits (bundled), mnist, fashion-mnist, or a folder of IDX files")
+                   help="digits (bundled), mnist, fashion-mnist, or a folder of IDX files"
+                        + (f" (default: {dataset_default})" if dataset_default else ""))
     p.add_argument("--data-dir", default=None, metavar="DIR",
                    help="where mnist / fashion-mnist are cached (default: $AUTOGRAD_LITE_DATA or "
                         "~/.cache/autograd-lite)")

@@ -49,7 +49,8 @@ def test_each_option_shows_its_default_at_most_once_and_flags_none():
 def test_options_without_a_value_default_say_what_happens_instead():
     helps = {(name, option): text for name, option, _, text in _option_helps()}
     for key in [("train", "--hidden"), ("train", "--lr"), ("train", "--validation"), ("train", "--early-stopping"),
-                ("train", "--save"), ("train", "--plot"), ("train", "--data-dir"), ("explain", "--dot")]:
+                ("train", "--save"), ("train", "--plot"), ("train", "--data-dir"), ("explain", "--dot"),
+                ("evaluate", "--dataset"), ("evaluate", "--hidden"), ("predict", "--max-value")]:
         assert helps[key].count("(default: ") == 1, (key, helps[key])
 
 
