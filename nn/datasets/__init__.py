@@ -6,7 +6,8 @@
 """
 from .errors import ChecksumError, DatasetError, DatasetNotFoundError, DownloadError, IDXFormatError
 from .idx import MAX_IDX_BYTES, read_idx, write_idx
-from .download import MIN_RATE, RemoteFile, default_deadline, default_root, fetch, verify
+from .download import (MIN_RATE, RemoteFile, check_copy, default_deadline, default_root, fetch,
+                       find_local, verify)
 from .catalog import (
     Dataset, LOADERS, MAX_CLASSES, load_dataset, load_digits, load_fashion_mnist, load_idx_folder,
     load_mnist, MNIST_FILES, MNIST_MIRRORS, FASHION_MNIST_FILES, FASHION_MNIST_MIRRORS,

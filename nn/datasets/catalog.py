@@ -18,8 +18,8 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from ..data import check_labels, stratified_split
-from .download import PathLike, RemoteFile, default_root, fetch
-from .errors import DatasetError, DatasetNotFoundError, IDXFormatError
+from .download import PathLike, RemoteFile, check_copy, default_root, fetch, local_candidates
+from .errors import ChecksumError, DatasetError, DatasetNotFoundError, IDXFormatError
 from .idx import read_idx
 
 DIGITS_FILE = "digits.csv.gz"
@@ -27,20 +27,26 @@ DIGITS_SHA256 = "09f66e6debdee2cd2b5ae59e0d6abbb73fc2b0e0185d2e1957e9ebb51e23aa2
 DIGITS_TEST_SIZE = 0.2
 
 # The original LeCun/Cortes/Burges files: sizes, SHA-256 and MD5 as published (torchvision,
-# TFDS and Keras list the same values).
+# TFDS and Keras list the same values); then the size and SHA-256 of each decompressed IDX file,
+# computed here from the published files (and listed identically by third-party copies), which a
+# copy re-compressed by another tool, or left uncompressed, shares.
 MNIST_FILES = {
     "train_images": RemoteFile("train-images-idx3-ubyte.gz", 9912422,
                                "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-                               "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+                               "f68b3c2dcbeaaa9fbdd348bbdeb94873", 47040016,
+                               "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
     "train_labels": RemoteFile("train-labels-idx1-ubyte.gz", 28881,
                                "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-                               "d53e105ee54ea40749a09fcbcd1e9432"),
+                               "d53e105ee54ea40749a09fcbcd1e9432", 60008,
+                               "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
     "test_images": RemoteFile("t10k-images-idx3-ubyte.gz", 1648877,
                               "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-                              "9fb629c4189551a2d022fa330f9573f3"),
+                              "9fb629c4189551a2d022fa330f9573f3", 7840016,
+                              "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
     "test_labels": RemoteFile("t10k-labels-idx1-ubyte.gz", 4542,
                               "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
-                              "ec29112dd5afa0611ce80d1b7f02629c"),
+                              "ec29112dd5afa0611ce80d1b7f02629c", 10008,
+                              "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
 }
 # Mirrors over https come first; plain http ones are a last resort, safe only because every
 # download is checked against the published SHA-256.
@@ -51,7 +57,10 @@ MNIST_MIRRORS = (
 )
 
 # Fashion-MNIST (Zalando Research): MD5 as published in the zalandoresearch/fashion-mnist
-# README; sizes and SHA-256 as listed identically by independent downloaders.
+# README; sizes and SHA-256 as listed identically by independent downloaders. The checksums of
+# the decompressed files are left out: the files were never at hand here to compute them, and
+# Zalando publishes none, so only the published .gz files are accepted (a re-compressed copy,
+# such as a distribution's package, or an uncompressed one, is refused by name, not guessed at).
 FASHION_MNIST_FILES = {
     "train_images": RemoteFile("train-images-idx3-ubyte.gz", 26421880,
                                "08dc20ab1689590a0bcd66e874647b6ee8464e2d501b5a3f1f78831db19a3fdc",
@@ -128,10 +137,12 @@ def load_mnist(root: Optional[PathLike] = None, download: bool = True,
                mirrors: Optional[Sequence[str]] = None, verbose: bool = True) -> Dataset:
     """MNIST: 60,000 training and 10,000 test images of 28x28, pixel values 0..255.
 
-    Looks for the four original `.gz` IDX files in `root` (default `$AUTOGRAD_LITE_DATA`, else
-    `~/.cache/autograd-lite`), in `root/mnist/` too; downloads missing ones into `root/mnist/`
-    from `mirrors` unless `download=False`. Every file's size and SHA-256 is checked against
-    the published value before it is read.
+    Looks for the four IDX files in `root` (default `$AUTOGRAD_LITE_DATA`, else
+    `~/.cache/autograd-lite`), or in `root/mnist/`; downloads missing ones into `root/mnist/`
+    from `mirrors` unless `download=False`. A file may be the published `.gz`, a copy
+    re-compressed by another tool, or the uncompressed `*-ubyte` file: each is checked against
+    the published SHA-256 of the `.gz` or of its decompressed content before it is read, and
+    one that differs is refused by name (with both checksums), not downloaded over.
 
     Example:
         >>> ds = load_mnist("/data/mnist", download=False)
@@ -146,12 +157,17 @@ def load_fashion_mnist(root: Optional[PathLike] = None, download: bool = True,
                        mirrors: Optional[Sequence[str]] = None, verbose: bool = True) -> Dataset:
     """Fashion-MNIST (Zalando): 60,000 + 10,000 28x28 images of clothing in ten classes.
 
-    Same files, layout and checks as `load_mnist`; cached in `root/fashion-mnist/`.
+    Same files, layout and checks as `load_mnist`; cached in `root/fashion-mnist/`. Only the
+    published `.gz` files are accepted: the checksums of their decompressed content are not
+    known here, so a re-compressed or uncompressed copy cannot be verified.
     """
     return _load_idx_set("fashion-mnist", FASHION_MNIST_FILES,
                          FASHION_MNIST_MIRRORS if mirrors is None else mirrors,
                          root, download, verbose, FASHION_MNIST_CLASSES)
 
+
+# The downloadable IDX data sets, whose files share names: a file is told apart by its checksums.
+IDX_SETS = {"mnist": MNIST_FILES, "fashion-mnist": FASHION_MNIST_FILES}
 
 LOADERS: Dict[str, Callable[..., Dataset]] = {
     "digits": load_digits, "mnist": load_mnist, "fashion-mnist": load_fashion_mnist,
@@ -169,7 +185,7 @@ def load_idx_folder(folder: PathLike, max_value: int = 255) -> Dataset:
     folder = Path(folder).expanduser()
     paths = {}
     for key, f in MNIST_FILES.items():
-        raw_name = f.name[:-len(".gz")]
+        raw_name = f.raw_name
         candidates = [folder / f.name, folder / raw_name]
         found = next((p for p in candidates if p.is_file()), None)
         if found is None:
@@ -197,14 +213,36 @@ def _load_idx_set(name: str, files: Dict[str, RemoteFile], mirrors: Sequence[str
                   root: Optional[PathLike], download: bool, verbose: bool,
                   classes: Tuple[str, ...]) -> Dataset:
     base = default_root() if root is None else Path(root).expanduser()
-    # files the user placed directly in root are used (MNIST and Fashion-MNIST share file
-    # names, so the published sizes decide); downloads go to root/name
-    direct = all((base / f.name).is_file() and (base / f.name).stat().st_size == f.size
-                 for f in files.values())
-    folder = base if direct else base / name
+    folder, paths = _placed_files(name, files, base)
     log = (lambda message: print(f"{name}: {message}", file=sys.stderr)) if verbose else None
-    paths = {key: fetch(f, folder, mirrors, download=download, log=log) for key, f in files.items()}
+    for key, f in files.items():
+        if key not in paths:
+            paths[key] = fetch(f, folder, mirrors, download=download, log=log)
     return _read_idx_set(name, paths, classes, 255, str(folder))
+
+
+def _placed_files(name: str, files: Dict[str, RemoteFile], base: Path) -> Tuple[Path, Dict[str, Path]]:
+    """The folder that holds (or is to hold) data set `name`'s files, and those verified there.
+
+    Files the user placed directly in `base` are used when they are this data set's; since
+    MNIST and Fashion-MNIST share file names, files there that are another data set's send this
+    one to `base/name`, where downloads go too. A file in `base` that is no known data set's is
+    refused by name rather than downloaded around. Once `base/name` holds any file, it is the
+    folder.
+    """
+    own = base / name
+    if any(local_candidates(f, own) for f in files.values()):
+        return own, {}
+    placed = {key: copies[0] for key, f in files.items() if (copies := local_candidates(f, base))}
+    problems = {key: check_copy(path, files[key]) for key, path in placed.items()}
+    if placed and not any(problems.values()):
+        return base, placed
+    for key, problem in problems.items():
+        others = [other[key] for other_name, other in IDX_SETS.items() if other_name != name]
+        if problem and not any(check_copy(placed[key], other) is None for other in others):
+            raise ChecksumError(f"{name}: {placed[key]} is not the published {files[key].name}: "
+                                f"{problem}; delete or replace it, or move it out of {base}")
+    return own, {}
 
 
 def _read_idx_set(name: str, paths: Dict[str, Path], classes: Optional[Tuple[str, ...]],

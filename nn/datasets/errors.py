@@ -3,6 +3,7 @@
 Every error of the data layer derives from `DatasetError`, so a program (the command line)
 can turn them into one clear sentence and a non-zero exit code.
 """
+from typing import Tuple
 
 
 class DatasetError(Exception):
@@ -18,7 +19,14 @@ class ChecksumError(DatasetError):
 
 
 class DownloadError(DatasetError, OSError):
-    """No mirror could deliver a file (network down, server error, truncated transfer)."""
+    """No mirror could deliver a file (network down, server error, truncated transfer).
+
+    The message is one sentence; `failures` keeps each mirror's URL and what went wrong there.
+    """
+
+    def __init__(self, message: str, failures: Tuple[Tuple[str, str], ...] = ()):
+        super().__init__(message)
+        self.failures = tuple(failures)   # ((url, reason), ...), one per mirror tried
 
 
 class DatasetNotFoundError(DatasetError, FileNotFoundError):
