@@ -1,6 +1,7 @@
 """The command line's help and packaging: each option's help text shows its default once and a
 flag none, --version, and the console script `autograd-lite` next to `python -m nn`."""
 import argparse
+import importlib.metadata
 import os
 import shutil
 import subprocess
@@ -67,6 +68,11 @@ def test_version_prints_the_package_name_and_version(capsys):
         main(["--version"])
     assert stop.value.code == 0
     assert capsys.readouterr().out == f"autograd-lite {ag.__version__}\n"
+    try:
+        installed = importlib.metadata.version("autograd-lite")
+    except importlib.metadata.PackageNotFoundError:
+        return
+    assert installed == ag.__version__, "pyproject's version and autograd_lite.__version__ differ"
 
 
 def test_the_console_script_runs_the_command_line():
