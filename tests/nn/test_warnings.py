@@ -47,7 +47,7 @@ def test_a_loss_on_the_outputs_it_takes_does_not_warn(loss, activation):
 
 def test_whole_number_float_labels_train_as_integers_with_a_warning():
     with pytest.warns(TrainingWarning, match=r"labels are float64 whole numbers; .*labels\.astype\(int\)"):
-        model, history = _fit(Y.astype(np.float64))
+        _, history = _fit(Y.astype(np.float64))
     assert history["loss"] == _fit(Y)[1]["loss"]
 
 
