@@ -126,6 +126,9 @@ def load(path: "os.PathLike[str] | str", module: Optional[Module] = None, strict
         preprocessing = _read_preprocessing(path, header)
         if module is None:
             module = _rebuild(path, archive, header, members, layouts, max_parameters)
+            if preprocessing is not None and preprocessing.width != module.sizes[0]:
+                raise ModelFileError(f"load: {path!r} records inputs of shape {preprocessing.input_shape} "
+                                     f"({preprocessing.width} values), but its model takes {module.sizes[0]}")
             module.preprocessing = preprocessing
             return module
         _load_into(path, archive, module, members, layouts, strict)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import nn
 from nn.datasets import load_digits, write_idx
 
 REPO = Path(__file__).resolve().parents[2]
@@ -109,6 +110,36 @@ def test_predict_from_npy_arrays(saved_model, tmp_path):
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 4 and re.match(r".*one\.npy: \d \(probability 0\.\d{3}\)", lines[0])
     assert re.match(r".*three\.npy\[2\]: \d", lines[3])
+
+
+def test_predict_warns_when_an_npy_looks_already_scaled_or_the_model_is_unsure(saved_model, tmp_path):
+    np.save(tmp_path / "scaled.npy", load_digits().x_test[:2] / 16)
+    proc = run_cli("predict", "--model", saved_model, tmp_path / "scaled.npy")
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"warning: .*scaled\.npy: the pixel values are all within 0\.\.1 .*look already scaled "
+                     r"\(multiply by 16", proc.stderr)
+    np.save(tmp_path / "blank.npy", np.zeros(64))            # no digit at all: a 3-epoch model is unsure
+    proc = run_cli("predict", "--model", saved_model, tmp_path / "blank.npy")
+    assert proc.returncode == 0 and "the model is unsure (best probability 0." in proc.stderr
+
+
+def test_a_model_file_records_its_data_set_and_evaluate_uses_it(saved_model, tmp_path):
+    from nn.images import Preprocessing
+    header = nn.load_header(saved_model)["preprocessing"]
+    assert header == {"input_shape": [8, 8], "pixel_max": 16, "scale_to": [-1.0, 1.0],
+                      "class_names": list("0123456789"), "dataset": "digits"}
+    model = nn.load(saved_model)
+    nn.save(model, tmp_path / "mnist-named.npz", Preprocessing((8, 8), 16, dataset="mnist"))
+    proc = run_cli("evaluate", "--model", tmp_path / "mnist-named.npz", "--no-download", "--data-dir", tmp_path)
+    assert proc.returncode == 1 and "mnist" in proc.stderr.lower()    # it looked for MNIST, not the digits
+    # a file without the record (written before it existed) evaluates as before, on the digits
+    model.preprocessing = None
+    nn.save(model, tmp_path / "old.npz")
+    assert nn.load(tmp_path / "old.npz").preprocessing is None
+    old, new = run_cli("evaluate", "--model", tmp_path / "old.npz", "--quiet"), run_cli("evaluate", "--model",
+                                                                                       saved_model, "--quiet")
+    assert old.returncode == 0, old.stderr
+    assert old.stdout.split("accuracy")[1] == new.stdout.split("accuracy")[1]
 
 
 def test_predict_refuses_arrays_of_the_wrong_size_or_range(saved_model, tmp_path):

@@ -250,3 +250,53 @@ def test_an_archive_with_an_invalid_architecture_says_so(tmp_path):
     np.savez(path, __header__=raw, **model.state_dict())
     with pytest.raises(nn.ModelFileError, match="architecture in .* is invalid: MLP: activation must be"):
         nn.load(path)
+
+
+# ---------------------------------------------------------------- the preprocessing record
+def _rewrite_header(path, change):
+    """The model file at `path` with its JSON header passed through `change`."""
+    import io
+    import json
+    import zipfile
+    with zipfile.ZipFile(path) as archive:
+        members = {name: np.lib.format.read_array(io.BytesIO(archive.read(name))) for name in archive.namelist()}
+    header = change(json.loads(members["__header__.npy"].tobytes()))
+    members["__header__.npy"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, array in members.items():
+            with archive.open(name, "w") as f:
+                np.lib.format.write_array(f, array, allow_pickle=False)
+
+
+def test_the_preprocessing_is_saved_in_the_header_and_given_back_by_load(tmp_path):
+    from nn.images import Preprocessing
+    prep = Preprocessing((8, 8), 16, (-1, 1), tuple("0123456789"), "digits")
+    model = nn.MLP([64, 5, 10], seed=0)
+    nn.save(model, tmp_path / "m.npz", prep)
+    assert nn.load_header(tmp_path / "m.npz")["preprocessing"]["pixel_max"] == 16
+    assert nn.load(tmp_path / "m.npz").preprocessing == prep
+    into = nn.MLP([64, 5, 10], seed=1)
+    assert nn.load(tmp_path / "m.npz", into) is into and into.preprocessing == prep
+
+
+def test_a_file_without_the_preprocessing_record_loads_with_none(tmp_path):
+    nn.save(nn.MLP([64, 5, 10], seed=0), tmp_path / "m.npz")
+    _rewrite_header(tmp_path / "m.npz", lambda h: {k: v for k, v in h.items() if k != "preprocessing"})
+    assert nn.load(tmp_path / "m.npz").preprocessing is None
+
+
+def test_a_malformed_preprocessing_record_is_one_model_file_error(tmp_path):
+    nn.save(nn.MLP([64, 5, 10], seed=0), tmp_path / "m.npz")
+    _rewrite_header(tmp_path / "m.npz", lambda h: {**h, "preprocessing": {"input_shape": [8, 8], "pixel_max": -3}})
+    with pytest.raises(nn.ModelFileError, match=r"the preprocessing recorded in .*m\.npz' is invalid: pixel_max "
+                                                r"must be a positive number, got -3"):
+        nn.load(tmp_path / "m.npz")
+    _rewrite_header(tmp_path / "m.npz", lambda h: {**h, "preprocessing": {"input_shape": [28, 28], "pixel_max": 255}})
+    with pytest.raises(nn.ModelFileError, match=r"records inputs of shape \(28, 28\) \(784 values\), but its "
+                                                r"model takes 64"):
+        nn.load(tmp_path / "m.npz")
+
+
+def test_save_refuses_a_preprocessing_that_is_not_a_record(tmp_path):
+    with pytest.raises(TypeError, match="save: preprocessing must be an nn.Preprocessing or None, got dict"):
+        nn.save(nn.MLP([64, 5, 10], seed=0), tmp_path / "m.npz", {"pixel_max": 16})
