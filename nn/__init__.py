@@ -10,6 +10,7 @@ from .losses import (
 )
 from .optim import Optimizer, SGD, Adam, LRSchedule, StepDecay, CosineDecay
 from .serialization import save, load, load_header, ModelFileError
+from .images import Preprocessing
 from .train import fit, evaluate, predict, predict_proba, History, Evaluation
 from .diagnostics import TrainingWarning, TrainingMonitor, EpochDiagnostics, LayerStats
 from . import data, datasets
