@@ -2,7 +2,7 @@
 from .tensor import Tensor, tensor
 from .engine import no_grad, enable_grad, set_grad_enabled, is_grad_enabled, GraphReleasedError
 from .engine import grad as autograd_grad
-from .declaration import PRIMITIVES, Primitive, primitive
+from .declaration import PRIMITIVES, Primitive, Values, primitive
 from . import tensor_methods as _tensor_methods  # noqa: F401  (the operators and methods of Tensor)
 from .functions import *  # noqa: F401,F403  (ag.NAME for every declared operation)
 from .functions import as_tensor

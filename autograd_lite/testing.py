@@ -297,3 +297,232 @@ def draw_case(prim: Any, data: Any) -> Tuple[Any, list]:
     inputs = [c.array(s, v.low, v.high, v.away_from, v.margin, integer=v.integer)
               for s, v in zip(shapes_, values)]
     return (lambda *ts: prim(*ts)), inputs
+
+
+# ---------------------------------------------------------------- certifying a primitive
+def check_primitive(prim: Any, max_examples: int = 50, shrink: bool = True) -> None:
+    """Certify a primitive, a built-in one or your own, on inputs drawn from its declared domain
+    (`prim.domain`: `Values` per input of an elementwise op, or a function of `Cases`).
+
+    Runs every check in `PRIMITIVE_CHECKS`: the VJP against finite differences (float64), the JVP
+    against finite differences, the JVP against the VJP (<v, J u> = <J^T v, u>), both second
+    orders (forward over forward, reverse over reverse), float32 kept, and any fast path
+    (`defvjp_joint`, `defvjp_into`) against the defining rules. hypothesis shrinks a failure to
+    the smallest failing input it can find and reports it with the AssertionError (`shrink=False`
+    reports the first failing input at once: shrinking can take tens of seconds).
+
+    Example:
+        >>> cube = primitive(lambda x: x ** 3, name="cube")
+        >>> cube.defvjp(lambda g, ans, x: g * 3 * x ** 2)
+        >>> cube.defjvp(lambda t, ans, x: t * 3 * x ** 2)
+        >>> cube.domain = (Values(-2.0, 2.0),)
+        >>> check_primitive(cube)
+    """
+    from hypothesis import HealthCheck, Phase, given, settings
+
+    if prim.domain is None:
+        raise ValueError(f"check_primitive: '{prim.name}' has no test domain; set prim.domain to one "
+                         "Values(low, high) per input, or to a function of a Cases drawer")
+
+    phases = [p for p in Phase if p is not Phase.explain and (shrink or p is not Phase.shrink)]
+
+    @settings(max_examples=max_examples, deadline=None, database=None, report_multiple_bugs=False,
+              phases=phases, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(data=st.data())
+    def certify(data: Any) -> None:
+        for name in sorted(PRIMITIVE_CHECKS):
+            PRIMITIVE_CHECKS[name](prim, data)
+
+    certify()
+
+
+def _tolerances(prim: Any) -> Tuple[float, float, float]:
+    return tuple(prim.check.get(k, d) for k, d in (("eps", 1e-6), ("rtol", 1e-5), ("atol", 1e-7)))
+
+
+def _finite_difference(fn: Any, inputs: list, directions: list, eps: float) -> np.ndarray:
+    plus = fn(*[x + eps * u for x, u in zip(inputs, directions)])
+    minus = fn(*[x - eps * u for x, u in zip(inputs, directions)])
+    return (np.asarray(plus, dtype=np.float64) - np.asarray(minus, dtype=np.float64)) / (2 * eps)
+
+
+def _seeded(data: Any) -> np.random.Generator:
+    return np.random.default_rng(data.draw(st.integers(0, 2 ** 32 - 1), label="seed"))
+
+
+def check_vjp(prim: Any, data: Any) -> None:
+    """The VJP rules against central finite differences, in float64."""
+    from .gradcheck import gradcheck
+    fn, inputs = draw_case(prim, data)
+    options = {"atol": 1e-5, "rtol": 1e-4,
+               **{k: v for k, v in prim.check.items() if k in ("eps", "atol", "rtol")}}
+    assert gradcheck(fn, *inputs, **options)
+
+
+def check_jvp(prim: Any, data: Any) -> None:
+    """The JVP rules against central finite differences, in float64."""
+    from .forward import jvp
+    fn, inputs = draw_case(prim, data)
+    eps, rtol, atol = _tolerances(prim)
+    tangents = [_seeded(data).standard_normal(np.shape(x)) for x in inputs]
+    value, tangent = jvp(fn, tuple(inputs), tuple(tangents))
+    np.testing.assert_allclose(value, np.asarray(fn(*inputs)), rtol=1e-12, atol=0)
+    assert np.shape(tangent) == np.shape(value), f"{prim.name}: tangent shape {np.shape(tangent)}"
+    np.testing.assert_allclose(tangent, _finite_difference(fn, inputs, tangents, eps), rtol=rtol, atol=atol)
+
+
+def check_transpose_identity(prim: Any, data: Any) -> None:
+    """<v, J u> == <J^T v, u>: the forward and reverse rules describe the same linear map."""
+    from .forward import jvp
+    from .functional import vjp
+    fn, inputs = draw_case(prim, data)
+    rng = _seeded(data)
+    us = tuple(rng.standard_normal(np.shape(x)) for x in inputs)
+    value, j_u = jvp(fn, tuple(inputs), us)
+    v = rng.standard_normal(np.shape(value)).astype(np.asarray(value).dtype)
+    jt_v = vjp(fn, *inputs)[1](v)
+    left = float(np.sum(np.asarray(j_u, dtype=np.float64) * v))
+    right = sum(float(np.sum(np.asarray(g, dtype=np.float64) * u)) for g, u in zip(jt_v, us))
+    scale = 1 + abs(left) + sum(float(np.sum(np.abs(g))) for g in jt_v)
+    assert abs(left - right) <= 1e-5 * scale, f"{prim.name}: <v, J u> = {left}, <J^T v, u> = {right}"
+
+
+def check_forward_over_forward(prim: Any, data: Any) -> None:
+    """jvp of jvp: under an outer trace the rules run on Tensors; they must give the same first
+    derivative, and a second derivative that matches finite differences of the first."""
+    from .forward import jvp
+    fn, inputs = draw_case(prim, data)
+    rng = _seeded(data)
+    us = tuple(rng.standard_normal(np.shape(x)) for x in inputs)
+    ws = tuple(rng.standard_normal(np.shape(x)) for x in inputs)
+
+    def first(*xs: Any) -> Any:
+        return jvp(fn, xs, us)[1]
+
+    j_u, second = jvp(first, tuple(inputs), ws)
+    np.testing.assert_allclose(j_u, first(*inputs), rtol=1e-12, atol=1e-12)
+    eps, rtol, atol = _tolerances(prim)
+    expected = _finite_difference(first, inputs, list(ws), 10 * eps)
+    np.testing.assert_allclose(second, expected, rtol=10 * rtol, atol=100 * atol)
+
+
+def check_reverse_over_reverse(prim: Any, data: Any) -> None:
+    """grad of grad (the VJP rules recorded under create_graph=True) against finite differences
+    of the gradient."""
+    from .engine import grad
+    from .tensor import Tensor
+    fn, inputs = draw_case(prim, data)
+    rng = _seeded(data)
+    v = None
+
+    def gradient(*xs: Any) -> tuple:
+        nonlocal v
+        leaves = [Tensor(x, requires_grad=True) for x in xs]
+        out = fn(*leaves)
+        if v is None:
+            v = rng.standard_normal(out.shape)
+        if not out.requires_grad:
+            return [Tensor(np.zeros_like(x)) for x in xs], leaves
+        return grad((out * v).sum(), leaves, create_graph=True, allow_unused=True), leaves
+
+    grads, leaves = gradient(*inputs)
+    ws = [rng.standard_normal(np.shape(x)) for x in inputs]
+    us = [rng.standard_normal(np.shape(x)) for x in inputs]
+    total = sum((g * w).sum() for g, w in zip(grads, ws) if g is not None and g.requires_grad)
+    if isinstance(total, Tensor):
+        second = grad(total, leaves, allow_unused=True)
+        measured = sum(float(np.sum(s.data * u)) for s, u in zip(second, us) if s is not None)
+    else:
+        # no recorded gradient depends on the inputs: right for a linear op, and what a rule that
+        # computes on raw arrays would give too; the finite differences below tell them apart
+        measured = 0.0
+
+    def directional(*xs: Any) -> float:
+        gs, _ = gradient(*xs)
+        return sum(float(np.sum(g.data * w)) for g, w in zip(gs, ws) if g is not None)
+
+    eps = 10 * prim.check.get("eps", 1e-6)
+    expected = (directional(*[x + eps * u for x, u in zip(inputs, us)]) -
+                directional(*[x - eps * u for x, u in zip(inputs, us)])) / (2 * eps)
+    assert abs(measured - expected) <= 1e-4 * (1 + abs(expected)), \
+        f"{prim.name}: second derivative {measured}, finite differences of the first {expected}"
+
+
+def check_float32(prim: Any, data: Any) -> None:
+    """float32 inputs give a float32 output and float32 gradients (unless the op's output dtype
+    is its parameter: prim.check['keeps_float32'] = False)."""
+    from .tensor import Tensor
+    fn, inputs = draw_case(prim, data)
+    wide = fn(*[Tensor(x) for x in inputs])
+    leaves = [Tensor(x.astype(np.float32), requires_grad=True) for x in inputs]
+    out = fn(*leaves)
+    if wide.dtype == np.float64 and prim.check.get("keeps_float32", True):
+        assert out.dtype == np.float32, f"{prim.name}: float32 inputs gave {out.dtype}"
+    if out.requires_grad:
+        (out.astype(np.float64) * 1.0).sum().backward()
+        for leaf in leaves:
+            assert leaf.grad is None or leaf.grad.dtype == np.float32, prim.name
+
+
+def check_fast_paths(prim: Any, data: Any) -> None:
+    """`defvjp_joint` and `defvjp_into` rules against the per-input rules that define them, at
+    every application of the primitive in a drawn case."""
+    if prim.vjp_joint is None and prim.vjp_into is None:
+        return
+    from .engine import unbroadcast
+    from .tensor import Tensor
+    fn, inputs = draw_case(prim, data)
+    rng = _seeded(data)
+    out = fn(*[Tensor(x, requires_grad=True) for x in inputs])
+    for node in _nodes_of(out, prim):
+        arrays, params, ans = node._arrays, node._params, node.data
+        g = rng.standard_normal(ans.shape).astype(ans.dtype)
+        wanted = tuple(node._needs)
+        rules = [(i, _rule(prim, i)) for i in range(len(arrays)) if wanted[i]]
+        defined = {i: unbroadcast(np.asarray(rule(g, ans, *arrays, **_argnum(prim, i), **params)),
+                                  np.shape(arrays[i])) for i, rule in rules}
+        if prim.vjp_joint is not None:
+            joint = prim.vjp_joint(g, ans, *arrays, wanted=wanted, **params)
+            for i in defined:
+                np.testing.assert_allclose(unbroadcast(np.asarray(joint[i]), np.shape(arrays[i])), defined[i],
+                                           rtol=1e-10, atol=1e-12, err_msg=f"{prim.name}: joint rule, input {i}")
+        if prim.vjp_into is not None:
+            for i in defined:
+                start = rng.standard_normal(np.shape(arrays[i])).astype(np.result_type(arrays[i]))
+                total = start.copy()
+                prim.vjp_into(total, g, ans, *arrays, argnum=i, **params)
+                np.testing.assert_allclose(total, start + defined[i], rtol=1e-10, atol=1e-12,
+                                           err_msg=f"{prim.name}: in-place rule, input {i}")
+
+
+def _nodes_of(out: Any, prim: Any) -> list:
+    """The recorded applications of `prim` in the graph that made `out`."""
+    found, seen, stack = [], set(), [out]
+    while stack:
+        t = stack.pop()
+        if id(t) in seen or getattr(t, "_op", None) is None:
+            continue
+        seen.add(id(t))
+        if t._op is prim:
+            found.append(t)
+        stack.extend(a for a in t._inputs if hasattr(a, "_op"))
+    return found
+
+
+def _rule(prim: Any, i: int) -> Any:
+    return prim.vjps[0] if prim.variadic else prim.vjps[i]
+
+
+def _argnum(prim: Any, i: int) -> dict:
+    return {"argnum": i} if prim.variadic else {}
+
+
+PRIMITIVE_CHECKS = {
+    "vjp_matches_finite_differences": check_vjp,
+    "jvp_matches_finite_differences": check_jvp,
+    "transpose_identity_between_jvp_and_vjp": check_transpose_identity,
+    "forward_over_forward_matches_finite_differences": check_forward_over_forward,
+    "reverse_over_reverse_matches_finite_differences": check_reverse_over_reverse,
+    "float32_stays_float32": check_float32,
+    "fast_paths_match_the_defining_rules": check_fast_paths,
+}
