@@ -1,7 +1,6 @@
 """Image files and raw pixels to model inputs: MNIST-style preparation of drawings, the preprocessing
 record a model carries (nn/images.py), and predict / evaluate on raw pixels."""
 import gzip
-import warnings
 from pathlib import Path
 
 import numpy as np
