@@ -1,16 +1,38 @@
-"""nn: neural-network modules, losses and optimizers built on autograd_lite."""
-from .module import Module, Parameter, IncompatibleKeys
-from .layers import (
-    Linear, Sigmoid, Tanh, ReLU, Softmax, Dropout, Sequential, MLP,
-    init_weight, make_rng, activation_module,
-)
-from .losses import (
-    binary_cross_entropy, binary_cross_entropy_with_logits, categorical_cross_entropy,
-    sparse_categorical_cross_entropy, mse, l2_penalty,
-)
-from .optim import Optimizer, SGD, Adam, LRSchedule, StepDecay, CosineDecay
-from .serialization import save, load, load_header, ModelFileError
-from .images import Preprocessing
-from .train import fit, evaluate, predict, predict_proba, History, Evaluation
-from .diagnostics import TrainingWarning, TrainingMonitor, EpochDiagnostics, LayerStats
-from . import data, datasets
+"""nn: neural-network modules, losses and optimizers built on autograd_lite.
+
+The names below are imported when first used (PEP 562), so that `python -m nn` reaches its
+Ctrl-C guard in `nn/__main__.py` before anything heavy (NumPy, Numba, the layers) is imported.
+"""
+import importlib
+from typing import Any, List
+
+_WHERE = {
+    "module": ["Module", "Parameter", "IncompatibleKeys"],
+    "layers": ["Linear", "Sigmoid", "Tanh", "ReLU", "Softmax", "Dropout", "Sequential", "MLP",
+               "init_weight", "make_rng", "activation_module"],
+    "losses": ["binary_cross_entropy", "binary_cross_entropy_with_logits", "categorical_cross_entropy",
+               "sparse_categorical_cross_entropy", "mse", "l2_penalty"],
+    "optim": ["Optimizer", "SGD", "Adam", "LRSchedule", "StepDecay", "CosineDecay"],
+    "serialization": ["save", "load", "load_header", "ModelFileError"],
+    "images": ["Preprocessing"],
+    "train": ["fit", "evaluate", "predict", "predict_proba", "History", "Evaluation"],
+    "diagnostics": ["TrainingWarning", "TrainingMonitor", "EpochDiagnostics", "LayerStats"],
+}
+_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
+_SUBPACKAGES = ("data", "datasets")
+__all__ = sorted(_MODULE_OF) + list(_SUBPACKAGES)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULE_OF:
+        value = getattr(importlib.import_module("." + _MODULE_OF[name], __name__), name)
+    elif name in _SUBPACKAGES:
+        value = importlib.import_module("." + name, __name__)
+    else:
+        raise AttributeError(f"module 'nn' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -9,6 +9,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import zlib
 
 import numpy as np
@@ -345,3 +346,17 @@ def test_ctrl_c_while_the_command_line_loads_is_one_sentence():
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
                           stdin=subprocess.DEVNULL)
     assert proc.returncode == 130 and proc.stderr == "interrupted (Ctrl-C) while starting\n", proc.stderr
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.15, 0.3, 0.6])
+def test_a_real_ctrl_c_early_in_start_up_never_prints_a_traceback(delay):
+    # the nn package imports nothing heavy (names load on first use), so the guard in nn/__main__
+    # is in place before NumPy, Numba and the layers load; a signal before Python has started
+    # ends the process without output
+    proc = start_training("--epochs", "1", "--quiet")
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert "Traceback" not in err, err
+    assert proc.returncode in (130, -signal.SIGINT, 0), (proc.returncode, err)
+    assert len(err.strip().splitlines()) <= 1, err
