@@ -1,4 +1,5 @@
-"""Layers: Linear, the activations, Dropout, Sequential and the multilayer perceptron MLP.
+"""Layers: Linear, the activations, Dropout, Identity, Sequential, ModuleList and the multilayer
+perceptron MLP.
 
 Shapes follow the lecture: a batch is a matrix A of shape (samples, in) and a layer
 computes Z = A W + b with W of shape (in, out), so one row per sample all the way through.
@@ -48,8 +49,9 @@ def make_rng(rng: Optional[np.random.Generator] = None, seed: Optional[int] = No
 
 
 def init_weight(fan_in: int, fan_out: int, init: str, rng: np.random.Generator,
-                dtype: Any = np.float64) -> np.ndarray:
-    """A (fan_in, fan_out) weight matrix.
+                dtype: Any = np.float64, shape: Optional[Tuple[int, ...]] = None) -> np.ndarray:
+    """A (fan_in, fan_out) weight matrix, or an array of `shape` drawn with those fans (a
+    convolution's (out, in, kh, kw) kernel has fan_in = in*kh*kw and fan_out = out*kh*kw).
 
     "glorot": uniform on [-r, r], r = sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010),
     keeps the variance of sigmoid/tanh layers roughly constant in both directions.
@@ -57,13 +59,14 @@ def init_weight(fan_in: int, fan_out: int, init: str, rng: np.random.Generator,
     "empty": uninitialised memory (np.empty) and no random numbers drawn, for a layer whose
     weights are about to be overwritten (nn.load fills them from the file).
     """
+    shape = (fan_in, fan_out) if shape is None else tuple(shape)
     if init == "empty":
-        return np.empty((fan_in, fan_out), dtype=dtype)
+        return np.empty(shape, dtype=dtype)
     if init == "glorot":
         limit = np.sqrt(6.0 / (fan_in + fan_out))
-        w = rng.uniform(-limit, limit, size=(fan_in, fan_out))
+        w = rng.uniform(-limit, limit, size=shape)
     elif init == "he":
-        w = rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in)
+        w = rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)
     else:
         raise ValueError(f"init_weight: init must be one of {INITS}, got {init!r}")
     return w.astype(dtype)
@@ -260,6 +263,43 @@ class Softmax(Module):
         return f"axis={self.axis}"
 
 
+class LeakyReLU(Module):
+    """a = z for z > 0, negative_slope * z otherwise, elementwise."""
+
+    def __init__(self, negative_slope: float = 0.01) -> None:
+        super().__init__()
+        slope = float(negative_slope) if isinstance(negative_slope, (int, float, np.floating)) \
+            and not isinstance(negative_slope, bool) else math.nan
+        if not (math.isfinite(slope) and 0.0 <= slope <= 1.0):
+            raise ValueError(f"LeakyReLU: negative_slope must be a number in [0, 1], got {negative_slope!r:.80}")
+        self.negative_slope = slope
+
+    def forward(self, x: Any) -> Tensor:
+        x = ag.as_tensor(x)
+        return ag.maximum(x, x * self.negative_slope)   # for slopes in [0, 1], the larger of the two
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope:g}"
+
+
+class GELU(Module):
+    """The Gaussian error linear unit in its tanh form (Hendrycks & Gimpel 2016),
+    a = z/2 (1 + tanh(sqrt(2/pi) (z + 0.044715 z^3))): PyTorch's GELU(approximate="tanh"),
+    within 1e-3 of the exact z * Phi(z) (the library has no erf primitive)."""
+
+    def forward(self, x: Any) -> Tensor:
+        x = ag.as_tensor(x)
+        inner = math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)
+        return 0.5 * x * (1.0 + ag.tanh(inner))
+
+
+class Identity(Module):
+    """a = z: a placeholder where a layer is optional (e.g. no batch norm)."""
+
+    def forward(self, x: Any) -> Any:
+        return x
+
+
 _ACTIVATION_MODULES = {"sigmoid": Sigmoid, "tanh": Tanh, "relu": ReLU, "softmax": Softmax}
 
 
@@ -328,6 +368,41 @@ class Sequential(Module):
 
     def __iter__(self) -> Iterator[Module]:
         return iter(self.steps)
+
+
+class ModuleList(Module):
+    """A list of modules whose parameters belong to the owner, named by position (`blocks.0.weight`),
+    for a forward that calls them in its own way: `self.blocks = ModuleList([Linear(4, 4) for _ in
+    range(3)])`. It has no forward of its own."""
+
+    def __init__(self, modules: Sequence[Module] = ()) -> None:
+        super().__init__()
+        self.items = []
+        for module in modules:
+            self.append(module)
+
+    def append(self, module: Module) -> "ModuleList":
+        """Add `module` at the end; returns self."""
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleList: item {len(self.items)} is a {type(module).__name__}, not a Module")
+        self.items = self.items + [module]   # a new list, so that parameters() sees the change
+        return self
+
+    def named_children(self) -> Iterator:
+        for i, module in enumerate(self.items):
+            yield str(i), module
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("ModuleList: has no forward; call its modules in your own forward")
+
+    def __getitem__(self, i: int) -> Module:
+        return self.items[i]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self.items)
 
 
 class MLP(Module):

@@ -4,7 +4,9 @@ A `Module` finds its parameters and sub-modules from its attributes (also inside
 tuples and dicts of modules), names them with dotted paths (`hidden.0.weight`), switches
 training behaviour on and off for the whole tree, and reads and writes its state as a
 dict of arrays. A `Parameter` is a leaf Tensor that requires a gradient and knows whether
-it is a weight (penalised by `l2_penalty`) or a bias (not penalised).
+it is a weight (penalised by `l2_penalty`) or a bias (not penalised). A buffer
+(`register_buffer`) is an array that belongs to the state but is not trained, such as
+BatchNorm's running statistics.
 """
 from __future__ import annotations
 
@@ -151,6 +153,31 @@ class Module:
                 seen.add(id(param))
                 yield (f"{module_name}.{name}" if module_name else name), param
 
+    def register_buffer(self, name: str, value: Any) -> None:
+        """Keep the array `value` as attribute `name`: part of `state_dict()` (so saved with the model
+        and restored by `load_state_dict`), never returned by `parameters()` (so never trained).
+        Update it in place (`self.name[...] = new`) so that the state keeps pointing at it."""
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"register_buffer: the name must be an identifier, got {name!r:.80}")
+        array = np.asarray(value)
+        if array.dtype.kind != "f":
+            raise TypeError(f"register_buffer: {name!r} needs floating-point data, got dtype {array.dtype}")
+        names = self.__dict__.get("_buffer_names", ())
+        object.__setattr__(self, "_buffer_names", names if name in names else names + (name,))
+        object.__setattr__(self, name, array)
+
+    def named_buffers(self) -> Iterator[Tuple[str, np.ndarray]]:
+        """(dotted name, array) for every buffer in the tree, e.g. `1.running_mean`."""
+        for module_name, module in self.named_modules():
+            for name in module.__dict__.get("_buffer_names", ()):
+                yield (f"{module_name}.{name}" if module_name else name), getattr(module, name)
+
+    def _named_state(self) -> "OrderedDict[str, Any]":
+        """{dotted name: Parameter or buffer array}: what `state_dict()` holds."""
+        state: "OrderedDict[str, Any]" = OrderedDict(self.named_parameters())
+        state.update(self.named_buffers())
+        return state
+
     def parameters(self) -> List[Parameter]:
         """Every parameter in the tree (what an optimizer updates), in `named_parameters()` order.
 
@@ -207,8 +234,9 @@ class Module:
 
     # ---- state -------------------------------------------------------------------------
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
-        """{dotted name: a copy of the parameter's array}, in `named_parameters()` order."""
-        return OrderedDict((name, p.data.copy()) for name, p in self.named_parameters())
+        """{dotted name: a copy of the parameter's array}, in `named_parameters()` order, then the
+        buffers (`named_buffers()`)."""
+        return OrderedDict((name, _array(p).copy()) for name, p in self._named_state().items())
 
     def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
         """Copy arrays from `state` into the parameters with the same names, in place.
@@ -218,7 +246,7 @@ class Module:
         offending key with both shapes, and the module is left unchanged. Values are cast
         to each parameter's dtype. Returns the missing and unexpected keys.
         """
-        own = OrderedDict(self.named_parameters())
+        own = self._named_state()
         values = {k: (v.data if isinstance(v, Tensor) else np.asarray(v)) for k, v in state.items()}
         missing, unexpected, problems = self._state_problems({k: v.shape for k, v in values.items()}, strict)
         problems += [f"{k!r} has dtype {v.dtype}, expected a numeric array" for k, v in values.items()
@@ -227,7 +255,7 @@ class Module:
             raise self._state_error(problems)
         for k, p in own.items():
             if k in values:
-                np.copyto(p.data, values[k], casting="unsafe")
+                np.copyto(_array(p), values[k], casting="unsafe")
         return IncompatibleKeys(missing, unexpected)
 
     def check_state_shapes(self, shapes: Mapping[str, Tuple[int, ...]],
@@ -243,7 +271,7 @@ class Module:
     def _state_problems(self, shapes: Mapping[str, Tuple[int, ...]],
                         strict: bool) -> Tuple[List[str], List[str], List[str]]:
         """(missing keys, unexpected keys, a sentence for each name or shape that cannot be loaded)."""
-        own = OrderedDict(self.named_parameters())
+        own = {k: _array(v) for k, v in self._named_state().items()}
         missing = [k for k in own if k not in shapes]
         unexpected = [k for k in shapes if k not in own]
         problems = []
@@ -302,6 +330,11 @@ class _ParameterCache:
 
 def _no_cache() -> None:
     return None
+
+
+def _array(value: Any) -> np.ndarray:
+    """A Parameter's array, or a buffer (already an array)."""
+    return value.data if isinstance(value, Tensor) else value
 
 
 def _structural(value: Any) -> bool:
