@@ -1,0 +1,96 @@
+"""Convolution and pooling kernels: which implementation runs, the Numba loops or the NumPy twins.
+
+The choice follows the other kernels (`kernels/dispatch.py`): the backend (`set_kernels`, or
+AUTOGRAD_LITE_KERNELS), and the dtype (float32 and float64 run the Numba kernels of
+`conv_kernels.py`; anything else the twins of `conv_reference.py`). Numba is imported, and a
+kernel compiled, on the first call that picks one. The arguments are checked and normalized by
+the primitives (`autograd_lite/primitives/conv.py`); here only the arrays are made contiguous.
+"""
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Optional
+
+import numpy as np
+
+from . import conv_reference as reference
+from .conv_reference import Pair, Padding, output_size
+from .dispatch import contiguous, get_kernels
+
+__all__ = ["conv2d", "conv2d_input_grad", "conv2d_weight_grad", "max_pool2d", "max_pool2d_scatter",
+           "max_pool2d_gather"]
+
+_jitted: Optional[ModuleType] = None
+
+
+def _numba(*arrays: np.ndarray) -> Optional[ModuleType]:
+    """The module of Numba kernels when they are to run on these arrays, else None."""
+    global _jitted
+    if get_kernels() != "numba":
+        return None
+    dtype = arrays[0].dtype
+    if dtype.char not in "fd" or any(a.dtype != dtype for a in arrays):
+        return None
+    if _jitted is None:
+        try:
+            from . import conv_kernels
+        except ImportError:  # no Numba: the twins (kernels.dispatch warns once for the others)
+            return None
+        _jitted = conv_kernels
+    return _jitted
+
+
+def conv2d(x: np.ndarray, w: np.ndarray, stride: Pair, padding: Padding, dilation: Pair,
+           groups: int) -> np.ndarray:
+    """The cross-correlation of x (N, C, H, W) with w (O, C / groups, kh, kw): (N, O, Ho, Wo)."""
+    jit = _numba(x, w)
+    if jit is None:
+        return reference.conv2d(x, w, stride, padding, dilation, groups)
+    return jit.conv2d(contiguous(x), contiguous(w), stride, padding, dilation, groups)
+
+
+def conv2d_input_grad(g: np.ndarray, w: np.ndarray, size: Pair, stride: Pair, padding: Padding,
+                      dilation: Pair, groups: int) -> np.ndarray:
+    """The transposed convolution of g (N, O, Ho, Wo) with w: the cotangent of conv2d's x."""
+    jit = _numba(g, w)
+    if jit is None:
+        return reference.conv2d_input_grad(g, w, size, stride, padding, dilation, groups)
+    return jit.conv2d_input_grad(contiguous(g), contiguous(w), size, stride, padding, dilation, groups)
+
+
+def conv2d_weight_grad(x: np.ndarray, g: np.ndarray, kernel: Pair, stride: Pair, padding: Padding,
+                       dilation: Pair, groups: int) -> np.ndarray:
+    """The cotangent of conv2d's weights, (O, C / groups, kh, kw), from x and g."""
+    jit = _numba(x, g)
+    if jit is None:
+        return reference.conv2d_weight_grad(x, g, kernel, stride, padding, dilation, groups)
+    return jit.conv2d_weight_grad(contiguous(x), contiguous(g), kernel, stride, padding, dilation, groups)
+
+
+def max_pool2d(x: np.ndarray, kernel: Pair, stride: Pair, padding: Padding) -> np.ndarray:
+    """The maximum of each window of x, padding counting as -inf."""
+    jit = _numba(x)
+    if jit is None:
+        return reference.max_pool2d(x, kernel, stride, padding)
+    return jit.max_pool2d(contiguous(x), kernel, stride, padding)
+
+
+def max_pool2d_scatter(g: np.ndarray, x: np.ndarray, kernel: Pair, stride: Pair,
+                       padding: Padding) -> np.ndarray:
+    """g added, per window, to the element of x that is the window's (first) maximum."""
+    jit = _numba(g, x)
+    if jit is None:
+        return reference.max_pool2d_scatter(g, x, kernel, stride, padding)
+    return jit.max_pool2d_scatter(contiguous(g), contiguous(x), kernel, stride, padding)
+
+
+def max_pool2d_gather(h: np.ndarray, x: np.ndarray, kernel: Pair, stride: Pair,
+                      padding: Padding) -> np.ndarray:
+    """h (x's shape) read, per window, at the element of x that is the window's (first) maximum."""
+    jit = _numba(h, x)
+    if jit is None:
+        return reference.max_pool2d_gather(h, x, kernel, stride, padding)
+    return jit.max_pool2d_gather(contiguous(h), contiguous(x), kernel, stride, padding)
+
+
+output_size = output_size  # re-exported for the primitives' checks
