@@ -260,3 +260,38 @@ def _check_nonnegative(op: str, name: str, value: float) -> None:
     if not (isinstance(value, (int, float, np.floating, np.integer)) and value >= 0
             and math.isfinite(value)):
         raise ValueError(f"{op}: {name} must be a non-negative finite number, got {value!r}")
+
+
+# ---------------------------------------------------------------- by name (as losses by name in train.py)
+# name -> what it is; `get_optimizer` builds them
+OPTIMIZERS = {"sgd": "plain SGD", "momentum": "SGD with Nesterov momentum 0.9", "adam": "Adam"}
+# name -> what it does over a run of `epochs`; `get_schedule` builds them
+SCHEDULES = {"cosine": "cosine decay to 0 over the epochs", "step": "x0.1 after each third of the epochs",
+             "constant": "the same rate throughout"}
+
+
+def get_optimizer(name: str, params: Params, lr: float) -> Optimizer:
+    """An optimizer by name (see OPTIMIZERS): "sgd", "momentum" (Nesterov, 0.9) or "adam".
+
+    Example:
+        >>> optimizer = nn.optim.get_optimizer("momentum", model, lr=0.2)
+    """
+    if name == "sgd":
+        return SGD(params, lr=lr)
+    if name == "momentum":
+        return SGD(params, lr=lr, momentum=0.9, nesterov=True)
+    if name == "adam":
+        return Adam(params, lr=lr)
+    raise ValueError(f"get_optimizer: unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+
+
+def get_schedule(name: str, optimizer: Optimizer, epochs: int) -> Union[LRSchedule, None]:
+    """A learning-rate schedule by name (see SCHEDULES) for a run of `epochs`: "cosine" (to 0 over
+    the epochs), "step" (x0.1 every third of them) or "constant" (None: no schedule)."""
+    if name == "cosine":
+        return CosineDecay(optimizer, total_epochs=epochs)
+    if name == "step":
+        return StepDecay(optimizer, step_size=max(1, epochs // 3), gamma=0.1)
+    if name == "constant":
+        return None
+    raise ValueError(f"get_schedule: unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")

@@ -228,3 +228,21 @@ def test_a_step_between_forward_and_backward_makes_the_backward_raise(make, kern
             loss.backward()
     finally:
         ag.set_kernels(previous)
+
+
+def test_optimizers_and_schedules_by_name_build_what_their_names_say():
+    from nn.optim import OPTIMIZERS, SCHEDULES, get_optimizer, get_schedule
+    model = nn.MLP([3, 4, 2], seed=0)
+    momentum = get_optimizer("momentum", model, lr=0.2)
+    assert isinstance(momentum, nn.SGD) and momentum.momentum == 0.9 and momentum.nesterov
+    assert type(get_optimizer("sgd", model, lr=1.0)) is nn.SGD and get_optimizer("sgd", model, 1.0).momentum == 0
+    assert isinstance(get_optimizer("adam", model, lr=1e-3), nn.Adam)
+    assert isinstance(get_schedule("cosine", momentum, 10), nn.CosineDecay)
+    step = get_schedule("step", momentum, 9)
+    assert isinstance(step, nn.StepDecay) and step.step_size == 3
+    assert get_schedule("constant", momentum, 10) is None
+    assert set(OPTIMIZERS) == {"sgd", "momentum", "adam"} and set(SCHEDULES) == {"cosine", "step", "constant"}
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'; choose one of sgd, momentum, adam"):
+        get_optimizer("rmsprop", model, 0.1)
+    with pytest.raises(ValueError, match="unknown schedule 'linear'"):
+        get_schedule("linear", momentum, 10)
