@@ -1,0 +1,220 @@
+"""`ag.compile` on `nn` training steps against eager execution (issue 14, item 2): 20 steps each,
+the same losses, parameters and optimizer state (within 1e-6 relative in float32, 1e-12 in
+float64): nn.MLP with l2_penalty and SGD, the README tour's step written by hand with nn's loss
+and optimizer, Adam, lr schedules, dropout drawing the same random stream as eager,
+train()/eval() switching, and parameters or optimizer state changed outside between calls."""
+import numpy as np
+import pytest
+
+import autograd_lite as ag
+import nn
+from tests.autograd_lite.test_compile_equivalence import STEPS, as_array, assert_close, batches, snapshot
+
+
+def mlp_setup(dtype, sizes=(6, 5, 3), activation="sigmoid", dropout=0.0, optimizer="sgd", seed=0, **options):
+    model = nn.MLP(list(sizes), activation=activation, dropout=dropout, dtype=dtype, seed=seed)
+    if optimizer == "sgd":
+        opt = nn.SGD(model.parameters(), lr=options.get("lr", 0.5), momentum=options.get("momentum", 0.0),
+                     nesterov=options.get("nesterov", False))
+    else:
+        opt = nn.Adam(model.parameters(), lr=options.get("lr", 1e-2))
+    return model, opt
+
+
+def bce_l2_step(model, opt, lam=1e-3):
+    def step(x, y):
+        opt.zero_grad()
+        loss = nn.binary_cross_entropy_with_logits(model(x), y) + nn.l2_penalty(model, lam)
+        loss.backward()
+        opt.step()
+        return loss
+    return step
+
+
+def ce_step(model, opt):
+    def step(x, labels):
+        opt.zero_grad()
+        loss = nn.sparse_categorical_cross_entropy(model(x), labels)
+        loss.backward()
+        opt.step()
+        return loss
+    return step
+
+
+def assert_same_state(model, eager_model, opt=None, eager_opt=None):
+    for (name, p), (_, q) in zip(model.named_parameters(), eager_model.named_parameters()):
+        assert_close(p.data, q.data, f"parameter {name}")
+        assert (p.grad is None) == (q.grad is None), f"{name}: grad {p.grad}, eager {q.grad}"
+        if q.grad is not None:
+            assert_close(as_array(p.grad), as_array(q.grad), f"gradient of {name}")
+    if opt is not None:
+        for k, (s, e) in enumerate(zip(opt.state, eager_opt.state)):
+            assert sorted(s) == sorted(e), f"optimizer state {k}: keys {sorted(s)}, eager {sorted(e)}"
+            for key in e:
+                assert_close(s[key], e[key], f"optimizer state {k}[{key!r}]")
+
+
+def compare(setup, make_step, calls, between=None):
+    """Runs make_step(*setup()) eagerly and compiled over `calls`; `between(k, model, opt)` runs
+    before call k on both sides (eagerly). Returns (compiled, model, opt, eager model, eager opt)."""
+    eager_model, eager_opt = setup()
+    model, opt = setup()
+    eager = make_step(eager_model, eager_opt)
+    compiled = ag.compile(make_step(model, opt))
+    for k, args in enumerate(calls):
+        if between is not None:
+            between(k, eager_model, eager_opt)
+            between(k, model, opt)
+        expected, got = snapshot(eager(*args)), snapshot(compiled(*args))
+        for i, (g, e) in enumerate(zip(got, expected)):
+            assert_close(g, e, f"step {k}, returned value {i}")
+    assert_same_state(model, eager_model, opt, eager_opt)
+    return compiled, model, opt, eager_model, eager_opt
+
+
+def labelled(n_in, n_classes, batch, dtype, steps=STEPS, seed=3):
+    rng = np.random.default_rng(seed)
+    return [(rng.random((batch, n_in)).astype(dtype), rng.integers(0, n_classes, batch)) for _ in range(steps)]
+
+
+# ---------------------------------------------------------------- the two steps of the issue
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_mlp_l2_penalty_sgd_step_matches_eager(dtype):
+    compiled, *_ = compare(lambda: mlp_setup(dtype), bce_l2_step, batches(6, 3, 8, dtype))
+    assert compiled.trace_count == 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_handwritten_step_with_nn_loss_and_sgd_matches_eager(dtype):
+    """The README tour's step: x @ W + b, ag.sigmoid, nn.binary_cross_entropy_with_logits,
+    (W * W).sum() for L2, nn.SGD."""
+    def setup():
+        rng = np.random.default_rng(1)
+        weights = [ag.tensor((rng.standard_normal(s) * 0.3).astype(dtype), requires_grad=True)
+                   for s in [(6, 5), (5,), (5, 3), (3,)]]
+        return weights, nn.SGD(weights, lr=0.5)
+
+    def make_step(weights, opt, lam=1e-3):
+        W1, b1, W2, b2 = weights
+
+        def step(x, y):
+            opt.zero_grad()
+            h = ag.sigmoid(x @ W1 + b1)
+            loss = nn.binary_cross_entropy_with_logits(h @ W2 + b2, y) + lam / 2 * ((W1 * W1).sum() + (W2 * W2).sum())
+            loss.backward()
+            opt.step()
+            return loss
+        return step
+
+    eager_weights, eager_opt = setup()
+    weights, opt = setup()
+    eager, compiled = make_step(eager_weights, eager_opt), ag.compile(make_step(weights, opt))
+    for k, (x, y) in enumerate(batches(6, 3, 8, dtype)):
+        assert_close(as_array(compiled(x, y)), as_array(eager(x, y)), f"loss at step {k}")
+    for k, (w, e) in enumerate(zip(weights, eager_weights)):
+        assert_close(w.data, e.data, f"parameter {k}")
+        assert_close(as_array(w.grad), as_array(e.grad), f"gradient of parameter {k}")
+    assert compiled.trace_count == 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_dropout_adam_step_matches_eager(dtype):
+    setup = lambda: mlp_setup(dtype, sizes=(6, 8, 5, 4), activation="relu", dropout=0.2, optimizer="adam")
+    compiled, _, opt, _, eager_opt = compare(setup, ce_step, labelled(6, 4, 8, dtype))
+    assert [s["step"] for s in opt.state] == [s["step"] for s in eager_opt.state] == [STEPS] * 6
+    assert compiled.trace_count == 1
+
+
+def test_sgd_with_nesterov_momentum_matches_eager():
+    compare(lambda: mlp_setup(np.float64, momentum=0.9, nesterov=True, lr=0.1), bce_l2_step,
+            batches(6, 3, 8, np.float64))
+
+
+# ---------------------------------------------------------------- values that change between calls
+@pytest.mark.parametrize("schedule", ["cosine", "step", "by hand"])
+def test_lr_changed_between_calls_is_used_by_the_next_replay(schedule):
+    schedules = {}
+
+    def between(k, model, opt):
+        if schedule == "by hand":
+            opt.lr = 0.5 / (1 + k)
+            return
+        if id(opt) not in schedules:
+            schedules[id(opt)] = (nn.CosineDecay(opt, total_epochs=STEPS) if schedule == "cosine"
+                                  else nn.StepDecay(opt, step_size=3, gamma=0.5))
+        elif k:
+            schedules[id(opt)].step()
+
+    compiled, *_ = compare(lambda: mlp_setup(np.float64), bce_l2_step, batches(6, 3, 8, np.float64), between)
+    assert compiled.trace_count == 1
+
+
+def test_dropout_draws_fresh_masks_from_the_same_stream_as_eager():
+    setup = lambda: mlp_setup(np.float64, sizes=(6, 16, 4), activation="relu", dropout=0.5, lr=0.0)
+    x, labels = labelled(6, 4, 8, np.float64, steps=1)[0]
+    compiled, model, _, eager_model, _ = compare(setup, ce_step, [(x, labels)] * STEPS)
+    assert model.dropout.rng.bit_generator.state == eager_model.dropout.rng.bit_generator.state
+    # lr = 0 and the same batch every time: only the masks change the loss
+    losses = [float(as_array(compiled(x, labels))) for _ in range(5)]
+    assert len(set(losses)) == 5, f"the same mask was used twice: {losses}"
+
+
+def test_train_and_eval_switching_between_calls_matches_eager():
+    setup = lambda: mlp_setup(np.float32, sizes=(6, 16, 4), activation="relu", dropout=0.3, optimizer="adam")
+
+    def between(k, model, opt):
+        model.train(k % 3 != 2)
+
+    compare(setup, ce_step, labelled(6, 4, 8, np.float32), between)
+
+
+def test_compiled_inference_in_eval_mode_is_deterministic_and_matches_eager():
+    model, _ = mlp_setup(np.float64, sizes=(6, 16, 4), activation="relu", dropout=0.5)
+    model.eval()
+    predict = ag.compile(lambda x: ag.softmax(model(x), axis=-1))
+    (x, _), (x2, _) = labelled(6, 4, 8, np.float64, steps=2)
+    first, second, other = as_array(predict(x)), as_array(predict(x)), as_array(predict(x2))
+    np.testing.assert_array_equal(first, second)
+    with ag.no_grad():
+        assert_close(first, ag.softmax(model(x), axis=-1).data, "eval-mode probabilities")
+        assert_close(other, ag.softmax(model(x2), axis=-1).data, "eval-mode probabilities, another batch")
+
+
+def test_state_dict_loaded_between_calls_is_seen_by_the_next_replay():
+    other, _ = mlp_setup(np.float64, seed=7)
+    saved = other.state_dict()
+
+    def between(k, model, opt):
+        if k == 10:
+            model.load_state_dict(saved)
+
+    compiled, model, *_ = compare(lambda: mlp_setup(np.float64), bce_l2_step, batches(6, 3, 8, np.float64),
+                                  between)
+    assert compiled.trace_count == 1
+
+
+def test_an_eager_optimizer_step_between_calls_is_seen_by_the_next_replay():
+    x_out, y_out = batches(6, 3, 8, np.float64, steps=1, seed=11)[0]
+
+    def between(k, model, opt):
+        if k % 5 == 4:                                 # an eager step on another batch
+            opt.zero_grad()
+            nn.binary_cross_entropy_with_logits(model(x_out), y_out).backward()
+            opt.step()
+
+    compare(lambda: mlp_setup(np.float64, optimizer="adam"), bce_l2_step, batches(6, 3, 8, np.float64), between)
+
+
+def test_optimizer_state_loaded_between_calls_is_seen_by_the_next_replay():
+    donor, donor_opt = mlp_setup(np.float64, momentum=0.9)
+    step = bce_l2_step(donor, donor_opt)
+    for x, y in batches(6, 3, 8, np.float64, steps=3, seed=12):
+        step(x, y)
+    donor_opt.lr = 0.2
+    saved = donor_opt.state_dict()
+
+    def between(k, model, opt):
+        if k == 7:
+            opt.load_state_dict(saved)                 # new velocity arrays and a new lr
+
+    compare(lambda: mlp_setup(np.float64, momentum=0.9), bce_l2_step, batches(6, 3, 8, np.float64), between)
