@@ -19,6 +19,29 @@ primitives, which run plain NumPy on arrays and record a graph on Tensors. So on
 fast first-order backward (arrays) and grad-of-grad / forward-over-reverse (Tensors).
 Broadcasting is undone by the engine's `unbroadcast`, never in a rule.
 
+A third rule says how the primitive acts on a batch (`vmap`): some inputs carry an extra axis,
+one value per example, and the rule computes all examples' outputs at once:
+
+    batch rule:  (args, dims, **params) -> (out, out_dim)
+
+`args` holds the whole batch of each batched input (`dims[i] == 0`: the batch axis is first) and
+the unbatched inputs unchanged (`dims[i] is None`); `out` is the batch of outputs, its batch axis
+at `out_dim` (0 when it is first). The rule computes with primitives (`prim(x, axis=...)`,
+`PRIMITIVES["reshape"](x, shape=...)`) because `args` may be Tensors being recorded or the batch
+of an enclosing vmap. Axes of one example become axes + 1 of the batch; an unbatched input of
+higher rank than a batched one needs length-1 axes after the batch axis (`broadcast_batch`). How
+to write one for your primitive (helpers in `autograd_lite/batching.py`):
+
+    >>> from autograd_lite.batching import elementwise_batch, reduction_batch
+    >>> cube.defbatch(elementwise_batch(cube))        # elementwise: broadcasting does it
+    >>> mysum.defbatch(reduction_batch(mysum))        # params["axis"] shifted past the batch axis
+    >>> rowdot.defbatch(lambda args, dims, **p: (rowdot(*[with_batch(a, d, batch_size(args, dims))
+    ...                                                   for a, d in zip(args, dims)]), 0))
+
+`elementwise(...)` declares the first kind for you. A primitive without a batching rule still
+works under vmap: it runs once per example (a warning names it once); `ag.testing.check_primitive`
+checks a declared rule against that loop.
+
 The built-in rules are trusted: the table-driven tests check each one against finite differences.
 Rules declared later (a user's own primitives) are wrapped so that a rule that returns None, a
 complex array or a shape the engine cannot sum back is reported where it happens, naming the
@@ -33,6 +56,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from . import engine
+from .batching import elementwise_batch
 from .tensor import Tensor, as_tensor
 
 PRIMITIVES: Dict[str, "Primitive"] = {}
@@ -47,7 +71,7 @@ class Primitive:
     """
 
     __slots__ = ("name", "forward", "vjps", "jvps", "vjp_joint", "vjp_into", "variadic",
-                 "rule_text", "fresh_cotangents", "domain", "check", "__dict__")
+                 "rule_text", "fresh_cotangents", "domain", "check", "batch", "__dict__")
 
     def __init__(self, name: str, forward: Callable, variadic: bool = False,
                  register: bool = True) -> None:
@@ -57,6 +81,7 @@ class Primitive:
         self.jvps: tuple = ()
         self.vjp_joint: Optional[Callable] = None
         self.vjp_into: Optional[Callable] = None
+        self.batch: Optional[Callable] = None  # the batching rule (vmap), see the module's docstring
         # True when every cotangent its VJP rules return (on arrays) is a new array, distinct
         # for each input: the engine may then accumulate into it in place
         self.fresh_cotangents = False
@@ -114,6 +139,13 @@ class Primitive:
             rules = tuple(None if rule is None else _checked_jvp(self, i, rule)
                           for i, rule in enumerate(rules))
         self.jvps = rules
+        return self
+
+    def defbatch(self, rule: Callable) -> "Primitive":
+        """Set the batching rule used by `vmap`: `rule(args, dims, **params) -> (out, out_dim)`,
+        where `dims[i]` is 0 for an input whose first axis runs over the examples and None for
+        an unbatched one (see this module's docstring for how to write one)."""
+        self.batch = rule
         return self
 
     def __call__(self, *args: Any, **params: Any) -> Any:
@@ -266,6 +298,7 @@ def elementwise(name: str, forward: Callable, *slopes: Optional[Callable], text:
     rules = [None if s is None else _times_slope(s) for s in slopes]  # g * slope and t * slope
     prim.defvjp(*rules, text=text)
     prim.defjvp(*rules)
+    prim.batch = elementwise_batch(prim)
     prim.domain = tuple(domain) or (Values(),) * len(slopes)
     expose(prim, name, doc or text, method=method, operator=operator)
     return prim
