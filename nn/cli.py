@@ -33,8 +33,7 @@ from .layers import MLP
 from .losses import binary_cross_entropy
 from .optim import SGD, Adam, CosineDecay, StepDecay
 from .serialization import ModelFileError, load, save
-from .train import (NonFiniteError, TrainingInterrupted, confusion_matrix, evaluate, fit, format_confusion,
-                    predict_proba)
+from .train import Evaluation, NonFiniteError, TrainingInterrupted, evaluate, fit, predict_proba
 
 # Inputs are scaled from 0..max_value to this range, in training and in prediction alike.
 FEATURE_RANGE = (-1.0, 1.0)
@@ -278,8 +277,8 @@ def run_train(args: argparse.Namespace) -> int:
                   f"({int(round(accuracy * len(y_test)))}/{len(y_test)})")
         if args.confusion:
             predicted = np.argmax(np.mean(probabilities, axis=0), axis=1)
-            confusion = confusion_matrix(y_test, predicted, ds.num_classes)
-            print("confusion matrix (rows: true class)\n" + format_confusion(confusion, ds.classes))
+            table = Evaluation.of_predictions(y_test, predicted, ds.num_classes).confusion_table(ds.classes)
+            print("confusion matrix (rows: true class)\n" + table)
         if args.plot:
             doing = "while plotting"
             _plot(histories, args.plot, plot_format)
@@ -393,8 +392,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(f"{what} on {ds.name} test set: accuracy {100 * accuracy:.2f}% "
           f"({int(np.sum(predicted == ds.y_test))}/{len(ds.y_test)})")
     if not args.quiet:
-        confusion = confusion_matrix(ds.y_test, predicted, ds.num_classes)
-        print("confusion matrix (rows: true class)\n" + format_confusion(confusion, ds.classes))
+        table = Evaluation.of_predictions(ds.y_test, predicted, ds.num_classes).confusion_table(ds.classes)
+        print("confusion matrix (rows: true class)\n" + table)
     return 0
 
 

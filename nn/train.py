@@ -16,12 +16,14 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Dict, IO, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 import autograd_lite as ag
 from autograd_lite import Tensor
+from autograd_lite.files import atomic_path, atomic_write
 
 from .data import batches, check_labels, one_hot
 from .diagnostics import EpochDiagnostics, TrainingMonitor, TrainingWarning
@@ -96,6 +98,72 @@ class History:
         last = {k: round(v[-1], 4) for k, v in self.history.items() if v}
         return f"History(epochs={self.epochs}, best_epoch={self.best_epoch}, last={last})"
 
+    def write_csv(self, path: str) -> None:
+        """Write the per-epoch log as CSV (a header `epoch,loss,accuracy,...`, one row per epoch),
+        atomically: a temporary file in the same folder, then renamed over `path`."""
+        keys = list(self.history)
+        with atomic_write(path, "History.write_csv", "w") as f:
+            f.write(",".join(["epoch", *keys]) + "\n")
+            for i in range(self.epochs):
+                f.write(",".join([str(i + 1)] + [repr(self.history[k][i]) if i < len(self.history[k]) else ""
+                                                 for k in keys]) + "\n")
+
+    @staticmethod
+    def plot_formats() -> Dict[str, str]:
+        """The file formats `plot` can write: extension -> description (matplotlib's list); an
+        ImportError naming the `plot` extra when matplotlib is not installed."""
+        try:
+            from matplotlib.backend_bases import FigureCanvasBase
+        except ImportError:
+            raise ImportError("plotting needs matplotlib, which is not installed: "
+                              "pip install 'autograd-lite[plot]'") from None
+        return dict(FigureCanvasBase.get_supported_filetypes())
+
+    def plot(self, path: Optional[str] = None, *, others: Sequence["History"] = ()) -> Any:
+        """Loss and accuracy per epoch, side by side: training solid, validation dashed, the best
+        epoch marked; labelled axes, whole-number epoch ticks. `others` (an ensemble's other
+        members) are drawn on the same axes, each labelled by model. Written to `path` in the format
+        its extension names (atomically) when given, else left open; returns the matplotlib Figure.
+        Needs matplotlib (the `plot` extra).
+
+        Example:
+            >>> history = nn.fit(...); history.plot("curves.png")
+        """
+        formats = History.plot_formats()
+        file_format = None
+        if path is not None:
+            file_format = Path(path).suffix.lower().lstrip(".")
+            if file_format not in formats:
+                what = f"'.{file_format}' files" if file_format else "a file name without an extension"
+                raise ValueError(f"History.plot: matplotlib cannot write {what} ({path}); use one of "
+                                 f"{', '.join('.' + e for e in sorted(formats))}")
+            import matplotlib
+            matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        runs = [self, *others]
+        for i, h in enumerate(runs):
+            tag = f" (model {i + 1})" if len(runs) > 1 else ""
+            epochs = range(1, h.epochs + 1)
+            for ax, (train_key, val_key) in zip(axes, (("loss", "val_loss"), ("accuracy", "val_accuracy"))):
+                for key, style, name in ((train_key, "-", "training"), (val_key, "--", "validation")):
+                    if key in h.history:
+                        ax.plot(epochs, h[key], style, color=f"C{i}", label=name + tag)
+                if h.best_epoch is not None and val_key in h.history and len(runs) == 1:
+                    ax.axvline(h.best_epoch, color="0.6", linewidth=0.8, label=f"best epoch ({h.best_epoch})")
+        for ax, what in zip(axes, ("loss (mean per sample)", "accuracy")):
+            ax.set(xlabel="epoch", ylabel=what, title=what.split(" ")[0])
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.grid(alpha=0.3)
+            ax.legend()
+        fig.tight_layout()
+        if path is not None:
+            with atomic_path(path, "History.plot") as tmp:
+                fig.savefig(tmp, format=file_format, dpi=100)
+            plt.close(fig)
+        return fig
+
 
 @dataclass
 class Evaluation:
@@ -109,6 +177,33 @@ class Evaluation:
 
     def __repr__(self) -> str:
         return f"Evaluation(loss={self.loss:.4f}, accuracy={self.accuracy:.4f}, samples={self.samples})"
+
+    @classmethod
+    def of_predictions(cls, labels: np.ndarray, predicted: np.ndarray, num_classes: int,
+                       loss: float = float("nan")) -> "Evaluation":
+        """The Evaluation of predicted classes against labels (e.g. the argmax of an ensemble's
+        averaged probabilities); `loss` is NaN unless given."""
+        labels, predicted = np.asarray(labels, np.int64), np.asarray(predicted, np.int64)
+        n = len(labels)
+        return cls(loss=loss, accuracy=float(np.mean(predicted == labels)) if n else float("nan"),
+                   confusion=confusion_matrix(labels, predicted, num_classes), samples=n)
+
+    @property
+    def correct(self) -> int:
+        """How many samples were classified right (the confusion matrix's diagonal)."""
+        return int(np.trace(self.confusion))
+
+    def confusion_table(self, classes: Optional[Sequence[str]] = None) -> str:
+        """The confusion matrix as a text table: rows are the true classes, columns the predictions."""
+        confusion = self.confusion
+        names = [str(c) for c in (classes if classes is not None else range(len(confusion)))]
+        width = max(max(len(n) for n in names), len(str(int(confusion.max(initial=0)))), 3)
+        label_width = max(len(n) for n in names) + 1
+        lines = [" " * label_width + "predicted ->",
+                 " " * label_width + " ".join(n[:width].rjust(width) for n in names)]
+        for name, row in zip(names, confusion):
+            lines.append(name.rjust(label_width - 1) + " " + " ".join(str(int(v)).rjust(width) for v in row))
+        return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- why training stopped early
@@ -373,19 +468,6 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int
     """(num_classes, num_classes) int64 counts: row the true class, column the predicted one."""
     flat = np.asarray(labels, np.int64) * num_classes + np.asarray(predicted, np.int64)
     return np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
-
-
-def format_confusion(confusion: np.ndarray, classes: Optional[Sequence[str]] = None) -> str:
-    """The confusion matrix as a text table: rows are the true classes, columns the predictions."""
-    k = len(confusion)
-    names = [str(c) for c in (classes if classes is not None else range(k))]
-    width = max(max(len(n) for n in names), len(str(int(confusion.max(initial=0)))), 3)
-    label_width = max(len(n) for n in names) + 1
-    lines = [" " * label_width + "predicted ->",
-             " " * label_width + " ".join(n[:width].rjust(width) for n in names)]
-    for name, row in zip(names, confusion):
-        lines.append(name.rjust(label_width - 1) + " " + " ".join(str(int(v)).rjust(width) for v in row))
-    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- helpers

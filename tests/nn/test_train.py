@@ -8,7 +8,7 @@ import pytest
 import nn
 from nn.data import preprocess
 from nn.datasets import load_digits
-from nn.train import (History, NonFiniteError, TrainingInterrupted, evaluate, fit, format_confusion,
+from nn.train import (History, NonFiniteError, TrainingInterrupted, evaluate, fit,
                       predict, predict_proba)
 
 
@@ -128,7 +128,7 @@ def test_evaluate_confusion_matrix_counts_true_rows_and_predicted_columns():
     result = evaluate(Fixed(), np.zeros((4, 1)), np.array([0, 1, 2, 2]))
     assert result.accuracy == 0.75 and result.samples == 4
     assert result.confusion.tolist() == [[1, 0, 0], [0, 1, 0], [0, 1, 1]]
-    assert "predicted" in format_confusion(result.confusion)
+    assert "predicted" in result.confusion_table()
 
 
 def test_predict_proba_normalises_sigmoid_outputs(digits):
@@ -392,3 +392,37 @@ def test_history_repr_and_access():
     h = History()
     h.append({"loss": 1.0, "accuracy": 0.5})
     assert h.epochs == 1 and h["loss"] == [1.0] and "epochs=1" in repr(h)
+
+
+def test_evaluation_of_predictions_counts_and_tabulates():
+    result = nn.Evaluation.of_predictions(np.array([0, 1, 2, 2]), np.array([0, 1, 1, 2]), 3)
+    assert result.accuracy == 0.75 and result.correct == 3 and np.isnan(result.loss)
+    assert result.confusion.tolist() == [[1, 0, 0], [0, 1, 0], [0, 1, 1]]
+    table = result.confusion_table(["a", "b", "c"]).splitlines()
+    assert table[0].strip() == "predicted ->" and table[-1].split() == ["c", "0", "1", "1"]
+
+
+def test_history_writes_its_per_epoch_log_as_csv(tmp_path):
+    history = History()
+    history.append({"loss": 0.5, "accuracy": 0.75})
+    history.append({"loss": 0.25, "accuracy": 0.875})
+    history.write_csv(str(tmp_path / "h.csv"))
+    assert (tmp_path / "h.csv").read_text().splitlines() == ["epoch,loss,accuracy", "1,0.5,0.75", "2,0.25,0.875"]
+    assert [p.name for p in tmp_path.iterdir()] == ["h.csv"]      # no temporary file left
+
+
+def test_history_plot_labels_its_axes_and_ticks_whole_epochs(tmp_path):
+    pytest.importorskip("matplotlib")
+    history = History()
+    for e in range(7):
+        history.append({"loss": 1 / (e + 1), "accuracy": e / 7, "val_loss": 1.2 / (e + 1), "val_accuracy": e / 8})
+    history.best_epoch = 7
+    fig = history.plot(str(tmp_path / "c.png"))
+    loss_ax, acc_ax = fig.axes
+    assert loss_ax.get_xlabel() == "epoch" and loss_ax.get_ylabel().startswith("loss")
+    assert acc_ax.get_ylabel() == "accuracy"
+    assert all(float(t).is_integer() for t in loss_ax.get_xticks())
+    assert {"training", "validation"} <= {line.get_label() for line in loss_ax.get_lines()}
+    assert (tmp_path / "c.png").read_bytes().startswith(b"\x89PNG")
+    with pytest.raises(ValueError, match=r"cannot write '\.xyz' files"):
+        history.plot(str(tmp_path / "c.xyz"))
