@@ -2,8 +2,9 @@
 
 The archive holds one .npy member per parameter, named by its dotted name, and a member
 `__header__` (the UTF-8 bytes of a JSON object, as a uint8 array) with the library version,
-the module's class, its architecture when it knows one (`MLP.architecture()`), and the
-name, shape and dtype of each parameter, and the preprocessing the model expects when it is known
+the module's class, its architecture when it is built from nn layers (a Sequential of them, an
+MLP, a CNN: JSON data, see nn/architecture.py), and the name, shape and dtype of each parameter
+and buffer (BatchNorm's running statistics), and the preprocessing the model expects when it is known
 (`Preprocessing`: input shape, raw pixel range, scaling, class names, data set; files without it
 load with `model.preprocessing = None`, "unknown"). Writes are atomic (a temporary file in the same
 directory, then `os.replace`). Reading trusts nothing in the file: the header is bounded, the
@@ -29,6 +30,7 @@ import autograd_lite
 from autograd_lite.files import atomic_write, read_into
 
 from .images import Preprocessing
+from . import architecture as architectures
 from .layers import MAX_PARAMETERS, MLP, check_max_parameters
 from .module import Module
 
@@ -39,10 +41,6 @@ FORMAT_VERSION = 1
 MAX_HEADER_BYTES = 2**20
 """The largest JSON header `save` writes and `load` reads: 1 MiB describes some 15,000
 parameters, far more than a 1,000-layer MLP has (MAX_LAYERS), and parsing it costs little."""
-
-# classes that `load(path)` can rebuild from the header alone (with their `parameter_specs`,
-# what the file must hold, and `from_architecture`, the empty model to fill)
-_REBUILDABLE = {"MLP": MLP}
 
 # numpy's own bound on a .npy header (np.lib.format's default max_header_size), plus the magic
 # string, version and length fields before it
@@ -77,7 +75,7 @@ def save(module: Module, path: "os.PathLike[str] | str", preprocessing: Optional
     state = module.state_dict()
     if HEADER_KEY in state:
         raise ValueError(f"save: a parameter is named {HEADER_KEY!r}, which the file format reserves")
-    architecture = module.architecture() if hasattr(module, "architecture") else None
+    architecture = architectures.describe(module)
     header = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -103,8 +101,10 @@ def load(path: "os.PathLike[str] | str", module: Optional[Module] = None, strict
 
     With `module`, its parameters are replaced in place (checked as `load_state_dict(strict)`
     does: a wrong name or shape raises and changes nothing) and it is returned. Without, the
-    module is rebuilt from the header's architecture (an MLP of at most `max_parameters`
-    parameters, 10^9 by default) with its arrays read from the file, and returned.
+    module is rebuilt from the header's architecture (any model built from nn layers, of at most
+    `max_parameters` parameters, 10^9 by default: the layer kinds come from a fixed registry and
+    every constructor argument is checked before anything is built) with its arrays (parameters
+    and buffers) read from the file, and returned.
 
     The whole archive is checked before any array is inflated (member names against the
     header, each member's shape and dtype against the architecture or the module, its size
@@ -126,9 +126,10 @@ def load(path: "os.PathLike[str] | str", module: Optional[Module] = None, strict
         preprocessing = _read_preprocessing(path, header)
         if module is None:
             module = _rebuild(path, archive, header, members, layouts, max_parameters)
-            if preprocessing is not None and preprocessing.width != module.sizes[0]:
+            width = _input_width(module)
+            if preprocessing is not None and width is not None and preprocessing.width != width:
                 raise ModelFileError(f"load: {path!r} records inputs of shape {preprocessing.input_shape} "
-                                     f"({preprocessing.width} values), but its model takes {module.sizes[0]}")
+                                     f"({preprocessing.width} values), but its model takes {width}")
             module.preprocessing = preprocessing
             return module
         _load_into(path, archive, module, members, layouts, strict)
@@ -156,7 +157,9 @@ def _atomic_write_npz(path: str, members: Dict[str, np.ndarray]) -> None:
         with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
             for name, array in members.items():
                 with archive.open(name + ".npy", mode="w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
+                    # (reshaped: ascontiguousarray turns a 0-d array, a BatchNorm's batch count, into shape (1,))
+                    np.lib.format.write_array(member, np.ascontiguousarray(array).reshape(array.shape),
+                                              allow_pickle=False)
 
 
 # ---------------------------------------------------------------- reading
@@ -339,16 +342,14 @@ def _rebuild(path: str, archive: zipfile.ZipFile, header: Optional[Dict[str, Any
     """The module the header's architecture describes, its arrays read from the file."""
     arch = None if header is None else header.get("architecture")
     arch_class = arch.get("class") if isinstance(arch, dict) else None
-    cls = _REBUILDABLE.get(arch_class) if isinstance(arch_class, str) else None
-    if cls is None:
+    if not isinstance(arch_class, str) or arch_class not in architectures.KINDS:
         saved_class = None if header is None else header.get("class")
         raise ModelFileError(
             f"load: {path!r} does not record an architecture that can be rebuilt "
-            f"(saved from {saved_class or 'an unknown module'!s:.80}; only {sorted(_REBUILDABLE)} "
-            "can be); "
-            "pass the module to load into: nn.load(path, model)")
+            f"(saved from {saved_class or 'an unknown module'!s:.80}; only models built from nn layers "
+            "can be); pass the module to load into: nn.load(path, model)")
     try:
-        specs = cls.parameter_specs(arch, max_parameters)
+        specs = architectures.state_specs(arch, max_parameters)
     except (TypeError, ValueError) as error:
         raise ModelFileError(f"load: the architecture in {path!r} is invalid: {error}") from None
     if set(specs) != set(layouts):
@@ -361,13 +362,28 @@ def _rebuild(path: str, archive: zipfile.ZipFile, header: Optional[Dict[str, Any
                                  f"{layouts[name].shape} and dtype {layouts[name].dtype}, but the "
                                  f"architecture needs shape {shape} and dtype {dtype}")
     try:
-        module = cls.from_architecture(arch, init="empty", max_parameters=max_parameters)
+        module = architectures.build(arch, init="empty", max_parameters=max_parameters)
     except (TypeError, ValueError) as error:
         raise ModelFileError(f"load: the architecture in {path!r} is invalid: {error}") from None
-    for name, parameter in module.named_parameters():
-        _read_array(path, archive, members[name], layouts[name], out=parameter.data)
-        _check_finite(path, name, parameter.data)
+    for name, array in _state_arrays(module).items():
+        _read_array(path, archive, members[name], layouts[name], out=array)
+        _check_finite(path, name, array)
     return module
+
+
+def _state_arrays(module: Module) -> Dict[str, np.ndarray]:
+    """{name: the array itself} of every parameter and buffer, what a file fills in place."""
+    arrays = {name: p.data for name, p in module.named_parameters()}
+    arrays.update(module.named_buffers())
+    return arrays
+
+
+def _input_width(module: Module) -> Optional[int]:
+    """How many values one input of `module` has, where the model says (an MLP's first width, a
+    CNN's C * H * W), else None."""
+    if isinstance(module, MLP):
+        return module.sizes[0]
+    return getattr(module, "input_size", None)
 
 
 def _load_into(path: str, archive: zipfile.ZipFile, module: Module, members: Dict[str, zipfile.ZipInfo],
@@ -377,7 +393,7 @@ def _load_into(path: str, archive: zipfile.ZipFile, module: Module, members: Dic
         module.check_state_shapes({name: layout.shape for name, layout in layouts.items()}, strict)
     except ValueError as error:
         raise ValueError(f"load: the parameters in {path!r} do not fit the module:\n{error}") from None
-    own = dict(module.named_parameters())
+    own = _state_arrays(module)
     arrays = {}
     for name in members:
         if name in own:
