@@ -472,3 +472,15 @@ def _letters(n: int, op: str) -> str:
         raise ValueError(f"{op}: the operands have {n} axes in all, more than the 52 that einsum "
                          "can name")
     return LETTERS[:n]
+
+
+def _batch_einsum(args, dims, subscripts):
+    """einsum of a batch: the batch axis gets a letter of its own, on the batched operands and
+    first in the output."""
+    terms, out = _terms(subscripts)
+    b = next(c for c in LETTERS if c not in subscripts)
+    terms = [b + t if d is not None else t for t, d in zip(terms, dims)]
+    return einsum_p(*args, subscripts=",".join(terms) + "->" + b + out), 0
+
+
+einsum_p.defbatch(_batch_einsum)

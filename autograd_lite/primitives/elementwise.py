@@ -12,6 +12,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .. import kernels
+from ..batching import elementwise_batch
 from ..declaration import PUBLIC, Values, elementwise, expose, linear_jvp, primitive, public
 from ..tensor import Tensor, _data, as_tensor
 
@@ -436,3 +437,8 @@ def astype(x: Any, dtype: Any) -> Tensor:
     if dtype == x.dtype:
         return x
     return astype_p(x, dtype=dtype)
+
+
+# batching rules (vmap) of the elementwise ops declared with `primitive` rather than `elementwise`
+for _prim in (add, subtract, negative, power_scalar, where_p, clip_p, round_p, nan_to_num_p, astype_p):
+    _prim.defbatch(elementwise_batch(_prim))

@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from ..batching import batch_size, example_ndim
 from ..declaration import expose, linear_jvp, primitive, public
 from ..tensor import Tensor, as_tensor
-from .shape import reshape, transpose_p
+from .shape import reshape, reshape_p, transpose_p
 
 
 def _matmul(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -66,6 +67,54 @@ matmul_p = primitive(_matmul, "matmul")
 matmul_p.defvjp(_matmul_vjp_x, _matmul_vjp_y_vector, text="g @ W^T, X^T @ g")
 matmul_p.fresh_cotangents = True
 linear_jvp(matmul_p, (0, 1), jointly=False)  # bilinear: t @ y and x @ t
+
+
+def _batch_matmul(args, dims):
+    """matmul of a batch. One operand unbatched and at most 2-D: one big product (the examples'
+    rows side by side), which is what makes per-example gradients and Jacobians fast; otherwise
+    a stacked matmul, 1-D examples promoted to matrices and the padding axes removed after."""
+    x, y = args
+    dx, dy = dims
+    kx, ky = example_ndim(x, dx), example_ndim(y, dy)
+    if dy is None and ky <= 2 and kx >= 1:        # (B, ..., n) @ (n, m): rows of every example
+        lead = tuple(x.shape[:-1])
+        if kx > 1:
+            x = reshape_p(x, shape=(int(np.prod(lead)), x.shape[-1]))
+        out = matmul_p(x, y)
+        return (reshape_p(out, shape=lead + tuple(y.shape[1:])) if kx > 1 else out), 0
+    if dx is None and kx <= 2 and ky == 1:        # A @ y_b for each b: (B, n) @ A^T
+        return matmul_p(y, x if kx == 1 else transpose_p(x, axes=(1, 0))), 0
+    if dx is None and kx <= 2 and ky == 2:        # A @ Y_b: A @ [Y_1 ... Y_B] side by side
+        b, n, p = y.shape
+        side = reshape_p(transpose_p(y, axes=(1, 0, 2)), shape=(n, b * p))
+        out = matmul_p(x, side)
+        if kx == 1:
+            return reshape_p(out, shape=(b, p)), 0
+        return reshape_p(out, shape=(x.shape[0], b, p)), 1
+    size = batch_size(args, dims)
+    drop_rows = dx is not None and kx == 1
+    drop_cols = dy is not None and ky == 1
+    if drop_rows:
+        x, kx = reshape_p(x, shape=(size, 1, x.shape[-1])), 2
+    if drop_cols:
+        y, ky = reshape_p(y, shape=(size, y.shape[-1], 1)), 2
+    rank = max(kx, ky)
+    if dx is not None and kx < rank:
+        x = reshape_p(x, shape=(size,) + (1,) * (rank - kx) + tuple(x.shape[1:]))
+    if dy is not None and ky < rank:
+        y = reshape_p(y, shape=(size,) + (1,) * (rank - ky) + tuple(y.shape[1:]))
+    out = matmul_p(x, y)
+    if drop_rows or drop_cols:
+        shape = list(out.shape)
+        if drop_cols:
+            del shape[-1]
+        if drop_rows:
+            del shape[-1 if drop_cols else -2]
+        out = reshape_p(out, shape=tuple(shape))
+    return out, 0
+
+
+matmul_p.defbatch(_batch_matmul)
 expose(matmul_p, "matmul", "x @ y for 1-D, 2-D and batched (broadcast leading axes) operands, like np.matmul.",
        method=False, operator="__matmul__")
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import kernels
 from ..arguments import Axis, normalize_axis, one_axis
+from ..batching import reduction_batch
 from ..declaration import primitive, public
 from ..tensor import Tensor, _data, as_tensor
 from .elementwise import absolute, divide_or_zero, exp
@@ -402,3 +403,8 @@ def _softmax_domain(fn: Callable) -> Callable:
 
 softmax_p.domain = _softmax_domain(softmax)
 log_softmax_p.domain = _softmax_domain(log_softmax)
+
+
+# batching rules (vmap): the reduced axis (or axes) of one example is that axis + 1 of the batch
+for _prim in (sum_p, mean_p, max_p, min_p, logsumexp_p, var_p, std_p, norm_p, softmax_p, log_softmax_p):
+    _prim.defbatch(reduction_batch(_prim))

@@ -13,6 +13,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..arguments import Axis, normalize_axis, one_axis
+from ..batching import reduction_batch
 from ..declaration import linear_jvp, primitive, public
 from ..tensor import Tensor, _data, as_tensor
 from .reductions import _reduced_shape, reduction_slope
@@ -281,3 +282,8 @@ def _sort_domain(c: Any) -> tuple:
 
 
 sort_p.domain = _sort_domain
+
+
+# batching rules (vmap): the scanned (or reduced, or sorted) axis moves up by one
+for _prim in (cumsum_p, cumprod_p, prod_p, sort_p):
+    _prim.defbatch(reduction_batch(_prim))

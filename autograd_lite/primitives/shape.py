@@ -14,6 +14,7 @@ import numpy as np
 
 from ..arguments import (Axis, distinct_axes, integer_argument, normalize_axis, normalize_index,
                          one_axis, resolve_shape)
+from ..batching import batch_by_loop, batch_size, example_ndim, shift_axes, with_batch
 from ..declaration import linear_jvp, primitive, public
 from ..tensor import Tensor, _data, as_tensor
 
@@ -820,3 +821,91 @@ def _index_update_domain(c: Any) -> tuple:
 
 
 index_update_p.domain = _index_update_domain
+
+
+# ---------------------------------------------------------------- batching rules (vmap)
+# Each sees the batch of x with the batch axis first (see declaration.py): the example's axes
+# are the batch's axes + 1, and a shape or index about one example gains the batch axis in front.
+def _batch_reshape(args, dims, shape):
+    x, = args
+    return reshape_p(x, shape=(x.shape[0],) + tuple(shape)), 0
+
+
+def _batch_transpose(args, dims, axes):
+    x, = args
+    n = example_ndim(x, 0)
+    axes = tuple(range(n))[::-1] if axes is None else tuple(a % n for a in axes) if n else ()
+    return transpose_p(x, axes=(0,) + tuple(a + 1 for a in axes)), 0
+
+
+def _batch_broadcast_to(args, dims, shape):
+    x, = args
+    k = example_ndim(x, 0)
+    lead = (x.shape[0],) + (1,) * (len(shape) - k)
+    if len(shape) > k:
+        x = reshape_p(x, shape=lead + tuple(x.shape[1:]))
+    return broadcast_to_p(x, shape=(x.shape[0],) + tuple(shape)), 0
+
+
+def _batch_concatenate(args, dims, axis):
+    n = batch_size(args, dims)
+    xs = [with_batch(a, d, n) for a, d in zip(args, dims)]
+    return concatenate_p(*xs, axis=shift_axes(axis, example_ndim(xs[0], 0))), 0
+
+
+def batched_index(index: tuple) -> Tuple[tuple, int]:
+    """An index of one example as an index of the batch (a full slice in front), and where the
+    batch axis lands in the result: first, unless the example's advanced indices (integer or
+    boolean arrays, and any integers among them) are not next to each other, in which case NumPy
+    puts their axes first and the batch axis after them."""
+    out_dim = 0
+    if any(isinstance(i, np.ndarray) for i in index):
+        advanced = [k for k, i in enumerate(index) if _is_advanced(i)]
+        if advanced[-1] - advanced[0] + 1 != len(advanced):
+            shapes = [(int(np.count_nonzero(i)),) if i.dtype == bool else i.shape
+                      for i in (np.asarray(index[k]) for k in advanced)]
+            out_dim = len(np.broadcast_shapes(*shapes))
+    return (slice(None),) + tuple(index), out_dim
+
+
+def _is_advanced(i: Any) -> bool:
+    return isinstance(i, np.ndarray) or (isinstance(i, (int, np.integer)) and not isinstance(i, bool))
+
+
+def _batch_getitem(args, dims, index):
+    x, = args
+    index, out_dim = batched_index(index)
+    return getitem_p(x, index=index), out_dim
+
+
+def _batch_scatter_add(args, dims, index, shape):
+    g, = args
+    index, at = batched_index(index)
+    if at:  # the cotangent's batch axis where indexing the batch would have put it
+        n = len(g.shape)
+        g = transpose_p(g, axes=tuple(range(1, at + 1)) + (0,) + tuple(range(at + 1, n)))
+    return scatter_add_p(g, index=index, shape=(batch_size(args, dims),) + tuple(shape)), 0
+
+
+def _batch_roll(args, dims, shift, axis):
+    x, = args
+    return roll_p(x, shift=shift, axis=shift_axes(axis, example_ndim(x, 0))), 0
+
+
+def _batch_pad(args, dims, pad_width, constant_values):
+    x, = args
+    return pad_p(x, pad_width=((0, 0),) + tuple(pad_width), constant_values=constant_values), 0
+
+
+reshape_p.defbatch(_batch_reshape)
+transpose_p.defbatch(_batch_transpose)
+broadcast_to_p.defbatch(_batch_broadcast_to)
+concatenate_p.defbatch(_batch_concatenate)
+getitem_p.defbatch(_batch_getitem)
+scatter_add_p.defbatch(_batch_scatter_add)
+roll_p.defbatch(_batch_roll)
+pad_p.defbatch(_batch_pad)
+tril_p.defbatch(lambda args, dims, k: (tril_p(args[0], k=k), 0))  # NumPy's act on the last two axes
+triu_p.defbatch(lambda args, dims, k: (triu_p(args[0], k=k), 0))
+# x and the values may each be batched, and repeated positions keep the last write: per example
+index_update_p.defbatch(batch_by_loop(index_update_p))
