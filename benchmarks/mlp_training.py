@@ -4,18 +4,25 @@ Two networks:
   A  784-100-10, sigmoid, the lecture's logistic cost (sigmoid outputs, one-hot targets) + L2,
      plain SGD;
   B  784-256-128-10, ReLU, dropout 0.2, softmax cross-entropy, Adam.
-For each batch size and dtype it times, in the same run: autograd-lite (the `nn` package);
-a hand-written NumPy step (the lecture's equations, in `numpy_reference.py`); the bare
+For each batch size and dtype it times, in the same run: autograd-lite through the `nn`
+package and written by hand as the README's tour teaches (`x @ W + b`, `ag.sigmoid`, nn's loss,
+`(W * W).sum()` for L2, nn's optimizer), each run eagerly and through `ag.compile` (traced once,
+then replayed, the batch passed as an argument); a hand-written NumPy step (the lecture's equations, in `numpy_reference.py`); the bare
 matrix products of the step (the BLAS floor); for net A, autograd-lite's kernels called by
 hand on preallocated buffers with the L2 term and the update fused (no framework: what the
 step costs with all graph and dispatch overhead removed), and autograd-lite's primitives and
 VJP rules called in straight-line code (what the step costs without recording and walking a
 graph); and, when installed, PyTorch eager, JAX with
 jit and HIPS autograd on the same data and initial weights. Before timing, every
-implementation's loss (dropout off) is checked against the NumPy reference.
+implementation's first three losses (dropout off) are checked against the NumPy reference's.
+Each row's time is compared with the floor, the eager step, the NumPy step, JAX jit and
+PyTorch eager of the same case, and issue 14's targets are checked against this run's figures.
+`--first-call` also times the compiled steps' first call (trace + code generation) in new
+processes, with an empty and with a warm disk cache.
 
     python benchmarks/mlp_training.py [--batches 32,100,256] [--dtypes float32,float64] [--nets A,B]
-                                      [--threads 1] [--repeats 7] [--json PATH] [--plot PATH]
+                                      [--threads 1] [--repeats 7] [--first-call] [--json PATH]
+                                      [--plot PATH]
 """
 from __future__ import annotations
 
@@ -57,7 +64,12 @@ Step = Callable[[], float]
 
 
 # ---------------------------------------------------------------- autograd-lite
-def ours(net: dict, W: list, X: np.ndarray, y: np.ndarray, dropout: float) -> Step:
+LossStep = Callable[[np.ndarray, np.ndarray], "ag.Tensor"]
+
+
+def nn_step(net: dict, W: list, X: np.ndarray, y: np.ndarray, dropout: float) -> LossStep:
+    """The step through `nn`: nn.MLP, its fused loss, nn.l2_penalty, nn.SGD / nn.Adam; called
+    with a batch (inputs, targets), it returns the loss Tensor."""
     dtype = X.dtype
     sizes = net["sizes"]
     model = nn.MLP(sizes, activation=net["activation"], dropout=dropout, output_activation=None,
@@ -70,21 +82,74 @@ def ours(net: dict, W: list, X: np.ndarray, y: np.ndarray, dropout: float) -> St
     else:
         opt = nn.Adam(model.parameters(), lr=net["lr"])
     lam = net["l2"]
-    targets = np.eye(sizes[-1], dtype=dtype)[y]
 
-    def step() -> float:
+    def step(x: np.ndarray, targets: np.ndarray) -> ag.Tensor:
         opt.zero_grad()
-        z = model(X)
+        z = model(x)
         if net["loss"] == "bce":
             loss = nn.binary_cross_entropy_with_logits(z, targets)
         else:
-            loss = nn.sparse_categorical_cross_entropy(z, y)
+            loss = nn.sparse_categorical_cross_entropy(z, targets)
         if lam:
             loss = loss + nn.l2_penalty(model, lam)
         loss.backward()
         opt.step()
-        return float(loss.data)
+        return loss
     return step
+
+
+def handwritten_step(net: dict, W: list, X: np.ndarray, y: np.ndarray, dropout: float) -> LossStep:
+    """The step as the README's tour teaches a user to write it: `x @ W + b`, `ag.sigmoid` /
+    `ag.relu`, dropout from a seeded generator, nn's loss, `(W * W).sum()` for L2, nn's
+    optimizer."""
+    params = [ag.tensor(p, requires_grad=True) for wb in W for p in wb]
+    opt = (nn.SGD(params, lr=net["lr"]) if net["optimizer"] == "sgd"
+           else nn.Adam(params, lr=net["lr"]))
+    act = ag.sigmoid if net["activation"] == "sigmoid" else ag.relu
+    rng = np.random.default_rng(0)
+    lam = net["l2"]
+
+    def step(x: np.ndarray, targets: np.ndarray) -> ag.Tensor:
+        opt.zero_grad()
+        a = x
+        for i in range(0, len(params) - 2, 2):
+            a = act(a @ params[i] + params[i + 1])
+            if dropout:
+                a = ag.fused.dropout(a, dropout, rng)
+        z = a @ params[-2] + params[-1]
+        if net["loss"] == "bce":
+            loss = nn.binary_cross_entropy_with_logits(z, targets)
+        else:
+            loss = nn.sparse_categorical_cross_entropy(z, targets)
+        if lam:
+            loss = loss + lam / 2 * sum((params[i] * params[i]).sum() for i in range(0, len(params), 2))
+        loss.backward()
+        opt.step()
+        return loss
+    return step
+
+
+def targets_for(net: dict, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """What the loss takes: one-hot rows for the logistic cost, the labels for cross-entropy."""
+    return np.eye(net["sizes"][-1], dtype=X.dtype)[y] if net["loss"] == "bce" else y
+
+
+def eager(make_loss_step: Callable[..., LossStep]) -> Callable[..., Step]:
+    """An implementation that runs `make_loss_step`'s step as it is, on the benchmark's batch."""
+    def make(net: dict, W: list, X: np.ndarray, y: np.ndarray, dropout: float) -> Step:
+        loss_step, targets = make_loss_step(net, W, X, y, dropout), targets_for(net, X, y)
+        return lambda: float(loss_step(X, targets).data)
+    return make
+
+
+def compiled(make_loss_step: Callable[..., LossStep]) -> Callable[..., Step]:
+    """The same step through `ag.compile`: traced at the first call (during the warm-up), then
+    replayed; the batch is an argument, as in a training loop, not a constant."""
+    def make(net: dict, W: list, X: np.ndarray, y: np.ndarray, dropout: float) -> Step:
+        loss_step = ag.compile(make_loss_step(net, W, X, y, dropout))
+        targets = targets_for(net, X, y)
+        return lambda: float(loss_step(X, targets).data)
+    return make
 
 
 # ---------------------------------------------------------------- PyTorch eager
@@ -249,7 +314,10 @@ def net_a_only(step_class) -> Callable[..., Optional[Step]]:
 
 
 IMPLEMENTATIONS = {
-    "autograd-lite": ours,
+    "autograd-lite": eager(nn_step),
+    "autograd-lite compiled (nn)": compiled(nn_step),
+    "autograd-lite (written by hand)": eager(handwritten_step),
+    "autograd-lite compiled (written by hand)": compiled(handwritten_step),
     "numpy (hand-written)": lambda net, W, X, y, p: NumpyStep(net, W, X, y, p),
     "kernels by hand (A)": net_a_only(FusedKernelStep),      # our kernels by hand, no framework
     "prims without graph (A)": net_a_only(StraightLinePrimitivesStep),  # our rules, no graph
@@ -262,47 +330,156 @@ IMPLEMENTATIONS = {
 PEERS = ("pytorch eager", "jax jit", "HIPS autograd")
 
 
-def check_losses(net: dict, W: list, X: np.ndarray, y: np.ndarray) -> Dict[str, float]:
-    """Each implementation's first loss with dropout off, against the NumPy reference."""
-    reference = NumpyStep(net, [(w.copy(), b.copy()) for w, b in W], X, y, 0.0)()
+CHECKED_STEPS = 3
+
+
+def check_losses(net: dict, W: list, X: np.ndarray, y: np.ndarray, only: Optional[set] = None) -> None:
+    """Each implementation's first CHECKED_STEPS losses with dropout off, against the NumPy
+    reference's (a compiled step's replays are checked, not only its trace)."""
+    step = NumpyStep(net, [(w.copy(), b.copy()) for w, b in W], X, y, 0.0)
+    reference = [step() for _ in range(CHECKED_STEPS)]
     rtol = 1e-4 if X.dtype == np.float32 else 1e-9
-    out = {}
     for name, make in IMPLEMENTATIONS.items():
+        if only is not None and name not in only:
+            continue
         step = make(net, [(w.copy(), b.copy()) for w, b in W], X, y, 0.0)
         if step is None:
             continue
-        loss = step()
-        if not np.isclose(loss, reference, rtol=rtol, atol=0):
-            raise SystemExit(f"mlp_training: {name} computes loss {loss!r} but the NumPy reference "
+        losses = [step() for _ in range(CHECKED_STEPS)]
+        if not np.allclose(losses, reference, rtol=rtol, atol=0):
+            raise SystemExit(f"mlp_training: {name} computes losses {losses!r} but the NumPy reference "
                              f"gives {reference!r} on net {net['name']}, {X.dtype}; not timing it")
-        out[name] = loss
+
+
+# the columns comparing a row with another implementation measured on the same case; "x eager"
+# compares a compiled step with the same step run eagerly
+BASELINES = {"x eager": "autograd-lite", "x numpy": "numpy (hand-written)", "x jax": "jax jit",
+             "x torch": "pytorch eager"}
+EAGER_OF = {"autograd-lite compiled (written by hand)": "autograd-lite (written by hand)"}
+
+# issue 14's figures: (net, implementation, column, at most), on float32 at batch 100 for net A
+TARGETS = [
+    ("A", "autograd-lite compiled (written by hand)", "x_floor", 1.25),
+    ("A", "autograd-lite compiled (written by hand)", "x_numpy", 0.7),
+    ("A", "autograd-lite compiled (written by hand)", "x_jax", 0.8),
+    ("A", "autograd-lite compiled (written by hand)", "x_torch", 0.35),
+    ("A", "autograd-lite compiled (written by hand)", "minor_faults_per_step", 1.0),
+    ("A", "autograd-lite compiled (nn)", "x_floor", 1.2),
+    ("B", "autograd-lite compiled (nn)", "x_floor", 1.2),
+    ("B", "autograd-lite compiled (nn)", "x_jax", 1.0),
+]
+
+
+def target_lines(rows: List[dict]) -> List[str]:
+    """Each of issue 14's targets against the rows measured in this run: met, missed or not
+    measured (a case or a peer not run)."""
+    lines = []
+    for net, name, column, limit in TARGETS:
+        cases = [r for r in rows if r["net"] == net and r["implementation"] == name
+                 and (net == "B" or (r["dtype"] == "float32" and r["batch"] == 100))]
+        if not cases:
+            lines.append(f"  {net} {name}: {column} <= {limit}: not measured in this run")
+            continue
+        for r in cases:
+            value = r.get(column)
+            verdict = "not measured" if value is None else ("met" if value <= limit else "missed")
+            shown = "-" if value is None else f"{value:.2f}"
+            lines.append(f"  {net} {r['dtype']} batch {r['batch']} {name}: {column} = {shown} "
+                         f"(at most {limit}): {verdict}")
+    return lines
+
+
+def _ratio(value: Optional[float]) -> str:
+    return f"{value:8.2f}" if value is not None else f"{'-':>8}"
+
+
+# ---------------------------------------------------------------- first call: trace + codegen
+# the environment variable that points ag.compile's disk cache of generated kernels at a folder
+COMPILE_CACHE_ENV = "AUTOGRAD_LITE_COMPILE_CACHE"
+FIRST_CALL_IMPLEMENTATIONS = ("autograd-lite", "autograd-lite compiled (nn)",
+                              "autograd-lite compiled (written by hand)")
+
+
+def first_call_child(net_name: str, dtype_name: str, batch: int, name: str) -> int:
+    """In a fresh process: seconds of the implementation's first call (for a compiled step: trace,
+    code generation and Numba compilation or the disk cache's load) and of its second call."""
+    import json
+    import time
+    net = NETS[net_name]
+    X, y = make_batch(net, batch, np.dtype(dtype_name))
+    W = initial_weights(net, np.dtype(dtype_name))
+    step = IMPLEMENTATIONS[name](net, W, X, y, net["dropout"])
+    t0 = time.perf_counter()
+    step()
+    t1 = time.perf_counter()
+    step()
+    t2 = time.perf_counter()
+    print(json.dumps({"first_s": t1 - t0, "second_s": t2 - t1}))
+    return 0
+
+
+def first_calls(net_name: str, dtype_name: str, batch: int) -> List[dict]:
+    """The first call of each step in FIRST_CALL_IMPLEMENTATIONS in new processes: with an empty
+    compile cache (first use), then again with the cache the first process left (a later
+    process). The eager kernels' own Numba cache is whatever this checkout has (warm after the
+    timing runs)."""
+    import json
+    import subprocess
+    import tempfile
+    out = []
+    with tempfile.TemporaryDirectory(prefix="compile-cache-") as cache:
+        env = dict(os.environ, **{COMPILE_CACHE_ENV: cache})
+        for name in FIRST_CALL_IMPLEMENTATIONS:
+            for process in ("first use (empty cache)", "later process (disk cache)"):
+                done = subprocess.run([sys.executable, os.path.abspath(__file__), "--first-call-child",
+                                       net_name, dtype_name, str(batch), name, "--threads", THREADS],
+                                      env=env, capture_output=True, text=True)
+                if done.returncode:
+                    raise SystemExit(f"mlp_training: the first-call process for {name} failed:\n"
+                                     f"{done.stderr[-2000:]}")
+                times = json.loads(done.stdout.strip().splitlines()[-1])
+                out.append(dict(net=net_name, dtype=dtype_name, batch=batch, implementation=name,
+                                process=process, **times))
+                if name == "autograd-lite":
+                    break   # nothing to cache
     return out
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--first-call-child":
+        return first_call_child(argv[1], argv[2], int(argv[3]), argv[4])
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--nets", default="A,B", help="which networks (A, B)")
     parser.add_argument("--batches", default="32,100,256", help="batch sizes, comma-separated")
     parser.add_argument("--dtypes", default="float32,float64", help="float32 and/or float64")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per case (median)")
     parser.add_argument("--min-time", type=float, default=0.1, help="seconds per timed run")
-    parser.add_argument("--only", default=None, help="comma-separated implementations to run")
+    parser.add_argument("--only", default=None,
+                        help="comma-separated implementations to run (the baselines of the ratio "
+                             "columns are run too)")
     parser.add_argument("--threads", default="1",
                         help="BLAS / PyTorch threads for every implementation (default 1: stable "
                              "ratios on a shared machine)")
+    parser.add_argument("--first-call", action="store_true",
+                        help="also time the first call of the compiled steps (trace + code "
+                             "generation) in new processes, with an empty and a warm disk cache "
+                             "(net A, float32, batch 100)")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
     parser.add_argument("--plot", metavar="PATH", help="write a bar chart (needs matplotlib)")
     args = parser.parse_args(argv)
-    only = None if args.only is None else set(args.only.split(","))
+    only = None if args.only is None else set(args.only.split(",")) | set(BASELINES.values())
     rows = []
     missing = set()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"numpy {np.__version__}, python {platform.python_version()}, {THREADS} BLAS thread(s), "
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}, "
-          f"kernels={ag.get_kernels()}")
-    header = (f"{'net':<3} {'dtype':<8} {'batch':>5}  {'implementation':<23} {'ms/step':>8} "
-              f"{'x floor':>8} {'x ours':>8} {'faults':>7}")
-    print(header)
+          f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE', 'unset')}, "
+          f"MALLOC_*={' '.join(k for k in os.environ if k.startswith('MALLOC_')) or 'unset'}, "
+          f"kernels={ag.get_kernels()}, load average {os.getloadavg()[0]:.2f}")
+    width = max(len(n) for n in IMPLEMENTATIONS)
+    print(f"{'net':<3} {'dtype':<8} {'batch':>5}  {'implementation':<{width}} {'ms/step':>8} "
+          f"{'x floor':>8} " + " ".join(f"{c:>8}" for c in BASELINES) + f" {'faults':>7}")
     for net_name in args.nets.split(","):
         net = NETS[net_name]
         for dtype_name in args.dtypes.split(","):
@@ -310,34 +487,51 @@ def main(argv: Optional[List[str]] = None) -> int:
             for batch in (int(b) for b in args.batches.split(",")):
                 X, y = make_batch(net, batch, dtype)
                 W = initial_weights(net, dtype)
-                check_losses(net, W, X, y)
+                check_losses(net, W, X, y, only)
                 floor, _ = measure(blas_floor(net, W, X), args.repeats, args.min_time)
-                print(f"{net_name:<3} {dtype_name:<8} {batch:>5}  {'BLAS floor (GEMMs only)':<23} "
-                      f"{floor * 1e3:8.3f} {1.0:8.2f} {'':>8} {'':>7}")
-                ours_time = None
+                print(f"{net_name:<3} {dtype_name:<8} {batch:>5}  {'BLAS floor (GEMMs only)':<{width}} "
+                      f"{floor * 1e3:8.3f} {1.0:8.2f}")
+                case = {}
                 for name, make in IMPLEMENTATIONS.items():
-                    if only is not None and name not in only and name != "autograd-lite":
+                    if only is not None and name not in only:
                         continue
                     step = make(net, [(w.copy(), b.copy()) for w, b in W], X, y, net["dropout"])
                     if step is None:
                         if name in PEERS:
                             missing.add(name)
                         continue
-                    seconds, faults = measure(step, args.repeats, args.min_time)
-                    if ours_time is None:
-                        ours_time = seconds
+                    case[name] = measure(step, args.repeats, args.min_time)
+                for name, (seconds, faults) in case.items():
+                    bases = dict(BASELINES, **{"x eager": EAGER_OF.get(name, BASELINES["x eager"])})
+                    ratios = {column: (seconds / case[base][0] if base in case else None)
+                              for column, base in bases.items()}
                     rows.append(dict(net=net_name, dtype=dtype_name, batch=batch, implementation=name,
                                      ms_per_step=seconds * 1e3, floor_ms=floor * 1e3,
-                                     x_floor=seconds / floor, x_ours=seconds / ours_time,
-                                     minor_faults_per_step=faults))
-                    print(f"{net_name:<3} {dtype_name:<8} {batch:>5}  {name:<23} {seconds * 1e3:8.3f} "
-                          f"{seconds / floor:8.2f} {seconds / ours_time:8.2f} {faults:7.1f}")
+                                     x_floor=seconds / floor, minor_faults_per_step=faults,
+                                     **{column.replace(" ", "_"): r for column, r in ratios.items()}))
+                    print(f"{net_name:<3} {dtype_name:<8} {batch:>5}  {name:<{width}} {seconds * 1e3:8.3f} "
+                          f"{seconds / floor:8.2f} " + " ".join(_ratio(r) for r in ratios.values())
+                          + f" {faults:7.1f}")
     for name in sorted(missing):
         print(f"note: {name} is not installed; skipped (pip install -e '.[peers]')")
-    print("x floor: time / the GEMMs of the step alone; x ours: time / autograd-lite's time "
-          "(above 1 means autograd-lite is faster); faults: minor page faults per step")
+    print("x floor: time / the GEMMs of the step alone; x eager, x numpy, x jax, x torch: time / that "
+          "of the same autograd-lite step run eagerly (nn, or written by hand), the hand-written "
+          "NumPy step, JAX jit, PyTorch eager on the same case (below 1: this row is faster); "
+          "faults: minor page faults per step")
+    print("issue 14's targets in this run:")
+    for line in target_lines(rows):
+        print(line)
+    first = []
+    if args.first_call:
+        print("first calls in new processes (net A, float32, batch 100): seconds")
+        for r in first_calls("A", "float32", 100):
+            first.append(r)
+            print(f"  {r['implementation']:<{width}} {r['process']:<28} first call {r['first_s']:7.3f}"
+                  f"   second call {r['second_s']:7.4f}")
     if args.json:
-        write_json(args.json, {"machine": platform.platform(), "rows": rows})
+        write_json(args.json, {"machine": platform.platform(), "threads": THREADS,
+                               "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
+                               "rows": rows, "first_calls": first})
     if args.plot:
         plt = pyplot()
         if plt is not None:

@@ -1,8 +1,9 @@
 """Per-op overhead: microseconds per operation, forward + backward, on tiny tensors.
 
 On 1-element and 4x4 tensors the arithmetic is free, so what is measured is the cost of
-recording an operation and pulling a gradient back through it. Compares autograd-lite with
-PyTorch eager, HIPS autograd and JAX (eager, no jit) when they are installed.
+recording an operation and pulling a gradient back through it. Compares autograd-lite, eager
+and through `ag.compile` (the step traced once and replayed), with PyTorch eager, HIPS autograd
+and JAX (eager, no jit) when they are installed.
 
     python benchmarks/op_overhead.py [--repeats 7] [--json out.json]
 """
@@ -38,6 +39,25 @@ def _ours(mix: str, shape: tuple) -> Callable[[], None]:
     }
     f = exprs[mix]
 
+    def step() -> None:
+        a.grad = b.grad = c.grad = None
+        f().backward()
+    return step
+
+
+def _ours_compiled(mix: str, shape: tuple) -> Callable[[], None]:
+    """The same step (gradients reset, forward, backward) through `ag.compile`: traced on the
+    first call (in the warm-up), replayed after."""
+    rng = np.random.default_rng(0)
+    a, b, c = (ag.tensor(rng.standard_normal(shape), requires_grad=True) for _ in range(3))
+    exprs = {
+        "a*b+c, sum": lambda: (a * b + c).sum(),
+        "tanh(exp(a)*b), sum": lambda: ag.tanh(ag.exp(a) * b).sum(),
+        "relu(a@b+c), sum": lambda: ag.relu(a @ b + c).sum(),
+    }
+    f = exprs[mix]
+
+    @ag.compile
     def step() -> None:
         a.grad = b.grad = c.grad = None
         f().backward()
@@ -103,7 +123,7 @@ def _jax(mix: str, shape: tuple) -> Optional[Callable[[], None]]:
     return step
 
 
-LIBRARIES = {"autograd-lite": _ours, "pytorch eager": _torch, "HIPS autograd": _hips,
+LIBRARIES = {"autograd-lite": _ours, "autograd-lite compiled": _ours_compiled, "pytorch eager": _torch, "HIPS autograd": _hips,
              "jax (eager grad, no jit)": _jax}
 
 
