@@ -9,7 +9,10 @@ from typing import Any, List
 _WHERE = {
     "module": ["Module", "Parameter", "IncompatibleKeys"],
     "layers": ["Linear", "Sigmoid", "Tanh", "ReLU", "Softmax", "Dropout", "Sequential", "MLP",
-               "init_weight", "make_rng", "activation_module"],
+               "init_weight", "make_rng", "activation_module", "Identity", "ModuleList", "LeakyReLU", "GELU"],
+    "conv": ["Conv1d", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Flatten"],
+    "normalization": ["BatchNorm1d", "BatchNorm2d", "LayerNorm"],
+    "cnn": ["CNN"],
     "losses": ["binary_cross_entropy", "binary_cross_entropy_with_logits", "categorical_cross_entropy",
                "sparse_categorical_cross_entropy", "mse", "l2_penalty"],
     "optim": ["Optimizer", "SGD", "Adam", "LRSchedule", "StepDecay", "CosineDecay"],
