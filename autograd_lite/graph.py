@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -127,28 +127,37 @@ def _shape(v: Any) -> str:
     return str(tuple(np.shape(v.data if isinstance(v, Tensor) else v)))
 
 
-def explain(root: Tensor, names: Any = None, file: Any = None) -> str:
-    """Run the reverse pass from `root` and print it step by step, right to left.
+class ExplainStep(NamedTuple):
+    """One step of the reverse pass as `explain` prints it: its 1-based `number`, the primitive's
+    `op` name (a fused layer's with its activation, e.g. "linear[sigmoid]"), the `cotangent_shape`
+    coming in, the local `rule`, and (description, shape) of each cotangent going out."""
 
-    Each step names the primitive, the shape of the cotangent coming in, the local rule it
-    applies (e.g. `sigmoid: g * a * (1 - a)`) and the shape of each cotangent going out, so the
-    sequence can be read against the lecture's delta_out / delta_h equations. Leaves' `.grad`
-    are not touched and the graph is kept. Returns the text (and prints it unless file=False).
-    """
+    number: int
+    op: str
+    cotangent_shape: str
+    rule: str
+    outputs: List[Tuple[str, str]]
+
+    def __str__(self) -> str:
+        outs = ", ".join(f"{name} {shape}" for name, shape in self.outputs)
+        return f"{self.number:3d}. {self.op:<14} g {self.cotangent_shape:<12} rule: {self.rule}\n       -> {outs}"
+
+
+def explain_steps(root: Tensor, names: Any = None) -> List[ExplainStep]:
+    """The steps of the reverse pass from `root`, right to left, as `explain` prints them (leaves'
+    `.grad` untouched, the graph kept); for a reader that needs to find a step, e.g. a layer's."""
     if not isinstance(root, Tensor) or not root.requires_grad:
         raise ValueError("explain: expected a Tensor that requires grad (the output of a computation)")
     labels = _names_from(names)
-    steps: List[str] = []
+    steps: List[ExplainStep] = []
 
     def record(node: Tensor, g: Any, produced: list) -> None:
-        rule = node._op.rule_text or "its VJP rule"
-        outs = ", ".join(f"{_describe(x, labels)} {_shape(c)}" for _, x, c in produced)
         name = node._op.name
         activation = (node._params or {}).get("activation")
         if activation:  # a fused layer: say which activation its rule differentiates
             name += f"[{activation}]"
-        steps.append(f"{len(steps) + 1:3d}. {name:<14} g {_shape(g):<12} "
-                     f"rule: {rule}\n       -> {outs}")
+        steps.append(ExplainStep(len(steps) + 1, name, _shape(g), node._op.rule_text or "its VJP rule",
+                                 [(_describe(x, labels), _shape(c)) for _, x, c in produced]))
 
     seed = engine._seed(root, None, False, "explain")
     engine.backward_hooks.append(record)
@@ -156,9 +165,22 @@ def explain(root: Tensor, names: Any = None, file: Any = None) -> str:
         engine._run([root], [seed], None, True, False)
     finally:
         engine.backward_hooks.remove(record)
-    header = (f"reverse pass from '{_describe(root, labels)}' (shape {root.shape}), right to left: "
+    return steps
+
+
+def explain(root: Tensor, names: Any = None, file: Any = None) -> str:
+    """Run the reverse pass from `root` and print it step by step, right to left.
+
+    Each step names the primitive, the shape of the cotangent coming in, the local rule it
+    applies (e.g. `sigmoid: g * a * (1 - a)`) and the shape of each cotangent going out, so the
+    sequence can be read against the lecture's delta_out / delta_h equations. Leaves' `.grad`
+    are not touched and the graph is kept. Returns the text (and prints it unless file=False);
+    `explain_steps` gives the same steps as records.
+    """
+    steps = explain_steps(root, names)
+    header = (f"reverse pass from '{_describe(root, _names_from(names))}' (shape {root.shape}), right to left: "
               f"{len(steps)} steps")
-    text = "\n".join([header] + steps) + "\n"
+    text = "\n".join([header] + [str(step) for step in steps]) + "\n"
     if file is not False:
         print(text, end="", file=file)
     return text
