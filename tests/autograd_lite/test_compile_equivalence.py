@@ -388,6 +388,37 @@ def test_decorator_keeps_the_signature_name_and_docstring():
     np.testing.assert_array_equal(as_array(step(np.array([1.0, 2.0]), scale=3.0)), [3.0, 6.0])
 
 
+def test_fallback_in_decorator_form():
+    @ag.compile(fallback=True)
+    def total(x):
+        return float((ag.as_tensor(x) * 2).sum())
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert total(np.array([1.0, 2.0])) == 6.0
+        assert total(np.array([1.0, 3.0])) == 8.0
+    assert len(caught) == 1 and caught[0].category is ag.CompileWarning, [str(c.message) for c in caught]
+
+
+def test_the_python_body_runs_once_per_signature_then_replays():
+    runs = []
+    w = ag.tensor(np.array([2.0]), requires_grad=True)
+
+    @ag.compile
+    def step(x):
+        runs.append(x.shape)
+        w.grad = None
+        loss = (w * ag.as_tensor(x)).sum()
+        loss.backward()
+        return loss
+
+    for k in range(5):
+        assert as_array(step(np.full(3, float(k)))) == 6.0 * k
+        np.testing.assert_array_equal(as_array(w.grad), [3.0 * k])
+    step(np.ones(2))
+    assert len(runs) == 2 and step.trace_count == 2
+
+
 def test_many_signatures_warn_about_retracing_and_few_do_not():
     compiled = ag.compile(lambda x: (ag.as_tensor(x) * 2).sum())
     with warnings.catch_warnings(record=True) as caught:

@@ -5,6 +5,8 @@ and optimizer, Adam, lr schedules, dropout drawing the same random stream as eag
 train()/eval() switching, and parameters or optimizer state changed outside between calls."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import autograd_lite as ag
 import nn
@@ -218,3 +220,11 @@ def test_optimizer_state_loaded_between_calls_is_seen_by_the_next_replay():
             opt.load_state_dict(saved)                 # new velocity arrays and a new lr
 
     compare(lambda: mlp_setup(np.float64, momentum=0.9), bce_l2_step, batches(6, 3, 8, np.float64), between)
+
+
+@settings(max_examples=8, deadline=None)
+@given(hidden=st.integers(1, 12), n_in=st.integers(1, 7), n_out=st.integers(1, 5), batch=st.integers(1, 9),
+       dtype=st.sampled_from([np.float32, np.float64]), activation=st.sampled_from(["sigmoid", "relu", "tanh"]))
+def test_mlp_steps_of_random_sizes_match_eager(hidden, n_in, n_out, batch, dtype, activation):
+    setup = lambda: mlp_setup(dtype, sizes=(n_in, hidden, n_out), activation=activation)
+    compare(setup, bce_l2_step, batches(n_in, n_out, batch, dtype, steps=4))
