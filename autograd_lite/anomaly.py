@@ -35,7 +35,13 @@ _open_blocks = 0
 
 
 class AnomalyError(FloatingPointError):
-    """A primitive produced a NaN or an Inf in anomaly mode."""
+    """A primitive produced a NaN or an Inf in anomaly mode. `op` names the primitive; `summary`
+    is the message's first sentence without the code location (what a caller that adds its own
+    context, such as the command line, shows); the message adds where and the inputs."""
+
+    def __init__(self, summary: str, details: List[str], op: str = "") -> None:
+        super().__init__("\n".join([f"anomaly: {summary}", *details]))
+        self.summary, self.op = summary, op
 
 
 def _user_frame() -> Optional[Tuple[str, int, str]]:
@@ -81,10 +87,8 @@ def _check_forward(prim: Any, args: tuple, params: dict, result: Tensor) -> None
     data = result.data
     if data.dtype.kind in "fc" and not np.all(np.isfinite(data)):
         count = int((~np.isfinite(data)).sum())
-        raise AnomalyError("\n".join(
-            [f"anomaly: the forward of '{prim.name}' produced {count} NaN/Inf value(s) "
-             f"in its output of shape {data.shape}, {_where(result)}"]
-            + _describe_inputs(args)))
+        summary = f"the forward of '{prim.name}' produced {count} NaN/Inf value(s) in its output of shape {data.shape}"
+        raise AnomalyError(summary, [f"  {_where(result)}"] + _describe_inputs(args), prim.name)
 
 
 def _check_backward(node: Tensor, g: Any, produced: list) -> None:
@@ -95,11 +99,10 @@ def _check_backward(node: Tensor, g: Any, produced: list) -> None:
         if not np.all(np.isfinite(c_data)):
             g_data = g.data if isinstance(g, Tensor) else g
             incoming = "finite" if np.all(np.isfinite(g_data)) else "already non-finite"
-            raise AnomalyError("\n".join(
-                [f"anomaly: the backward of '{node._op.name}' produced a NaN/Inf gradient for its "
-                 f"input {argnum} (shape {np.shape(c_data)}); the incoming cotangent "
-                 f"(shape {np.shape(g_data)}) was {incoming}. The '{node._op.name}' was {_where(node)}"]
-                + _describe_inputs(tuple(node._inputs))))
+            summary = (f"the backward of '{node._op.name}' produced a NaN/Inf gradient for its input {argnum} "
+                       f"(shape {np.shape(c_data)}); the incoming cotangent (shape {np.shape(g_data)}) was {incoming}")
+            raise AnomalyError(summary, [f"  the '{node._op.name}' was {_where(node)}"]
+                               + _describe_inputs(tuple(node._inputs)), node._op.name)
 
 
 class detect_anomaly:
