@@ -17,6 +17,7 @@ import numpy as np
 
 from . import kernels
 from . import primitives as P
+from .batching import Batched, batch_by_loop, batch_size, elementwise_batch, with_batch
 from .tensor import Tensor, _data
 
 _ACTIVATION_CODES = kernels._ACTIVATION_CODES
@@ -39,7 +40,7 @@ def _as_input(x: Any) -> Any:
 
 def _shape(x: Any) -> tuple:
     """The shape of a Tensor or an ndarray (without the Tensor.shape property's call)."""
-    return x.shape if type(x) is np.ndarray else x.data.shape
+    return x.data.shape if type(x) is Tensor else x.shape
 
 
 def _check_float(op: str, x: Any, name: str = "logits") -> None:
@@ -164,11 +165,10 @@ def _total(total: float, rows: int, reduction: str) -> float:
     return total
 
 
-def _onehot(labels: np.ndarray, like: Any) -> np.ndarray:
-    data = _data(like)
-    onehot = np.zeros(data.shape, dtype=data.dtype)
-    onehot[np.arange(data.shape[0]), labels] = 1
-    return onehot
+def _onehot(labels: Any, like: Any) -> Any:
+    """onehot[i, c] = (labels[i] == c), in like's dtype (batched inside vmap, like the labels)."""
+    classes = np.arange(like.shape[-1])
+    return (P.reshape(labels, shape=tuple(labels.shape) + (1,)) == classes).astype(like.dtype)
 
 
 def _softmax_cross_entropy_forward(logits, labels, reduction):
@@ -210,7 +210,14 @@ def softmax_cross_entropy(logits: Any, labels: Any, reduction: str = "mean") -> 
         raise ValueError(f"softmax_cross_entropy: logits must be 2-D (batch, classes), "
                          f"got shape {logits.shape}")
     _check_float("softmax_cross_entropy", logits)
-    labels = kernels.check_labels("softmax_cross_entropy", _data(labels), *logits.shape)
+    if isinstance(labels, Batched):  # inside vmap: one row of labels per example
+        kernels.check_labels("softmax_cross_entropy", labels.data.reshape(-1),
+                             labels.data.size, logits.shape[1])
+        if labels.shape != (logits.shape[0],):
+            raise ValueError(f"softmax_cross_entropy: labels have shape {labels.shape} per example, "
+                             f"expected ({logits.shape[0]},), one per row of the logits")
+    else:
+        labels = kernels.check_labels("softmax_cross_entropy", _data(labels), *logits.shape)
     return _softmax_cross_entropy(logits if isinstance(logits, Tensor) else Tensor(logits),
                                   labels, reduction=reduction)
 
@@ -322,3 +329,49 @@ half_lambda_sum_of_squares.defjvp(lambda t, ans, *ws, lam, argnum: (ws[argnum] *
 
 PRIMITIVE_NAMES = tuple(p.name for p in (_linear, _softmax_cross_entropy, _bce_with_logits, _dropout,
                                          half_lambda_sum_of_squares))
+
+
+# ---------------------------------------------------------------- batching rules (vmap)
+def _batch_linear(args, dims, activation):
+    """The examples' rows stacked into one product (W and b unbatched); a loop otherwise."""
+    x, W, b = args
+    if dims[1] is not None or dims[2] is not None:
+        return batch_by_loop(_linear)(args, dims, activation=activation)
+    n, rows, width = x.shape
+    out = _linear(P.reshape(x, shape=(n * rows, width)), W, b, activation=activation)
+    return P.reshape(out, shape=(n, rows, W.shape[1])), 0
+
+
+def _batch_softmax_cross_entropy(args, dims, reduction):
+    """Each example's loss: -sum over its rows of log_softmax(z)[label], / rows for "mean"."""
+    n = batch_size(args, dims)
+    logits, labels = (with_batch(a, d, n) for a, d in zip(args, dims))
+    picked = P.multiply(P.log_softmax(logits, axis=2), _onehot(labels, logits))
+    return P.multiply(P.sum(picked, axis=(1, 2), keepdims=False),
+                      -_scale(reduction, logits.shape[1])), 0
+
+
+def _batch_bce_with_logits(args, dims, reduction):
+    """Each example's loss: sum of softplus(z) - y z over its elements, / rows for "mean"."""
+    n = batch_size(args, dims)
+    logits, targets = (with_batch(a, d, n) for a, d in zip(args, dims))
+    each = P.subtract(P.softplus(logits), P.multiply(logits, targets))
+    total = P.sum(each, axis=tuple(range(1, len(logits.shape))), keepdims=False)
+    return P.multiply(total, _scale(reduction, logits.shape[1])), 0
+
+
+def _batch_l2_penalty(args, dims, lam):
+    """lam / 2 * sum of squares, per example (unbatched weights add the same to each)."""
+    total = None
+    for w, d in zip(args, dims):
+        axes = tuple(range(1 if d is not None else 0, len(w.shape)))
+        term = P.sum(P.multiply(w, w), axis=axes, keepdims=False)
+        total = term if total is None else P.add(total, term)
+    return P.multiply(total, lam / 2), 0
+
+
+_linear.defbatch(_batch_linear)
+_softmax_cross_entropy.defbatch(_batch_softmax_cross_entropy)
+_bce_with_logits.defbatch(_batch_bce_with_logits)
+_dropout.defbatch(elementwise_batch(_dropout))
+half_lambda_sum_of_squares.defbatch(_batch_l2_penalty)
