@@ -10,6 +10,7 @@ with an error instead of differentiating at the new values.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 from heapq import heapify, heappop, heappush
@@ -17,7 +18,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .tensor import Tensor
+from .tensor import Tensor, tracers
 
 
 class _GradMode(threading.local):
@@ -57,6 +58,30 @@ def increment_version(t: Tensor) -> None:
     with _change_lock:  # two threads: the later change must win
         t._version += 1
         _last_change = next(_sequence)
+
+
+def replayed(fn: Any) -> Any:
+    """Mark `fn` as an effect that `ag.compile` replays by calling it again at every replay.
+
+    For code that changes state outside the graph or draws random numbers (an optimizer's
+    `step` and `zero_grad`, a dropout mask, a running statistic, an in-place operator): while a
+    compiled function is traced, the call is recorded with its arguments (traced Tensors as
+    their values at replay, everything else by reference) instead of being frozen, and its
+    array or Tensor result becomes a value of the program. Outside a trace it is `fn` itself.
+    """
+    @functools.wraps(fn)
+    def effect(*args: Any, **kwargs: Any) -> Any:
+        if tracers:
+            return tracers[-1].replayed_call(fn, args, kwargs)
+        return fn(*args, **kwargs)
+    return effect
+
+
+def guard(obj: Any, attribute: str) -> None:
+    """Tell a running `ag.compile` trace that the program depends on `obj.<attribute>` (a mode
+    flag such as a module's `training`): a later call where it differs traces again."""
+    if tracers:
+        tracers[-1].guard(obj, attribute)
 
 
 def is_grad_enabled() -> bool:
@@ -294,6 +319,9 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
     and nodes that receive no cotangent are never visited. The graph is released, and retained
     gradients are stored, only once the whole sweep has succeeded.
     """
+    if tracers:
+        tracers[-1].unsupported("a reverse sweep other than loss.backward() (ag.grad, "
+                                "value_and_grad, checkpoint, ...)", "call loss.backward() instead")
     stop = _NOWHERE if targets is None else {id(t) for t in targets}
     leads = None if targets is None else _leading_to(roots, stop)
     tensor_mode = create_graph or bool(jvp_traces)
@@ -494,6 +522,8 @@ def backward(root: Tensor, gradient: Any = None, retain_graph: bool = False,
     """Accumulate d(root)/d(leaf) into `.grad` of every leaf that requires a gradient."""
     if not isinstance(root, Tensor):
         raise TypeError(f"backward: expected a Tensor, got {type(root).__name__}")
+    if tracers:   # inside ag.compile: the sweep is recorded as part of the program
+        return tracers[-1].backward(root, gradient, retain_graph, create_graph)
     if not root.requires_grad:
         raise RuntimeError(
             "backward: this tensor does not require grad and has no graph: none of the tensors "

@@ -10,11 +10,17 @@ once the table of primitives exists.
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Union
+import operator
+from typing import Any, List, Optional, Sequence, Union
 
 import numpy as np
 
 ArrayLike = Union["Tensor", np.ndarray, float, int, Sequence]
+
+# ag.compile's tracer while one runs (innermost last): a Python read of a traced value
+# (`float(t)`, `t.item()`, `bool(t)`, `np.asarray(t)`) is refused by it, and a comparison (a plain
+# boolean array, outside the graph) is recorded by it. Empty otherwise: one truth test per call.
+tracers: List[Any] = []
 
 
 class Tensor:
@@ -41,7 +47,7 @@ class Tensor:
     (convert explicitly, `t.numpy()`, to leave the graph).
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "name",
+    __slots__ = ("data", "_grad", "requires_grad", "name",
                  "_op", "_inputs", "_arrays", "_needs", "_params", "_retain", "_jvp", "_trace",
                  "_seq", "_version", "_versions", "__weakref__")
     # replaced by tensor_methods.attach(), with __array_function__, to route NumPy's functions to
@@ -60,7 +66,7 @@ class Tensor:
                 f"tensor: requires_grad=True needs floating-point data, got dtype {array.dtype}; "
                 "pass float data or dtype=np.float64 / np.float32")
         self.data = array
-        self.grad: Optional[Tensor] = None
+        self._grad: Optional[Tensor] = None
         self.requires_grad = bool(requires_grad)
         self.name = name
         self._op = None        # the Primitive that made this tensor (None for a leaf)
@@ -80,7 +86,7 @@ class Tensor:
         """Wrap an array without copying or checking (the engine's fast path)."""
         t = cls.__new__(cls)
         t.data = array
-        t.grad = None
+        t._grad = None
         t.requires_grad = False
         t.name = None
         t._op = None
@@ -125,6 +131,8 @@ class Tensor:
 
     def numpy(self) -> np.ndarray:
         """The underlying NumPy array (shared, not copied)."""
+        if tracers:
+            tracers[-1].read(self, "t.numpy()")
         return self.data
 
     def item(self) -> Any:
@@ -132,12 +140,18 @@ class Tensor:
         if self.data.size != 1:
             raise ValueError(f"item: only a one-element tensor converts to a Python number, "
                              f"this one has shape {self.shape}")
+        if tracers:
+            tracers[-1].read(self, "t.item()")
         return self.data.item()
 
     def tolist(self) -> Any:
+        if tracers:
+            tracers[-1].read(self, "t.tolist()")
         return self.data.tolist()
 
     def __array__(self, dtype=None, copy=None):
+        if tracers:
+            tracers[-1].read(self, "np.asarray(t)")
         if dtype is None:
             return self.data
         return self.data.astype(dtype)
@@ -148,13 +162,19 @@ class Tensor:
         return len(self.data)
 
     def __bool__(self) -> bool:
+        if tracers:
+            tracers[-1].read(self, "bool(t)")
         return bool(self.data)
 
     def __float__(self) -> float:
-        return float(self.item())
+        if tracers:
+            tracers[-1].read(self, "float(t)")
+        return float(self.data.item()) if self.data.size == 1 else float(self.item())
 
     def __int__(self) -> int:
-        return int(self.item())
+        if tracers:
+            tracers[-1].read(self, "int(t)")
+        return int(self.data.item()) if self.data.size == 1 else int(self.item())
 
     __hash__ = object.__hash__
 
@@ -172,6 +192,18 @@ class Tensor:
         return "tensor(" + ", ".join([body] + extras) + ")"
 
     # ---- gradients -------------------------------------------------------------------
+    @property
+    def grad(self) -> Optional["Tensor"]:
+        """The accumulated gradient (a Tensor of this shape), None before any backward()."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: Optional["Tensor"]) -> None:
+        if tracers:   # `W.grad = None` inside ag.compile is replayed, not lost
+            tracers[-1].set_grad(self, value)
+        else:
+            self._grad = value
+
     def zero_grad(self) -> None:
         """Forget the accumulated gradient (sets `.grad` to None)."""
         self.grad = None
@@ -197,16 +229,23 @@ class Tensor:
         return self
 
     # comparisons give plain boolean arrays: they carry no gradient
-    def __lt__(self, other): return self.data < _data(other)
-    def __le__(self, other): return self.data <= _data(other)
-    def __gt__(self, other): return self.data > _data(other)
-    def __ge__(self, other): return self.data >= _data(other)
-    def __eq__(self, other): return self.data == _data(other)
-    def __ne__(self, other): return self.data != _data(other)
+    def __lt__(self, other): return _compare(operator.lt, self, other)
+    def __le__(self, other): return _compare(operator.le, self, other)
+    def __gt__(self, other): return _compare(operator.gt, self, other)
+    def __ge__(self, other): return _compare(operator.ge, self, other)
+    def __eq__(self, other): return _compare(operator.eq, self, other)
+    def __ne__(self, other): return _compare(operator.ne, self, other)
 
     def __iter__(self):
         for i in range(len(self)):
             yield self[i]
+
+
+def _compare(relation: Any, x: "Tensor", other: Any) -> Any:
+    """`relation(x, other)` on the arrays (recorded by a running ag.compile trace)."""
+    if tracers:
+        return tracers[-1].predicate(relation, (x, other))
+    return relation(x.data, _data(other))
 
 
 def _data(x: Any) -> Any:

@@ -22,7 +22,7 @@ from . import functions as F
 from . import primitives as P
 from .arguments import normalize_index
 from .declaration import _NO_PARAMS, METHODS, OPERATORS, PUBLIC
-from .tensor import ArrayLike, Tensor
+from .tensor import ArrayLike, Tensor, tracers
 
 
 def backward(self: Tensor, gradient: Optional[ArrayLike] = None, retain_graph: bool = False,
@@ -100,6 +100,8 @@ def __array_ufunc__(self: Tensor, ufunc: np.ufunc, method: str, *inputs: Any, **
         if fn is not None:
             return fn(*inputs)
     if ufunc in _PREDICATES:
+        if tracers and method == "__call__" and not kwargs:  # np.isnan(t) inside ag.compile
+            return tracers[-1].predicate(ufunc, inputs)
         return getattr(ufunc, method)(*_arrays(inputs), **_arrays(kwargs))
     name = f"np.{ufunc.__name__}" + ("" if method == "__call__" else f".{method}")
     if "out" in kwargs:
@@ -372,6 +374,7 @@ def attach() -> None:
     Tensor.__array_function__ = __array_function__
 
 
+@engine.replayed   # ag.compile replays the change instead of freezing its result
 def _in_place(t: Tensor, ufunc: np.ufunc, other: Any, symbol: str) -> Tensor:
     """`t <symbol> other` written into t's array, where PyTorch would allow it (see Tensor)."""
     other_is_tensor = isinstance(other, Tensor)
