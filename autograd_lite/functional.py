@@ -15,6 +15,7 @@ import numpy as np
 from . import engine
 from . import functions as F
 from . import primitives as P
+from .batching import Batched
 from .forward import (_as_tuple, carries_graph, check_float_output, enclosed, export,
                       has_live_tangent, jvp, jvp_for, nesting)
 from .tensor import Tensor
@@ -74,7 +75,7 @@ def value_and_grad(f: Callable[..., Any], argnums: Argnums = 0,
         if isinstance(out, Tensor) and out.requires_grad:
             grads = engine.grad(out, xs, create_graph=nested)
         else:  # f does not depend on its inputs
-            grads = tuple(Tensor._wrap(np.zeros_like(x.data)) for x in xs)
+            grads = tuple(Tensor._wrap(np.zeros(x.shape, x.dtype)) for x in xs)
         grads = tuple(export(g, tensors_in, keep_graph) for g in grads)
         if not isinstance(out, Tensor):
             out = Tensor._wrap(np.asarray(out))
@@ -133,7 +134,7 @@ def _vjp(f: Callable[..., Any], primals: Sequence[Any], op: str) -> Tuple[Any, C
             grads = engine.grad([o for o, _ in live], xs, grad_outputs=[c for _, c in live],
                                 retain_graph=True, create_graph=create_graph)
         else:
-            grads = tuple(Tensor._wrap(np.zeros_like(x.data)) for x in xs)
+            grads = tuple(Tensor._wrap(np.zeros(x.shape, x.dtype)) for x in xs)
         return tuple(export(g, tensors_in, keep) for g in grads)
 
     values = tuple(export(o, tensors_in, keep_graph) for o in outs)
@@ -239,11 +240,11 @@ def _differentiable_args(args: Sequence[Any], nums: tuple, op: str) -> Tuple[lis
         x = args[i]
         tensors_in = tensors_in or isinstance(x, Tensor)
         data = _float_argument(x, i, op)
-        if isinstance(x, Tensor) and (x.requires_grad or has_live_tangent(x)):
+        if isinstance(x, Tensor) and (x.requires_grad or has_live_tangent(x) or isinstance(x, Batched)):
             # a fresh node linked to x: outer transforms still see through it, and an argument
-            # passed twice gets two separate partial derivatives
+            # passed twice gets two separate partial derivatives (a batched one stays batched)
             with engine.enable_grad():
-                leaf = P.reshape(x, shape=data.shape)
+                leaf = P.reshape(x, shape=x.shape)
             leaf.requires_grad = True
         else:
             leaf = Tensor._wrap(data)
