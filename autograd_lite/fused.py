@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from . import kernels
+from . import engine, kernels
 from . import primitives as P
 from .batching import Batched, batch_by_loop, batch_size, elementwise_batch, with_batch
 from .tensor import Tensor, _data
@@ -299,8 +299,14 @@ def dropout(x: Any, p: float, rng: np.random.Generator) -> Tensor:
     _check_float("dropout", x, "x")
     if p == 0:
         return x
-    u = rng.random(x.shape, dtype=x.dtype if x.dtype.char in "fd" else np.float64)
-    return _dropout(x, u.astype(x.dtype, copy=False), p=float(p))
+    return _dropout(x, _uniform(rng, x.shape, x.dtype), p=float(p))
+
+
+@engine.replayed   # inside ag.compile: a fresh mask from the same generator at every replay
+def _uniform(rng: np.random.Generator, shape: tuple, dtype: np.dtype) -> np.ndarray:
+    """rng.random(shape) in dtype (float32 drawn as float32, the same stream as before)."""
+    u = rng.random(shape, dtype=dtype if dtype.char in "fd" else np.float64)
+    return u.astype(dtype, copy=False)
 
 
 # ---------------------------------------------------------------- the L2 penalty

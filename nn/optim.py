@@ -17,7 +17,7 @@ from typing import Any, Dict, Iterable, List, Sequence, Tuple, Union
 import numpy as np
 
 from autograd_lite import Tensor, kernels
-from autograd_lite.engine import increment_version
+from autograd_lite.engine import increment_version, replayed
 
 from .module import Module
 
@@ -53,11 +53,13 @@ class Optimizer:
         """The settings that define the update (lr included), as plain Python values."""
         return {"lr": self.lr}
 
+    @replayed   # inside ag.compile: called again at every replay
     def zero_grad(self) -> None:
         """Forget every parameter's gradient (sets `.grad` to None)."""
         for p in self.params:
             p.grad = None
 
+    @replayed   # inside ag.compile: called again at every replay, reading lr and the state then
     def step(self) -> None:
         """Update every parameter that has a gradient, in place (the others are skipped)."""
         update = self._update

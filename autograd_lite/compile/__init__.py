@@ -1,0 +1,155 @@
+"""`ag.compile(fn)`: trace a function (a whole training step) once, replay the captured program.
+
+The first call for a signature (argument shapes, dtypes, which require grad, other arguments by
+value, the grad mode) runs `fn` eagerly under a tracer (`capture.py`) that records the forward,
+the reverse sweep and the in-place updates as a flat program (`program.py`); later calls with
+that signature run the program (`replay.py`) without building a graph. Parameters are read by
+reference at every replay, and effects (optimizer updates with the current `lr`, dropout masks
+from the seeded generator) are called again, so nothing that may change between calls is frozen.
+"""
+from __future__ import annotations
+
+import functools
+import warnings
+from collections import OrderedDict
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from .. import engine
+from ..tensor import Tensor, tracers
+from .capture import Tracer, TracingError
+from .program import Program
+from .replay import holds, replay
+
+__all__ = ["compile", "Compiled", "CompileWarning", "TracingError"]
+
+RETRACE_WARNING = 8    # the trace of the 8th distinct signature warns
+CACHE_SIZE = 16        # programs kept per compiled function (least recently used dropped)
+
+
+class CompileWarning(UserWarning):
+    """ag.compile falls back to eager execution, or traces the same function too often."""
+
+
+class Compiled:
+    """A function compiled by `ag.compile`: call it as the function itself.
+
+    `trace_count` counts the traces so far, `cache_size` the programs held; `explain()` returns
+    the latest program as text (ag.explain(compiled) prints it).
+    """
+
+    def __init__(self, fn: Callable, fallback: bool = False) -> None:
+        if not callable(fn):
+            raise TypeError(f"compile: expected a function, got {type(fn).__name__}")
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.fallback = bool(fallback)
+        self.trace_count = 0
+        self._cache: "OrderedDict[tuple, List[Program]]" = OrderedDict()
+        self._eager: set = set()   # signatures that run eagerly (fallback=True)
+        self._latest: Optional[Program] = None
+
+    @property
+    def cache_size(self) -> int:
+        return sum(len(programs) for programs in self._cache.values())
+
+    @property
+    def program(self) -> Optional[Program]:
+        """The program of the latest call (None before the first, or after an eager one)."""
+        return self._latest
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if tracers:   # called while another compiled function is traced: inline
+            return self.fn(*args, **kwargs)
+        flat: List[Any] = []
+        key = (engine._grad_mode.enabled, _signature(args, flat),
+               tuple((k, _signature(v, flat)) for k, v in kwargs.items()))
+        if key in self._eager:
+            return self.fn(*args, **kwargs)
+        programs = self._cache.get(key)
+        if programs:
+            for program in programs:
+                if holds(program):
+                    self._cache.move_to_end(key)
+                    self._latest = program
+                    return replay(program, flat)
+        return self._trace(key, args, kwargs, flat)
+
+    def _trace(self, key: tuple, args: tuple, kwargs: dict, flat: List[Any]) -> Any:
+        name = getattr(self.fn, "__qualname__", repr(self.fn))
+        tracer = Tracer(name, self.fallback)
+        self.trace_count += 1
+        if self.trace_count == RETRACE_WARNING:
+            warnings.warn(
+                f"ag.compile: {name} was traced {RETRACE_WARNING} times (one trace per signature: "
+                "argument shapes, dtypes, requires_grad, other arguments by value, modules' "
+                "train/eval): pass values that change between calls as arrays, and keep shapes "
+                "fixed (e.g. drop the last partial batch)", CompileWarning, stacklevel=3)
+        result, program = tracer.run(self.fn, args, kwargs, flat)
+        if tracer.refused:
+            self._eager.add(key)
+            self._latest = None
+            warnings.warn(f"{tracer.refused}. This signature now runs eagerly (fallback=True).",
+                          CompileWarning, stacklevel=3)
+            return result
+        self._cache.setdefault(key, []).append(program)
+        self._cache.move_to_end(key)
+        while self.cache_size > CACHE_SIZE:
+            oldest = next(iter(self._cache))
+            self._cache[oldest].pop(0)
+            if not self._cache[oldest]:
+                del self._cache[oldest]
+        self._latest = program
+        return result
+
+    def explain(self) -> str:
+        """The latest program as text (see Program.explain)."""
+        if self._latest is None:
+            return (f"compiled {getattr(self.fn, '__qualname__', self.fn)}: not traced yet "
+                    "(call it once), or its latest call ran eagerly")
+        return self._latest.explain()
+
+    def __repr__(self) -> str:
+        return f"<ag.compile of {getattr(self.fn, '__qualname__', self.fn)}: {self.cache_size} programs>"
+
+
+def compile(fn: Optional[Callable] = None, *, fallback: bool = False) -> Any:
+    """Compile `fn` (a forward, or a whole training step) into a traced, replayed program.
+
+    Example:
+        >>> @ag.compile
+        ... def step(x, y):
+        ...     loss = nn.binary_cross_entropy_with_logits(x @ W + b, y)
+        ...     opt.zero_grad(); loss.backward(); opt.step()
+        ...     return loss
+        >>> loss = step(xb, yb)       # traces; later calls with the same shapes replay
+
+    Reading a traced value from Python inside `fn` (`float(loss)`, `if loss > 0:`) raises
+    `ag.TracingError`; `fallback=True` runs such a function eagerly instead, with one warning.
+    Returned Tensors come back without a graph.
+    """
+    if fn is None:
+        return lambda f: Compiled(f, fallback=fallback)
+    return Compiled(fn, fallback=fallback)
+
+
+def _signature(x: Any, flat: List[Any]) -> Any:
+    """The part of the cache key for one argument; arrays and Tensors go into `flat`."""
+    if isinstance(x, Tensor):
+        flat.append(x)
+        return ("T", x.data.shape, x.data.dtype.str, x.requires_grad)
+    if isinstance(x, np.ndarray):
+        flat.append(x)
+        return ("A", x.shape, x.dtype.str)
+    if isinstance(x, (tuple, list)):
+        return (type(x).__name__,) + tuple(_signature(v, flat) for v in x)
+    if isinstance(x, dict):
+        return ("dict",) + tuple((k, _signature(v, flat)) for k, v in x.items())
+    try:
+        hash(x)
+    except TypeError:
+        raise TypeError(f"compile: an argument of type {type(x).__name__} is neither an array, a "
+                        "Tensor nor hashable, so calls cannot be told apart by it; pass arrays, "
+                        "Tensors, numbers or objects that hash") from None
+    return ("V", type(x).__name__, x)

@@ -1,0 +1,637 @@
+"""Tracing: run the function once, eagerly, and record every call that touches a traced value.
+
+The tracer watches every primitive application (`engine.apply_hooks`), records the reverse
+sweep that `loss.backward()` starts (one step per derivative rule, sum and accumulation, in the
+same order and with the same in-place choices as `engine._run`), the effects marked
+`engine.replayed` (optimizer updates, `zero_grad`, dropout draws, in-place operators) and the
+comparisons that give plain boolean arrays. A Python read of a traced value (`float(t)`,
+`t.item()`, `bool(t)`, `np.asarray(t)`) would freeze one call's value into the program, so it
+raises `TracingError` naming the user's line.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from heapq import heapify, heappop, heappush
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from .. import engine
+from ..tensor import Tensor, tracers
+from .program import CONST, INPUT, OBJECT, PARAM, VALUE, Program, Step, Value
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class TracingError(RuntimeError):
+    """Raised while `ag.compile` traces a function that reads a traced value from Python, or
+    that does something the program could not replay."""
+
+
+class Tracer:
+    """Records one eager run of a compiled function as a `Program`."""
+
+    def __init__(self, name: str, fallback: bool) -> None:
+        self.name = name
+        self.fallback = fallback
+        self.refused: Optional[str] = None   # with fallback: why this signature runs eagerly
+        self.values: List[Value] = []
+        self.env: List[Any] = []
+        self.steps: List[Step] = []
+        self.tensor_slot: Dict[int, int] = {}   # id(Tensor) -> slot of its array
+        self.array_slot: Dict[int, int] = {}    # id(ndarray) -> slot
+        self.object_slot: Dict[int, int] = {}   # id(leaf or argument Tensor) -> slot of the object
+        self.const_slot: Dict[int, int] = {}    # id(constant) -> slot
+        self.keep: List[Any] = []               # everything whose id is a key above stays alive
+        self.inputs: List[Tuple[int, int]] = []
+        self.params: List[Tuple[int, Tensor]] = []
+        self.guards: List[Tuple[Any, str, Any]] = []
+        self.depth = 0                          # > 0 inside a replayed effect: record nothing
+
+    # ---- the run -------------------------------------------------------------------------
+    def run(self, fn: Callable, args: tuple, kwargs: dict, flat: List[Any]) -> Tuple[Any, Program]:
+        """Call fn(*args, **kwargs) eagerly under this tracer; return its result and the program."""
+        if engine.jvp_traces:
+            raise TracingError(f"ag.compile: {self.name} was called inside forward mode (ag.jvp); "
+                               "compile the function that jvp differentiates instead, or call it uncompiled")
+        for x in flat:
+            self._input(x)
+        engine.apply_hooks.append(self.on_apply)
+        tracers.append(self)
+        try:
+            result = fn(*args, **kwargs)
+        finally:
+            tracers.remove(self)
+            engine.apply_hooks.remove(self.on_apply)
+        template = self._template(result)
+        self._check_constants(flat)
+        program = Program(
+            name=self.name, values=self.values, steps=self.steps, env=self.env, inputs=self.inputs,
+            params=self.params, result=template, guards=self.guards,
+            param_facts=[(t.data.shape, t.data.dtype) for _, t in self.params])
+        self.keep = []
+        return result, program
+
+    # ---- slots -----------------------------------------------------------------------------
+    def _new(self, kind: str, value: Any, name: str = "") -> int:
+        shape = getattr(value, "shape", None) if isinstance(value, np.ndarray) else None
+        dtype = value.dtype if isinstance(value, np.ndarray) else None
+        self.values.append(Value(kind, shape, dtype, name))
+        self.env.append(value)
+        return len(self.values) - 1
+
+    def _input(self, x: Any) -> None:
+        if isinstance(x, Tensor):
+            data = self._new(INPUT, x.data)
+            obj = self._new(OBJECT, None)
+            self.values[obj].kind = INPUT
+            self.tensor_slot[id(x)] = data
+            self.array_slot[id(x.data)] = data
+            self.object_slot[id(x)] = obj
+            self.keep.append(x)
+            self.inputs.append((data, obj))
+        else:
+            slot = self._new(INPUT, x)
+            self.array_slot[id(x)] = slot
+            self.keep.append(x)
+            self.inputs.append((slot, -1))
+
+    def _value(self, array: Any, tensor: Optional[Tensor] = None) -> int:
+        slot = self._new(VALUE, array)
+        self.array_slot[id(array)] = slot
+        self.keep.append(array)
+        if tensor is not None:
+            self.tensor_slot[id(tensor)] = slot
+            self.keep.append(tensor)
+        return slot
+
+    def _leaf(self, t: Tensor) -> int:
+        """The slot of a Tensor met for the first time: an argument's array, or a leaf read by
+        reference at every replay (a parameter, a tensor made outside the function)."""
+        slot = self.array_slot.get(id(t.data))
+        if slot is None:
+            slot = self._new(PARAM, t.data, t.name or "")
+            self.params.append((slot, t))
+            self.array_slot[id(t.data)] = slot
+            self.keep.append(t.data)
+        self.tensor_slot[id(t)] = slot
+        self.keep.append(t)
+        return slot
+
+    def _object(self, t: Tensor) -> int:
+        """The slot holding the Tensor object itself (an argument's, or a leaf by reference)."""
+        slot = self.object_slot.get(id(t))
+        if slot is None:
+            slot = self._new(OBJECT, t, t.name or "")
+            self.object_slot[id(t)] = slot
+            self.keep.append(t)
+        return slot
+
+    def slot(self, x: Any) -> int:
+        """The slot of an operand: a traced Tensor or array, else a constant."""
+        if isinstance(x, Tensor):
+            slot = self.tensor_slot.get(id(x))
+            return self._leaf(x) if slot is None else slot
+        if isinstance(x, np.ndarray):
+            slot = self.array_slot.get(id(x))
+            if slot is not None:
+                return slot
+        slot = self.const_slot.get(id(x))
+        if slot is None:
+            slot = self._new(CONST, x)
+            self.const_slot[id(x)] = slot
+            self.keep.append(x)
+        return slot
+
+    def traced(self, x: Any) -> bool:
+        if isinstance(x, Tensor):
+            return (id(x) in self.tensor_slot or id(x.data) in self.array_slot
+                    or (x.requires_grad and x._op is None))
+        return isinstance(x, np.ndarray) and id(x) in self.array_slot
+
+    def record(self, kind: str, label: str, fn: Callable, ins: Tuple[int, ...], out: Any,
+               kw: Optional[dict] = None) -> Any:
+        """Add a step and run it now on the traced values (so tracing computes what a replay
+        computes); returns its result."""
+        step = Step(kind, label, fn, tuple(ins), out, kw or {})
+        self.steps.append(step)
+        self.depth += 1
+        try:
+            return fn(*[self.env[i] for i in ins], **step.kw)
+        finally:
+            self.depth -= 1
+
+    def _store(self, slot: int, value: Any) -> None:
+        self.env[slot] = value
+
+    # ---- hooks: the forward, reads, comparisons ------------------------------------------
+    def on_apply(self, prim: Any, args: tuple, params: dict, result: Tensor) -> None:
+        if self.depth:
+            return
+        ins = tuple(self.slot(a) for a in args)
+        out = self._value(result.data, result)
+        self.steps.append(Step("primitive", prim.name + _params_text(params), _forward(prim), ins,
+                               out, params))
+        self.env[out] = result.data
+
+    def read(self, t: Tensor, what: str) -> None:
+        if self.depth or not self.traced(t):
+            return
+        where, line = _user_line()
+        message = (f"ag.compile: {what} reads the value of a traced tensor (shape {t.shape}) at "
+                   f"{where}: `{line}`; a compiled function is traced once and replayed, so a "
+                   "Python value or decision taken from one call's numbers would be frozen into "
+                   "every later call. Move the read outside the compiled function (return the "
+                   "tensor and read it there), use ag.where(condition, a, b) for a choice per "
+                   "element, or pass ag.compile(fn, fallback=True) to run such a function eagerly")
+        if self.fallback:
+            self.refused = self.refused or message
+            return
+        raise TracingError(message)
+
+    def unsupported(self, what: str, fix: str) -> None:
+        if self.depth:
+            return
+        where, line = _user_line()
+        message = (f"ag.compile: {what} at {where} (`{line}`) cannot be captured; {fix}, or call "
+                   "the function uncompiled")
+        if self.fallback:
+            self.refused = self.refused or message
+            return
+        raise TracingError(message)
+
+    def predicate(self, relation: Callable, operands: tuple) -> Any:
+        arrays = [x.data if isinstance(x, Tensor) else x for x in operands]
+        if self.depth or not any(self.traced(x) for x in operands):
+            return relation(*arrays)
+        ins = tuple(self.slot(x) for x in operands)
+        out = relation(*arrays)
+        if not isinstance(out, np.ndarray):
+            out = np.asarray(out)
+            relation = _as_array(relation)
+        slot = self._value(out)
+        self.steps.append(Step("compare", getattr(relation, "__name__", "compare"), relation, ins, slot))
+        self.env[slot] = out
+        return out
+
+    def guard(self, obj: Any, attribute: str) -> None:
+        if not any(o is obj and a == attribute for o, a, _ in self.guards):
+            self.guards.append((obj, attribute, getattr(obj, attribute)))
+
+    # ---- effects replayed by calling them again ------------------------------------------
+    def set_grad(self, t: Tensor, value: Optional[Tensor]) -> None:
+        if self.depth:
+            t._grad = value
+        else:
+            self.replayed_call(_assign_grad, (t, value), {})
+
+    def replayed_call(self, fn: Callable, args: tuple, kwargs: dict) -> Any:
+        if self.depth:
+            return fn(*args, **kwargs)
+        specs = [self._argument(a) for a in args]
+        kwspecs = {k: self._argument(v) for k, v in kwargs.items()}
+        self.depth += 1
+        try:
+            result = fn(*args, **kwargs)
+        finally:
+            self.depth -= 1
+        ins = tuple(s for kind, s in specs + list(kwspecs.values()) if kind != "value")
+        call = _replay_call(fn, specs, kwspecs, engine.is_grad_enabled())
+        out = None
+        if isinstance(result, Tensor):
+            same = [i for i, a in enumerate(args) if a is result]
+            if same and specs[same[0]][0] == "wrap":   # an in-place operator on a traced value
+                out = specs[same[0]][1]
+                self.tensor_slot[id(result)] = out
+                call = _data_of(call)
+            elif id(result) not in self.object_slot:
+                out = self._value(result.data, result)
+                call = _data_of(call)
+        elif isinstance(result, np.ndarray):
+            out = self._value(result)
+        name = getattr(fn, "__qualname__", getattr(fn, "__name__", "effect"))
+        self.steps.append(Step("effect", name, call, ins, out))
+        if out is not None:
+            self.env[out] = result.data if isinstance(result, Tensor) else result
+        return result
+
+    def _argument(self, a: Any) -> Tuple[str, Any]:
+        """How an effect's argument is found at replay: ('object', slot) the Tensor object
+        itself (an argument or a leaf), ('wrap', slot) a traced value as a new Tensor,
+        ('array', slot) a traced array, ('value', a) anything else, by reference."""
+        if isinstance(a, Tensor):
+            if id(a) in self.object_slot:
+                return "object", self.object_slot[id(a)]
+            slot = self.tensor_slot.get(id(a))
+            if slot is not None and self.values[slot].kind == VALUE:
+                return "wrap", slot
+            if slot is None and a._op is not None:
+                return "value", a
+            return "object", self._object(a)
+        if isinstance(a, np.ndarray) and id(a) in self.array_slot:
+            return "array", self.array_slot[id(a)]
+        return "value", a
+
+    # ---- the reverse sweep ---------------------------------------------------------------
+    def backward(self, root: Tensor, gradient: Any, retain_graph: bool, create_graph: bool) -> None:
+        """engine.backward, recorded: mirrors engine._run (no targets, arrays, no hooks)."""
+        if self.depth:
+            tracers.remove(self)   # an effect's own backward runs eagerly, unrecorded
+            try:
+                return engine.backward(root, gradient, retain_graph, create_graph)
+            finally:
+                tracers.append(self)
+        if create_graph or engine.backward_hooks:
+            self.unsupported("backward(create_graph=True)" if create_graph else
+                             "backward() under anomaly mode or explain", "differentiate once")
+            tracers.remove(self)
+            try:
+                return engine.backward(root, gradient, retain_graph, create_graph)
+            finally:
+                tracers.append(self)
+        if not root.requires_grad:
+            _no_graph_error()
+        if gradient is None:
+            seed = self.slot(engine._seed(root, None, False, "backward"))
+        elif isinstance(gradient, Tensor) or (isinstance(gradient, np.ndarray)
+                                              and id(gradient) in self.array_slot):
+            seed = self.slot(gradient)
+            engine._seed(root, gradient, False, "backward")   # its checks
+        else:
+            seed = self.slot(engine._seed(root, gradient, False, "backward"))
+        env = self.env
+        owned: set = set()
+        grads: Dict[int, int] = {id(root): seed}
+        ends: Dict[int, Tensor] = {}
+        heap: List[Tuple[int, int, Tensor]] = []
+        if root._op is None:
+            ends[id(root)] = root
+        else:
+            heap.append((-root._seq, id(root), root))
+        heapify(heap)
+        changed = engine._last_change
+        deferred: Dict[int, list] = {}
+        swept: List[Tensor] = []
+        retained: List[Tuple[Tensor, int]] = []
+        while heap:
+            node = heappop(heap)[2]
+            inputs = node._inputs
+            if inputs is None:
+                raise engine._released_error(node)
+            if node._seq < changed:
+                engine._check_unchanged(node)
+            swept.append(node)
+            g = grads.pop(id(node))
+            owned.discard(g)
+            if node._retain:
+                retained.append((node, g))
+            prim, wanted, params = node._op, node._needs, node._params
+            ans = self.slot(node)
+            values = tuple(self.slot(x) for x in node._arrays)
+            if prim.vjp_into is not None:
+                wanted = self._defer(node, g, wanted, deferred, ends)
+                cotangents = self._pull_back(prim, g, ans, values, wanted, params)
+            elif prim.vjp_joint is not None:
+                outs = tuple(self._new(VALUE, None) if w else -1 for w in wanted)
+                result = self.record("rule", f"vjp_joint[{prim.name}]", _joint(prim, wanted),
+                                     (g, ans) + values, outs, params)
+                cotangents = []
+                for s, c in zip(outs, result):
+                    if s >= 0:
+                        self._fill(s, c)
+                    cotangents.append(s)
+            else:
+                cotangents = self._pull_back(prim, g, ans, values, wanted, params)
+            fresh = prim.fresh_cotangents
+            for i, x in enumerate(inputs):
+                if not wanted[i]:
+                    continue
+                c = cotangents[i]
+                shape = x.data.shape
+                if env[c].shape != shape:
+                    out = self._new(VALUE, None)
+                    self._fill(out, self.record("sum", f"unbroadcast{shape}", _unbroadcast(shape),
+                                                (c,), out))
+                    c, new = out, True
+                else:
+                    new = fresh
+                key = id(x)
+                prev = grads.get(key)
+                if prev is None:
+                    grads[key] = c
+                    if new:
+                        owned.add(c)
+                    if x._op is None:
+                        ends[key] = x
+                    else:
+                        heappush(heap, (-x._seq, id(x), x))
+                else:
+                    grads[key] = self._sum_into(prev, c, owned)
+        for key, pending in deferred.items():
+            grads[key] = self._add_deferred(grads.get(key), pending, owned)
+        for node, g in retained:
+            self._accumulate(node, g, False)
+        if not (retain_graph or create_graph):
+            for node in swept:
+                node._inputs = node._arrays = node._needs = node._params = node._versions = None
+        for key, x in ends.items():
+            self._accumulate(x, grads[key], grads[key] in owned)
+
+    def _fill(self, slot: int, array: Any) -> None:
+        """Give a step's result slot its array (shape and dtype for the printout)."""
+        self.env[slot] = array
+        if isinstance(array, np.ndarray):
+            self.values[slot].shape, self.values[slot].dtype = array.shape, array.dtype
+            self.array_slot.setdefault(id(array), slot)
+            self.keep.append(array)
+
+    def _pull_back(self, prim: Any, g: int, ans: int, values: tuple, wanted: tuple,
+                   params: dict) -> List[Optional[int]]:
+        out: List[Optional[int]] = []
+        for i, want in enumerate(wanted):
+            if not want:
+                out.append(None)
+                continue
+            try:
+                rule = prim.vjps[0] if prim.variadic else prim.vjps[i]
+            except IndexError:
+                rule = None
+            if rule is None:
+                raise NotImplementedError(
+                    f"backward: primitive '{prim.name}' has no VJP rule for argument {i}; define one "
+                    f"with {prim.name}.defvjp(...) (one rule per input, in order)")
+            kw = dict(params, argnum=i) if prim.variadic else params
+            slot = self._new(VALUE, None)
+            self._fill(slot, self.record("rule", f"vjp[{prim.name}].{i}", rule, (g, ans) + values,
+                                         slot, kw))
+            out.append(slot)
+        return out
+
+    def _defer(self, node: Tensor, g: int, wanted: tuple, deferred: Dict[int, list],
+               ends: Dict[int, Tensor]) -> tuple:
+        left = list(wanted)
+        for i, x in enumerate(node._inputs):
+            if wanted[i] and x._op is None:
+                ends[id(x)] = x
+                deferred.setdefault(id(x), []).append((node, g, i))
+                left[i] = False
+        return tuple(left)
+
+    def _add_deferred(self, total: Optional[int], pending: list, owned: set) -> int:
+        env = self.env
+        for node, g, i in pending:
+            prim, params = node._op, node._params
+            ans = self.slot(node)
+            values = tuple(self.slot(x) for x in node._arrays)
+            x = env[values[i]]
+            if (total is not None and type(env[total]) is np.ndarray and total in owned
+                    and env[total].shape == x.shape and env[total].dtype == x.dtype):
+                self.record("sum", f"vjp_into[{prim.name}].{i}", _into(prim, i),
+                            (total, g, ans) + values, total, params)
+                continue
+            wanted = tuple(j == i for j in range(len(values)))
+            c = self._pull_back(prim, g, ans, values, wanted, params)[i]
+            if env[c].shape != x.shape:
+                out = self._new(VALUE, None)
+                self._fill(out, self.record("sum", f"unbroadcast{x.shape}", _unbroadcast(x.shape),
+                                            (c,), out))
+                c = out
+            if total is None:
+                total = c
+                if prim.fresh_cotangents:
+                    owned.add(c)
+            else:
+                total = self._sum_into(total, c, owned)
+        return total
+
+    def _sum_into(self, total: int, c: int, owned: set) -> int:
+        a, b = self.env[total], self.env[c]
+        if (total in owned and type(a) is np.ndarray and type(b) is np.ndarray and a.shape == b.shape
+                and (a.dtype == b.dtype or a.dtype == np.result_type(a, b))):
+            self.record("sum", "add_into", _add_into, (total, c), total)
+            return total
+        owned.discard(total)
+        out = self._new(VALUE, None)
+        self._fill(out, self.record("sum", "add", _add, (total, c), out))
+        if type(self.env[out]) is np.ndarray:
+            owned.add(out)
+        return out
+
+    def _accumulate(self, leaf: Tensor, g: int, exclusive: bool) -> None:
+        """leaf.grad += cotangent, as engine._accumulate_grad does, reading leaf.grad at replay."""
+        obj = self.object_slot.get(id(leaf))
+        if obj is None:
+            obj = self._object(leaf)
+        out = self._new(VALUE, None, (leaf.name or "") + ".grad" if leaf.name else "")
+        self._fill(out, self.record("grad", "accumulate_grad", _accumulate(exclusive), (obj, g), out))
+        self.tensor_slot[id(leaf.grad)] = out
+        self.keep.append(leaf.grad)
+
+    # ---- after the run ---------------------------------------------------------------------
+    def _template(self, result: Any) -> Any:
+        """How to rebuild the function's result from the slots at replay."""
+        if isinstance(result, Tensor):
+            if id(result) in self.object_slot:
+                return ("object", self.object_slot[id(result)])
+            slot = self.tensor_slot.get(id(result))
+            if slot is None and result.requires_grad and result._op is None:
+                return ("object", self._object(result))
+            return ("value", result) if slot is None else ("tensor", slot)
+        if isinstance(result, np.ndarray):
+            slot = self.array_slot.get(id(result))
+            return ("value", result) if slot is None else ("array", slot)
+        if isinstance(result, tuple) and not hasattr(result, "_fields"):
+            return ("tuple", [self._template(r) for r in result])
+        if isinstance(result, list):
+            return ("list", [self._template(r) for r in result])
+        if isinstance(result, dict):
+            return ("dict", {k: self._template(v) for k, v in result.items()})
+        return ("value", result)
+
+    def _check_constants(self, flat: List[Any]) -> None:
+        """Refuse a constant that is an argument converted outside the recorded operations
+        (np.asarray(x, dtype=...), x.copy()): it would be frozen at this call's values."""
+        args = [x.data if isinstance(x, Tensor) else x for x in flat]
+        for slot, v in enumerate(self.values):
+            c = self.env[slot]
+            if v.kind != CONST or not isinstance(c, np.ndarray) or c.size < 2:
+                continue
+            if c.dtype.kind not in "biuf" or not np.any(c.reshape(-1) != c.reshape(-1)[0]):
+                continue   # a constant of one value everywhere is no argument's copy
+            for i, a in enumerate(args):
+                if a.shape == c.shape and a is not c and a.dtype.kind in "biuf":
+                    with np.errstate(all="ignore"):
+                        if np.array_equal(a.astype(c.dtype), c):
+                            where = f"argument {i} (shape {a.shape}, {a.dtype})"
+                            message = (
+                                f"ag.compile: {where} reached an operation as a copy made outside "
+                                f"the recorded operations ({c.dtype}); the copy would be frozen at "
+                                "this call's values. Pass the argument in the dtype the function "
+                                "uses, or convert it inside with ag.astype / t.astype")
+                            if self.fallback:
+                                self.refused = self.refused or message
+                                return
+                            raise TracingError(message)
+
+
+# ---------------------------------------------------------------- step functions
+def _forward(prim: Any) -> Callable:
+    forward = prim.forward
+
+    def run(*arrays: Any, **params: Any) -> np.ndarray:
+        out = forward(*arrays, **params)
+        return out if type(out) is np.ndarray else np.asarray(out)
+    run.__name__ = prim.name
+    return run
+
+
+def _as_array(fn: Callable) -> Callable:
+    def run(*a: Any) -> np.ndarray:
+        return np.asarray(fn(*a))
+    return run
+
+
+def _joint(prim: Any, wanted: tuple) -> Callable:
+    joint = prim.vjp_joint
+
+    def rule(g: Any, ans: Any, *values: Any, **params: Any) -> tuple:
+        return joint(g, ans, *values, wanted=wanted, **params)
+    return rule
+
+
+def _into(prim: Any, i: int) -> Callable:
+    into = prim.vjp_into
+
+    def rule(total: np.ndarray, g: Any, ans: Any, *values: Any, **params: Any) -> np.ndarray:
+        into(total, g, ans, *values, argnum=i, **params)
+        return total
+    return rule
+
+
+def _unbroadcast(shape: tuple) -> Callable:
+    def run(c: Any) -> Any:
+        return engine.unbroadcast(c, shape)
+    return run
+
+
+def _add_into(total: np.ndarray, c: np.ndarray) -> np.ndarray:
+    np.add(total, c, out=total)
+    return total
+
+
+def _add(total: Any, c: Any) -> Any:
+    return total + c
+
+
+def _accumulate(exclusive: bool) -> Callable:
+    def run(leaf: Tensor, g: Any) -> np.ndarray:
+        engine._accumulate_grad(leaf, g, False, exclusive)
+        return leaf.grad.data
+    return run
+
+
+def _assign_grad(t: Tensor, value: Optional[Tensor]) -> None:
+    t._grad = value
+
+
+def _data_of(call: Callable) -> Callable:
+    def run(*a: Any) -> Any:
+        return call(*a).data
+    return run
+
+
+def _replay_call(fn: Callable, specs: list, kwspecs: dict, grad_mode: bool) -> Callable:
+    """fn called with its arguments found as `Tracer._argument` says, from the slot values
+    passed in order (one per non-'value' argument), in the grad mode it was traced in."""
+    def build(spec: Tuple[str, Any], it: Any) -> Any:
+        kind, what = spec
+        if kind == "value":
+            return what
+        v = next(it)
+        return Tensor._wrap(v) if kind == "wrap" else v
+
+    def run(*slot_values: Any) -> Any:
+        it = iter(slot_values)
+        args = [build(s, it) for s in specs]
+        kwargs = {k: build(s, it) for k, s in kwspecs.items()}
+        mode = engine._grad_mode
+        if mode.enabled == grad_mode:
+            return fn(*args, **kwargs)
+        mode.enabled = grad_mode
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            mode.enabled = not grad_mode
+    return run
+
+
+def _params_text(params: dict) -> str:
+    if not params:
+        return ""
+    return "[" + ", ".join(f"{k}={_short(v)}" for k, v in params.items()) + "]"
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, np.ndarray):
+        return f"array{v.shape}"
+    text = repr(v)
+    return text if len(text) <= 30 else text[:27] + "..."
+
+
+def _user_line() -> Tuple[str, str]:
+    """'file:line' and the source line of the innermost frame outside autograd_lite."""
+    import linecache
+    frame = sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE + os.sep):
+        frame = frame.f_back
+    if frame is None:
+        return "an unknown line", ""
+    path, number = frame.f_code.co_filename, frame.f_lineno
+    return f"{path}:{number}", linecache.getline(path, number).strip()
+
+
+def _no_graph_error() -> None:
+    raise RuntimeError(
+        "backward: this tensor does not require grad and has no graph: none of the tensors "
+        "it was computed from had requires_grad=True (or it was computed under no_grad())")

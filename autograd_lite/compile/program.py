@@ -1,0 +1,164 @@
+"""The captured program: a flat list of steps over numbered values (slots), and its printout.
+
+A value is an argument of the call (an array, or the Tensor object itself when the function
+may write its `.grad`), a leaf read by reference at every replay (a parameter's array), a
+constant, or the result of a step. A step is one call: a primitive's forward, one derivative
+rule of the reverse sweep, a sum of cotangents, a gradient accumulated into a leaf, or an
+effect replayed by calling it again (an optimizer's update, a random draw).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+INPUT, PARAM, CONST, VALUE, OBJECT = "input", "param", "const", "value", "object"
+
+
+@dataclass
+class Value:
+    """What one slot holds: its kind (one of the names above), shape and dtype when it is an
+    array (as seen while tracing), and a name for the printout."""
+    kind: str
+    shape: Optional[tuple] = None
+    dtype: Optional[np.dtype] = None
+    name: str = ""
+
+    @property
+    def nbytes(self) -> int:
+        if self.shape is None or self.dtype is None:
+            return 0
+        return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+
+
+@dataclass
+class Step:
+    """One call of the program: `env[out] = fn(*(env[i] for i in ins), **kw)`.
+
+    `out` is a slot, a tuple of slots (the call returns a tuple; -1 drops an element) or None
+    (an effect whose result is not used). `kind` and `label` are for the printout."""
+    kind: str
+    label: str
+    fn: Callable
+    ins: Tuple[int, ...]
+    out: Any
+    kw: Dict[str, Any] = field(default_factory=dict)
+
+    def outputs(self) -> Tuple[int, ...]:
+        if self.out is None:
+            return ()
+        if isinstance(self.out, int):
+            return (self.out,)
+        return tuple(s for s in self.out if s >= 0)
+
+
+@dataclass
+class Program:
+    """Everything a replay needs, fixed at trace time.
+
+    `values[i]` describes slot i; `env` is the list of slot contents (constants filled in once,
+    the rest written by each replay); `inputs` pairs each flattened argument with its slot
+    (and the slot of the Tensor object, or -1); `params` pairs slots with the leaf Tensors
+    read by reference; `result` is the template of what the function returned.
+    """
+    name: str
+    values: List[Value]
+    steps: List[Step]
+    env: List[Any]
+    inputs: List[Tuple[int, int]]
+    params: List[Tuple[int, Any]]
+    result: Any
+    guards: List[Tuple[Any, str, Any]]
+    param_facts: List[Tuple[tuple, np.dtype]]
+
+    def peak_bytes(self) -> int:
+        """The largest total size of the step results alive at once (each freed after its
+        last use; parameters, inputs and constants not counted)."""
+        last = _last_uses(self)
+        alive, peak = 0, 0
+        live: Dict[int, int] = {}
+        for n, step in enumerate(self.steps):
+            for s in step.outputs():
+                if self.values[s].kind == VALUE and s not in live:
+                    live[s] = self.values[s].nbytes
+                    alive += live[s]
+            peak = max(peak, alive)
+            for s in [s for s in live if last.get(s, -1) <= n]:
+                alive -= live.pop(s)
+        return peak
+
+    def explain(self) -> str:
+        """The program as text, jaxpr-like: arguments and parameters, one line per step with
+        the shapes of its results, what it returns and the peak memory of the values."""
+        names = [_slot_name(i, v) for i, v in enumerate(self.values)]
+        lines = [f"compiled {self.name}: {len(self.steps)} steps"]
+        head = [f"{names[s]}:{_type(self.values[s])}" for s, _ in self.inputs]
+        lines.append("  arguments: " + (" ".join(head) or "none"))
+        params = [f"{names[s]}:{_type(self.values[s])}" for s, _ in self.params]
+        lines.append("  read by reference: " + (" ".join(params) or "none"))
+        lines.append("  let")
+        for step in self.steps:
+            outs = step.outputs()
+            left = " ".join(f"{names[s]}:{_type(self.values[s])}" for s in outs) or "_"
+            args = " ".join(names[i] for i in step.ins)
+            lines.append(f"    {left} = {step.label} {args}".rstrip())
+        lines.append(f"  in {_template_text(self.result, names)}")
+        lines.append(f"  values: {sum(1 for v in self.values if v.kind == VALUE)} results, "
+                     f"peak {_bytes(self.peak_bytes())} alive at once")
+        return "\n".join(lines)
+
+
+def _last_uses(program: Program) -> Dict[int, int]:
+    last: Dict[int, int] = {}
+    for n, step in enumerate(program.steps):
+        for i in step.ins:
+            last[i] = n
+    for s in _template_slots(program.result):
+        last[s] = len(program.steps)
+    return last
+
+
+def _template_slots(template: Any) -> List[int]:
+    kind = template[0]
+    if kind in ("tensor", "array", "object"):
+        return [template[1]]
+    if kind in ("tuple", "list"):
+        return [s for t in template[1] for s in _template_slots(t)]
+    if kind == "dict":
+        return [s for t in template[1].values() for s in _template_slots(t)]
+    return []
+
+
+def _template_text(template: Any, names: List[str]) -> str:
+    kind = template[0]
+    if kind in ("tensor", "array", "object"):
+        return names[template[1]]
+    if kind in ("tuple", "list"):
+        inner = ", ".join(_template_text(t, names) for t in template[1])
+        return f"({inner})" if kind == "tuple" else f"[{inner}]"
+    if kind == "dict":
+        return "{" + ", ".join(f"{k!r}: {_template_text(t, names)}" for k, t in template[1].items()) + "}"
+    return repr(template[1])
+
+
+def _slot_name(i: int, v: Value) -> str:
+    if v.name:
+        return v.name
+    return {INPUT: "x", PARAM: "p", CONST: "k", VALUE: "v", OBJECT: "o"}[v.kind] + str(i)
+
+
+def _type(v: Value) -> str:
+    if v.shape is None:
+        return v.kind
+    short = {"float32": "f32", "float64": "f64", "int64": "i64", "int32": "i32", "bool": "bool"}
+    dtype = str(np.dtype(v.dtype))
+    return f"{short.get(dtype, dtype)}[{','.join(str(n) for n in v.shape)}]"
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
