@@ -16,6 +16,7 @@ from typing import Any, Iterator, List, Mapping, NamedTuple, Optional, Tuple
 import numpy as np
 
 from autograd_lite import Tensor
+from autograd_lite.engine import guard
 
 PARAMETER_KINDS = ("weight", "bias")
 
@@ -79,6 +80,7 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__}: subclasses of Module must define forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        guard(self, "training")   # inside ag.compile: train() / eval() select another program
         return self.forward(*args, **kwargs)
 
     def short_name(self) -> str:
