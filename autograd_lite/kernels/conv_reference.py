@@ -117,11 +117,13 @@ def max_pool2d(x: np.ndarray, kernel: Pair, stride: Pair, padding: Padding) -> n
 
 def max_pool2d_argmax(x: np.ndarray, kernel: Pair, stride: Pair, padding: Padding) -> np.ndarray:
     """(N, C, Ho, Wo): the offset a kw + b in its window of each window's maximum, the first one
-    in row-major order among ties (PyTorch's choice); a NaN counts as the maximum."""
+    in row-major order among ties (PyTorch's choice); a NaN counts as the maximum (the last NaN,
+    as in PyTorch's CPU loop)."""
     cells = _pool_windows(x, kernel, stride, padding)
     nan = np.isnan(cells)
     if nan.any():
-        return np.where(nan.any(axis=-1), nan.argmax(axis=-1), cells.argmax(axis=-1))
+        last_nan = cells.shape[-1] - 1 - nan[..., ::-1].argmax(axis=-1)
+        return np.where(nan.any(axis=-1), last_nan, cells.argmax(axis=-1))
     return cells.argmax(axis=-1)
 
 
