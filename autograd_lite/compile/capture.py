@@ -475,8 +475,9 @@ class Tracer:
             if id(result) in self.object_slot:
                 return ("object", self.object_slot[id(result)])
             slot = self.tensor_slot.get(id(result))
-            if slot is None and result.requires_grad and result._op is None:
-                return ("object", self._object(result))
+            if (slot is None and result.requires_grad and result._op is None) or \
+                    (slot is not None and self.values[slot].kind == PARAM):
+                return ("object", self._object(result))   # a leaf: the same object
             return ("value", result) if slot is None else ("tensor", slot)
         if isinstance(result, np.ndarray):
             slot = self.array_slot.get(id(result))
@@ -495,7 +496,7 @@ class Tracer:
         args = [x.data if isinstance(x, Tensor) else x for x in flat]
         for slot, v in enumerate(self.values):
             c = self.env[slot]
-            if v.kind != CONST or not isinstance(c, np.ndarray) or c.size < 2:
+            if v.kind not in (CONST, PARAM) or not isinstance(c, np.ndarray) or c.size < 2:
                 continue
             if c.dtype.kind not in "biuf" or not np.any(c.reshape(-1) != c.reshape(-1)[0]):
                 continue   # a constant of one value everywhere is no argument's copy

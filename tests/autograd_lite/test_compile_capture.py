@@ -1,0 +1,170 @@
+"""ag.compile: tracing, replay, the signature cache and strict tracing (unit tests of
+autograd_lite/compile/; the spec-driven equivalence suite is test_compile_equivalence.py)."""
+import warnings
+
+import numpy as np
+import pytest
+
+import autograd_lite as ag
+
+
+def _params(seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    W = ag.tensor(rng.standard_normal((4, 3)).astype(dtype), requires_grad=True, name="W")
+    b = ag.tensor(np.zeros(3, dtype), requires_grad=True, name="b")
+    return W, b
+
+
+def _sgd_step(W, b):
+    def step(x, lr):
+        loss = ag.sigmoid(x @ W + b).sum() + (W * W).sum()
+        W.grad = None
+        b.grad = None
+        loss.backward()
+        with ag.no_grad():
+            W.__isub__(lr * W.grad)
+            b.__isub__(lr * b.grad)
+        return loss
+    return step
+
+
+def _batches(n, shape=(5, 4), dtype=np.float64):
+    return [np.random.default_rng(10 + i).standard_normal(shape).astype(dtype) for i in range(n)]
+
+
+def test_replayed_sgd_step_is_bit_identical_to_eager_and_traces_once():
+    xs = _batches(6)
+    W, b = _params()
+    eager = [_sgd_step(W, b)(x, 0.1).data.item() for x in xs]
+    W_eager, b_eager = W.data.copy(), b.data.copy()
+    W, b = _params()
+    compiled = ag.compile(_sgd_step(W, b))
+    replayed = [compiled(x, 0.1).data.item() for x in xs]
+    assert replayed == eager
+    assert np.array_equal(W.data, W_eager) and np.array_equal(b.data, b_eager)
+    assert compiled.trace_count == 1 and compiled.cache_size == 1
+
+
+def test_a_new_shape_or_value_traces_again_and_the_eighth_trace_warns():
+    W, b = _params()
+    compiled = ag.compile(_sgd_step(W, b))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        compiled(_batches(1, (5, 4))[0], 0.1)
+        compiled(_batches(1, (6, 4))[0], 0.1)
+        compiled(_batches(1, (6, 4))[0], 0.2)     # another value of a non-array argument
+    assert compiled.trace_count == 3
+    with pytest.warns(ag.CompileWarning, match="traced 8 times"):
+        for n in range(7, 12):
+            compiled(_batches(1, (n, 4))[0], 0.1)
+
+
+def test_parameters_are_read_by_reference_and_a_reshaped_parameter_retraces():
+    W, b = _params()
+    f = ag.compile(lambda x: (x @ W + b).sum())
+    x = _batches(1)[0]
+    f(x)
+    b.data[...] = 1.0                          # changed outside: the replay sees it
+    assert np.isclose(f(x).data, (x @ W.data + 1.0).sum())
+    W.data = np.ones((4, 3))                   # a new array: read at the next replay
+    assert np.isclose(f(x).data, (x @ W.data + 1.0).sum())
+    b.data = np.ones(1)                        # a new shape: a new trace, never a stale plan
+    assert np.isclose(f(x).data, (x @ W.data + 1.0).sum())
+    assert f.trace_count == 2
+
+
+def test_reading_a_traced_value_names_the_line_and_the_fix():
+    W, b = _params()
+
+    def step(x):
+        loss = (x @ W).sum()
+        if float(loss) > 0:   # the line the error must name
+            loss = loss * 2
+        return loss
+    with pytest.raises(ag.TracingError, match=r"test_compile_capture\.py:\d+: `if float\(loss\) > 0") as info:
+        ag.compile(step)(_batches(1)[0])
+    assert "ag.where" in str(info.value) and "outside the compiled function" in str(info.value)
+    for read in (lambda t: t.item(), lambda t: bool(t), lambda t: np.asarray(t), lambda t: t.numpy()):
+        with pytest.raises(ag.TracingError):
+            ag.compile(lambda x: read((x @ W).sum()))(_batches(1)[0])
+
+
+def test_fallback_runs_eagerly_with_one_warning():
+    W, b = _params()
+
+    def f(x):
+        loss = (x @ W).sum()
+        return loss * 2 if float(loss) > 0 else loss * 3
+    compiled = ag.compile(fallback=True)(f)
+    xs = _batches(3)
+    with pytest.warns(ag.CompileWarning, match="runs eagerly"):
+        first = compiled(xs[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rest = [compiled(x) for x in xs[1:]]
+    assert [t.data.item() for t in [first] + rest] == [f(x).data.item() for x in xs]
+
+
+def test_comparisons_are_recorded_not_frozen():
+    f = ag.compile(lambda x: ag.where(x > 0, x, 0.5 * x).sum())
+    xs = _batches(3)
+    for x in xs:
+        expected = np.where(x > 0, x, 0.5 * x).sum()
+        assert np.isclose(f(ag.tensor(x)).data, expected)
+    assert f.trace_count == 1
+
+
+def test_an_argument_converted_outside_the_primitives_is_refused():
+    W, _ = _params(dtype=np.float32)
+    f = ag.compile(lambda x: (ag.tensor(np.asarray(x, dtype=np.float32)) @ W).sum())
+    with pytest.raises(ag.TracingError, match="argument 0"):
+        f(_batches(1)[0])
+
+
+def test_train_and_eval_select_different_programs_and_dropout_draws_as_eager():
+    nn = pytest.importorskip("nn")
+
+    def run(compiled):
+        model = nn.MLP([4, 8, 3], activation="relu", dropout=0.5, seed=0)
+        opt = nn.SGD(model, lr=0.1)
+
+        def step(x, y):
+            loss = nn.sparse_categorical_cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return loss
+        f = ag.compile(step) if compiled else step
+        x, y = _batches(1, (6, 4))[0], np.array([0, 1, 2, 0, 1, 2])
+        out = []
+        for i in range(4):
+            model.train(i != 2)
+            if i == 3:
+                opt.lr = 0.05
+            out.append(f(x, y).data.item())
+        return out, f
+    eager, _ = run(False)
+    replayed, f = run(True)
+    assert replayed == eager
+    assert f.trace_count == 2
+
+
+def test_several_results_come_back_in_their_structure():
+    W, b = _params()
+    f = ag.compile(lambda x: {"loss": (x @ W).sum(), "parts": (x @ W, 3), "W": W})
+    x = _batches(2)
+    f(x[0])
+    out = f(x[1])
+    assert out["W"] is W and out["parts"][1] == 3
+    assert np.allclose(out["parts"][0].data, x[1] @ W.data)
+    assert np.isclose(out["loss"].data, (x[1] @ W.data).sum())
+
+
+def test_explain_lists_the_forward_the_backward_and_the_peak_memory():
+    W, b = _params()
+    compiled = ag.compile(_sgd_step(W, b))
+    assert "not traced yet" in compiled.explain()
+    compiled(_batches(1)[0], 0.1)
+    text = compiled.explain()
+    assert "matmul x0 W" in text and "vjp[matmul].1" in text and "accumulate_grad" in text
+    assert "f64[5,3]" in text and "peak" in text
