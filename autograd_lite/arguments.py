@@ -8,6 +8,7 @@ from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from .batching import Batched
 from .tensor import Tensor
 
 Axis = Union[None, int, Sequence[int]]
@@ -83,6 +84,12 @@ def normalize_index(index: Any, shape: Tuple[int, ...]) -> tuple:
     out = []
     for item in index:
         if isinstance(item, Tensor):
+            if isinstance(item, Batched):
+                raise IndexError(
+                    f"getitem: the index is batched (inside vmap it differs from example to "
+                    f"example, shape {item.shape} per example), so the result's shape could too; "
+                    "index with values that are the same for every example, or use ag.where(mask, "
+                    "x, 0) / ag.take_along_axis")
             item = item.data
         if isinstance(item, list):
             item = np.asarray(item)

@@ -41,7 +41,7 @@ class Batched(Tensor):
         if type(data) is not np.ndarray:
             data = np.asarray(data)
         b.data = data
-        b.grad = None
+        b._grad = None
         b.requires_grad = False
         b.name = None
         b._op = None
@@ -98,6 +98,9 @@ class Batched(Tensor):
 
     def tolist(self) -> Any:
         raise self._no_single_value("tolist()")
+
+    def __array__(self, dtype=None, copy=None):
+        raise self._no_single_value("np.asarray")
 
     def __bool__(self) -> bool:
         raise self._no_single_value("the truth value")

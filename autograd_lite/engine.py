@@ -31,6 +31,10 @@ _grad_mode = _GradMode()
 # Module-level lists so that the common case costs one truth test.
 jvp_traces: List[Any] = []
 apply_hooks: List[Any] = []
+# vmap's interpreter while a vmap runs (`vmap.interpret`): a primitive applied to a batched value
+# runs its batching rule instead of its forward, and reverse sweeps run their rules on Tensors
+# (cotangents may be batched)
+batching: List[Any] = []
 # Sequence numbers of recorded nodes, in creation order: a node is always newer than its inputs,
 # so newest-first is an order in which the reverse sweep can visit them.
 _sequence = itertools.count()
@@ -146,17 +150,19 @@ def apply(prim, args: tuple, params: dict) -> Tensor:
             needs.append(False)
             versions.append(None)
     record = True in needs
-    try:
-        out = prim.forward(*arrays, **params)
-    except (ValueError, IndexError, TypeError) as error:
-        message = str(error)
-        if not message.startswith(prim.name + ":"):
-            shapes = ", ".join(str(np.shape(a)) for a in arrays)
-            message = f"{prim.name}: {message} (input shapes {shapes})"
-        raise type(error)(message) from None
-    if type(out) is not np.ndarray:
-        out = np.asarray(out)
-    result = Tensor._wrap(out)
+    result = batching[-1](prim, args, params) if batching else None
+    if result is None:
+        try:
+            out = prim.forward(*arrays, **params)
+        except (ValueError, IndexError, TypeError) as error:
+            message = str(error)
+            if not message.startswith(prim.name + ":"):
+                shapes = ", ".join(str(np.shape(a)) for a in arrays)
+                message = f"{prim.name}: {message} (input shapes {shapes})"
+            raise type(error)(message) from None
+        if type(out) is not np.ndarray:
+            out = np.asarray(out)
+        result = Tensor._wrap(out)
     if record and _grad_mode.enabled:
         result.requires_grad = True
         result._op = prim
@@ -277,12 +283,14 @@ def _creation_order(node: Tensor) -> int:
 def _as_cotangent(value: Any, like: Tensor, create_graph: bool, where: str) -> Any:
     if isinstance(value, Tensor):
         array = value.data
+        shape = value.shape  # one example's, for a batched cotangent inside vmap
     else:
         array = np.asarray(value, dtype=like.dtype)
-    if array.shape != like.shape:
-        raise ValueError(f"{where}: the gradient has shape {array.shape} but the tensor it starts "
+        shape = array.shape
+    if shape != like.shape:
+        raise ValueError(f"{where}: the gradient has shape {shape} but the tensor it starts "
                          f"from has shape {like.shape}; they must be equal")
-    if create_graph:
+    if create_graph or batching:
         return value if isinstance(value, Tensor) else Tensor._wrap(array)
     return array
 
@@ -293,12 +301,12 @@ def _seed(root: Tensor, gradient: Any, create_graph: bool, where: str) -> Any:
         raise TypeError(f"{where}: the output has dtype {root.data.dtype}, not floating point, so it "
                         "has no gradient; differentiate the float value before it was converted")
     if gradient is None:
-        if root.data.size != 1:
+        if root.size != 1:
             raise RuntimeError(
                 f"{where}: the tensor has shape {root.shape}, not a single element; a gradient "
                 f"can only be created implicitly for a scalar. Pass gradient= (an array of shape "
                 f"{root.shape}), or reduce first, e.g. loss.sum().backward()")
-        shape, dtype = root.data.shape, root.data.dtype
+        shape, dtype = root.shape, root.data.dtype  # (inside vmap, one example's shape)
         # np.array(1, dtype) costs a quarter of np.ones((), dtype) for the usual 0-d loss
         ones = np.array(1, dtype) if not shape else np.ones(shape, dtype)
         return Tensor._wrap(ones) if create_graph else ones
@@ -324,7 +332,7 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
                                 "value_and_grad, checkpoint, ...)", "call loss.backward() instead")
     stop = _NOWHERE if targets is None else {id(t) for t in targets}
     leads = None if targets is None else _leading_to(roots, stop)
-    tensor_mode = create_graph or bool(jvp_traces)
+    tensor_mode = create_graph or bool(jvp_traces) or bool(batching)
     hooks = tuple(backward_hooks)
     # ids of cotangent arrays that this sweep allocated and that nothing else refers to: a
     # second cotangent for the same tensor can be added into them in place
@@ -386,7 +394,7 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
                 if not wanted[i]:
                     continue
                 c = cotangents[i]
-                shape = x.data.shape
+                shape = x.shape if tensor_mode else x.data.shape  # one example's, in vmap
                 if c.shape != shape:
                     c = unbroadcast(c, shape)
                     new = not tensor_mode  # summed (or stretched) into an array of its own
@@ -565,7 +573,7 @@ def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: Opti
     for x in ins:
         entry = results.get(id(x))
         if entry is None:
-            answer.append(Tensor._wrap(np.zeros_like(x.data)))
+            answer.append(Tensor._wrap(np.zeros(x.shape, x.dtype)))
             continue
         _, c, exclusive = entry
         if c.dtype != x.dtype:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence, Tuple
 import numpy as np
 
 from . import engine, primitives
+from .batching import Batched
 from .tensor import Tensor
 
 
@@ -86,8 +87,8 @@ class JVPTrace:
 
 def _watched(args: Sequence[Any], tangents: list) -> bool:
     """Whether a rule's operations must be recorded: an outer trace or a graph may need them."""
-    if engine.jvp_traces or engine.apply_hooks:
-        return True
+    if engine.jvp_traces or engine.apply_hooks or engine.batching:
+        return True  # (inside vmap, values and tangents may be batched: only Tensors carry that)
     if not engine.is_grad_enabled():
         return False
     for a in args:
@@ -151,16 +152,18 @@ def jvp_for(f: Callable[..., Any], primals: Any, tangents: Any, op: str) -> Tupl
 def attach_tangent(trace: JVPTrace, primal: Any, tangent: Any, i: int = 0) -> Tensor:
     """A Tensor with `primal`'s value (and graph, and outer tangents) carrying `tangent` for `trace`."""
     data = primal.data if isinstance(primal, Tensor) else np.asarray(primal)
+    shape = primal.shape if isinstance(primal, Tensor) else data.shape  # one example's, in vmap
     if data.dtype.kind != "f":
         raise TypeError(f"jvp: primal {i} has dtype {data.dtype}; forward mode needs floating-point "
                         "primals (convert with .astype(np.float64))")
     t_shape = tangent.shape if isinstance(tangent, Tensor) else np.shape(tangent)
-    if tuple(t_shape) != data.shape:
+    if tuple(t_shape) != shape:
         raise ValueError(f"jvp: tangent {i} has shape {tuple(t_shape)} but primal {i} has shape "
-                         f"{data.shape}; each tangent must have its primal's shape")
-    if isinstance(primal, Tensor) and (primal.requires_grad or has_live_tangent(primal)):
+                         f"{shape}; each tangent must have its primal's shape")
+    if isinstance(primal, Tensor) and (primal.requires_grad or has_live_tangent(primal)
+                                       or isinstance(primal, Batched)):
         # a fresh node linked to the primal, so that outer transforms still see through it
-        x = primitives.reshape(primal, shape=data.shape)
+        x = primitives.reshape(primal, shape=shape)
         x._jvp = dict(x._jvp) if x._jvp else {}
     else:
         x = Tensor._wrap(data)
@@ -195,7 +198,7 @@ def tangent_of(trace: JVPTrace, out: Any) -> Tensor:
         return Tensor._wrap(np.zeros_like(np.asarray(out, dtype=float)))
     t = out._jvp.get(trace) if out._jvp else None
     if t is None:
-        return Tensor._wrap(np.zeros_like(out.data))
+        return Tensor._wrap(np.zeros(out.shape, out.dtype))
     return t
 
 
@@ -236,7 +239,7 @@ def export(value: Any, as_tensor: bool, keep_graph: bool) -> Any:
         return Tensor._wrap(np.asarray(value)) if as_tensor else value
     if (keep_graph or enclosed()) and (value.requires_grad or has_live_tangent(value)):
         return value
-    if as_tensor:
+    if as_tensor or isinstance(value, Batched):  # (a batched value stays one, inside vmap)
         return value if value._op is None and not value._jvp else value.detach()
     data = value.data
     return data if data.flags.writeable else np.array(data)

@@ -215,6 +215,10 @@ class Tensor:
         self._retain = True
         return self
 
+    def _constant(self) -> Any:
+        """The values without graph, as `_data` gives them to rules (a batched value overrides it)."""
+        return self.data
+
     def detach(self) -> "Tensor":
         """The same data, cut from the graph (shares memory)."""
         return Tensor._wrap(self.data)
@@ -249,8 +253,11 @@ def _compare(relation: Any, x: "Tensor", other: Any) -> Any:
 
 
 def _data(x: Any) -> Any:
-    """The array inside a Tensor, or x itself."""
-    return x.data if isinstance(x, Tensor) else x
+    """The array inside a Tensor, or x itself (for a batched value inside vmap: its values,
+    still batched, so that masks computed from them stay one per example)."""
+    if isinstance(x, Tensor):
+        return x.data if type(x) is Tensor else x._constant()
+    return x
 
 
 def as_tensor(x: Any) -> Tensor:

@@ -124,7 +124,10 @@ def where(condition: Any, x: Any, y: Any) -> Tensor:
     """x where condition holds, else y (broadcasting). The condition carries no gradient."""
     if not isinstance(x, Tensor) and not isinstance(y, Tensor):
         x = as_tensor(x)
-    return where_p(np.asarray(_data(condition), dtype=bool), x, y)
+    condition = _data(condition)
+    if isinstance(condition, Tensor):  # inside vmap: one mask per example
+        return where_p(condition if condition.dtype == bool else condition != 0, x, y)
+    return where_p(np.asarray(condition, dtype=bool), x, y)
 
 
 # ---------------------------------------------------------------- more binary ops

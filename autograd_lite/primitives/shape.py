@@ -894,6 +894,10 @@ def _batch_roll(args, dims, shift, axis):
 
 def _batch_pad(args, dims, pad_width, constant_values):
     x, = args
+    values = np.asarray(constant_values)
+    if values.ndim == 2:  # one (before, after) pair of constants per axis: none for the batch axis
+        pairs = np.broadcast_to(values, (len(pad_width), 2))
+        constant_values = np.concatenate([np.zeros((1, 2), values.dtype), pairs])
     return pad_p(x, pad_width=((0, 0),) + tuple(pad_width), constant_values=constant_values), 0
 
 
