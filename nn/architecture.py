@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 import numpy as np
 
 from .cnn import CNN
-from .conv import (AdaptiveAvgPool2d, AvgPool2d, Conv1d, Conv2d, Flatten, MaxPool2d, conv_parameter_shapes,
+from .conv import (MAX_CHANNELS, AdaptiveAvgPool2d, AvgPool2d, Conv1d, Conv2d, Flatten, MaxPool2d, conv_parameter_shapes,
                    sizes)
 from .layers import (GELU, MAX_LAYERS, MAX_PARAMETERS, MLP, Dropout, Identity, LeakyReLU, Linear, ReLU,
                      Sequential, Sigmoid, Softmax, Tanh, check_parameter_count, float_dtype)
@@ -160,10 +160,10 @@ _BATCH_NORM_ARGUMENTS = {"num_features": (_count(MAX_FEATURES), REQUIRED), "eps"
 
 
 def _conv_arguments(dims: int) -> Dict[str, Tuple[Callable[[Any, str, str], Any], Any]]:
-    return {"in_channels": (_count(MAX_FEATURES), REQUIRED), "out_channels": (_count(MAX_FEATURES), REQUIRED),
+    return {"in_channels": (_count(MAX_CHANNELS), REQUIRED), "out_channels": (_count(MAX_CHANNELS), REQUIRED),
             "kernel_size": (_sizes(dims, 1), REQUIRED), "stride": (_sizes(dims, 1), 1),
             "padding": (_sizes(dims, 0, same=True), 0), "dilation": (_sizes(dims, 1), 1),
-            "groups": (_count(MAX_FEATURES), 1), "bias": (_flag, True), "dtype": (_dtype, "float64")}
+            "groups": (_count(MAX_CHANNELS), 1), "bias": (_flag, True), "dtype": (_dtype, "float64")}
 
 
 _POOL_ARGUMENTS = {"kernel_size": (_sizes(2, 1), REQUIRED), "stride": (_optional(_sizes(2, 1)), None),
@@ -247,9 +247,11 @@ def _specs(arch: Any, prefix: str, depth: int, counter: List[int]) -> Specs:
         if depth >= MAX_DEPTH:
             raise ValueError(f"architecture: Sequentials nested more than {MAX_DEPTH} deep")
         layers = arch.get("layers")
-        if sorted(arch) != ["class", "layers"] or not isinstance(layers, list) or len(layers) > MAX_LAYERS:
+        if sorted(arch) != ["class", "layers"] or not isinstance(layers, list):
             raise ValueError(f"architecture: {where} (Sequential) must be {{'class': 'Sequential', 'layers': "
-                             f"[up to {MAX_LAYERS} layers]}}, got keys {sorted(arch)!r:.120}")
+                             f"[layer, ...]}}, got {arch!r:.120}")
+        if len(layers) > MAX_LAYERS:
+            raise ValueError(f"architecture: {where} (Sequential) has {len(layers):,} layers, more than {MAX_LAYERS}")
         specs = {}
         for i, layer in enumerate(layers):
             specs.update(_specs(layer, f"{prefix}{i}.", depth + 1, counter))
