@@ -14,6 +14,7 @@ from .graph import to_dot, render, explain
 from .forward import jvp
 from .functional import grad, value_and_grad, vjp, jacobian, hessian, hvp
 from .checkpoint import checkpoint
+from .vmap import vmap
 from .compile import compile, Compiled, CompileWarning, TracingError
 from . import kernels, fused
 from .declaration import check_rules_declared_from_now_on as _seal_table

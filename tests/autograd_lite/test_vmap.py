@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import autograd_lite as ag
-from autograd_lite.vmap import vmap
+from autograd_lite import vmap
 
 TOL = dict(rtol=1e-12, atol=1e-12)
 rng = np.random.default_rng(0)
