@@ -19,6 +19,7 @@ import numpy as np
 
 import autograd_lite as ag
 from autograd_lite import Tensor
+from autograd_lite.engine import guard, replayed
 
 from .layers import float_dtype
 from .module import Module, Parameter
@@ -62,6 +63,7 @@ class _BatchNorm(Module):
         if len(shape) not in self.ranks or shape[1] != self.num_features:
             raise ValueError(f"{self.short_name()}: expected an input of shape {self.expected} with "
                              f"C = {self.num_features}, got shape {shape}")
+        guard(self, "training")   # ag.compile traces train and eval apart
         axes = (0,) + tuple(range(2, len(shape)))
         broadcast = (1, self.num_features) + (1,) * (len(shape) - 2)
         if self.training or not self.track_running_stats:
@@ -74,25 +76,17 @@ class _BatchNorm(Module):
             centred = x - mean
             var = ag.mean(centred * centred, axis=axes, keepdims=True)
             if self.training and self.track_running_stats:
-                self._update_running_stats(mean.data.reshape(-1), var.data.reshape(-1), count)
+                _update_running_stats(self, mean, var, count)
             x_hat = centred / ag.sqrt(var + self.eps)
         else:
-            mean = self.running_mean.reshape(broadcast).astype(x.dtype, copy=False)
-            scale = 1.0 / np.sqrt(self.running_var.reshape(broadcast) + self.eps)
-            x_hat = (x - mean) * scale.astype(x.dtype, copy=False)
+            # the buffers as leaf Tensors sharing their memory, so that a compiled step reads
+            # the current statistics at every replay instead of those of its trace
+            mean = ag.reshape(Tensor._wrap(self.running_mean), broadcast)
+            var = ag.reshape(Tensor._wrap(self.running_var), broadcast)
+            x_hat = (x - mean) / ag.sqrt(var + self.eps)
         if self.affine:
             x_hat = x_hat * ag.reshape(self.weight, broadcast) + ag.reshape(self.bias, broadcast)
         return x_hat
-
-    def _update_running_stats(self, mean: np.ndarray, var: np.ndarray, count: int) -> None:
-        """Move the running statistics towards the batch's, in place (the state keeps these arrays)."""
-        self.num_batches_tracked += 1
-        momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-        unbiased = var * (count / (count - 1))
-        self.running_mean *= 1.0 - momentum
-        self.running_mean += momentum * mean
-        self.running_var *= 1.0 - momentum
-        self.running_var += momentum * unbiased
 
     def architecture(self) -> dict:
         """The constructor arguments as JSON data (see nn/architecture.py)."""
@@ -106,6 +100,19 @@ class _BatchNorm(Module):
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps:g}, momentum={self.momentum}, affine={self.affine}, "
                 f"track_running_stats={self.track_running_stats}")
+
+
+@replayed
+def _update_running_stats(layer: _BatchNorm, mean: Tensor, var: Tensor, count: int) -> None:
+    """Move `layer`'s running statistics towards the batch's `mean` and biased `var`, in place (the
+    state keeps these arrays); an effect that ag.compile replays at every step."""
+    layer.num_batches_tracked += 1
+    momentum = 1.0 / float(layer.num_batches_tracked) if layer.momentum is None else layer.momentum
+    unbiased = var.data.reshape(-1) * (count / (count - 1))
+    layer.running_mean *= 1.0 - momentum
+    layer.running_mean += momentum * mean.data.reshape(-1)
+    layer.running_var *= 1.0 - momentum
+    layer.running_var += momentum * unbiased
 
 
 class BatchNorm1d(_BatchNorm):

@@ -174,3 +174,31 @@ def test_fit_restores_the_best_epochs_running_statistics_too():
     best = min(state, key=lambda e: state[e][0])
     assert history.best_epoch == best
     np.testing.assert_array_equal(model[1].running_mean, state[best][1]["1.running_mean"])
+
+
+def test_a_compiled_training_step_moves_the_running_statistics_as_the_eager_one_does():
+    rng = np.random.default_rng(3)
+    xs = [rng.standard_normal((4, 1, 6, 6)) for _ in range(3)]
+    results = []
+    for compiled in (False, True):
+        model = nn.Sequential(nn.Conv2d(1, 2, 3, seed=0), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(),
+                              nn.Linear(32, 3, seed=1), nn.BatchNorm1d(3, momentum=None))
+        optimizer = nn.SGD(model, lr=0.1)
+
+        def step(x):
+            out = model(x)
+            loss = (out * out).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            return loss
+        run = ag.compile(step) if compiled else step
+        model.train()
+        for x in xs:
+            run(x)
+        model.eval()
+        results.append((model.state_dict(), model(xs[0]).data))
+    for name, array in results[0][0].items():
+        np.testing.assert_allclose(results[1][0][name], array, rtol=1e-12, err_msg=name)
+    assert float(results[1][0]["5.num_batches_tracked"]) == 3
+    np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-12)
