@@ -135,6 +135,8 @@ class Tracer:
             return self._leaf(x) if slot is None else slot
         if isinstance(x, np.ndarray):
             slot = self.array_slot.get(id(x))
+            if slot is None and x.base is not None and _same_memory(x, x.base):
+                slot = self.array_slot.get(id(x.base))   # np.asarray(mask): a plain view of it
             if slot is not None:
                 return slot
         slot = self.const_slot.get(id(x))
@@ -175,11 +177,13 @@ class Tracer:
                                out, params))
         self.env[out] = result.data
 
-    def read(self, t: Tensor, what: str) -> None:
-        if self.depth or not self.traced(t):
+    def read(self, t: Optional[Tensor], what: str, shape: tuple = ()) -> None:
+        if t is not None and (self.depth or not self.traced(t)):
             return
         where, line = _user_line()
-        message = (f"ag.compile: {what} reads the value of a traced tensor (shape {t.shape}) at "
+        shape = t.shape if t is not None else shape
+        kind = "tensor" if t is not None else "mask (a comparison of traced values)"
+        message = (f"ag.compile: {what} reads the value of a traced {kind} (shape {shape}) at "
                    f"{where}: `{line}`; a compiled function is traced once and replayed, so a "
                    "Python value or decision taken from one call's numbers would be frozen into "
                    "every later call. Move the read outside the compiled function (return the "
@@ -202,7 +206,10 @@ class Tracer:
         raise TracingError(message)
 
     def predicate(self, relation: Callable, operands: tuple) -> Any:
+        """A comparison (or another NumPy ufunc on a mask made by one) of traced values:
+        recorded, and handed back as a `TracedArray`, which refuses `if mask:`."""
         arrays = [x.data if isinstance(x, Tensor) else x for x in operands]
+        arrays = [a.view(np.ndarray) if isinstance(a, TracedArray) else a for a in arrays]
         if self.depth or not any(self.traced(x) for x in operands):
             return relation(*arrays)
         ins = tuple(self.slot(x) for x in operands)
@@ -210,10 +217,18 @@ class Tracer:
         if not isinstance(out, np.ndarray):
             out = np.asarray(out)
             relation = _as_array(relation)
+        plain, out = out, out.view(TracedArray)
         slot = self._value(out)
-        self.steps.append(Step("compare", getattr(relation, "__name__", "compare"), relation, ins, slot))
+        self.array_slot[id(plain)] = slot   # np.asarray(mask) is a view of `plain`
+        self.keep.append(plain)
+        name = getattr(relation, "__name__", "compare")
+        self.steps.append(Step("compare", name, relation, ins, slot))
         self.env[slot] = out
         return out
+
+    def read_array(self, a: np.ndarray, what: str) -> None:
+        if not self.depth:
+            self.read(None, what, a.shape)
 
     def guard(self, obj: Any, attribute: str) -> None:
         if not any(o is obj and a == attribute for o, a, _ in self.guards):
@@ -516,7 +531,60 @@ class Tracer:
                             raise TracingError(message)
 
 
+class TracedArray(np.ndarray):
+    """A comparison's result while a trace runs: a NumPy array whose truth value and Python
+    conversions are refused (`if (t > 0).any():` would freeze one call's branch) and whose
+    ufuncs are recorded (`(a > 0) & (b < 1)`). Outside a trace it behaves as a plain array."""
+
+    def __bool__(self) -> bool:
+        if tracers:
+            tracers[-1].read_array(self, "bool(mask)")
+        return bool(self.view(np.ndarray))
+
+    def __float__(self) -> float:
+        if tracers:
+            tracers[-1].read_array(self, "float(mask)")
+        return float(self.view(np.ndarray))
+
+    def __int__(self) -> int:
+        if tracers:
+            tracers[-1].read_array(self, "int(mask)")
+        return int(self.view(np.ndarray))
+
+    def item(self, *args: Any) -> Any:
+        if tracers:
+            tracers[-1].read_array(self, "mask.item()")
+        return self.view(np.ndarray).item(*args)
+
+    def tolist(self) -> Any:
+        if tracers:
+            tracers[-1].read_array(self, "mask.tolist()")
+        return self.view(np.ndarray).tolist()
+
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        if tracers and method in ("__call__", "reduce") and "out" not in kwargs:
+            if method == "__call__" and not kwargs:
+                return tracers[-1].predicate(ufunc, inputs)
+            return tracers[-1].predicate(_ufunc_method(ufunc, method, kwargs), inputs)
+        plain = [x.view(np.ndarray) if isinstance(x, TracedArray) else x for x in inputs]
+        return getattr(ufunc, method)(*plain, **kwargs)
+
+
 # ---------------------------------------------------------------- step functions
+def _ufunc_method(ufunc: np.ufunc, method: str, kwargs: dict) -> Callable:
+    call = getattr(ufunc, method)
+
+    def run(*arrays: Any) -> Any:
+        return call(*arrays, **kwargs)
+    run.__name__ = f"{ufunc.__name__}.{method}"
+    return run
+
+
+def _same_memory(view: np.ndarray, base: np.ndarray) -> bool:
+    return (view.shape == base.shape and view.dtype == base.dtype and view.strides == base.strides
+            and view.__array_interface__["data"][0] == base.__array_interface__["data"][0])
+
+
 def _forward(prim: Any) -> Callable:
     forward = prim.forward
 

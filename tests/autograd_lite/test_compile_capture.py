@@ -168,3 +168,12 @@ def test_explain_lists_the_forward_the_backward_and_the_peak_memory():
     text = compiled.explain()
     assert "matmul x0 W" in text and "vjp[matmul].1" in text and "accumulate_grad" in text
     assert "f64[5,3]" in text and "peak" in text
+
+
+def test_a_branch_on_a_comparison_is_refused_and_masks_combined_by_numpy_are_recorded():
+    with pytest.raises(ag.TracingError, match="mask"):
+        ag.compile(lambda x: x * 2 if (x > 0).any() else x)(ag.tensor(_batches(1)[0]))
+    f = ag.compile(lambda x: ag.where((x > 0) & (x < 1), x, 0 * x).sum())
+    for x in _batches(3):
+        assert np.isclose(f(ag.tensor(x)).data, np.where((x > 0) & (x < 1), x, 0).sum())
+    assert f.trace_count == 1
