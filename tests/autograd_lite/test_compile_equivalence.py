@@ -341,7 +341,12 @@ def _branches_on_value(x, w):
     return -loss
 
 
-READERS = [_reads_float, _reads_item, _reads_data, _reads_asarray, _reads_tolist, _branches_on_value]
+DATA_HOLE = pytest.mark.xfail(strict=True, reason=(
+    "issue 14 asks for it; not enforced by design (compile's owner): `.data` is a slot read by the "
+    "engine and by other code on every op, a raising property would cost every eager op and a "
+    "traced subclass breaks `type(x) is Tensor` checks; a documented hole"))
+READERS = [_reads_float, _reads_item, pytest.param(_reads_data, marks=DATA_HOLE), _reads_asarray, _reads_tolist,
+           _branches_on_value]
 
 
 def _reading_line(fn):
@@ -349,7 +354,41 @@ def _reading_line(fn):
     return first + next(i for i, line in enumerate(lines) if "# READS" in line)
 
 
-@pytest.mark.parametrize("fn", READERS, ids=lambda f: f.__name__)
+def _scales_an_argument_with_numpy(x, w):
+    x = x / 255.0
+    return (ag.as_tensor(x) * w).sum()
+
+
+def _one_hot_from_an_argument_with_numpy(labels, w):
+    targets = np.eye(2)[labels]
+    return (ag.as_tensor(targets) * w).sum()
+
+
+def _reads_data_of_the_result(x, w):
+    h = ag.as_tensor(x) * w
+    return ag.as_tensor(h.data * 2).sum()
+
+
+@pytest.mark.parametrize("fn, argument", [
+    (_scales_an_argument_with_numpy, lambda k: np.full(2, float(k))),
+    (_one_hot_from_an_argument_with_numpy, lambda k: np.array([k % 2, 1, 0])),
+    pytest.param(_reads_data_of_the_result, lambda k: np.full(2, float(k)), marks=DATA_HOLE),
+], ids=["x / 255", "np.eye(n)[labels]", "t.data"])
+def test_numpy_on_traced_inputs_is_refused_or_replayed_never_frozen(fn, argument):
+    """NumPy applied to an argument inside the function: refused while tracing, or computed anew
+    at every replay, never a constant frozen at the first call's value."""
+    w = ag.tensor(np.array([1.0, -2.0]), requires_grad=True)
+    compiled = ag.compile(fn)
+    try:
+        first = as_array(compiled(argument(1), w))
+    except ag.TracingError:
+        return
+    results = [first] + [as_array(compiled(argument(k), w)) for k in range(2, 5)]
+    expected = [as_array(fn(argument(k), w)) for k in range(1, 5)]
+    np.testing.assert_array_equal(results, expected, err_msg="a replay returned a value frozen at trace time")
+
+
+@pytest.mark.parametrize("fn", READERS, ids=lambda f: getattr(f, "__name__", None))
 def test_reading_a_traced_value_raises_naming_the_line_and_the_fix(fn):
     w = ag.tensor(np.array([1.0, -2.0]), requires_grad=True)
     compiled = ag.compile(fn)
@@ -363,7 +402,7 @@ def test_reading_a_traced_value_raises_naming_the_line_and_the_fix(fn):
         f"the error should say how to fix it: {message}")
 
 
-@pytest.mark.parametrize("fn", READERS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("fn", READERS, ids=lambda f: getattr(f, "__name__", None))
 def test_fallback_runs_eagerly_with_exactly_one_warning(fn):
     w = ag.tensor(np.array([1.0, -2.0]), requires_grad=True)
     compiled = ag.compile(fn, fallback=True)
