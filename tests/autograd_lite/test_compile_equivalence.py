@@ -264,6 +264,21 @@ def test_tensors_changed_outside_between_calls_are_seen_by_the_next_replay():
     assert as_array(compiled(x)) == 18.0
 
 
+def test_gradients_reach_tensor_arguments_that_require_grad():
+    W = ag.tensor(np.array([[1.0], [-2.0]]), requires_grad=True)
+
+    @ag.compile
+    def step(x):
+        x.grad = W.grad = None
+        ag.tanh(x @ W).sum().backward()
+
+    for k in range(3):
+        x = ag.tensor(np.array([[0.1 * k, 0.2]]), requires_grad=True)
+        step(x)
+        expected = (1 - np.tanh(x.data @ W.data) ** 2) @ W.data.T
+        np.testing.assert_allclose(as_array(x.grad), expected, rtol=1e-12)
+
+
 def test_gradients_are_seen_by_eager_code_after_a_replay():
     W = ag.tensor(np.array([1.0, -2.0]), requires_grad=True)
 

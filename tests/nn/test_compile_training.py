@@ -170,6 +170,28 @@ def test_train_and_eval_switching_between_calls_matches_eager():
     compare(setup, ce_step, labelled(6, 4, 8, np.float32), between)
 
 
+def test_dropout_probability_changed_between_calls_is_used_by_the_next_replay():
+    setup = lambda: mlp_setup(np.float64, sizes=(6, 16, 4), activation="relu", dropout=0.2)
+
+    def between(k, model, opt):
+        model.dropout.p = [0.2, 0.6, 0.0][k // 7]
+
+    compare(setup, ce_step, labelled(6, 4, 8, np.float64), between)
+
+
+def test_a_layer_frozen_between_calls_stops_changing():
+    """Fine-tuning: requires_grad turned off for the first layer after 8 steps."""
+    def between(k, model, opt):
+        if k == 8:
+            model.hidden[0].weight.requires_grad = False
+            model.hidden[0].bias.requires_grad = False
+            model.hidden[0].weight.grad = model.hidden[0].bias.grad = None
+
+    compiled, model, *_ = compare(lambda: mlp_setup(np.float64), bce_l2_step, batches(6, 3, 8, np.float64),
+                                  between)
+    assert model.hidden[0].weight.grad is None
+
+
 def test_compiled_inference_in_eval_mode_is_deterministic_and_matches_eager():
     model, _ = mlp_setup(np.float64, sizes=(6, 16, 4), activation="relu", dropout=0.5)
     model.eval()
