@@ -5,6 +5,7 @@ Batch, mini-batch and stochastic gradient descent differ only in the batch size:
 """
 from __future__ import annotations
 
+import sys
 from typing import Any, Iterator, Optional, Tuple, Union
 
 import numpy as np
@@ -57,6 +58,18 @@ def check_labels(labels: Any, num_classes: int, where: str, *,
         >>> check_labels([2, 0, 1], 3, "fit")
         array([2, 0, 1])
     """
+    batching = sys.modules.get("autograd_lite.batching")   # loaded whenever labels can be batched
+    if batching is not None and isinstance(labels, batching.Batched):
+        # inside ag.vmap: check every example's labels at once and keep them batched
+        if labels.ndim != 1 or (n_samples is not None and labels.shape[0] != n_samples):
+            expected = "(samples,)" if n_samples is None else f"({n_samples},)"
+            raise ValueError(f"{where}: labels must have shape {expected}, one per sample, "
+                             f"got {labels.shape} per example")
+        whole = labels
+        while not isinstance(whole, np.ndarray):
+            whole = whole.payload if isinstance(whole, batching.Batched) else whole.data
+        check_labels(np.reshape(whole, -1), num_classes, where)
+        return labels
     y = np.asarray(labels)
     if y.size and y.dtype.kind not in "iub":
         hint = ("; for one-hot rows, pass their argmax(axis=1)" if y.ndim == 2 else
