@@ -306,8 +306,9 @@ def check_primitive(prim: Any, max_examples: int = 50, shrink: bool = True) -> N
 
     Runs every check in `PRIMITIVE_CHECKS`: the VJP against finite differences (float64), the JVP
     against finite differences, the JVP against the VJP (<v, J u> = <J^T v, u>), both second
-    orders (forward over forward, reverse over reverse), float32 kept, and any fast path
-    (`defvjp_joint`, `defvjp_into`) against the defining rules. hypothesis shrinks a failure to
+    orders (forward over forward, reverse over reverse), float32 kept, any fast path
+    (`defvjp_joint`, `defvjp_into`) against the defining rules, and the batching rule
+    (`defbatch`, for `vmap`) against a loop over examples. hypothesis shrinks a failure to
     the smallest failing input it can find and reports it with the AssertionError (`shrink=False`
     reports the first failing input at once: shrinking can take tens of seconds).
 
@@ -495,6 +496,45 @@ def check_fast_paths(prim: Any, data: Any) -> None:
                                            err_msg=f"{prim.name}: in-place rule, input {i}")
 
 
+def check_batching(prim: Any, data: Any) -> None:
+    """The batching rule against the loop it replaces: a drawn case made into a batch of 1 to 3
+    examples (the drawn inputs with their elements shuffled, so each stays in the domain), each
+    input batched or not along a drawn axis; `vmap` of the case must equal the stack of the
+    per-example results to 1e-12 (relative to their size), in shape and dtype. Skipped for a
+    primitive without a batching rule (vmap then runs that very loop)."""
+    if prim.batch is None:
+        return
+    from .tensor import Tensor
+    from .vmap import vmap
+    fn, inputs = draw_case(prim, data)
+    rng = _seeded(data)
+    n = data.draw(st.integers(1, 3), label="batch size")
+    batched = [data.draw(st.booleans(), label=f"input {i} batched") for i in range(len(inputs))]
+    if not any(batched):
+        batched[0] = True
+    axes = tuple(data.draw(st.integers(0, np.ndim(x)), label=f"input {i} batch axis") if b else None
+                 for i, (x, b) in enumerate(zip(inputs, batched)))
+    examples = [list(inputs)] + [
+        [_shuffled(x, rng) if b else x for x, b in zip(inputs, batched)] for _ in range(n - 1)]
+    stacked = [np.stack([np.asarray(e[i]) for e in examples], axis=a) if a is not None else x
+               for i, (x, a) in enumerate(zip(inputs, axes))]
+    want = np.stack([np.asarray(fn(*[Tensor(x) for x in e]).data) for e in examples])
+    got = vmap(fn, in_axes=axes)(*[Tensor(x) for x in stacked])
+    got = np.asarray(got.data if isinstance(got, Tensor) else got)
+    assert got.shape == want.shape and got.dtype == want.dtype, (
+        f"{prim.name}: vmap gave {got.dtype}{got.shape}, the loop {want.dtype}{want.shape} "
+        f"(in_axes {axes})")
+    scale = 1.0 + (float(np.max(np.abs(want))) if want.size and want.dtype.kind == "f" else 0.0)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * scale,
+                               err_msg=f"{prim.name}: batching rule against the loop, in_axes {axes}")
+
+
+def _shuffled(x: Any, rng: np.random.Generator) -> Any:
+    """x with its elements in another order (the same values: still inside the domain)."""
+    x = np.asarray(x)
+    return rng.permutation(x.reshape(-1)).reshape(x.shape)
+
+
 def _nodes_of(out: Any, prim: Any) -> list:
     """The recorded applications of `prim` in the graph that made `out`."""
     found, seen, stack = [], set(), [out]
@@ -525,4 +565,5 @@ PRIMITIVE_CHECKS = {
     "reverse_over_reverse_matches_finite_differences": check_reverse_over_reverse,
     "float32_stays_float32": check_float32,
     "fast_paths_match_the_defining_rules": check_fast_paths,
+    "batching_rule_matches_a_loop": check_batching,
 }

@@ -909,7 +909,17 @@ getitem_p.defbatch(_batch_getitem)
 scatter_add_p.defbatch(_batch_scatter_add)
 roll_p.defbatch(_batch_roll)
 pad_p.defbatch(_batch_pad)
-tril_p.defbatch(lambda args, dims, k: (tril_p(args[0], k=k), 0))  # NumPy's act on the last two axes
-triu_p.defbatch(lambda args, dims, k: (triu_p(args[0], k=k), 0))
+def _batch_triangle(prim):
+    def rule(args, dims, k):
+        x, = args
+        if example_ndim(x, 0) == 1:  # NumPy takes a vector for the matrix with that vector as rows
+            b, n = x.shape
+            x = broadcast_to_p(reshape_p(x, shape=(b, 1, n)), shape=(b, n, n))
+        return prim(x, k=k), 0  # otherwise it acts on the last two axes: the batch axis rides along
+    return rule
+
+
+tril_p.defbatch(_batch_triangle(tril_p))
+triu_p.defbatch(_batch_triangle(triu_p))
 # x and the values may each be batched, and repeated positions keep the last write: per example
 index_update_p.defbatch(batch_by_loop(index_update_p))

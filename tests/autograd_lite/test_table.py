@@ -9,13 +9,14 @@ run on their own primitives with `check_primitive`.
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autograd_lite import primitives as P
 from autograd_lite.testing import PRIMITIVE_CHECKS
 
 TESTED = sorted(name for name, prim in P.PRIMITIVES.items() if prim.domain is not None)
+BATCHING = "batching_rule_matches_a_loop"  # the cheapest check: half the examples keep CI short
 
 
 def test_every_builtin_primitive_declares_a_test_domain():
@@ -33,8 +34,20 @@ def test_every_builtin_primitive_has_a_vjp_and_a_jvp_rule_per_input():
                 f"{name}: VJP and JVP rules differ in which inputs they cover"
 
 
-@pytest.mark.parametrize("check", sorted(PRIMITIVE_CHECKS))
+def test_every_builtin_primitive_has_a_batching_rule():
+    missing = sorted(name for name in P.BUILTIN_PRIMITIVES if P.PRIMITIVES[name].batch is None)
+    assert not missing, f"declare a batching rule (defbatch) for: {missing}"
+
+
+@pytest.mark.parametrize("check", sorted(set(PRIMITIVE_CHECKS) - {BATCHING}))
 @pytest.mark.parametrize("name", TESTED)
 @given(data=st.data())
 def test_primitive(name, check, data):
     PRIMITIVE_CHECKS[check](P.PRIMITIVES[name], data)
+
+
+@pytest.mark.parametrize("name", TESTED)
+@settings(max_examples=max(20, settings.default.max_examples // 2))
+@given(data=st.data())
+def test_batching_rule_matches_a_loop(name, data):
+    PRIMITIVE_CHECKS[BATCHING](P.PRIMITIVES[name], data)
