@@ -1,0 +1,114 @@
+"""nn.per_example_grads against a loop of single-example backward passes, and clip_per_example."""
+import numpy as np
+import pytest
+
+import nn
+from nn.per_example import clip_per_example, functional_call, per_example_grads
+
+rng = np.random.default_rng(7)
+
+
+def loop_grads(model, loss, X, Y, l2=0.0):
+    """One backward pass per example: the definition per_example_grads must reproduce."""
+    out = {name: [] for name, _ in model.named_parameters()}
+    for i in range(len(X)):
+        for p in model.parameters():
+            p.grad = None
+        value = loss(model(X[i:i + 1]), Y[i:i + 1])
+        if l2:
+            value = value + nn.l2_penalty(model, l2)
+        value.backward()
+        for name, p in model.named_parameters():
+            out[name].append(np.array(p.grad.data))
+    return {name: np.stack(g) for name, g in out.items()}
+
+
+def assert_equal_to_loop(model, loss, X, Y, l2=0.0):
+    got = per_example_grads(model, loss, X, Y, l2=l2)
+    want = loop_grads(model, loss, X, Y, l2=l2)
+    assert list(got) == list(want)
+    for name in want:
+        assert got[name].shape == (len(X),) + model.state_dict()[name].shape
+        np.testing.assert_allclose(got[name], want[name], rtol=0, atol=1e-12, err_msg=name)
+    # the examples really differ: a batch-mean gradient broadcast to every row would fail here
+    first = next(iter(got.values()))
+    assert np.abs(first[0] - first[1]).max() > 1e-6
+
+
+@pytest.mark.parametrize("l2", [0.0, 0.05])
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
+def test_mlp_per_example_grads_equal_loop_with_dropout_off(activation, l2):
+    model = nn.MLP([6, 5, 4, 3], activation=activation, dropout=0.3, seed=1).eval()
+    X = rng.normal(size=(9, 6))
+    Y = rng.integers(0, 3, 9)
+    assert_equal_to_loop(model, nn.sparse_categorical_cross_entropy, X, Y, l2=l2)
+
+
+def test_sigmoid_outputs_with_float_targets_and_a_loss_written_with_operations():
+    # nn.mse / binary_cross_entropy read their targets' arrays, which a batched value has no single one of
+    model = nn.MLP([4, 6, 2], activation="tanh", output_activation="sigmoid", seed=2)
+    X = rng.normal(size=(5, 4))
+    Y = rng.uniform(0.0, 1.0, (5, 2))
+    assert_equal_to_loop(model, lambda p, y: ((p - y) ** 2).sum(), X, Y, l2=0.1)
+    assert_equal_to_loop(model, lambda p, y: -(y * p.log() + (1 - y) * (1 - p).log()).mean(), X, Y)
+
+
+def test_sequential_of_layers():
+    model = nn.Sequential(nn.Linear(3, 4, seed=0), nn.Tanh(), nn.Linear(4, 2, seed=1))
+    X = rng.normal(size=(6, 3))
+    Y = rng.integers(0, 2, 6)
+    assert_equal_to_loop(model, nn.sparse_categorical_cross_entropy, X, Y, l2=0.2)
+
+
+def test_model_keeps_its_own_parameters():
+    model = nn.MLP([3, 4, 2], activation="relu", seed=3)
+    before = [id(p) for p in model.parameters()]
+    per_example_grads(model, nn.sparse_categorical_cross_entropy, rng.normal(size=(4, 3)), np.array([0, 1, 1, 0]))
+    assert [id(p) for p in model.parameters()] == before
+    assert all(p.grad is None for p in model.parameters())
+    with pytest.raises(ValueError, match="label 5 at position 2"):
+        per_example_grads(model, nn.sparse_categorical_cross_entropy, rng.normal(size=(4, 3)), np.array([0, 1, 5, 0]))
+    assert [id(p) for p in model.parameters()] == before
+
+
+def test_functional_call_computes_with_the_given_parameters():
+    model = nn.Linear(2, 1, seed=0)
+    x = np.array([[1.0, 2.0]])
+    with functional_call(model, {"weight": np.array([[3.0], [4.0]]), "bias": np.array([0.5])}):
+        assert model(x).data[0, 0] == 11.5
+    assert model.weight.data.shape == (2, 1) and model(x).data[0, 0] != 11.5
+    with pytest.raises(KeyError, match="no parameter named 'wieght'"):
+        with functional_call(model, {"wieght": np.zeros((2, 1))}):
+            pass
+
+
+def test_clipped_norms_are_at_most_max_norm_and_small_ones_untouched():
+    model = nn.MLP([6, 8, 3], activation="relu", seed=4)
+    X = rng.normal(size=(20, 6)) * 3.0
+    Y = rng.integers(0, 3, 20)
+    grads = per_example_grads(model, nn.sparse_categorical_cross_entropy, X, Y)
+    max_norm = float(np.median(clip_per_example(grads, 1e9)[1]))   # about half the examples get clipped
+    clipped, norms = clip_per_example(grads, max_norm)
+    flat = lambda g, i: np.concatenate([v[i].ravel() for v in g.values()])
+    for i in range(len(X)):
+        assert np.isclose(np.linalg.norm(flat(grads, i)), norms[i], rtol=1e-12)
+        after = np.linalg.norm(flat(clipped, i))
+        assert after <= max_norm * (1 + 1e-12)
+        if norms[i] <= max_norm:
+            np.testing.assert_array_equal(flat(clipped, i), flat(grads, i))
+        else:
+            assert np.isclose(after, max_norm, rtol=1e-12)
+            np.testing.assert_allclose(flat(clipped, i) * norms[i] / max_norm, flat(grads, i), rtol=1e-12)
+    assert 5 <= np.count_nonzero(norms > max_norm) <= 15
+
+
+def test_bad_arguments_in_one_sentence():
+    model = nn.Linear(2, 2, seed=0)
+    with pytest.raises(ValueError, match=r"per_example_grads: X and Y must hold the same .* \(3, 2\) and \(2,\)"):
+        per_example_grads(model, nn.sparse_categorical_cross_entropy, np.zeros((3, 2)), np.zeros(2, int))
+    with pytest.raises(TypeError, match="per_example_grads: model must be an nn.Module"):
+        per_example_grads(lambda x: x, nn.mse, np.zeros((3, 2)), np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="clip_per_example: max_norm must be a positive finite number, got -1.0"):
+        clip_per_example({"w": np.ones((2, 3))}, -1)
+    with pytest.raises(ValueError, match="same leading"):
+        clip_per_example({"w": np.ones((2, 3)), "b": np.ones(3)}, 1.0)
