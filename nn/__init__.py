@@ -20,6 +20,7 @@ _WHERE = {
     "images": ["Preprocessing"],
     "train": ["fit", "evaluate", "predict", "predict_proba", "History", "Evaluation"],
     "diagnostics": ["TrainingWarning", "TrainingMonitor", "EpochDiagnostics", "LayerStats"],
+    "per_example": ["per_example_grads", "clip_per_example", "functional_call"],
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 _SUBPACKAGES = ("data", "datasets")
