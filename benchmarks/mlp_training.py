@@ -396,40 +396,45 @@ def _ratio(value: Optional[float]) -> str:
 # ---------------------------------------------------------------- first call: trace + codegen
 # the environment variable that points ag.compile's disk cache of generated kernels at a folder
 COMPILE_CACHE_ENV = "AUTOGRAD_LITE_COMPILE_CACHE"
-FIRST_CALL_IMPLEMENTATIONS = ("autograd-lite", "autograd-lite compiled (nn)",
-                              "autograd-lite compiled (written by hand)")
+# each compiled step and the eager step run first in its process, so that the compiled step's
+# first call is timed with the eager kernels already loaded: its trace, code generation and
+# first replay only
+FIRST_CALLS = {"autograd-lite compiled (nn)": "autograd-lite",
+               "autograd-lite compiled (written by hand)": "autograd-lite (written by hand)"}
 
 
 def first_call_child(net_name: str, dtype_name: str, batch: int, name: str) -> int:
-    """In a fresh process: seconds of the implementation's first call (for a compiled step: trace,
-    code generation and Numba compilation or the disk cache's load) and of its second call."""
+    """In a fresh process: seconds of the eager step's first call (loading the kernels from
+    Numba's cache), then of the compiled step's first call (trace, code generation and its
+    compilation or load from the disk cache, first replay) and second call."""
     import json
     import time
     net = NETS[net_name]
-    X, y = make_batch(net, batch, np.dtype(dtype_name))
-    W = initial_weights(net, np.dtype(dtype_name))
+    dtype = np.dtype(dtype_name)
+    X, y = make_batch(net, batch, dtype)
+    W = initial_weights(net, dtype)
+    eager_step = IMPLEMENTATIONS[FIRST_CALLS[name]](net, [(w.copy(), b.copy()) for w, b in W], X, y,
+                                                    net["dropout"])
     step = IMPLEMENTATIONS[name](net, W, X, y, net["dropout"])
-    t0 = time.perf_counter()
-    step()
-    t1 = time.perf_counter()
-    step()
-    t2 = time.perf_counter()
-    print(json.dumps({"first_s": t1 - t0, "second_s": t2 - t1}))
+    times = []
+    for call in (eager_step, step, step):
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+    print(json.dumps({"eager_first_s": times[0], "first_s": times[1], "second_s": times[2]}))
     return 0
 
 
 def first_calls(net_name: str, dtype_name: str, batch: int) -> List[dict]:
-    """The first call of each step in FIRST_CALL_IMPLEMENTATIONS in new processes: with an empty
-    compile cache (first use), then again with the cache the first process left (a later
-    process). The eager kernels' own Numba cache is whatever this checkout has (warm after the
-    timing runs)."""
+    """Each compiled step's first call in new processes: with an empty compile cache (first
+    use), then with the cache the first process left (a later process)."""
     import json
     import subprocess
     import tempfile
     out = []
-    with tempfile.TemporaryDirectory(prefix="compile-cache-") as cache:
-        env = dict(os.environ, **{COMPILE_CACHE_ENV: cache})
-        for name in FIRST_CALL_IMPLEMENTATIONS:
+    for name in FIRST_CALLS:
+        with tempfile.TemporaryDirectory(prefix="compile-cache-") as cache:
+            env = dict(os.environ, **{COMPILE_CACHE_ENV: cache})
             for process in ("first use (empty cache)", "later process (disk cache)"):
                 done = subprocess.run([sys.executable, os.path.abspath(__file__), "--first-call-child",
                                        net_name, dtype_name, str(batch), name, "--threads", THREADS],
@@ -440,8 +445,6 @@ def first_calls(net_name: str, dtype_name: str, batch: int) -> List[dict]:
                 times = json.loads(done.stdout.strip().splitlines()[-1])
                 out.append(dict(net=net_name, dtype=dtype_name, batch=batch, implementation=name,
                                 process=process, **times))
-                if name == "autograd-lite":
-                    break   # nothing to cache
     return out
 
 
@@ -526,8 +529,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("first calls in new processes (net A, float32, batch 100): seconds")
         for r in first_calls("A", "float32", 100):
             first.append(r)
-            print(f"  {r['implementation']:<{width}} {r['process']:<28} first call {r['first_s']:7.3f}"
-                  f"   second call {r['second_s']:7.4f}")
+            print(f"  {r['implementation']:<{width}} {r['process']:<28} eager first call "
+                  f"{r['eager_first_s']:6.3f}   compiled first call {r['first_s']:6.3f}   second call "
+                  f"{r['second_s']:7.4f}")
     if args.json:
         write_json(args.json, {"machine": platform.platform(), "threads": THREADS,
                                "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
