@@ -25,16 +25,23 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 import nn  # noqa: E402
-from nn.cli import DEFAULTS, FEATURE_RANGE, make_optimizer, make_schedule  # noqa: E402
+from nn.datasets.defaults import FEATURE_RANGE, TrainingDefaults, training_defaults  # noqa: E402
+from nn.optim import get_optimizer, get_schedule  # noqa: E402
 from nn.data import preprocess, stratified_split  # noqa: E402
 from nn.datasets import load_dataset  # noqa: E402
 from report import pyplot, save_figure, write_json  # noqa: E402
 
+
+def _config(d: TrainingDefaults) -> dict:
+    """A data set's training defaults (nn/datasets/defaults.py) as a configuration of this script."""
+    keys = ("activation", "loss", "optimizer", "l2", "dropout", "epochs", "batch_size", "schedule", "validation")
+    return dict(hidden=list(d.hidden), lr=d.lr[d.optimizer], **{k: getattr(d, k) for k in keys})
+
+
 CONFIGS: Dict[str, dict] = {
-    "digits-default": dict(DEFAULTS),
-    # lr, l2 and epochs chosen on a stratified 10,000-image validation split of MNIST's training set
-    "lecture": dict(hidden=[100], activation="sigmoid", loss="bce", optimizer="sgd", lr=0.25,
-                    l2=1e-4, dropout=0.0, epochs=100, batch_size=100, schedule="cosine", validation=0.0),
+    "digits-default": _config(training_defaults("digits")),
+    # MNIST's defaults, chosen on a stratified 10,000-image validation split of its training set
+    "lecture": _config(training_defaults("mnist")),
     "best": dict(hidden=[512, 256], activation="relu", loss="ce", optimizer="adam", lr=1e-3,
                  l2=0.0, dropout=0.2, epochs=20, batch_size=128, schedule="cosine", validation=0.0),
 }
@@ -67,8 +74,8 @@ def run(cfg: dict, ds, seed: int, verbose: bool) -> dict:
     model = nn.MLP([x_train.shape[1], *cfg["hidden"], ds.num_classes], activation=cfg["activation"],
                    dropout=cfg["dropout"], output_activation="sigmoid" if cfg["loss"] == "bce" else None,
                    seed=seed, dtype=np.float32)
-    optimizer = make_optimizer(cfg["optimizer"], model, cfg["lr"])
-    schedule = make_schedule(cfg["schedule"], optimizer, cfg["epochs"])
+    optimizer = get_optimizer(cfg["optimizer"], model, cfg["lr"])
+    schedule = get_schedule(cfg["schedule"], optimizer, cfg["epochs"])
     started = time.perf_counter()
     history = nn.fit(model, cfg["loss"], optimizer, (x_train, y_train), validation=validation,
                      epochs=cfg["epochs"], batch_size=cfg["batch_size"], l2=cfg["l2"], schedule=schedule,

@@ -60,7 +60,23 @@ def test_train_help_shows_no_none_or_false_default(capsys):
         main(["train", "--help"])
     out = capsys.readouterr().out
     assert "(default: None)" not in out and "(default: False)" not in out
-    assert out.count("(default: 200)") == 1
+    assert out.count("(default: 0)") == 1      # --seed
+
+
+def test_train_help_shows_each_data_sets_defaults_from_the_one_table(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    from nn.datasets.defaults import TRAINING_DEFAULTS
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    table = " ".join(out.split("an option given on the command line wins:")[1].split())
+    for name, defaults in TRAINING_DEFAULTS["mlp"].items():
+        assert f"{name} (mlp): {defaults.chosen}" in table
+        assert defaults.options() in table
+    assert "not measured" in TRAINING_DEFAULTS["mlp"]["fashion-mnist"].chosen
+    helps = {option: text for name, option, _, text in _option_helps() if name == "train"}
+    assert "the data set's" in helps["--epochs"] and "the data set's" in helps["--lr"]
 
 
 def test_version_prints_the_package_name_and_version(capsys):

@@ -308,7 +308,7 @@ def test_ctrl_c_while_loading_the_data_is_one_sentence(capsys, monkeypatch):
     def interrupted_load(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("nn.cli.load_dataset", interrupted_load)
+    monkeypatch.setattr("nn.commands.train.load_dataset", interrupted_load)
     code, _, err = run_main(capsys, "train", "--epochs", "1")
     assert_one_sentence(code, err, r"^interrupted \(Ctrl-C\) while loading the data set: nothing was saved \(no "
                                    r"--save\)$", expected_code=130)
@@ -318,7 +318,7 @@ def test_a_second_ctrl_c_during_training_says_it_stopped_while_training(capsys, 
     def interrupted_fit(*args, **kwargs):   # what fit raises on a second Ctrl-C: a plain KeyboardInterrupt
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("nn.cli.fit", interrupted_fit)
+    monkeypatch.setattr("nn.commands.train.fit", interrupted_fit)
     code, _, err = run_main(capsys, "train", "--epochs", "1", "--save", str(tmp_path / "m.npz"))
     assert_one_sentence(code, err, r"^interrupted \(Ctrl-C\) while training: nothing was saved$", expected_code=130)
     assert not (tmp_path / "m.npz").exists()
@@ -328,7 +328,7 @@ def test_ctrl_c_in_evaluate_is_one_sentence(capsys, monkeypatch, digits_model):
     def interrupted_load(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("nn.cli.load_dataset", interrupted_load)
+    monkeypatch.setattr("nn.commands.evaluate.load_dataset", interrupted_load)
     code, _, err = run_main(capsys, "evaluate", "--model", digits_model)
     assert_one_sentence(code, err, r"^interrupted \(Ctrl-C\)$", expected_code=130)
 

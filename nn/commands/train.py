@@ -1,0 +1,224 @@
+"""`python -m nn train`: train a network (or an ensemble) on a data set with that data set's
+defaults for every option not given, report the test accuracy, and save the model and its curves.
+
+Everything that can be checked without training (output paths, the data folder) is checked
+first, so no run is lost to it. Ctrl-C stops after the current batch and saves the weights so far
+(with --save); a NaN or an Inf ends with one sentence naming the option to change.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+import numpy as np
+
+import autograd_lite as ag
+from autograd_lite.files import check_output_path
+
+from ..data import preprocess, stratified_split
+from ..datasets import load_dataset
+from ..datasets.defaults import FEATURE_RANGE, training_defaults
+from ..diagnostics import TrainingWarning
+from ..images import Preprocessing
+from ..layers import MLP
+from ..optim import get_optimizer, get_schedule
+from ..serialization import save
+from ..train import Evaluation, History, NonFiniteError, TrainingInterrupted, evaluate, fit, predict_proba
+from .common import Interrupted, UserError, check_data_dir, one_sentence, parse_hidden
+
+# --early-stopping without --validation holds out this share, as scikit-learn's early_stopping does
+EARLY_STOPPING_VALIDATION = 0.1
+# the options whose default depends on the data set (nn/datasets/defaults.py)
+PER_DATASET = ("activation", "loss", "optimizer", "l2", "dropout", "epochs", "batch_size", "schedule")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train as `args` say (options left None take the data set's defaults); exit code 0."""
+    plot_path = _check_plot_path(args.plot) if args.plot else None
+    save_paths = [_member_path(args.save, m, args.ensemble) for m in range(args.ensemble)] if args.save else []
+    for path in save_paths:
+        check_output_path(path, "--save")
+    check_data_dir(args.data_dir)
+    hidden = parse_hidden(args.hidden)
+    say = (lambda *a: None) if args.quiet else print
+    saved: List[str] = []
+    doing = "while loading the data set"
+    try:
+        ds = load_dataset(args.dataset, root=args.data_dir, download=not args.no_download, verbose=not args.quiet)
+        s = resolve(args, ds.name, ds.image_shape, hidden)
+        x_train = preprocess(ds.x_train, ds.max_value, FEATURE_RANGE)
+        x_test = preprocess(ds.x_test, ds.max_value, FEATURE_RANGE)
+        y_train, y_test = ds.y_train, ds.y_test
+        validation = None
+        if args.validation is None and args.early_stopping:
+            print(f"warning: --early-stopping without --validation: holding out {s.validation:.0%} of the training "
+                  "set (stratified) to watch; set --validation to choose the share", file=sys.stderr)
+        if s.validation > 0:
+            (x_train, y_train), validation = stratified_split(x_train, y_train, s.validation, seed=args.seed)
+        sizes = [x_train.shape[1], *s.hidden, ds.num_classes]
+        say(f"{ds!r}: training on {len(x_train)}, validating on "
+            f"{0 if validation is None else len(validation[1])}, testing on {len(x_test)}")
+        probabilities, histories = [], []
+        for member in range(args.ensemble):
+            seed = args.seed + member
+            label = f" of ensemble member {member + 1}/{args.ensemble}" if args.ensemble > 1 else ""
+            doing = "while building the model" + label
+            model = MLP(sizes, activation=s.activation, dropout=s.dropout,
+                        output_activation="sigmoid" if s.loss == "bce" else None, seed=seed, dtype=np.float32)
+            if member == 0:
+                say(f"{model!r}\nloss {s.loss}, optimizer {s.optimizer} (lr {s.lr:g}, {s.schedule} "
+                    f"schedule), l2 {s.l2:g}, batch size {s.batch_size}, {s.epochs} epochs")
+            if args.ensemble > 1:
+                say(f"-- ensemble member {member + 1}/{args.ensemble} (seed {seed})")
+            optimizer = get_optimizer(s.optimizer, model, s.lr)
+            schedule = get_schedule(s.schedule, optimizer, s.epochs)
+            started = time.perf_counter()
+            doing = "while training" + label   # a second Ctrl-C stops fit at once, unsaved
+            try:
+                with _training_messages(model, args, s):
+                    history = fit(model, s.loss, optimizer, (x_train, y_train), validation=validation,
+                                  epochs=s.epochs, batch_size=s.batch_size, l2=s.l2, schedule=schedule,
+                                  early_stopping=args.early_stopping, seed=seed, verbose=not args.quiet,
+                                  anomaly=args.detect_anomaly, diagnostics=args.diagnostics)
+            except TrainingInterrupted as stop:
+                doing = f"while saving the weights after epoch {stop.epoch}, batch {stop.batch}{label}"
+                if save_paths:
+                    save(model, save_paths[member], Preprocessing.for_dataset(ds, FEATURE_RANGE))
+                    saved.append(save_paths[member])
+                raise Interrupted(f"interrupted (Ctrl-C) after epoch {stop.epoch}/{stop.epochs}, batch "
+                                  f"{stop.batch}/{stop.batches}{label}: "
+                                  f"{_saved_summary(args.save, save_paths, saved, partial=True)}") from None
+            seconds = time.perf_counter() - started
+            if save_paths:
+                doing = "while saving" + label
+                save(model, save_paths[member], Preprocessing.for_dataset(ds, FEATURE_RANGE))
+                saved.append(save_paths[member])
+            doing = "while testing" + label
+            histories.append(history)
+            result = evaluate(model, x_test, y_test, loss=s.loss)
+            probabilities.append(predict_proba(model, x_test))
+            name = f"model {member + 1} " if args.ensemble > 1 else ""
+            print(f"{name}test accuracy: {100 * result.accuracy:.2f}% ({result.correct}/{result.samples}), "
+                  f"test loss {result.loss:.4f}, {history.epochs} epochs in {seconds:.1f}s")
+            if save_paths:
+                say(f"saved {save_paths[member]}")
+        doing = "after training"
+        ensemble = Evaluation.of_predictions(y_test, np.argmax(np.mean(probabilities, axis=0), axis=1),
+                                             ds.num_classes)
+        if args.ensemble > 1:
+            print(f"ensemble of {args.ensemble} (averaged probabilities) test accuracy: "
+                  f"{100 * ensemble.accuracy:.2f}% ({ensemble.correct}/{ensemble.samples})")
+        if args.confusion:
+            print("confusion matrix (rows: true class)\n" + ensemble.confusion_table(ds.classes))
+        if plot_path:
+            doing = "while plotting"
+            histories[0].plot(plot_path, others=histories[1:])
+            say(f"saved {plot_path}")
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted (Ctrl-C) {doing}: {_saved_summary(args.save, save_paths, saved)}") from None
+    return 0
+
+
+def resolve(args: argparse.Namespace, dataset: str, image_shape: tuple, hidden: List[int]) -> argparse.Namespace:
+    """The training settings: each option the user gave, else the data set's default (the learning
+    rate that of the chosen optimizer; the validation share 10% with --early-stopping, else the default)."""
+    d = training_defaults(dataset, image_shape=image_shape)
+    s = argparse.Namespace(**{key: getattr(d, key) if getattr(args, key) is None else getattr(args, key)
+                              for key in PER_DATASET})
+    s.hidden = hidden or list(d.hidden)
+    s.lr = args.lr if args.lr is not None else d.lr[s.optimizer]
+    s.validation = (args.validation if args.validation is not None
+                    else EARLY_STOPPING_VALIDATION if args.early_stopping else d.validation)
+    return s
+
+
+def _member_path(path: str, member: int, count: int) -> str:
+    if count == 1:
+        return path
+    p = Path(path)
+    return str(p.with_name(f"{p.stem}-{member + 1}{p.suffix or '.npz'}"))
+
+
+def _check_plot_path(path: str) -> str:
+    """`path`, checked before any training: matplotlib is there and can write its extension."""
+    try:
+        formats = History.plot_formats()
+    except ImportError:
+        raise UserError("--plot needs matplotlib, which is not installed: pip install 'autograd-lite[plot]'") from None
+    extension = Path(path).suffix.lower().lstrip(".")
+    if extension not in formats:
+        what = f"'.{extension}' files" if extension else "a file name without an extension"
+        raise UserError(f"--plot {path}: matplotlib cannot write {what}; use one of "
+                        f"{', '.join('.' + e for e in sorted(formats))}")
+    check_output_path(path, "--plot")
+    return path
+
+
+def _saved_summary(save_option: Optional[str], paths: List[str], saved: List[str], partial: bool = False) -> str:
+    """What an interrupted `train` leaves behind, e.g. 'saved m-1.npz, m-2.npz (the last one as trained
+    so far); member 3 was not saved'."""
+    if not save_option:
+        return "nothing was saved (no --save)"
+    if not saved:
+        return "nothing was saved"
+    text = "saved " + ", ".join(saved)
+    if partial:
+        text += " (the last one as trained so far)" if len(paths) > 1 else " (the weights so far)"
+    missing = len(paths) - len(saved)
+    if missing:
+        first = len(saved) + 1
+        text += (f"; member {first} was not saved" if missing == 1 else
+                 f"; members {first}-{len(paths)} were not saved")
+    return text
+
+
+@contextlib.contextmanager
+def _training_messages(model: MLP, args: argparse.Namespace, s: argparse.Namespace) -> Iterator[None]:
+    """Around fit: each TrainingWarning printed as a 'warning: ...' line on stderr when it comes,
+    NumPy's overflow warnings silenced (fit reports a non-finite loss itself), and a NaN or an Inf
+    said in one sentence that names the option to change."""
+    with warnings.catch_warnings(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        warnings.simplefilter("always", TrainingWarning)
+        show_others = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, TrainingWarning):
+                print(f"warning: {message}", file=sys.stderr, flush=True)
+            else:
+                show_others(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        try:
+            yield
+        except ag.AnomalyError as error:
+            broken = [name for name, p in model.named_parameters() if not np.all(np.isfinite(p.data))]
+            because = (f", because {', '.join(broken)} had become NaN/Inf in the previous update: the learning "
+                       f"rate ({s.lr:g}) is far too large" if broken else "")
+            raise UserError(f"anomaly mode: {error.summary}{because}") from None
+        except NonFiniteError as error:
+            raise UserError(_non_finite_sentence(error, args, s)) from None
+        except FloatingPointError as error:
+            if args.detect_anomaly:
+                raise
+            raise UserError(f"{one_sentence(error)}; --detect-anomaly names the operation that made it") from None
+
+
+def _non_finite_sentence(error: NonFiniteError, args: argparse.Namespace, s: argparse.Namespace) -> str:
+    """fit's NonFiniteError composed from its fields (what, where, cause) with the cause said as the
+    option to change (the one the user set, when the product of --lr and --l2 is at fault)."""
+    lr_set, l2_set = args.lr is not None, args.l2 is not None
+    lower = "--lr" if lr_set and not l2_set else "--l2" if l2_set and not lr_set else "--lr or --l2"
+    reasons = {
+        "lr": f"the learning rate --lr {s.lr:g} is likely too large",
+        "lr_l2": (f"--lr {s.lr:g} times --l2 {s.l2:g} is {s.lr * s.l2:g}, so large that each step's weight decay "
+                  f"overshoots; lower {lower}"),
+        "l2_penalty": f"--l2 {s.l2:g} is too large (the penalty overflows before any update)",
+    }
+    if error.cause not in reasons:
+        return f"{one_sentence(error)}; --detect-anomaly names the operation that made it"
+    return f"{error.what} {error.where}: {reasons[error.cause]}"
