@@ -1,0 +1,231 @@
+"""Sweeps (nn/sweep.py, nn/trials.py, nn/executors.py): the search space, stratified folds, the
+append-only results file, exactly-once scoring with retries, resume, Ctrl-C, and the local pool."""
+import concurrent.futures as cf
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import nn
+import nn.sweep as sw
+from nn.executors import ONE_THREAD, LocalWorkers, Workers
+from nn.trials import TrialFailed, TrialLog, TrialsInterrupted, run_trials, trial_key
+
+TINY = dict(hidden=[4], epochs=1, batch_size=64)
+
+
+# ---------------------------------------------------------------- the search space
+def test_grid_is_every_combination_parsed():
+    configs = sw.grid(lr=["0.5", 2], hidden=[100, "256-128"])
+    assert configs == [{"lr": 0.5, "hidden": [100]}, {"lr": 0.5, "hidden": [256, 128]},
+                       {"lr": 2.0, "hidden": [100]}, {"lr": 2.0, "hidden": [256, 128]}]
+    assert sw.parse_assignment("batch-size=16,32") == ("batch_size", [16, 32])
+    with pytest.raises(ValueError, match="unknown option 'momentumm'"):
+        sw.parse_assignment("momentumm=0.9")
+    with pytest.raises(ValueError, match=r"expected a number >= 0, got -1 \(option l2\)"):
+        sw.grid(l2=[-1])
+
+
+def test_random_draws_lr_and_l2_log_uniformly_within_their_ranges():
+    configs = sw.random_configs(400, {"lr": (0.01, 100.0), "l2": (1e-6, 1e-2), "hidden": (10, 20),
+                                      "activation": ["relu", "tanh"]}, seed=0)
+    lr = np.array([c["lr"] for c in configs])
+    assert lr.min() >= 0.01 and lr.max() <= 100
+    # log-uniform: about half the draws below the geometric middle (1), far from the arithmetic one
+    assert 0.4 < np.mean(lr < 1.0) < 0.6
+    assert {c["activation"] for c in configs} == {"relu", "tanh"}
+    assert all(10 <= c["hidden"][0] <= 20 for c in configs)
+    assert sw.random_configs(5, {"lr": (0.1, 1.0)}, seed=3) == sw.random_configs(5, {"lr": (0.1, 1.0)}, seed=3)
+    with pytest.raises(ValueError, match="log-uniformly"):
+        sw.random_configs(2, {"l2": (0.0, 1e-3)})
+
+
+def test_space_files_json_and_toml(tmp_path):
+    (tmp_path / "s.json").write_text(json.dumps({"grid": {"lr": [1, 2]}, "fixed": {"epochs": 7}}))
+    assert sw.load_space(str(tmp_path / "s.json")) == [{"epochs": 7, "lr": 1.0}, {"epochs": 7, "lr": 2.0}]
+    (tmp_path / "s.toml").write_text('random = 3\n[ranges]\nlr = [0.1, 10]\nactivation = ["relu"]\n')
+    configs = sw.load_space(str(tmp_path / "s.toml"))
+    assert len(configs) == 3 and all(0.1 <= c["lr"] <= 10 and c["activation"] == "relu" for c in configs)
+    (tmp_path / "bad.json").write_text('{"grid": {"lr": [1, 2]}')
+    with pytest.raises(ValueError, match="is not valid JSON"):
+        sw.load_space(str(tmp_path / "bad.json"))
+    (tmp_path / "both.json").write_text('{"grid": {"lr": [1]}, "random": 2}')
+    with pytest.raises(ValueError, match="either a 'grid' table or 'random'"):
+        sw.load_space(str(tmp_path / "both.json"))
+
+
+def test_stratified_folds_partition_the_samples_and_keep_class_shares():
+    y = np.repeat(np.arange(3), [30, 12, 9])
+    folds = sw.stratified_folds(y, 3, seed=1)
+    together = np.sort(np.concatenate(folds))
+    assert np.array_equal(together, np.arange(len(y)))
+    for fold in folds:
+        assert np.array_equal(np.bincount(y[fold], minlength=3), [10, 4, 3])
+    with pytest.raises(ValueError, match="smallest class has 2"):
+        sw.stratified_folds(np.array([0, 0, 0, 1, 1]), 3)
+
+
+# ---------------------------------------------------------------- the results file
+def test_results_file_skips_a_torn_last_line_and_appends_after_it(tmp_path):
+    path = tmp_path / "r.jsonl"
+    log = TrialLog(path)
+    log.append({"key": "a", "v": 1})
+    with open(path, "a") as f:
+        f.write('{"key": "b", "v"')           # a write cut short
+    assert set(log.done()) == {"a"}
+    log.append({"key": "c", "v": 3})
+    assert set(log.done()) == {"a", "c"}
+    assert trial_key({"lr": 1.0}, 0, 0, {"cv": 3}) == trial_key({"lr": 1.0}, 0, 0, {"cv": 3})
+    assert trial_key({"lr": 1.0}, 0, 0, {"cv": 3}) != trial_key({"lr": 1.0}, 1, 0, {"cv": 3})
+
+
+class _Lost(Exception):
+    pass
+
+
+class _ThreadWorkers(Workers):
+    """Threads standing in for workers; the first attempt of each key in `lose` dies."""
+
+    def __init__(self, lose=()):
+        self.pool = cf.ThreadPoolExecutor(2)
+        self.lose, self.calls, self.lock = set(lose), [], threading.Lock()
+
+    def submit(self, fn, trial):
+        def call():
+            with self.lock:
+                self.calls.append(trial["key"])
+                if trial["key"] in self.lose:
+                    self.lose.discard(trial["key"])
+                    raise _Lost()
+            return fn(trial)
+        return self.pool.submit(call)
+
+    def worker_lost(self, error):
+        return isinstance(error, _Lost)
+
+    def close(self):
+        self.pool.shutdown()
+
+
+def _score(trial):
+    return {"value": trial["key"] * 2}
+
+
+def test_each_trial_is_recorded_once_a_lost_one_retried_and_resume_runs_only_the_rest(tmp_path):
+    trials = {k: {"key": k} for k in "abcdef"}
+    log = TrialLog(tmp_path / "r.jsonl")
+    log.append({"key": "b", "value": "bb"})          # done by an earlier run
+    workers = _ThreadWorkers(lose={"d"})
+    done = run_trials(trials, _score, workers, log=log)
+    workers.close()
+    assert sorted(workers.calls) == ["a", "c", "d", "d", "e", "f"]     # b skipped, d run twice
+    assert {k: r["value"] for k, r in done.items()} == {k: k * 2 for k in "abcdef"}
+    keys = [json.loads(line)["key"] for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert sorted(keys) == list("abcdef")                               # each on record once
+    workers = _ThreadWorkers()
+    run_trials(trials, _score, workers, log=log)
+    assert workers.calls == []
+
+
+def test_a_trial_that_raises_is_not_retried():
+    def broken(trial):
+        raise ZeroDivisionError("division by zero")
+    workers = _ThreadWorkers()
+    with pytest.raises(TrialFailed, match="trial a failed: ZeroDivisionError"):
+        run_trials({"a": {"key": "a"}}, broken, workers)
+    assert workers.calls == ["a"]
+
+
+# ---------------------------------------------------------------- the local pool
+def _worker_environment(_):
+    import numba
+    return {name: os.environ.get(name) for name in ONE_THREAD}, numba.config.NUMBA_NUM_THREADS
+
+
+def test_local_workers_run_with_one_blas_and_one_numba_thread():
+    before = {name: os.environ.get(name) for name in ONE_THREAD}
+    with LocalWorkers(2) as workers:
+        env, numba_threads = workers.submit(_worker_environment, None).result(timeout=60)
+    assert env == ONE_THREAD and numba_threads == 1
+    assert {name: os.environ.get(name) for name in ONE_THREAD} == before    # this process untouched
+
+
+def test_sweep_on_two_local_workers_scores_every_configuration_and_resumes(tmp_path):
+    results = str(tmp_path / "r.jsonl")
+    configs = sw.grid(lr=[0.5, 2.0])
+    result = nn.sweep(configs, cv=2, base={**sw._train_defaults("digits"), **TINY}, workers=2,
+                      results=results, verbose=False)
+    assert [s.trials for s in result.scores] == [2, 2]
+    assert result.scores[0].mean >= result.scores[1].mean
+    assert result.train_command().startswith("python -m nn train --hidden 4 --lr ")
+    assert "--epochs 1 --batch-size 64" in result.train_command()
+    lines = open(results).read().splitlines()
+    assert len(lines) == 4 and len({json.loads(line)["key"] for line in lines}) == 4
+    with pytest.raises(ValueError, match="holds trials already; pass resume=True"):
+        nn.sweep(configs, cv=2, base={**sw._train_defaults("digits"), **TINY}, workers=1, results=results,
+                 verbose=False)
+    again = nn.sweep(configs, cv=2, base={**sw._train_defaults("digits"), **TINY}, workers=1, results=results,
+                     resume=True, verbose=False)
+    assert open(results).read().splitlines() == lines                   # nothing ran again
+    assert [s.mean for s in again.scores] == [s.mean for s in result.scores]
+    result.write(str(tmp_path / "r.csv"))
+    result.write(str(tmp_path / "r.json"))
+    assert (tmp_path / "r.csv").read_text().startswith("rank,mean_val_accuracy,std_val_accuracy")
+    assert len(json.loads((tmp_path / "r.json").read_text())["trials"]) == 4
+
+
+CTRL_C_SCRIPT = """
+import sys
+import nn, nn.sweep as sw
+from nn.trials import TrialsInterrupted
+if __name__ == "__main__":
+    base = {**sw._train_defaults("digits"), "hidden": [8], "epochs": 3, "batch_size": 32}
+    try:
+        nn.sweep(sw.grid(lr=[0.25, 0.5, 1, 2, 3, 4]), cv=2, base=base, workers=2, results=sys.argv[1],
+                 resume=True, verbose=False)
+    except TrialsInterrupted as stop:
+        print(stop, flush=True)
+        sys.exit(130)
+"""
+
+
+def test_ctrl_c_stops_the_sweep_and_keeps_the_finished_trials(tmp_path):
+    script, results = tmp_path / "sweep_script.py", tmp_path / "r.jsonl"
+    script.write_text(CTRL_C_SCRIPT)
+    run = subprocess.Popen([sys.executable, str(script), str(results)], stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (results.exists() and results.read_text().count("\n") >= 1):
+        time.sleep(0.05)
+    run.send_signal(signal.SIGINT)
+    out, _ = run.communicate(timeout=30)
+    kept = results.read_text().splitlines()
+    assert run.returncode == 130, out
+    assert 1 <= len(kept) < 12 and f"interrupted (Ctrl-C) with {len(kept)} of 12 trials done" in out
+    assert all(json.loads(line)["val_accuracy"] >= 0 for line in kept)
+    # resuming runs only the rest, and every trial is then on record once
+    rerun = subprocess.run([sys.executable, str(script), str(results)], capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    lines = results.read_text().splitlines()
+    assert lines[:len(kept)] == kept and len({json.loads(line)["key"] for line in lines}) == len(lines) == 12
+
+
+def test_without_distributed_the_scheduler_option_names_the_extra():
+    code = textwrap.dedent("""
+        import sys
+        sys.modules["distributed"] = None
+        from nn.executors import workers_for
+        try:
+            workers_for(scheduler="tcp://127.0.0.1:8786")
+        except ImportError as error:
+            print(error)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == ("sweep on a Dask cluster needs Dask's distributed scheduler, which is not "
+                                   "installed: pip install 'autograd-lite[distributed]'")
