@@ -56,15 +56,12 @@ def binary_cross_entropy_with_logits(logits: Any, targets: Any, reduction: str =
     z = ag.as_tensor(logits)
     _check_reduction("binary_cross_entropy_with_logits", reduction)
     _check_rows("binary_cross_entropy_with_logits", z, reduction)
-    if z.ndim in (1, 2):   # the fused loss: its kernel checks the targets in the same pass
+    if z.ndim in (1, 2):   # the fused loss, with the targets checked here so that errors name this function
         y = targets.data if isinstance(targets, Tensor) else np.asarray(targets)
         if y.shape != z.shape:
             _targets_like("binary_cross_entropy_with_logits", z, y)   # raises, naming both shapes
-        try:
-            return fused.bce_with_logits(z, y, reduction=reduction)
-        except ValueError as error:
-            raise ValueError(str(error).replace("bce_with_logits:", "binary_cross_entropy_with_logits:", 1)
-                             ) from None
+        _check_unit_interval("binary_cross_entropy_with_logits", Tensor(y))
+        return fused.bce_with_logits(z, y, reduction=reduction)
     y = _targets_like("binary_cross_entropy_with_logits", z, targets)
     _check_unit_interval("binary_cross_entropy_with_logits", y)
     return _reduce(ag.softplus(z) - y * z, reduction)
@@ -169,8 +166,9 @@ def _targets_like(op: str, prediction: Tensor, targets: Any) -> Tensor:
 
 def _check_unit_interval(op: str, y: Tensor) -> None:
     if y.size and (np.min(y.data) < 0 or np.max(y.data) > 1):
-        raise ValueError(f"{op}: targets must be in [0, 1], got values in "
-                         f"[{np.min(y.data)}, {np.max(y.data)}]")
+        bad = np.flatnonzero((y.data < 0) | (y.data > 1))
+        raise ValueError(f"{op}: targets must be in [0, 1], got values in [{np.min(y.data)}, {np.max(y.data)}] "
+                         f"({bad.size} outside, the first at flat position {bad[0]})")
 
 
 def _reduce(per_entry: Tensor, reduction: str) -> Tensor:
