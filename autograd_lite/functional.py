@@ -141,11 +141,15 @@ def _vjp(f: Callable[..., Any], primals: Sequence[Any], op: str) -> Tuple[Any, C
     return (values if out_tuple else values[0]), vjp_fn
 
 
-def jacobian(f: Callable[..., Any], argnums: Argnums = 0, mode: str = "auto") -> Callable[..., Any]:
+def jacobian(f: Callable[..., Any], argnums: Argnums = 0, mode: str = "auto",
+             vectorize: bool = True) -> Callable[..., Any]:
     """The Jacobian of `f` with respect to argument(s) `argnums`, of shape output.shape + input.shape.
 
-    `mode="fwd"` runs one JVP per input element (cheap when inputs are few), `mode="rev"` one
-    VJP per output element (cheap when outputs are few). `mode="auto"` evaluates f once, then
+    `mode="fwd"` pushes the columns of the identity through the JVP (cheap when inputs are
+    few), `mode="rev"` pulls its rows back through the VJP (cheap when outputs are few); with
+    `vectorize=True` (the default) all of them go through in one batched pass (`vmap` of the JVP
+    or of the VJP), with `vectorize=False` one pass per column or row, a Python loop (slower,
+    for comparison; both give the same numbers). `mode="auto"` evaluates f once, then
     picks "rev" when f has fewer output elements than input elements and "fwd" otherwise
     (square Jacobians, Hessians included, go forward: no graph to keep).
     With a tuple `argnums` the result is a tuple over arguments; with a tuple of outputs, a
@@ -165,14 +169,13 @@ def jacobian(f: Callable[..., Any], argnums: Argnums = 0, mode: str = "auto") ->
             pulled = _pullback(f, args, nums)
             if mode == "auto":
                 outs = pulled[0]
-                n_out = sum(int(np.size(o.data if isinstance(o, Tensor) else o)) for o in outs)
-                n_in = sum(int(np.size(args[i].data if isinstance(args[i], Tensor) else args[i]))
-                           for i in nums)
+                n_out = sum(int(np.prod(_shape(o), dtype=np.int64)) for o in outs)
+                n_in = sum(int(np.prod(_shape(args[i]), dtype=np.int64)) for i in nums)
                 chosen = "rev" if n_out < n_in else "fwd"
         if chosen == "rev":
-            table, out_tuple = _jacobian_rev(*pulled, args, nums)
+            table, out_tuple = (_jacobian_rev_vmap if vectorize else _jacobian_rev)(*pulled, args, nums)
         else:
-            table, out_tuple = _jacobian_fwd(f, args, nums)
+            table, out_tuple = (_jacobian_fwd_vmap if vectorize else _jacobian_fwd)(f, args, nums)
         rows = [row[0] if single else tuple(row) for row in table]
         return tuple(rows) if out_tuple else rows[0]
 
@@ -180,14 +183,16 @@ def jacobian(f: Callable[..., Any], argnums: Argnums = 0, mode: str = "auto") ->
     return jacobian_f
 
 
-def hessian(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
+def hessian(f: Callable[..., Any], argnums: Argnums = 0, vectorize: bool = True) -> Callable[..., Any]:
     """The Hessian of a scalar `f`: the forward-mode Jacobian of its reverse-mode gradient,
-    of shape x.shape + x.shape (nested tuples H[i][j] for a tuple `argnums`).
+    of shape x.shape + x.shape (nested tuples H[i][j] for a tuple `argnums`). With
+    `vectorize=True` every Hessian-vector product (forward over reverse) runs in one batched
+    pass, `vmap` over the identity's columns; `vectorize=False` loops over them.
 
     Example:
         >>> hessian(lambda x: (x ** 3).sum())(np.array([1.0, 2.0]))  # diag(6 x)
     """
-    return jacobian(grad(f, argnums), argnums, mode="fwd")
+    return jacobian(grad(f, argnums), argnums, mode="fwd", vectorize=vectorize)
 
 
 def hvp(f: Callable[..., Any], primals: Any, tangents: Any) -> Any:
@@ -291,7 +296,7 @@ def _jacobian_rev(outs: tuple, vjp_fn: Callable, out_tuple: bool, args: Sequence
                   nums: tuple) -> Tuple[list, bool]:
     """One VJP per output element: row k of J is e_k^T J."""
     table = []
-    shapes = [np.shape(o.data if isinstance(o, Tensor) else o) for o in outs]
+    shapes = [_shape(o) for o in outs]
     for k, shape in enumerate(shapes):
         dtype = _dtype(outs[k])
         rows = [[] for _ in nums]
@@ -347,6 +352,70 @@ def _jacobian_fwd(f: Callable[..., Any], args: Sequence[Any], nums: tuple) -> Tu
         table.append([_assemble([c[k] for c in cols], oshape, ishape, dtype, rows_first=False)
                       for cols, ishape in columns])
     return table, out_tuple
+
+
+def _jacobian_rev_vmap(outs: tuple, vjp_fn: Callable, out_tuple: bool, args: Sequence[Any],
+                       nums: tuple) -> Tuple[list, bool]:
+    """All rows of J at once: the VJP vmapped over the rows of the identity (e_k^T J for every k)."""
+    from .vmap import vmap
+    shapes = [_shape(o) for o in outs]
+    table = []
+    for k, shape in enumerate(shapes):
+        m = int(np.prod(shape, dtype=np.int64))
+        in_shapes = [_shape(args[i]) for i in nums]
+        if m == 0:
+            table.append([np.zeros(tuple(shape) + tuple(s), _dtype(outs[k])) for s in in_shapes])
+            continue
+        cts = [np.eye(m, dtype=_dtype(o)).reshape((m,) + tuple(s)) if kk == k else np.zeros(s, _dtype(o))
+               for kk, (o, s) in enumerate(zip(outs, shapes))]
+
+        def pull(*cotangents: Any) -> tuple:
+            return vjp_fn(tuple(cotangents) if out_tuple else cotangents[0])
+
+        rows = vmap(pull, in_axes=tuple(0 if kk == k else None for kk in range(len(outs))))(*cts)
+        table.append([_reshape(r, tuple(shape) + tuple(s)) for r, s in zip(rows, in_shapes)])
+    return table, out_tuple
+
+
+def _jacobian_fwd_vmap(f: Callable[..., Any], args: Sequence[Any], nums: tuple) -> Tuple[list, bool]:
+    """All columns of J at once: the JVP vmapped over the columns of the identity (J e_k for every k)."""
+    from .vmap import vmap
+
+    def partial(*xs: Any) -> Any:
+        full = list(args)
+        for i, x in zip(nums, xs):
+            full[i] = x
+        return f(*full)
+
+    for i in nums:
+        _float_argument(args[i], i, "jacobian")
+    primals = tuple(args[i] for i in nums)
+    outs, out_tuple = _as_tuple(partial(*primals))
+    for k, o in enumerate(outs):
+        check_float_output(o, "jacobian", f"output {k}")
+    out_shapes = [_shape(o) for o in outs]
+    columns = []  # per input: per output, out_shape + in_shape
+    for a, p in enumerate(primals):
+        shape = _shape(p)
+        n = int(np.prod(shape, dtype=np.int64))
+        if n == 0:
+            columns.append([np.zeros(tuple(s) + tuple(shape), _dtype(o)) for o, s in zip(outs, out_shapes)])
+            continue
+        tangents = [np.eye(n, dtype=_dtype(q)).reshape((n,) + tuple(shape)) if b == a
+                    else np.zeros(_shape(q), _dtype(q)) for b, q in enumerate(primals)]
+
+        def push(*ts: Any) -> tuple:
+            return _as_tuple(jvp_for(partial, primals, ts, "jacobian")[1])[0]
+
+        cols = vmap(push, in_axes=tuple(0 if b == a else None for b in range(len(primals))),
+                    out_axes=-1)(*tangents)
+        columns.append([_reshape(c, tuple(s) + tuple(shape)) for c, s in zip(cols, out_shapes)])
+    table = [[columns[a][k] for a in range(len(primals))] for k in range(len(outs))]
+    return table, out_tuple
+
+
+def _reshape(x: Any, shape: tuple) -> Any:
+    return F.reshape(x, shape) if isinstance(x, Tensor) else np.reshape(x, shape)
 
 
 def _assemble(pieces: list, out_shape: tuple, in_shape: tuple, dtype: Any, rows_first: bool) -> Any:

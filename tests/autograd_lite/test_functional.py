@@ -178,11 +178,14 @@ def test_jacobian_auto_picks_the_cheaper_mode(monkeypatch):
     from autograd_lite import functional
     calls = []
     for mode in ("fwd", "rev"):
-        monkeypatch.setattr(functional, f"_jacobian_{mode}",
-                            lambda *a, mode=mode: calls.append(mode) or ([[np.zeros(0)]], False))
+        for suffix in ("", "_vmap"):  # vectorize=False and True
+            monkeypatch.setattr(functional, f"_jacobian_{mode}{suffix}",
+                                lambda *a, mode=mode: calls.append(mode) or ([[np.zeros(0)]], False))
     jacobian(lambda x: x.sum())(np.ones(5))                   # 5 inputs, 1 output: reverse
     jacobian(lambda x: ag.broadcast_to(x, (5,)))(np.ones(1))  # 1 input, 5 outputs: forward
-    assert calls == ["rev", "fwd"]
+    jacobian(lambda x: x.sum(), vectorize=False)(np.ones(5))
+    jacobian(lambda x: ag.broadcast_to(x, (5,)), vectorize=False)(np.ones(1))
+    assert calls == ["rev", "fwd", "rev", "fwd"]
 
 
 def test_jacobian_with_tuple_argnums_and_tuple_outputs():
