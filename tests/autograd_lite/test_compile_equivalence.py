@@ -250,6 +250,40 @@ def test_a_new_dtype_retraces():
     assert as_array(compiled(np.array([1.0, 2.0], np.float32))).dtype == np.float32
 
 
+def test_strided_fortran_and_reversed_inputs_replay_like_contiguous_ones():
+    W = ag.tensor(np.arange(6.0).reshape(3, 2) / 10, requires_grad=True)
+
+    def step(x):
+        W.grad = None
+        loss = (ag.sigmoid(x @ W) * 2 + ag.as_tensor(x).sum(axis=1, keepdims=True)).sum()
+        loss.backward()
+        return loss, W.grad
+
+    compiled = ag.compile(step)
+    base = np.random.default_rng(0).random((4, 6))
+    for x in (np.ascontiguousarray(base[:, :3]), base[:, ::2], np.asfortranarray(base[:, 3:]), base[::-1, 1:4]):
+        for got, expected in zip(snapshot(compiled(x)), snapshot(step(x))):
+            assert_close(got, expected, f"input with strides {x.strides}")
+
+
+def test_inputs_are_not_written_and_one_array_may_be_passed_twice():
+    w = ag.tensor(np.array([0.5, -1.0]), requires_grad=True)
+    compiled = ag.compile(lambda a, b: ag.exp(ag.as_tensor(a) * ag.as_tensor(b) * w).sum())
+    x, y = np.array([1.0, 2.0]), np.array([3.0, 4.0])
+    assert_close(as_array(compiled(x, y)), np.exp(x * y * w.data).sum(), "two arrays")
+    assert_close(as_array(compiled(x, x)), np.exp(x * x * w.data).sum(), "one array twice")
+    assert x.tolist() == [1.0, 2.0] and y.tolist() == [3.0, 4.0]
+
+
+def test_a_signature_evicted_from_the_cache_is_traced_again_correctly():
+    w = ag.tensor(np.array([2.0]), requires_grad=True)
+    compiled = ag.compile(lambda x: (ag.as_tensor(x) * w).sum())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ag.CompileWarning)
+        for n in list(range(1, 21)) + [1, 2, 20]:
+            assert as_array(compiled(np.ones(n))) == 2.0 * n
+
+
 def test_tensors_changed_outside_between_calls_are_seen_by_the_next_replay():
     W = ag.tensor(np.ones((2, 2)), requires_grad=True)
     compiled = ag.compile(lambda x: (ag.as_tensor(x) @ W).sum())
@@ -390,15 +424,22 @@ def _reads_data_of_the_result(x, w):
     pytest.param(_reads_data_of_the_result, lambda k: np.full(2, float(k)), marks=DATA_HOLE),
 ], ids=["x / 255", "np.eye(n)[labels]", "t.data"])
 def test_numpy_on_traced_inputs_is_refused_or_replayed_never_frozen(fn, argument):
-    """NumPy applied to an argument inside the function: refused while tracing, or computed anew
-    at every replay, never a constant frozen at the first call's value."""
+    """NumPy applied to an argument inside the function: refused (naming the line of the NumPy
+    operation or the line where its result entered the graph), or computed anew at every replay,
+    never a constant frozen at an earlier call's value."""
     w = ag.tensor(np.array([1.0, -2.0]), requires_grad=True)
     compiled = ag.compile(fn)
+    results = []
     try:
-        first = as_array(compiled(argument(1), w))
-    except ag.TracingError:
+        for k in range(1, 5):
+            results.append(as_array(compiled(argument(k), w)))
+    except ag.TracingError as error:
+        lines, first = inspect.getsourcelines(fn)
+        message = str(error)
+        assert "test_compile_equivalence.py" in message and any(
+            f":{first + i}" in message or f"line {first + i}" in message for i in range(1, 3)), (
+            f"the error should name the line: {message}")
         return
-    results = [first] + [as_array(compiled(argument(k), w)) for k in range(2, 5)]
     expected = [as_array(fn(argument(k), w)) for k in range(1, 5)]
     np.testing.assert_array_equal(results, expected, err_msg="a replay returned a value frozen at trace time")
 
@@ -454,7 +495,7 @@ def test_fallback_in_decorator_form():
     assert len(caught) == 1 and caught[0].category is ag.CompileWarning, [str(c.message) for c in caught]
 
 
-def test_the_python_body_runs_once_per_signature_then_replays():
+def test_the_python_body_runs_at_most_twice_per_signature_then_replays():
     runs = []
     w = ag.tensor(np.array([2.0]), requires_grad=True)
 
@@ -466,11 +507,14 @@ def test_the_python_body_runs_once_per_signature_then_replays():
         loss.backward()
         return loss
 
-    for k in range(5):
+    for k in range(12):
         assert as_array(step(np.full(3, float(k)))) == 6.0 * k
         np.testing.assert_array_equal(as_array(w.grad), [3.0 * k])
-    step(np.ones(2))
-    assert len(runs) == 2 and step.trace_count == 2
+    assert 1 <= len(runs) <= 2, f"the body ran {len(runs)} times for one signature"   # a check trace allowed
+    before = len(runs)
+    for k in range(12):
+        step(np.ones(2))
+    assert 1 <= len(runs) - before <= 2 and len(runs) <= 4
 
 
 def test_many_signatures_warn_about_retracing_and_few_do_not():
