@@ -23,7 +23,8 @@ _WHERE = {
     "per_example": ["per_example_grads", "clip_per_example", "functional_call"],
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
-_SUBPACKAGES = ("data", "datasets")
+# modules reached as attributes; nn.sweep is callable: nn.sweep(configs, ...) runs a sweep
+_SUBPACKAGES = ("data", "datasets", "sweep", "distributed")
 __all__ = sorted(_MODULE_OF) + list(_SUBPACKAGES)
 
 
