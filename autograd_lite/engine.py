@@ -81,9 +81,10 @@ def replayed(fn: Any) -> Any:
     return effect
 
 
-def guard(obj: Any, attribute: str) -> None:
+def guard(obj: Any, attribute: Optional[str] = None) -> None:
     """Tell a running `ag.compile` trace that the program depends on `obj.<attribute>` (a mode
-    flag such as a module's `training`): a later call where it differs traces again."""
+    flag such as a module's `training`), or with None on every plain setting of obj (numbers,
+    strings, booleans): a later call where one differs traces again."""
     if tracers:
         tracers[-1].guard(obj, attribute)
 

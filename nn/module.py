@@ -80,7 +80,7 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__}: subclasses of Module must define forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        guard(self, "training")   # inside ag.compile: train() / eval() select another program
+        guard(self)   # inside ag.compile: another train()/eval() or setting (dropout p) retraces
         return self.forward(*args, **kwargs)
 
     def short_name(self) -> str:

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import warnings
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, IO, List, Optional, Sequence, Tuple, Union
@@ -23,6 +24,7 @@ import numpy as np
 
 import autograd_lite as ag
 from autograd_lite import Tensor
+from autograd_lite.engine import replayed
 from autograd_lite.files import atomic_path, atomic_write
 
 from .data import batches, check_labels, one_hot
@@ -37,12 +39,17 @@ Callback = Callable[[int, Dict[str, float]], Optional[bool]]
 
 
 # ---------------------------------------------------------------- losses by name
+# The labels' one-hot rows are NumPy work on an argument: inside ag.compile it is replayed at
+# every call (engine.replayed) instead of being frozen at the first batch's labels.
+_one_hot = replayed(one_hot)
+
+
 def _bce(outputs: Tensor, labels: np.ndarray) -> Tensor:
-    return binary_cross_entropy(outputs, one_hot(labels, outputs.shape[-1], outputs.dtype))
+    return binary_cross_entropy(outputs, _one_hot(labels, outputs.shape[-1], outputs.dtype))
 
 
 def _bce_logits(outputs: Tensor, labels: np.ndarray) -> Tensor:
-    return binary_cross_entropy_with_logits(outputs, one_hot(labels, outputs.shape[-1], outputs.dtype))
+    return binary_cross_entropy_with_logits(outputs, _one_hot(labels, outputs.shape[-1], outputs.dtype))
 
 
 def _ce(outputs: Tensor, labels: np.ndarray) -> Tensor:
@@ -50,7 +57,7 @@ def _ce(outputs: Tensor, labels: np.ndarray) -> Tensor:
 
 
 def _mse(outputs: Tensor, labels: np.ndarray) -> Tensor:
-    return mse(outputs, one_hot(labels, outputs.shape[-1], outputs.dtype))
+    return mse(outputs, _one_hot(labels, outputs.shape[-1], outputs.dtype))
 
 
 # name -> (loss of (model outputs, integer labels), mean over samples; the output activation it expects)
@@ -241,7 +248,8 @@ def fit(model: Module, loss: Union[str, LossFn], optimizer: Any, train: Tuple[np
         batch_size: Optional[int] = 32, l2: float = 0.0, schedule: Any = None,
         early_stopping: Optional[int] = None, restore_best_weights: bool = True,
         callbacks: Sequence[Callback] = (), seed: Optional[int] = 0, verbose: bool = True,
-        file: Optional[IO[str]] = None, anomaly: bool = False, diagnostics: bool = False) -> History:
+        file: Optional[IO[str]] = None, anomaly: bool = False, diagnostics: bool = False,
+        compile: bool = True) -> History:
     """Train `model` on `train = (x, labels)` for `epochs` passes of mini-batches; return a History.
 
     - `loss`: a name in LOSSES ("bce" is the lecture's logistic cost for sigmoid outputs, "ce"
@@ -262,6 +270,12 @@ def fit(model: Module, loss: Union[str, LossFn], optimizer: Any, train: Tuple[np
       saturated (sigmoid/tanh) or dead (ReLU) units, in `history.diagnostics` (and printed when
       verbose); a `TrainingWarning` when a layer saturates, its gradients vanish or explode, or
       the loss sits on a plateau (see nn/diagnostics.py).
+
+    `compile=True` (the default) runs each batch's forward, loss and backward as a program
+    captured by `ag.compile` at the first batch and replayed after (same numbers as eager, less
+    Python per batch); `compile=False` runs them eagerly, op by op, for debugging. `anomaly` and
+    `diagnostics` need the eager path and turn compilation off; a custom loss that reads values
+    from Python makes it fall back to eager with one CompileWarning.
 
     Inputs with NaN or inf are refused before training (ValueError). A batch whose loss or
     gradients are NaN or inf is not applied: training stops with a `NonFiniteError` that says
@@ -304,6 +318,8 @@ def fit(model: Module, loss: Union[str, LossFn], optimizer: Any, train: Tuple[np
     best, best_epoch, best_state, waited = math.inf, None, None, 0
     watcher = TrainingMonitor(model, l2=l2) if diagnostics else None
     guard = _FiniteGuard(model, optimizer, l2, custom_loss=callable(loss))
+    forward_backward = (_compiled_forward_backward(model, loss_fn, l2, optimizer)
+                        if compile and not anomaly and not diagnostics else None)
     try:
         with ag.detect_anomaly(enabled=anomaly), (watcher or contextlib.nullcontext()), _CtrlC() as ctrl_c:
             for epoch in range(1, epochs + 1):
@@ -314,16 +330,20 @@ def fit(model: Module, loss: Union[str, LossFn], optimizer: Any, train: Tuple[np
                 if watcher:
                     watcher.start_epoch()
                 for i, (xb, yb) in enumerate(batch_iter, 1):
-                    outputs = model(xb)
-                    data_loss = loss_fn(outputs, yb)
-                    cost = data_loss + l2_penalty(model, l2) if l2 else data_loss
+                    if forward_backward is not None:   # zero_grad and backward included
+                        outputs, data_loss, cost = forward_backward(xb, yb)
+                    else:
+                        outputs = model(xb)
+                        data_loss = loss_fn(outputs, yb)
+                        cost = data_loss + l2_penalty(model, l2) if l2 else data_loss
                     value = float(cost.data)
                     if not math.isfinite(value):
                         penalty_only = bool(l2) and math.isfinite(float(data_loss.data))
                         what = f"the {'L2 penalty' if penalty_only else 'loss'} became {value}"
                         raise guard.stop(what, epoch, i, xb, penalty_only)
-                    optimizer.zero_grad()
-                    cost.backward()
+                    if forward_backward is None:
+                        optimizer.zero_grad()
+                        cost.backward()
                     if watcher:
                         watcher.after_backward()
                     broken = guard.bad_gradient()
@@ -382,6 +402,41 @@ def fit(model: Module, loss: Union[str, LossFn], optimizer: Any, train: Tuple[np
         if verbose:
             print(f"restored the weights of epoch {best_epoch} ({monitor} {best:.4f})", file=out, flush=True)
     return history
+
+
+def _compiled_forward_backward(model: Module, loss_fn: LossFn, l2: float, optimizer: Any) -> Callable:
+    """fit's batch up to the optimizer step, compiled: (outputs, data loss, cost) from (x, labels),
+    the gradients left in the parameters' .grad. The step itself stays outside, so a batch with a
+    non-finite loss or gradient is still refused before it changes the weights."""
+    def forward_backward(xb: np.ndarray, yb: np.ndarray) -> Tuple[Tensor, Tensor, Tensor]:
+        outputs = model(xb)
+        data_loss = loss_fn(outputs, yb)
+        cost = data_loss + l2_penalty(model, l2) if l2 else data_loss
+        optimizer.zero_grad()
+        cost.backward()
+        return outputs, data_loss, cost
+    compiled = ag.compile(forward_backward, fallback=True)
+    return lambda xb, yb: compiled(_in_model_dtype(model, xb), yb)
+
+
+def _in_model_dtype(model: Module, x: np.ndarray) -> np.ndarray:
+    """x converted to the dtype of the model's parameters before a compiled call (the model
+    would convert it inside, a NumPy copy that a trace could only freeze)."""
+    for p in model.parameters():
+        return x if x.dtype == p.dtype else x.astype(p.dtype)
+    return x
+
+
+# One compiled forward per model for predict / evaluate (eval mode, no graph), dropped with the model.
+_INFERENCE: "weakref.WeakKeyDictionary[Module, Callable]" = weakref.WeakKeyDictionary()
+
+
+def _inference(model: Module) -> Callable:
+    compiled = _INFERENCE.get(model)
+    if compiled is None:
+        ref = weakref.ref(model)   # the cache must not keep its key alive
+        compiled = _INFERENCE[model] = ag.compile(lambda xb: ref()(xb), fallback=True)
+    return lambda xb: compiled(_in_model_dtype(model, xb))
 
 
 # ---------------------------------------------------------------- using a trained model
@@ -444,9 +499,10 @@ def _evaluate(model: Module, x: np.ndarray, labels: np.ndarray, loss_fn: Optiona
     model.eval()
     total, outputs = 0.0, []
     try:
+        forward = _inference(model)
         with ag.no_grad():
             for start in range(0, len(x), batch_size):
-                out = model(x[start:start + batch_size])
+                out = forward(x[start:start + batch_size])
                 if loss_fn is not None:
                     yb = labels[start:start + batch_size]
                     total += float(loss_fn(out, yb).data) * len(yb)
@@ -484,8 +540,9 @@ def _forward(where: str, model: Module, x: Any, batch_size: int) -> np.ndarray:
     was_training = getattr(model, "training", False)
     model.eval()
     try:
+        forward = _inference(model)
         with ag.no_grad():
-            parts = [model(x[s:s + batch_size]).data for s in range(0, len(x), batch_size)]
+            parts = [forward(x[s:s + batch_size]).data for s in range(0, len(x), batch_size)]
     finally:
         model.train(was_training)
     return np.concatenate(parts) if parts else np.zeros((0,))

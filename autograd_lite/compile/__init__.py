@@ -19,7 +19,7 @@ import numpy as np
 from .. import engine
 from ..tensor import Tensor, tracers
 from .capture import Tracer, TracingError
-from .program import Program
+from .program import Program, differences
 from .replay import holds, replay
 
 __all__ = ["compile", "Compiled", "CompileWarning", "TracingError"]
@@ -64,17 +64,50 @@ class Compiled:
             return self.fn(*args, **kwargs)
         flat: List[Any] = []
         key = (engine._grad_mode.enabled, _signature(args, flat),
-               tuple((k, _signature(v, flat)) for k, v in kwargs.items()))
+               tuple((k, _signature(v, flat)) for k, v in kwargs.items()), _aliasing(flat))
         if key in self._eager:
             return self.fn(*args, **kwargs)
         programs = self._cache.get(key)
         if programs:
-            for program in programs:
+            for n, program in enumerate(programs):
                 if holds(program):
                     self._cache.move_to_end(key)
+                    if not program.checked:
+                        return self._check(key, n, program, args, kwargs, flat)
                     self._latest = program
                     return replay(program, flat)
         return self._trace(key, args, kwargs, flat)
+
+    def _check(self, key: tuple, n: int, first: Program, args: tuple, kwargs: dict,
+               flat: List[Any]) -> Any:
+        """The second call of a signature is traced again (it runs eagerly, as the trace does)
+        and its program compared with the first: if a constant or a step differs, the function
+        computes something from its arguments' values out of the tracer's sight, and replaying
+        the first program would be wrong."""
+        name = getattr(self.fn, "__qualname__", repr(self.fn))
+        tracer = Tracer(name, self.fallback)
+        result, second = tracer.run(self.fn, args, kwargs, flat)
+        why = tracer.refused or differences(first, second)
+        if why is not None and not tracer.refused:
+            why = (f"ag.compile: {name} traced twice with the same signature gave two programs: "
+                   f"{why}. It computes something from its arguments' values that the tracer "
+                   "cannot see (NumPy on t.data or on an argument, a Python branch on a value, "
+                   "random numbers not drawn through engine.replayed), so replaying one program "
+                   "would be wrong; do that work with ag operations (ag.where for a choice), "
+                   "outside the function, or pass fallback=True to run it eagerly")
+        if why is not None:
+            del self._cache[key]
+            self._latest = None
+            if not self.fallback:
+                raise TracingError(why)
+            self._eager.add(key)
+            warnings.warn(f"{why}. This signature now runs eagerly (fallback=True).",
+                          CompileWarning, stacklevel=3)
+            return result
+        second.checked = True
+        self._cache[key][n] = second
+        self._latest = second
+        return result
 
     def _trace(self, key: tuple, args: tuple, kwargs: dict, flat: List[Any]) -> Any:
         name = getattr(self.fn, "__qualname__", repr(self.fn))
@@ -132,6 +165,14 @@ def compile(fn: Optional[Callable] = None, *, fallback: bool = False) -> Any:
     if fn is None:
         return lambda f: Compiled(f, fallback=fallback)
     return Compiled(fn, fallback=fallback)
+
+
+def _aliasing(flat: List[Any]) -> tuple:
+    """Which arguments are the same array (f(x, x) is another program than f(x, y)): for each,
+    the position of its first occurrence."""
+    first: Dict[int, int] = {}
+    return tuple(first.setdefault(id(x.data if isinstance(x, Tensor) else x), i)
+                 for i, x in enumerate(flat))
 
 
 def _signature(x: Any, flat: List[Any]) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import weakref
 from heapq import heapify, heappop, heappush
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -69,7 +70,7 @@ class Tracer:
         program = Program(
             name=self.name, values=self.values, steps=self.steps, env=self.env, inputs=self.inputs,
             params=self.params, result=template, guards=self.guards,
-            param_facts=[(t.data.shape, t.data.dtype) for _, t in self.params])
+            param_facts=[(t.data.shape, t.data.dtype, t.requires_grad) for _, t in self.params])
         self.keep = []
         return result, program
 
@@ -84,7 +85,7 @@ class Tracer:
     def _input(self, x: Any) -> None:
         if isinstance(x, Tensor):
             data = self._new(INPUT, x.data)
-            obj = self._new(OBJECT, None)
+            obj = self._new(OBJECT, x)
             self.values[obj].kind = INPUT
             self.tensor_slot[id(x)] = data
             self.array_slot[id(x.data)] = data
@@ -230,9 +231,9 @@ class Tracer:
         if not self.depth:
             self.read(None, what, a.shape)
 
-    def guard(self, obj: Any, attribute: str) -> None:
-        if not any(o is obj and a == attribute for o, a, _ in self.guards):
-            self.guards.append((obj, attribute, getattr(obj, attribute)))
+    def guard(self, obj: Any, attribute: Optional[str]) -> None:
+        if not any(o() is obj and a == attribute for o, a, _ in self.guards):
+            self.guards.append((_weak(obj), attribute, settings(obj, attribute)))
 
     # ---- effects replayed by calling them again ------------------------------------------
     def set_grad(self, t: Tensor, value: Optional[Tensor]) -> None:
@@ -266,7 +267,8 @@ class Tracer:
         elif isinstance(result, np.ndarray):
             out = self._value(result)
         name = getattr(fn, "__qualname__", getattr(fn, "__name__", "effect"))
-        self.steps.append(Step("effect", name, call, ins, out))
+        fixed = tuple(a for kind, a in specs + list(kwspecs.values()) if kind == "value")
+        self.steps.append(Step("effect", name, call, ins, out, fixed=fixed))
         if out is not None:
             self.env[out] = result.data if isinstance(result, Tensor) else result
         return result
@@ -529,6 +531,23 @@ class Tracer:
                                 self.refused = self.refused or message
                                 return
                             raise TracingError(message)
+
+
+def _weak(obj: Any) -> Callable[[], Any]:
+    """A weak reference to obj where it allows one (a program must not keep a model alive)."""
+    try:
+        return weakref.ref(obj)
+    except TypeError:
+        return lambda: obj
+
+
+def settings(obj: Any, attribute: Optional[str]) -> Any:
+    """What a guard compares: `obj.<attribute>`, or with None every plain setting of obj (its
+    numbers, strings, booleans and None, e.g. a module's `training` and dropout's `p`)."""
+    if attribute is not None:
+        return getattr(obj, attribute)
+    return [(k, v) for k, v in vars(obj).items()
+            if v is None or isinstance(v, (bool, int, float, str))]
 
 
 class TracedArray(np.ndarray):

@@ -44,6 +44,7 @@ class Step:
     ins: Tuple[int, ...]
     out: Any
     kw: Dict[str, Any] = field(default_factory=dict)
+    fixed: tuple = ()   # an effect's arguments taken by reference (compared by `differences`)
 
     def outputs(self) -> Tuple[int, ...]:
         if self.out is None:
@@ -71,6 +72,7 @@ class Program:
     result: Any
     guards: List[Tuple[Any, str, Any]]
     param_facts: List[Tuple[tuple, np.dtype]]
+    checked: bool = False   # traced a second time and found the same (see `differences`)
 
     def peak_bytes(self) -> int:
         """The largest total size of the step results alive at once (each freed after its
@@ -107,6 +109,50 @@ class Program:
         lines.append(f"  values: {sum(1 for v in self.values if v.kind == VALUE)} results, "
                      f"peak {_bytes(self.peak_bytes())} alive at once")
         return "\n".join(lines)
+
+
+def differences(first: Program, second: Program) -> Optional[str]:
+    """Why two traces of the same signature are not the same program (None if they are):
+    another sequence of steps, or a constant or parameter of another value. Either means that
+    the function computed something from its arguments' values where the tracer could not see
+    it (NumPy on `t.data`, a Python branch on a value), so a replay would be wrong."""
+    if len(first.steps) != len(second.steps) or len(first.values) != len(second.values):
+        return (f"the second call ran {len(second.steps)} steps where the first ran "
+                f"{len(first.steps)}")
+    for n, (a, b) in enumerate(zip(first.steps, second.steps)):
+        if a.label != b.label or a.ins != b.ins or a.out != b.out:
+            return f"step {n} was `{a.label}` in the first call and `{b.label}` in the second"
+        if not _same(a.kw, b.kw) or not _same(a.fixed, b.fixed):
+            return f"step {n} (`{a.label}`) got other fixed arguments in the second call"
+    params_a = dict(first.params)
+    for slot, v in enumerate(first.values):
+        x, y = first.env[slot], second.env[slot]
+        if v.kind == CONST and not _same(x, y):
+            return f"the constant {_slot_name(slot, v)}:{_type(v)} had another value in the second call"
+        if v.kind == PARAM and params_a.get(slot) is not dict(second.params).get(slot) \
+                and not _same(x, y):
+            return (f"the tensor {_slot_name(slot, v)}:{_type(v)}, made inside the function, had "
+                    "another value in the second call")
+    return None
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a is b:
+        return True
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape
+                and a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if hasattr(a, "data") and hasattr(b, "data") and type(a) is type(b) and \
+            isinstance(getattr(a, "data"), np.ndarray):
+        return _same(a.data, b.data)   # Tensors
+    try:
+        return bool(a == b) and type(a) is type(b)
+    except Exception:
+        return False
 
 
 def _last_uses(program: Program) -> Dict[int, int]:

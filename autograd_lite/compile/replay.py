@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, List
 
 from ..tensor import Tensor
+from .capture import settings
 from .program import Program
 
 
@@ -31,14 +32,16 @@ def replay(program: Program, flat: List[Any]) -> Any:
 
 
 def holds(program: Program) -> bool:
-    """Whether the program still fits: every guard (a module's training flag) has its traced
-    value and every leaf read by reference kept its shape and dtype."""
-    for obj, attribute, value in program.guards:
-        if getattr(obj, attribute) != value:
+    """Whether the program still fits: every guard (a module's settings: training, dropout's p)
+    has its traced value and every leaf read by reference kept its shape, dtype and
+    requires_grad."""
+    for ref, attribute, value in program.guards:
+        obj = ref()
+        if obj is None or settings(obj, attribute) != value:
             return False
-    for (_, leaf), (shape, dtype) in zip(program.params, program.param_facts):
+    for (_, leaf), (shape, dtype, requires_grad) in zip(program.params, program.param_facts):
         data = leaf.data
-        if data.shape != shape or data.dtype != dtype:
+        if data.shape != shape or data.dtype != dtype or leaf.requires_grad != requires_grad:
             return False
     return True
 
