@@ -10,7 +10,7 @@ the arrays come in C-contiguous and of one float dtype (`kernels/convolution.py`
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, uint64
 
 from .conv_reference import Pair, Padding, output_size
 
@@ -37,53 +37,58 @@ def _span(offset: int, stride: int, count: int, size: int) -> tuple:
 
 @njit(**_JIT)
 def _im2col(x, kh, kw, sh, sw, top, left, dh, dw, ho, wo, cols):
-    """cols[(c kh + a) kw + b, (n Ho + i) Wo + j] = x_pad[n, c, i sh + a dh, j sw + b dw]."""
+    """cols[n, (c kh + a) kw + b, i Wo + j] = x_pad[n, c, i sh + a dh, j sw + b dw], through flat
+    indices. They are unsigned: with a signed index Numba adds the negative-index wraparound
+    test to every access, which keeps LLVM from vectorizing the row copies (5x slower here)."""
     n_, c_, h_, w_ = x.shape
+    xf = x.reshape(-1)
+    cf = cols.reshape(-1)
     plane = ho * wo
-    for c in range(c_):
-        for a in range(kh):
-            i_lo, i_hi = _span(a * dh - top, sh, ho, h_)
-            for b in range(kw):
-                row = cols[(c * kh + a) * kw + b]
-                j_lo, j_hi = _span(b * dw - left, sw, wo, w_)
-                for n in range(n_):
-                    base = n * plane
-                    for k in range(base, base + i_lo * wo):
-                        row[k] = 0
+    rows = c_ * kh * kw
+    cf[:] = 0
+    for n in range(n_):
+        for c in range(c_):
+            for a in range(kh):
+                i_lo, i_hi = _span(a * dh - top, sh, ho, h_)
+                for b in range(kw):
+                    j_lo, j_hi = _span(b * dw - left, sw, wo, w_)
+                    base = (n * rows + (c * kh + a) * kw + b) * plane
                     for i in range(i_lo, i_hi):
-                        start = base + i * wo
-                        src = x[n, c, i * sh + a * dh - top]
-                        for j in range(0, j_lo):
-                            row[start + j] = 0
-                        shift = b * dw - left
-                        for j in range(j_lo, j_hi):
-                            row[start + j] = src[j * sw + shift]
-                        for j in range(j_hi, wo):
-                            row[start + j] = 0
-                    for k in range(base + i_hi * wo, base + plane):
-                        row[k] = 0
+                        dst = uint64(base + i * wo)
+                        src = uint64(((n * c_ + c) * h_ + i * sh + a * dh - top) * w_ + b * dw - left)
+                        if sw == 1:
+                            for j in range(uint64(j_lo), uint64(j_hi)):
+                                cf[dst + j] = xf[src + j]
+                        else:
+                            for j in range(uint64(j_lo), uint64(j_hi)):
+                                cf[dst + j] = xf[src + j * uint64(sw)]
 
 
 @njit(**_JIT)
 def _col2im(cols, kh, kw, sh, sw, top, left, dh, dw, ho, wo, dx):
-    """dx[n, c, i sh + a dh - top, j sw + b dw - left] += cols[(c kh + a) kw + b, (n Ho + i) Wo + j]
+    """dx[n, c, i sh + a dh - top, j sw + b dw - left] += cols[n, (c kh + a) kw + b, i Wo + j]
     (the transpose of `_im2col`; dx starts at zero)."""
     n_, c_, h_, w_ = dx.shape
+    xf = dx.reshape(-1)
+    cf = cols.reshape(-1)
     plane = ho * wo
-    for c in range(c_):
-        for a in range(kh):
-            i_lo, i_hi = _span(a * dh - top, sh, ho, h_)
-            for b in range(kw):
-                row = cols[(c * kh + a) * kw + b]
-                j_lo, j_hi = _span(b * dw - left, sw, wo, w_)
-                shift = b * dw - left
-                for n in range(n_):
-                    base = n * plane
+    rows = c_ * kh * kw
+    for n in range(n_):
+        for c in range(c_):
+            for a in range(kh):
+                i_lo, i_hi = _span(a * dh - top, sh, ho, h_)
+                for b in range(kw):
+                    j_lo, j_hi = _span(b * dw - left, sw, wo, w_)
+                    base = (n * rows + (c * kh + a) * kw + b) * plane
                     for i in range(i_lo, i_hi):
-                        dst = dx[n, c, i * sh + a * dh - top]
-                        start = base + i * wo
-                        for j in range(j_lo, j_hi):
-                            dst[j * sw + shift] += row[start + j]
+                        src = uint64(base + i * wo)
+                        dst = uint64(((n * c_ + c) * h_ + i * sh + a * dh - top) * w_ + b * dw - left)
+                        if sw == 1:
+                            for j in range(uint64(j_lo), uint64(j_hi)):
+                                xf[dst + j] += cf[src + j]
+                        else:
+                            for j in range(uint64(j_lo), uint64(j_hi)):
+                                xf[dst + j * uint64(sw)] += cf[src + j]
 
 
 @njit(**_JIT)
@@ -140,53 +145,78 @@ def _max_pool_gather(h, arg, out):
 
 
 # ---------------------------------------------------------------- the kernels
-def _columns(x: np.ndarray, kernel: Pair, stride: Pair, padding: Padding, dilation: Pair,
-             ho: int, wo: int) -> np.ndarray:
-    n, c = x.shape[:2]
-    cols = np.empty((c * kernel[0] * kernel[1], n * ho * wo), x.dtype)
+# The columns are made for a few samples at a time, about _CHUNK_BYTES of them, so that they are
+# still in cache when the GEMM reads them (for LeNet's shapes the whole batch's columns are
+# several MB, and writing then reading them from memory cost more than the GEMM itself).
+_CHUNK_BYTES = 256 * 1024
+
+
+def _samples_per_chunk(rows: int, plane: int, itemsize: int) -> int:
+    return max(1, _CHUNK_BYTES // (rows * plane * itemsize))
+
+
+def _chunk_columns(x, kernel, stride, padding, dilation, ho, wo, cols):
     _im2col(x, kernel[0], kernel[1], stride[0], stride[1], padding[0][0], padding[1][0],
             dilation[0], dilation[1], ho, wo, cols)
-    return cols
 
 
 def conv2d(x: np.ndarray, w: np.ndarray, stride: Pair, padding: Padding, dilation: Pair,
            groups: int) -> np.ndarray:
-    """conv2d by im2col and one GEMM per group: out (G, Og, N Ho Wo) = w (G, Og, K) @ cols."""
-    n = x.shape[0]
-    o = w.shape[0]
-    ho = output_size(x.shape[2], w.shape[2], stride[0], padding[0], dilation[0])
-    wo = output_size(x.shape[3], w.shape[3], stride[1], padding[1], dilation[1])
-    cols = _columns(x, w.shape[2:], stride, padding, dilation, ho, wo)
-    out = np.matmul(w.reshape(groups, o // groups, -1), cols.reshape(groups, -1, n * ho * wo))
-    return np.ascontiguousarray(out.reshape(o, n, ho, wo).transpose(1, 0, 2, 3))
-
-
-def _grouped(g: np.ndarray, groups: int) -> np.ndarray:
-    """g (N, O, Ho, Wo) as (G, Og, N Ho Wo), one copy."""
-    n, o, ho, wo = g.shape
-    return np.ascontiguousarray(g.transpose(1, 0, 2, 3)).reshape(groups, o // groups, n * ho * wo)
+    """conv2d by im2col and GEMMs: per sample, out (G, Og, Ho Wo) = w (G, Og, K) @ cols (G, K, Ho Wo),
+    written straight into the NCHW output."""
+    n, c = x.shape[:2]
+    o, _, kh, kw = w.shape
+    ho = output_size(x.shape[2], kh, stride[0], padding[0], dilation[0])
+    wo = output_size(x.shape[3], kw, stride[1], padding[1], dilation[1])
+    rows, plane = c * kh * kw, ho * wo
+    out = np.empty((n, o, ho, wo), x.dtype)
+    weights = w.reshape(groups, o // groups, rows // groups)
+    step = _samples_per_chunk(rows, plane, x.itemsize)
+    cols = np.empty((min(step, n), rows, plane), x.dtype)
+    for first in range(0, n, step):
+        m = min(step, n - first)
+        _chunk_columns(x[first:first + m], (kh, kw), stride, padding, dilation, ho, wo, cols[:m])
+        np.matmul(weights, cols[:m].reshape(m, groups, rows // groups, plane),
+                  out=out[first:first + m].reshape(m, groups, o // groups, plane))
+    return out
 
 
 def conv2d_input_grad(g: np.ndarray, w: np.ndarray, size: Pair, stride: Pair, padding: Padding,
                       dilation: Pair, groups: int) -> np.ndarray:
-    """The transposed convolution: cols (G, K, N Ho Wo) = w^T @ g, then col2im."""
+    """The transposed convolution: per sample, cols (G, K, Ho Wo) = w^T @ g, then col2im."""
     n, o, ho, wo = g.shape
     _, cg, kh, kw = w.shape
-    weights = w.reshape(groups, o // groups, -1)
-    cols = np.matmul(weights.transpose(0, 2, 1), _grouped(g, groups))
+    rows, plane = groups * cg * kh * kw, ho * wo
+    weights_t = np.ascontiguousarray(w.reshape(groups, o // groups, rows // groups).transpose(0, 2, 1))
     dx = np.zeros((n, groups * cg) + tuple(size), g.dtype)
-    _col2im(cols.reshape(groups * cg * kh * kw, n * ho * wo), kh, kw, stride[0], stride[1],
-            padding[0][0], padding[1][0], dilation[0], dilation[1], ho, wo, dx)
+    step = _samples_per_chunk(rows, plane, g.itemsize)
+    cols = np.empty((min(step, n), rows, plane), g.dtype)
+    for first in range(0, n, step):
+        m = min(step, n - first)
+        np.matmul(weights_t, g[first:first + m].reshape(m, groups, o // groups, plane),
+                  out=cols[:m].reshape(m, groups, rows // groups, plane))
+        _col2im(cols[:m], kh, kw, stride[0], stride[1], padding[0][0], padding[1][0],
+                dilation[0], dilation[1], ho, wo, dx[first:first + m])
     return dx
 
 
 def conv2d_weight_grad(x: np.ndarray, g: np.ndarray, kernel: Pair, stride: Pair, padding: Padding,
                        dilation: Pair, groups: int) -> np.ndarray:
-    """w_bar (G, Og, K) = g (G, Og, N Ho Wo) @ cols^T."""
+    """w_bar (G, Og, K) = sum over samples of g (G, Og, Ho Wo) @ cols^T (G, Ho Wo, K)."""
     n, o, ho, wo = g.shape
-    cols = _columns(x, kernel, stride, padding, dilation, ho, wo)
-    out = np.matmul(_grouped(g, groups), cols.reshape(groups, -1, n * ho * wo).transpose(0, 2, 1))
-    return out.reshape(o, x.shape[1] // groups, *kernel)
+    c = x.shape[1]
+    rows, plane = c * kernel[0] * kernel[1], ho * wo
+    step = _samples_per_chunk(rows, plane, x.itemsize)
+    cols = np.empty((min(step, n), rows, plane), x.dtype)
+    products = np.empty((min(step, n), groups, o // groups, rows // groups), x.dtype)
+    total = np.zeros((groups, o // groups, rows // groups), x.dtype)
+    for first in range(0, n, step):
+        m = min(step, n - first)
+        _chunk_columns(x[first:first + m], kernel, stride, padding, dilation, ho, wo, cols[:m])
+        np.matmul(g[first:first + m].reshape(m, groups, o // groups, plane),
+                  cols[:m].reshape(m, groups, rows // groups, plane).transpose(0, 1, 3, 2), out=products[:m])
+        total += products[:m].sum(axis=0)
+    return total.reshape(o, c // groups, *kernel)
 
 
 def _pool(x: np.ndarray, kernel: Pair, stride: Pair, padding: Padding) -> tuple:
