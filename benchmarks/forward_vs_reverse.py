@@ -6,10 +6,20 @@ Family B, g: R -> R^m (the mirror image: a scalar through tanh layers to m outpu
 forward mode gets the whole derivative from one JVP, reverse mode needs m VJPs.
 Each size is timed as one evaluation, the full derivative by each mode, and each mode's ratio
 to one evaluation; the many-pass mode stops at a time budget (and says so, with the total
-estimated from its measured time per pass). Every derivative is checked against the other mode
-before it is timed. JAX and PyTorch (torch.func) run the same derivatives when installed.
+estimated from its measured time per pass). The vmap columns time the many-pass mode's n passes
+as one batched pass (`ag.jacobian(..., vectorize=True)`: `vmap` of the JVP or VJP over the
+identity). Every derivative is checked against the other mode before it is timed. JAX and
+PyTorch (torch.func) run the same derivatives when installed.
+
+A second table, vmap against the loop: the full Jacobian of family A's vector map
+r(x) = W2 tanh(W1 x + b1) + b2 - y (R^n -> R^m, m = n = --jacobian-n) by each mode looped and
+vmapped, against one evaluation of r and one batched evaluation at a batch of n points (the
+theoretical cost of n JVPs as one matrix-matrix pass); and the Hessian of family A's f at
+n = --hessian-n, vmapped (forward over reverse) against the loop of Hessian-vector products.
+Vmapped and looped results must agree to 1e-12 (float64) before they are timed.
 
     python benchmarks/forward_vs_reverse.py [--sizes 1,10,100,1000,10000] [--budget 20]
+                                            [--jacobian-n 1000] [--hessian-n 100]
                                             [--json out.json] [--plot out.png]
 """
 from __future__ import annotations
@@ -75,8 +85,16 @@ class Problem:
         h = ag.tanh(self.W1 @ u + self.b1)                  # (hidden,)
         return self.W2 @ h + self.b2                        # (m,)
 
+    def residual(self, x: Any) -> Any:
+        """Family A's vector map before the squared error, r: R^n -> R^FIXED."""
+        return self.W2 @ ag.tanh(self.W1 @ x + self.b1) + self.b2 - self.y
+
     def evaluate(self) -> np.ndarray:
         return self.f(ag.tensor(self.point)).data
+
+    # the many-pass mode's n passes as one batched pass: vmap of the JVP (A) or VJP (B)
+    def vmapped(self) -> np.ndarray:
+        return ag.jacobian(self.f, mode="fwd" if self.family == "A" else "rev")(self.point)
 
     # the one-pass mode: reverse for A (one VJP), forward for B (one JVP)
     def one_pass(self) -> np.ndarray:
@@ -270,7 +288,7 @@ def run_peers(problem: Problem, reference: np.ndarray, repeats: int,
 
 # ---------------------------------------------------------------- one family
 def run_family(family: str, sizes: List[int], repeats: int, budget: float, peer_max: int,
-               log: Callable[[str], None]) -> List[Dict[str, Any]]:
+               vmap_max: int, log: Callable[[str], None]) -> List[Dict[str, Any]]:
     rows = []
     for n in sizes:
         problem = Problem(family, n)
@@ -285,6 +303,13 @@ def run_family(family: str, sizes: List[int], repeats: int, budget: float, peer_
         row["reverse_ratio"] = row["reverse_s"] / evaluation
         row["forward_ratio"] = row["forward_s"] / evaluation
         reference = np.asarray(problem.one_pass()).reshape(-1)
+        if n <= vmap_max:
+            vmapped = np.asarray(problem.vmapped()).reshape(-1)
+            if not np.allclose(vmapped, reference, rtol=1e-9, atol=1e-12):
+                raise SystemExit(f"family {family}, n = {n}: the vmapped many-pass mode disagrees with "
+                                 f"the one-pass mode by {np.max(np.abs(vmapped - reference)):.3g}")
+            row["vmap_s"] = best_time(problem.vmapped, repeats)
+            row["vmap_ratio"] = row["vmap_s"] / evaluation
         row["peers"] = run_peers(problem, reference, repeats, peer_max)
         for peer, times in row["peers"].items():
             for mode in ("rev", "fwd"):
@@ -293,6 +318,80 @@ def run_family(family: str, sizes: List[int], repeats: int, budget: float, peer_
         rows.append(row)
         log(f"  family {family}, n = {n}: done ({checked} entries cross-checked)")
     return rows
+
+
+# ---------------------------------------------------------------- vmap against the loop
+TARGETS = {"jacobian loop fwd / vmap fwd": (">=", 20.0), "jacobian loop rev / vmap rev": (">=", 20.0),
+           "jacobian vmap / batched eval": ("<=", 3.0), "hessian loop / vmap": (">=", 10.0)}
+
+
+def run_vmap_section(jacobian_n: int, hessian_n: int, repeats: int,
+                     log: Callable[[str], None]) -> Dict[str, Any]:
+    """The full Jacobian of family A's vector map at m = n = jacobian_n and the Hessian of family
+    A's f at n = hessian_n, each looped and vmapped (checked equal to 1e-12 first)."""
+    problem = Problem("A", jacobian_n)
+    r, x = problem.residual, problem.point
+    points = np.random.default_rng(2).standard_normal((jacobian_n, jacobian_n))
+    jac = {"loop fwd": lambda: ag.jacobian(r, mode="fwd", vectorize=False)(x),
+           "loop rev": lambda: ag.jacobian(r, mode="rev", vectorize=False)(x),
+           "vmap fwd": lambda: ag.jacobian(r, mode="fwd")(x),
+           "vmap rev": lambda: ag.jacobian(r, mode="rev")(x),
+           "one eval": lambda: r(x),
+           "batched eval": lambda: ag.vmap(r)(points)}
+    reference = jac["loop fwd"]()
+    diffs = {name: float(np.max(np.abs(jac[name]() - reference))) for name in ("loop rev", "vmap fwd", "vmap rev")}
+    _require_equal(f"Jacobian at m = n = {jacobian_n}", diffs)
+    log(f"  vmap: Jacobian at m = n = {jacobian_n} checked ({max(diffs.values()):.1e} max |diff|)")
+    # the loops take seconds: time them once per repeat, alongside the rest
+    names = list(jac)
+    times = dict(zip(names, best_times([jac[k] for k in names], max(2, repeats // 2), min_batch=0.2)))
+    problem_h = Problem("A", hessian_n)
+    hess = {"loop": lambda: ag.hessian(problem_h.f, vectorize=False)(problem_h.point),
+            "vmap": lambda: ag.hessian(problem_h.f)(problem_h.point),
+            "one eval": problem_h.evaluate}
+    h_diff = {"vmap": float(np.max(np.abs(hess["vmap"]() - hess["loop"]())))}
+    _require_equal(f"Hessian at n = {hessian_n}", h_diff)
+    log(f"  vmap: Hessian at n = {hessian_n} checked ({h_diff['vmap']:.1e} max |diff|)")
+    h_names = list(hess)
+    h_times = dict(zip(h_names, best_times([hess[k] for k in h_names], repeats)))
+    ratios = {"jacobian loop fwd / vmap fwd": times["loop fwd"] / times["vmap fwd"],
+              "jacobian loop rev / vmap rev": times["loop rev"] / times["vmap rev"],
+              "jacobian vmap / batched eval": min(times["vmap fwd"], times["vmap rev"]) / times["batched eval"],
+              "hessian loop / vmap": h_times["loop"] / h_times["vmap"]}
+    return {"jacobian_n": jacobian_n, "hessian_n": hessian_n, "jacobian_s": times, "hessian_s": h_times,
+            "max_abs_diff_to_loop": {"jacobian": diffs, "hessian": h_diff}, "ratios": ratios}
+
+
+def _require_equal(what: str, diffs: Dict[str, float], tol: float = 1e-12) -> None:
+    for name, diff in diffs.items():
+        if not diff <= tol:
+            raise SystemExit(f"{what}: {name} differs from the loop by {diff:.3g} (> {tol:g})")
+
+
+def format_vmap_section(v: Dict[str, Any]) -> str:
+    n, t, h = v["jacobian_n"], v["jacobian_s"], v["hessian_s"]
+    lines = [f"vmap against the loop (float64; every vmapped result within "
+             f"{max(list(v['max_abs_diff_to_loop']['jacobian'].values()) + list(v['max_abs_diff_to_loop']['hessian'].values())):.1e} "
+             "of the loop's)",
+             f"Full Jacobian of r(x) = W2 tanh(W1 x + b1) + b2 - y, R^{n} -> R^{FIXED}:",
+             f"{'':>4}{'':<26} {'ms':>10} {'x one eval':>11}"]
+    labels = {"loop fwd": f"loop of {n} JVPs", "loop rev": f"loop of {FIXED} VJPs",
+              "vmap fwd": "vmap of the JVP (fwd)", "vmap rev": "vmap of the VJP (rev)",
+              "one eval": "one evaluation of r", "batched eval": f"r at a batch of {n} points"}
+    for key, label in labels.items():
+        lines.append(f"{'':>4}{label:<26} {_ms(t[key]):>10} {t[key] / t['one eval']:>11.3g}")
+    lines.append(f"Hessian of f(x) = 0.5 ||r(x)||^2 at n = {v['hessian_n']} (forward over reverse):")
+    for key, label in (("loop", f"loop of {v['hessian_n']} HVPs"), ("vmap", "vmap of the HVP"),
+                       ("one eval", "one evaluation of f")):
+        lines.append(f"{'':>4}{label:<26} {_ms(h[key]):>10} {h[key] / h['one eval']:>11.3g}")
+    for name, ratio in v["ratios"].items():
+        goal = TARGETS.get(name)
+        verdict = ""
+        if goal:
+            met = ratio >= goal[1] if goal[0] == ">=" else ratio <= goal[1]
+            verdict = f"   (target {goal[0]} {goal[1]:g}: {'met' if met else 'MISSED'})"
+        lines.append(f"  {name:<32} {ratio:>8.2f}{verdict}")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- reporting
@@ -331,6 +430,10 @@ def slope(rows: List[Dict[str, Any]], key: str) -> float:
     return float(np.polyfit(xs, ys, 1)[0])
 
 
+def size_name(family: str) -> str:
+    return "n" if family == "A" else "m"
+
+
 def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:.3f}" if seconds < 10 else f"{seconds * 1e3:.0f}"
 
@@ -342,7 +445,7 @@ def format_table(family: str, rows: List[Dict[str, Any]], budget: float) -> str:
                   f"W1: {HIDDEN} x {FIXED}, W2: m x {HIDDEN}; forward = 1 JVP, reverse = m VJPs"}[family]
     lines = [title,
              f"{'n' if family == 'A' else 'm':>7} {'eval ms':>10} {'reverse ms':>12} {'rev/eval':>9} "
-             f"{'forward ms':>12} {'fwd/eval':>9}  cheaper"]
+             f"{'forward ms':>12} {'fwd/eval':>9} {'vmap ms':>10} {'vmap/eval':>9}  cheaper"]
     stopped = []
     for r in rows:
         mark_r = mark_f = " "
@@ -353,9 +456,11 @@ def format_table(family: str, rows: List[Dict[str, Any]], budget: float) -> str:
             else:
                 mark_r = "*"
         cheaper = "reverse" if r["reverse_s"] < r["forward_s"] else "forward"
+        vmap_cells = (f"{_ms(r['vmap_s']):>10} {r['vmap_ratio']:>9.3g}" if "vmap_s" in r
+                      else f"{'skipped':>10} {'-':>9}")
         lines.append(f"{r['n']:>7} {_ms(r['eval_s']):>10} {_ms(r['reverse_s']):>11}{mark_r} "
                      f"{r['reverse_ratio']:>9.3g} {_ms(r['forward_s']):>11}{mark_f} "
-                     f"{r['forward_ratio']:>9.3g}  {cheaper}")
+                     f"{r['forward_ratio']:>9.3g} {vmap_cells}  {cheaper}")
     many = "forward" if family == "A" else "reverse"
     unit = "JVPs" if family == "A" else "VJPs"
     for r in stopped:
@@ -363,6 +468,8 @@ def format_table(family: str, rows: List[Dict[str, Any]], budget: float) -> str:
                      f"{budget:g} s budget after "
                      f"{r['many_pass_done']} of {r['n']} {unit}; the total is estimated from "
                      "their measured rate")
+    lines.append(f"  vmap: the {many} mode's {size_name(family)} {unit} as one batched pass "
+                 "(ag.jacobian(..., vectorize=True)); skipped above --vmap-max (its basis is n x n)")
     _, where = crossover(rows, family)
     lines.append(f"  crossover (reverse = forward): {where}")
     size = "n" if family == "A" else "m"
@@ -396,11 +503,14 @@ def format_peers(family: str, rows: List[Dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_plot(path: str, results: Dict[str, List[Dict[str, Any]]]) -> bool:
+def write_plot(path: str, results: Dict[str, List[Dict[str, Any]]],
+               vmap_section: Optional[Dict[str, Any]] = None) -> bool:
     plt = pyplot()
     if plt is None:
         return False
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    panels = len(results) + (vmap_section is not None)
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4), squeeze=False)
+    axes = list(axes[0])
     for ax, (family, rows) in zip(axes, results.items()):
         ns = [r["n"] for r in rows]
         for key, label in (("reverse_ratio", "reverse"), ("forward_ratio", "forward")):
@@ -410,11 +520,29 @@ def write_plot(path: str, results: Dict[str, List[Dict[str, Any]]]) -> bool:
             if estimated:  # hollow markers: stopped at the budget, total estimated
                 ax.loglog([r["n"] for r in estimated], [r[key] for r in estimated], "o",
                           markerfacecolor="white", color=line.get_color(), label=label + " (estimated)")
+        vmapped = [r for r in rows if "vmap_ratio" in r]
+        if vmapped:
+            ax.loglog([r["n"] for r in vmapped], [r["vmap_ratio"] for r in vmapped], "s--",
+                      label=("forward" if family == "A" else "reverse") + ", vmapped")
         ax.set_xlabel("n (inputs)" if family == "A" else "m (outputs)")
         ax.set_ylabel("cost / one evaluation")
         ax.set_title("f: R^n -> R" if family == "A" else "g: R -> R^m")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
+    if vmap_section is not None:
+        ax = axes[-1]
+        t, h = vmap_section["jacobian_s"], vmap_section["hessian_s"]
+        n, k = vmap_section["jacobian_n"], vmap_section["hessian_n"]
+        bars = [(f"Jacobian {n}x{n}: loop fwd", t["loop fwd"]), ("loop rev", t["loop rev"]),
+                ("vmap fwd", t["vmap fwd"]), ("vmap rev", t["vmap rev"]),
+                (f"r at a batch of {n}", t["batched eval"]),
+                (f"Hessian n={k}: loop", h["loop"]), ("Hessian: vmap", h["vmap"])]
+        ax.barh([b[0] for b in bars], [b[1] * 1e3 for b in bars],
+                color=["tab:gray", "tab:gray", "tab:blue", "tab:blue", "tab:green", "tab:gray", "tab:blue"])
+        ax.set_xscale("log")
+        ax.set_xlabel("milliseconds (log scale)")
+        ax.set_title("vmap against the loop")
+        ax.invert_yaxis()
     fig.tight_layout()
     save_figure(fig, path)
     return True
@@ -431,6 +559,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="timed batches per measurement (best kept)")
     parser.add_argument("--peer-max", type=int, default=2000,
                         help="largest n at which peers run their n-pass mode (their basis is n x n)")
+    parser.add_argument("--vmap-max", type=int, default=2000,
+                        help="largest n at which the vmap column runs (its basis is n x n)")
+    parser.add_argument("--jacobian-n", type=int, default=1000,
+                        help="n of the full Jacobian of r: R^n -> R^1000 timed looped and vmapped "
+                             "(m = n at the default %(default)s; 0 skips the vmap table)")
+    parser.add_argument("--hessian-n", type=int, default=100,
+                        help="n of the Hessian timed looped and vmapped")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--plot", metavar="PATH", help="also write a log-log PNG (needs matplotlib)")
     args = parser.parse_args(argv)
@@ -438,12 +573,23 @@ def main(argv: Optional[List[str]] = None) -> int:
     families = [f.strip().upper() for f in args.families.split(",") if f.strip()]
     if any(n < 1 for n in sizes) or not set(families) <= {"A", "B"}:
         parser.error("sizes must be positive integers and families A and/or B")
+    if args.jacobian_n < 0 or args.hessian_n < 1:
+        parser.error("--jacobian-n must be >= 0 (0 skips the vmap table) and --hessian-n >= 1")
 
     log = lambda message: print(message, file=sys.stderr, flush=True)
-    results = {family: run_family(family, sizes, args.repeats, args.budget, args.peer_max, log)
+    results = {family: run_family(family, sizes, args.repeats, args.budget, args.peer_max,
+                                  args.vmap_max, log)
                for family in families}
+    vmap_section = (run_vmap_section(args.jacobian_n, args.hessian_n, args.repeats, log)
+                    if args.jacobian_n else None)
+    load = os.getloadavg()
+    print(f"load average {load[0]:.1f}; OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}, "
+          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}\n")
     for family, rows in results.items():
         print(format_table(family, rows, args.budget))
+        print()
+    if vmap_section is not None:
+        print(format_vmap_section(vmap_section))
         print()
     for family, rows in results.items():
         print(format_peers(family, rows))
@@ -458,10 +604,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                                "crossover": {f: crossover(rows, f)[0] for f, rows in results.items()},
                                "slopes": {f: {"forward": slope(rows, "forward_ratio"),
                                               "reverse": slope(rows, "reverse_ratio")}
-                                          for f, rows in results.items()}})
+                                          for f, rows in results.items()},
+                               "vmap": vmap_section, "load": load})
         print(f"wrote {args.json}")
     if args.plot:
-        if write_plot(args.plot, results):
+        if write_plot(args.plot, results, vmap_section):
             print(f"wrote {args.plot}")
     return 0
 
