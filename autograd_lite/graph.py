@@ -68,6 +68,8 @@ def to_dot(root: Tensor, names: Any = None, title: Optional[str] = None) -> str:
     Example: `open("graph.dot", "w").write(to_dot(loss, names=model))`, then
     `dot -Tsvg graph.dot -o graph.svg`, or `render(loss, "graph.svg", names=model)`.
     """
+    if not isinstance(root, Tensor) and hasattr(root, "to_dot"):   # a function from ag.compile
+        return root.to_dot(title=title)
     if not isinstance(root, Tensor):
         raise TypeError(f"to_dot: expected a Tensor, got {type(root).__name__}")
     if root._op is not None and root._inputs is None:
@@ -175,8 +177,14 @@ def explain(root: Tensor, names: Any = None, file: Any = None) -> str:
     applies (e.g. `sigmoid: g * a * (1 - a)`) and the shape of each cotangent going out, so the
     sequence can be read against the lecture's delta_out / delta_h equations. Leaves' `.grad`
     are not touched and the graph is kept. Returns the text (and prints it unless file=False);
-    `explain_steps` gives the same steps as records.
+    `explain_steps` gives the same steps as records. Given a function compiled by `ag.compile`,
+    it prints the captured program instead (`compiled.explain()`).
     """
+    if not isinstance(root, Tensor) and hasattr(root, "explain"):
+        text = root.explain() + "\n"
+        if file is not False:
+            print(text, end="", file=file)
+        return text
     steps = explain_steps(root, names)
     header = (f"reverse pass from '{_describe(root, _names_from(names))}' (shape {root.shape}), right to left: "
               f"{len(steps)} steps")

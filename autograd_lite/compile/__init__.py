@@ -19,7 +19,7 @@ import numpy as np
 from .. import engine
 from ..tensor import Tensor, tracers
 from .capture import Tracer, TracingError
-from .program import Program, differences
+from .program import Program, differences, to_dot
 from .replay import holds, replay
 
 __all__ = ["compile", "Compiled", "CompileWarning", "TracingError"]
@@ -142,6 +142,12 @@ class Compiled:
             return (f"compiled {getattr(self.fn, '__qualname__', self.fn)}: not traced yet "
                     "(call it once), or its latest call ran eagerly")
         return self._latest.explain()
+
+    def to_dot(self, title: Optional[str] = None) -> str:
+        """Graphviz DOT text of the latest program (ag.to_dot(compiled) calls it)."""
+        if self._latest is None:
+            raise RuntimeError(f"to_dot: {self.explain()}")
+        return to_dot(self._latest, title)
 
     def __repr__(self) -> str:
         return f"<ag.compile of {getattr(self.fn, '__qualname__', self.fn)}: {self.cache_size} programs>"

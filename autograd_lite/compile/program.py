@@ -111,6 +111,39 @@ class Program:
         return "\n".join(lines)
 
 
+def to_dot(program: Program, title: Optional[str] = None) -> str:
+    """Graphviz DOT text of the program: a box per argument or parameter, an ellipse per step
+    (its label and result shapes), an edge for every value a step reads."""
+    names = [_slot_name(i, v) for i, v in enumerate(program.values)]
+    lines = ["digraph compiled {", "  rankdir=LR;", '  node [fontname="Helvetica", fontsize=10];']
+    if title:
+        lines.append(f"  label={_quote(title)};")
+    source: Dict[int, str] = {}
+    for slot, _ in program.inputs:
+        source[slot] = f"s{slot}"
+        lines.append(f"  s{slot} [label={_quote(names[slot] + chr(10) + _type(program.values[slot]))}, shape=box];")
+    for slot, _ in program.params:
+        source[slot] = f"s{slot}"
+        lines.append(f"  s{slot} [label={_quote(names[slot] + chr(10) + _type(program.values[slot]))}, "
+                     'shape=box, style=filled, fillcolor="#dbe9f6"];')
+    for n, step in enumerate(program.steps):
+        shapes = " ".join(_type(program.values[s]) for s in step.outputs())
+        style = ', style=filled, fillcolor="#fde8c8"' if step.kind == "effect" else ""
+        lines.append(f"  t{n} [label={_quote(step.label + chr(10) + shapes)}, shape=ellipse{style}];")
+        for i in dict.fromkeys(step.ins):
+            if i in source:
+                lines.append(f"  {source[i]} -> t{n};")
+        for s in step.outputs():
+            source[s] = f"t{n}"
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _quote(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
 def differences(first: Program, second: Program) -> Optional[str]:
     """Why two traces of the same signature are not the same program (None if they are):
     another sequence of steps, or a constant or parameter of another value. Either means that

@@ -177,3 +177,29 @@ def test_a_branch_on_a_comparison_is_refused_and_masks_combined_by_numpy_are_rec
     for x in _batches(3):
         assert np.isclose(f(ag.tensor(x)).data, np.where((x > 0) & (x < 1), x, 0).sum())
     assert f.trace_count == 1
+
+
+def test_explain_and_to_dot_accept_a_compiled_function():
+    W, _ = _params()
+    f = ag.compile(lambda x: (x @ W).sum())
+    f(_batches(1)[0])
+    assert ag.explain(f, file=False) == f.explain() + "\n"
+    dot = ag.to_dot(f)
+    assert dot.startswith("digraph compiled") and '"matmul\\nf64[5,3]"' in dot and "s1 -> t0;" in dot
+
+
+def test_a_second_call_that_traces_another_program_is_refused():
+    W, _ = _params()
+
+    def f(x):
+        scale = np.abs(x).max()          # NumPy on the argument: out of the tracer's sight
+        return (ag.tensor(x / scale) @ W).sum()
+    compiled = ag.compile(f)
+    xs = _batches(2)
+    compiled(xs[0])
+    with pytest.raises(ag.TracingError, match="traced twice with the same signature"):
+        compiled(xs[1])
+    quiet = ag.compile(f, fallback=True)
+    quiet(xs[0])
+    with pytest.warns(ag.CompileWarning, match="runs eagerly"):
+        assert np.isclose(quiet(xs[1]).data, f(xs[1]).data)
