@@ -22,9 +22,11 @@ from typing import Any, Optional, Tuple, Union
 
 import numpy as np
 
+from ..batching import batch_size, with_batch
 from ..declaration import linear_jvp, primitive, public
 from ..kernels import convolution as kernels
 from ..tensor import Tensor, as_tensor
+from .shape import reshape_p, transpose_p
 
 IntPair = Union[int, Tuple[int, int]]
 
@@ -182,6 +184,73 @@ def adaptive_avg_pool2d(x: Any, output_size: IntPair) -> Tensor:
         raise NotImplementedError(f"adaptive_avg_pool2d: output_size {output_size!r} is not implemented; "
                                   "only 1 (global average pooling, output (N, C, 1, 1)) is")
     return x.mean(axis=(2, 3), keepdims=True)
+
+
+# ---------------------------------------------------------------- batching rules (vmap)
+# A batch of examples of batch B: when only the images are batched it is folded into N
+# (B, N, C, H, W) -> (B N, C, H, W), one call; when the kernels are batched too, each example
+# becomes groups of channels, (N, B C, H, W) with B O kernels in B * groups groups, one call.
+def _fold(a: Any) -> Any:
+    """(B, N, ...) -> (B N, ...)."""
+    shape = tuple(a.shape)
+    return reshape_p(a, shape=(shape[0] * shape[1],) + shape[2:])
+
+
+def _unfold(a: Any, b: int) -> Any:
+    """(B N, ...) -> (B, N, ...)."""
+    shape = tuple(a.shape)
+    return reshape_p(a, shape=(b, shape[0] // b) + shape[1:])
+
+
+def _to_channels(a: Any) -> Any:
+    """(B, N, C, H, W) -> (N, B C, H, W)."""
+    b, n, c, h, w = tuple(a.shape)
+    return reshape_p(transpose_p(a, axes=(1, 0, 2, 3, 4)), shape=(n, b * c, h, w))
+
+
+def _from_channels(a: Any, b: int) -> Any:
+    """(N, B C, H, W) -> (B, N, C, H, W)."""
+    n, bc, h, w = tuple(a.shape)
+    return transpose_p(reshape_p(a, shape=(n, b, bc // b, h, w)), axes=(1, 0, 2, 3, 4))
+
+
+def _batch_conv2d(args: Any, dims: Any, groups: int, **geometry: Any) -> tuple:
+    (x, w), b = args, batch_size(args, dims)
+    if dims[1] is None:
+        return _unfold(conv2d_p(_fold(x), w, groups=groups, **geometry), b), 0
+    x = with_batch(x, dims[0], b)
+    return _from_channels(conv2d_p(_to_channels(x), _fold(w), groups=b * groups, **geometry), b), 0
+
+
+def _batch_conv2d_input_grad(args: Any, dims: Any, size: tuple, groups: int, **geometry: Any) -> tuple:
+    (g, w), b = args, batch_size(args, dims)
+    if dims[1] is None:
+        return _unfold(conv2d_input_grad_p(_fold(g), w, size=size, groups=groups, **geometry), b), 0
+    g = with_batch(g, dims[0], b)
+    out = conv2d_input_grad_p(_to_channels(g), _fold(w), size=size, groups=b * groups, **geometry)
+    return _from_channels(out, b), 0
+
+
+def _batch_conv2d_weight_grad(args: Any, dims: Any, kernel: tuple, groups: int, **geometry: Any) -> tuple:
+    b = batch_size(args, dims)
+    x, g = (with_batch(a, d, b) for a, d in zip(args, dims))
+    out = conv2d_weight_grad_p(_to_channels(x), _to_channels(g), kernel=kernel, groups=b * groups, **geometry)
+    return _unfold(out, b), 0
+
+
+def _batch_pool(prim: Any) -> Any:
+    """Pooling acts per image: every batched input folded into N (unbatched ones repeated)."""
+    def rule(args: Any, dims: Any, **window: Any) -> tuple:
+        b = batch_size(args, dims)
+        return _unfold(prim(*[_fold(with_batch(a, d, b)) for a, d in zip(args, dims)], **window), b), 0
+    return rule
+
+
+conv2d_p.defbatch(_batch_conv2d)
+conv2d_input_grad_p.defbatch(_batch_conv2d_input_grad)
+conv2d_weight_grad_p.defbatch(_batch_conv2d_weight_grad)
+for _p in (max_pool2d_p, max_pool2d_scatter_p, max_pool2d_gather_p):
+    _p.defbatch(_batch_pool(_p))
 
 
 # ---------------------------------------------------------------- argument checks
