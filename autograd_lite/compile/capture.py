@@ -113,6 +113,7 @@ class Tracer:
         slot = self.array_slot.get(id(t.data))
         if slot is None:
             slot = self._new(PARAM, t.data, t.name or "")
+            self.values[slot].where = _where()
             self.params.append((slot, t))
             self.array_slot[id(t.data)] = slot
             self.keep.append(t.data)
@@ -143,6 +144,8 @@ class Tracer:
         slot = self.const_slot.get(id(x))
         if slot is None:
             slot = self._new(CONST, x)
+            if isinstance(x, np.ndarray):
+                self.values[slot].where = _where()
             self.const_slot[id(x)] = slot
             self.keep.append(x)
         return slot
@@ -717,6 +720,12 @@ def _user_line() -> Tuple[str, str]:
         return "an unknown line", ""
     path, number = frame.f_code.co_filename, frame.f_lineno
     return f"{path}:{number}", linecache.getline(path, number).strip()
+
+
+def _where() -> str:
+    """'file:line: `source`' of the user's line that is running."""
+    where, line = _user_line()
+    return f"{where}: `{line}`" if line else where
 
 
 def _no_graph_error() -> None:

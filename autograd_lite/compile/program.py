@@ -24,6 +24,7 @@ class Value:
     shape: Optional[tuple] = None
     dtype: Optional[np.dtype] = None
     name: str = ""
+    where: str = ""   # for a constant or a tensor made inside: the user's line that made it
 
     @property
     def nbytes(self) -> int:
@@ -161,11 +162,12 @@ def differences(first: Program, second: Program) -> Optional[str]:
     for slot, v in enumerate(first.values):
         x, y = first.env[slot], second.env[slot]
         if v.kind == CONST and not _same(x, y):
-            return f"the constant {_slot_name(slot, v)}:{_type(v)} had another value in the second call"
+            return (f"the constant {_slot_name(slot, v)}:{_type(v)} used at {v.where} had another "
+                    "value in the second call")
         if v.kind == PARAM and params_a.get(slot) is not dict(second.params).get(slot) \
                 and not _same(x, y):
-            return (f"the tensor {_slot_name(slot, v)}:{_type(v)}, made inside the function, had "
-                    "another value in the second call")
+            return (f"the tensor {_slot_name(slot, v)}:{_type(v)}, made inside the function and "
+                    f"used at {v.where}, had another value in the second call")
     return None
 
 
