@@ -74,6 +74,7 @@ class Program:
     guards: List[Tuple[Any, str, Any]]
     param_facts: List[Tuple[tuple, np.dtype]]
     checked: bool = False   # traced a second time and found the same (see `differences`)
+    runner: Optional[Callable] = None   # the generated replay function (replay.runner)
 
     def peak_bytes(self) -> int:
         """The largest total size of the step results alive at once (each freed after its

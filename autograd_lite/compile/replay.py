@@ -1,34 +1,65 @@
-"""Replay: run a captured program on a new call's arguments, as a flat loop over its steps."""
+"""Replay: run a captured program on a new call's arguments.
+
+The program is turned once into the source of one Python function (`runner`), a straight list
+of calls on local variables, one per step, e.g. `s7 = f4(s2, s5)`: no graph, no dispatch on
+types, no list of slots to index. Parameters are read from their Tensors when it starts.
+"""
 from __future__ import annotations
 
-from typing import Any, List
+from typing import Any, Callable, Dict, List
 
 from ..tensor import Tensor
 from .capture import settings
-from .program import Program
+from .program import CONST, OBJECT, Program
 
 
 def replay(program: Program, flat: List[Any]) -> Any:
-    """Fill the arguments and the leaves read by reference, run every step, rebuild the result."""
-    env = program.env
-    for (data, obj), x in zip(program.inputs, flat):
+    """Run the program on the flattened arguments; returns what the function returned."""
+    run = program.runner
+    if run is None:
+        run = program.runner = runner(program)
+    return run(flat)
+
+
+def runner(program: Program) -> Callable[[List[Any]], Any]:
+    """The program as one generated Python function of the flattened arguments."""
+    names: Dict[str, Any] = {"wrap": Tensor._wrap}
+    lines = ["def run(args):"]
+    for i, (data, obj) in enumerate(program.inputs):
         if obj >= 0:
-            env[data] = x.data
-            env[obj] = x
+            lines.append(f"    s{obj} = args[{i}]")
+            lines.append(f"    s{data} = s{obj}.data")
         else:
-            env[data] = x
+            lines.append(f"    s{data} = args[{i}]")
     for slot, leaf in program.params:
-        env[slot] = leaf.data
-    for step in program.steps:
-        out = step.out
-        result = step.fn(*[env[i] for i in step.ins], **step.kw)
-        if type(out) is int:
-            env[out] = result
-        elif out is not None:
-            for slot, value in zip(out, result):
-                if slot >= 0:
-                    env[slot] = value
-    return _rebuild(program.result, env)
+        names[f"leaf{slot}"] = leaf
+        lines.append(f"    s{slot} = leaf{slot}.data")
+    bound = {s for s, _ in program.inputs} | {o for _, o in program.inputs if o >= 0}
+    bound |= {s for s, _ in program.params}
+    for slot, value in enumerate(program.values):
+        if value.kind in (CONST, OBJECT) and slot not in bound:
+            names[f"s{slot}"] = program.env[slot]   # constants: globals of the function
+    for n, step in enumerate(program.steps):
+        names[f"f{n}"] = step.fn
+        args = ", ".join(f"s{i}" for i in step.ins)
+        if step.kw:
+            names[f"kw{n}"] = step.kw
+            args = f"{args}, **kw{n}" if args else f"**kw{n}"
+        call = f"f{n}({args})"
+        if step.out is None:
+            lines.append(f"    {call}")
+        elif isinstance(step.out, int):
+            lines.append(f"    s{step.out} = {call}")
+        else:
+            targets = ", ".join(f"s{s}" if s >= 0 else "_" for s in step.out)
+            lines.append(f"    {targets}, = {call}")
+    lines.append(f"    return {_expression(program.result, names)}")
+    source = "\n".join(lines) + "\n"
+    code = compile(source, f"<ag.compile replay of {program.name}>", "exec")
+    exec(code, names)
+    run = names["run"]
+    run.source = source
+    return run
 
 
 def holds(program: Program) -> bool:
@@ -46,18 +77,23 @@ def holds(program: Program) -> bool:
     return True
 
 
-def _rebuild(template: Any, env: List[Any]) -> Any:
+def _expression(template: Any, names: Dict[str, Any]) -> str:
+    """Python source that rebuilds the function's result from the local variables."""
     kind, what = template
     if kind == "tensor":
-        return Tensor._wrap(env[what])
-    if kind == "array":
-        return env[what]
-    if kind == "object":
-        return env[what]
+        return f"wrap(s{what})"
+    if kind in ("array", "object"):
+        return f"s{what}"
     if kind == "tuple":
-        return tuple(_rebuild(t, env) for t in what)
+        inner = "".join(_expression(t, names) + ", " for t in what)
+        return f"({inner})"
     if kind == "list":
-        return [_rebuild(t, env) for t in what]
+        return "[" + ", ".join(_expression(t, names) for t in what) + "]"
     if kind == "dict":
-        return {k: _rebuild(t, env) for k, t in what.items()}
-    return what
+        key = f"r{len(names)}"
+        names[key] = list(what)
+        parts = ", ".join(f"{key}[{i}]: {_expression(t, names)}" for i, t in enumerate(what.values()))
+        return "{" + parts + "}"
+    key = f"r{len(names)}"
+    names[key] = what
+    return key
