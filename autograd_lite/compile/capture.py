@@ -401,8 +401,9 @@ class Tracer:
     def _fill(self, slot: int, array: Any) -> None:
         """Give a step's result slot its array (shape and dtype for the printout)."""
         self.env[slot] = array
-        if isinstance(array, np.ndarray):
+        if isinstance(array, (np.ndarray, np.generic)):
             self.values[slot].shape, self.values[slot].dtype = array.shape, array.dtype
+        if isinstance(array, np.ndarray):
             self.array_slot.setdefault(id(array), slot)
             self.keep.append(array)
 
