@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------- the commands' options
 def _add_train(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser("train", help="train a network and report its test accuracy",
-                           description="Train a multilayer perceptron. Without options: the lecture's "
+                           description="Train a multilayer perceptron (--arch mlp) or a LeNet-5-style "
+                           "convolutional network (--arch cnn). Without options: the lecture's "
                            "network (one hidden sigmoid layer, logistic cost, L2, mini-batch SGD with a cosine "
                            "learning-rate schedule) on the bundled digits, with the defaults below.",
                            epilog="the defaults of each data set, chosen on its training set (never its test\n"
@@ -79,8 +80,19 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                            formatter_class=_HelpFormatter)
     _add_data_options(train, dataset_default="digits")
     train.set_defaults(dataset="digits")
+    train.add_argument("--arch", choices=("mlp", "cnn"), default="mlp",
+                       help="mlp: a multilayer perceptron (the lecture's network); cnn: convolution blocks "
+                            "(conv, [batch norm], ReLU, 2x2 max pooling) then dense ReLU layers, trained with ce")
     train.add_argument("--hidden", action="append", metavar="N[,N...]",
-                       help=f"hidden layer widths, repeatable or a comma list {PER_DATASET}")
+                       help="hidden layer widths (with --arch cnn: the dense layers after the convolutions), "
+                            f"repeatable or a comma list {PER_DATASET}")
+    train.add_argument("--channels", metavar="N[,N...]",
+                       help=f"--arch cnn: output channels of each convolution block, a comma list {PER_DATASET}")
+    train.add_argument("--kernel-size", type=_positive_int, metavar="K",
+                       help=f"--arch cnn: the (odd) side of the convolution kernels {PER_DATASET}")
+    train.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None,
+                       help="--arch cnn: batch normalization after each convolution and dense layer, or none; "
+                            "each data set's choice is listed below")
     train.add_argument("--activation", choices=("sigmoid", "tanh", "relu"),
                        help=f"activation of the hidden layers {PER_DATASET}")
     train.add_argument("--loss", choices=("bce", "ce"),

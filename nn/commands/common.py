@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
+from ..cnn import CNN
 from ..layers import MLP
+from ..module import Module
 from ..serialization import load
 
 
@@ -31,24 +33,33 @@ def parse_hidden(values: Optional[List[str]]) -> List[int]:
     return widths
 
 
-def load_models(paths: Sequence[str], hidden: Optional[List[int]]) -> List[MLP]:
-    """The models in `paths` (an ensemble when several), checked to be MLPs of the same sizes (and
-    of `hidden` widths when given)."""
-    models = []
+def load_models(paths: Sequence[str], hidden: Optional[List[int]]) -> List[Module]:
+    """The models in `paths` (an ensemble when several), checked to be MLPs or CNNs of the same inputs
+    and classes (and of `hidden` widths, the CNN's dense layers, when given)."""
+    models: List[Module] = []
     for path in paths:
         if not os.path.isfile(path):
             raise UserError(f"no model file at {path}")
         model = load(path)
-        if not isinstance(model, MLP):
-            raise UserError(f"{path} does not hold an MLP written by 'python -m nn train --save'")
-        if hidden and model.sizes[1:-1] != hidden:
-            raise UserError(f"{path} has hidden layers {model.sizes[1:-1]}, which does not match "
+        if not isinstance(model, (MLP, CNN)):
+            raise UserError(f"{path} does not hold an MLP or a CNN written by 'python -m nn train --save'")
+        widths = model.sizes[1:-1] if isinstance(model, MLP) else model.architecture()["hidden"]
+        if hidden and widths != hidden:
+            raise UserError(f"{path} has hidden layers {widths}, which does not match "
                             f"--hidden {','.join(map(str, hidden))}")
-        if models and model.sizes != models[0].sizes:
-            raise UserError(f"{path} has layer sizes {model.sizes} but {paths[0]} has {models[0].sizes}; "
+        if models and model_shape(model) != model_shape(models[0]):
+            raise UserError(f"{path} takes {model_shape(model)[0]} inputs and gives {model_shape(model)[1]} classes "
+                            f"but {paths[0]} takes {model_shape(models[0])[0]} and gives {model_shape(models[0])[1]}; "
                             "an ensemble needs models of the same inputs and classes")
         models.append(model)
     return models
+
+
+def model_shape(model: Module) -> Tuple[int, int]:
+    """(values per input, classes) of an MLP or a CNN."""
+    if isinstance(model, MLP):
+        return model.sizes[0], model.sizes[-1]
+    return model.input_size, model.num_classes
 
 
 def check_data_dir(data_dir: Optional[str]) -> None:

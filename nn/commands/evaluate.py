@@ -10,7 +10,7 @@ from ..datasets import load_dataset
 from ..datasets.defaults import FEATURE_RANGE
 from ..images import Preprocessing
 from ..train import Evaluation, predict_proba
-from .common import UserError, check_data_dir, load_models, parse_hidden
+from .common import UserError, check_data_dir, load_models, model_shape, parse_hidden
 
 
 def run(args: argparse.Namespace) -> int:
@@ -20,9 +20,9 @@ def run(args: argparse.Namespace) -> int:
     recorded = models[0].preprocessing
     name = args.dataset or (recorded and recorded.dataset) or "digits"
     ds = load_dataset(name, root=args.data_dir, download=not args.no_download, verbose=not args.quiet)
-    width, pixels = models[0].sizes[0], int(np.prod(ds.image_shape))
-    if pixels != width or models[0].sizes[-1] != ds.num_classes:
-        raise UserError(f"{args.model[0]} takes {width} inputs and gives {models[0].sizes[-1]} classes, "
+    (width, classes), pixels = model_shape(models[0]), int(np.prod(ds.image_shape))
+    if pixels != width or classes != ds.num_classes:
+        raise UserError(f"{args.model[0]} takes {width} inputs and gives {classes} classes, "
                         f"but {ds.name} has {pixels} pixels per image and {ds.num_classes} classes")
     for m in models:      # a file without a record: the scaling train has always used
         m.preprocessing = m.preprocessing or Preprocessing.for_dataset(ds, FEATURE_RANGE)

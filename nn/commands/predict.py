@@ -11,7 +11,7 @@ import numpy as np
 from ..datasets.defaults import FEATURE_RANGE
 from ..images import Preprocessing, describe_top, looks_scaled, model_input, read_images
 from ..train import predict_proba
-from .common import UserError, load_models
+from .common import UserError, load_models, model_shape
 
 # below this best probability, predict warns that the model is unsure
 UNSURE_BELOW = 0.5
@@ -20,7 +20,7 @@ UNSURE_BELOW = 0.5
 def run(args: argparse.Namespace) -> int:
     """Print the likeliest classes of each image in `args.files`; exit code 0."""
     models = load_models(args.model, None)
-    width = models[0].sizes[0]
+    width = model_shape(models[0])[0]
     for m in models:      # a file without a record: the scaling train has always used
         m.preprocessing = m.preprocessing or Preprocessing.guess(width, args.max_value, FEATURE_RANGE)
     prep = models[0].preprocessing

@@ -25,7 +25,9 @@ from ..datasets import load_dataset
 from ..datasets.defaults import FEATURE_RANGE, training_defaults
 from ..diagnostics import TrainingWarning
 from ..images import Preprocessing
+from ..cnn import CNN
 from ..layers import MLP
+from ..module import Module
 from ..optim import get_optimizer, get_schedule
 from ..serialization import save
 from ..train import Evaluation, History, NonFiniteError, TrainingInterrupted, evaluate, fit, predict_proba
@@ -34,7 +36,10 @@ from .common import Interrupted, UserError, check_data_dir, one_sentence, parse_
 # --early-stopping without --validation holds out this share, as scikit-learn's early_stopping does
 EARLY_STOPPING_VALIDATION = 0.1
 # the options whose default depends on the data set (nn/datasets/defaults.py)
-PER_DATASET = ("activation", "loss", "optimizer", "l2", "dropout", "epochs", "batch_size", "schedule")
+PER_DATASET = ("activation", "loss", "optimizer", "l2", "dropout", "epochs", "batch_size", "schedule",
+               "kernel_size", "batch_norm")
+# the options that only the CNN takes
+CNN_ONLY = ("channels", "kernel_size", "batch_norm")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         ds = load_dataset(args.dataset, root=args.data_dir, download=not args.no_download, verbose=not args.quiet)
         s = resolve(args, ds.name, ds.image_shape, hidden)
+        if s.arch == "cnn" and len(ds.image_shape) != 2:
+            raise UserError(f"--arch cnn needs images; {ds.name} holds samples of shape {ds.image_shape}")
         x_train = preprocess(ds.x_train, ds.max_value, FEATURE_RANGE)
         x_test = preprocess(ds.x_test, ds.max_value, FEATURE_RANGE)
         y_train, y_test = ds.y_train, ds.y_test
@@ -68,8 +75,7 @@ def run(args: argparse.Namespace) -> int:
             seed = args.seed + member
             label = f" of ensemble member {member + 1}/{args.ensemble}" if args.ensemble > 1 else ""
             doing = "while building the model" + label
-            model = MLP(sizes, activation=s.activation, dropout=s.dropout,
-                        output_activation="sigmoid" if s.loss == "bce" else None, seed=seed, dtype=np.float32)
+            model = make_model(s, sizes, ds.image_shape, seed)
             if member == 0:
                 say(f"{model!r}\nloss {s.loss}, optimizer {s.optimizer} (lr {s.lr:g}, {s.schedule} "
                     f"schedule), l2 {s.l2:g}, batch size {s.batch_size}, {s.epochs} epochs")
@@ -124,17 +130,50 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def make_model(s: argparse.Namespace, sizes: List[int], image_shape: tuple, seed: int) -> Module:
+    """The network the settings `s` describe, in float32: an MLP of `sizes`, or a CNN for images of
+    `image_shape` with as many classes as the MLP would have outputs."""
+    if s.arch == "cnn":
+        return CNN(image_shape, sizes[-1], channels=s.channels, kernel_size=s.kernel_size, hidden=s.hidden,
+                   batch_norm=s.batch_norm, dropout=s.dropout, seed=seed, dtype=np.float32)
+    return MLP(sizes, activation=s.activation, dropout=s.dropout,
+               output_activation="sigmoid" if s.loss == "bce" else None, seed=seed, dtype=np.float32)
+
+
 def resolve(args: argparse.Namespace, dataset: str, image_shape: tuple, hidden: List[int]) -> argparse.Namespace:
-    """The training settings: each option the user gave, else the data set's default (the learning
-    rate that of the chosen optimizer; the validation share 10% with --early-stopping, else the default)."""
-    d = training_defaults(dataset, image_shape=image_shape)
-    s = argparse.Namespace(**{key: getattr(d, key) if getattr(args, key) is None else getattr(args, key)
+    """The training settings: each option the user gave, else the data set's default for the
+    architecture (the learning rate that of the chosen optimizer; the validation share 10% with
+    --early-stopping, else the default). Options that the architecture does not take are refused."""
+    arch = getattr(args, "arch", "mlp")
+    if arch == "mlp":
+        given = [name for name in CNN_ONLY if getattr(args, name, None) is not None]
+        if given:
+            raise UserError(f"--{given[0].replace('_', '-')} applies to --arch cnn only; the MLP is set by "
+                            "--hidden and --activation")
+    else:
+        if args.activation not in (None, "relu"):
+            raise UserError(f"--activation {args.activation} applies to --arch mlp only; the CNN uses ReLU")
+        if args.loss not in (None, "ce"):
+            raise UserError(f"--loss {args.loss} applies to --arch mlp only; the CNN gives logits and trains "
+                            "with --loss ce")
+    d = training_defaults(dataset, arch=arch, image_shape=image_shape)
+    s = argparse.Namespace(**{key: getattr(d, key) if getattr(args, key, None) is None else getattr(args, key)
                               for key in PER_DATASET})
+    s.arch = arch
     s.hidden = hidden or list(d.hidden)
+    s.channels = _channels(args.channels) if getattr(args, "channels", None) else list(d.channels)
     s.lr = args.lr if args.lr is not None else d.lr[s.optimizer]
     s.validation = (args.validation if args.validation is not None
                     else EARLY_STOPPING_VALIDATION if args.early_stopping else d.validation)
     return s
+
+
+def _channels(value: str) -> List[int]:
+    """--channels' comma list as a list of channel counts."""
+    parts = [part.strip() for part in value.split(",")]
+    if not all(part.isdigit() and int(part) >= 1 for part in parts):
+        raise UserError(f"--channels takes positive integers, e.g. --channels 6,16; got {value!r}")
+    return [int(part) for part in parts]
 
 
 def _member_path(path: str, member: int, count: int) -> str:
@@ -178,7 +217,7 @@ def _saved_summary(save_option: Optional[str], paths: List[str], saved: List[str
 
 
 @contextlib.contextmanager
-def _training_messages(model: MLP, args: argparse.Namespace, s: argparse.Namespace) -> Iterator[None]:
+def _training_messages(model: Module, args: argparse.Namespace, s: argparse.Namespace) -> Iterator[None]:
     """Around fit: each TrainingWarning printed as a 'warning: ...' line on stderr when it comes,
     NumPy's overflow warnings silenced (fit reports a non-finite loss itself), and a NaN or an Inf
     said in one sentence that names the option to change."""
