@@ -5,10 +5,12 @@ Configurations (each the same as a `python -m nn train` command line, printed in
   lecture          784-100-10, sigmoid, logistic cost (BCE on one-hot targets), L2, mini-batch
                    100, plain SGD with a cosine learning-rate schedule
   best             two ReLU hidden layers, dropout, softmax cross-entropy, Adam
+  cnn              the CLI's `--arch cnn` defaults for the data set (nn.CNN, LeNet-5-style: conv blocks
+                   with batch norm, ReLU and max pooling, dense ReLU layers, dropout, Adam)
 It is a benchmark, not a test: on MNIST it takes many minutes on two cores.
 
-    python benchmarks/accuracy.py                                   # the digits default
-    python benchmarks/accuracy.py --dataset mnist --data-dir DIR    # lecture and best on MNIST
+    python benchmarks/accuracy.py                                   # the digits defaults (mlp, cnn)
+    python benchmarks/accuracy.py --dataset mnist --data-dir DIR    # lecture, best and cnn on MNIST
         [--configs lecture,best] [--epochs N] [--seed S] [--json PATH] [--plot PATH]
 """
 from __future__ import annotations
@@ -35,7 +37,10 @@ from report import pyplot, save_figure, write_json  # noqa: E402
 def _config(d: TrainingDefaults) -> dict:
     """A data set's training defaults (nn/datasets/defaults.py) as a configuration of this script."""
     keys = ("activation", "loss", "optimizer", "l2", "dropout", "epochs", "batch_size", "schedule", "validation")
-    return dict(hidden=list(d.hidden), lr=d.lr[d.optimizer], **{k: getattr(d, k) for k in keys})
+    cfg = dict(hidden=list(d.hidden), lr=d.lr[d.optimizer], **{k: getattr(d, k) for k in keys})
+    if d.channels:
+        cfg.update(arch="cnn", channels=list(d.channels), kernel_size=d.kernel_size, batch_norm=d.batch_norm)
+    return cfg
 
 
 CONFIGS: Dict[str, dict] = {
@@ -45,8 +50,10 @@ CONFIGS: Dict[str, dict] = {
     "best": dict(hidden=[512, 256], activation="relu", loss="ce", optimizer="adam", lr=1e-3,
                  l2=0.0, dropout=0.2, epochs=20, batch_size=128, schedule="cosine", validation=0.0),
 }
-DEFAULT_CONFIGS = {"digits": ["digits-default"], "mnist": ["lecture", "best"],
-                   "fashion-mnist": ["lecture", "best"]}
+# the CLI's --arch cnn defaults of the data set being run (filled in by `main`)
+CNN_CONFIG = "cnn"
+DEFAULT_CONFIGS = {"digits": ["digits-default", CNN_CONFIG], "mnist": ["lecture", "best", CNN_CONFIG],
+                   "fashion-mnist": ["lecture", "best", CNN_CONFIG]}
 
 
 def command_line(name: str, cfg: dict, dataset: str) -> str:
@@ -55,6 +62,11 @@ def command_line(name: str, cfg: dict, dataset: str) -> str:
     if dataset != "digits":
         parts.append(f"--dataset {dataset} --data-dir DIR")
     if name == "digits-default":
+        return " ".join(parts)
+    if name == CNN_CONFIG:
+        default = _config(training_defaults(dataset, arch="cnn"))
+        parts.append("--arch cnn")
+        parts += [f"--{key.replace('_', '-')} {cfg[key]:g}" for key in ("epochs",) if cfg[key] != default[key]]
         return " ".join(parts)
     parts.append("--hidden " + ",".join(map(str, cfg["hidden"])))
     for key in ("activation", "loss", "optimizer", "lr", "l2", "dropout", "epochs", "batch_size",
@@ -71,9 +83,14 @@ def run(cfg: dict, ds, seed: int, verbose: bool) -> dict:
     validation = None
     if cfg["validation"] > 0:
         (x_train, y_train), validation = stratified_split(x_train, y_train, cfg["validation"], seed=seed)
-    model = nn.MLP([x_train.shape[1], *cfg["hidden"], ds.num_classes], activation=cfg["activation"],
-                   dropout=cfg["dropout"], output_activation="sigmoid" if cfg["loss"] == "bce" else None,
-                   seed=seed, dtype=np.float32)
+    if cfg.get("arch") == "cnn":
+        model = nn.CNN(ds.image_shape, ds.num_classes, channels=cfg["channels"], kernel_size=cfg["kernel_size"],
+                       hidden=cfg["hidden"], batch_norm=cfg["batch_norm"], dropout=cfg["dropout"], seed=seed,
+                       dtype=np.float32)
+    else:
+        model = nn.MLP([x_train.shape[1], *cfg["hidden"], ds.num_classes], activation=cfg["activation"],
+                       dropout=cfg["dropout"], output_activation="sigmoid" if cfg["loss"] == "bce" else None,
+                       seed=seed, dtype=np.float32)
     optimizer = get_optimizer(cfg["optimizer"], model, cfg["lr"])
     schedule = get_schedule(cfg["schedule"], optimizer, cfg["epochs"])
     started = time.perf_counter()
@@ -90,7 +107,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", default="digits", help="digits, mnist or fashion-mnist")
     parser.add_argument("--data-dir", default=None, help="folder with the IDX files (or the cache root)")
-    parser.add_argument("--configs", default=None, help=f"comma list of {', '.join(CONFIGS)}")
+    parser.add_argument("--configs", default=None, help=f"comma list of {', '.join([*CONFIGS, CNN_CONFIG])}")
     parser.add_argument("--epochs", type=int, default=None, help="override every configuration's epochs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--verbose", action="store_true", help="print the per-epoch progress")
@@ -99,10 +116,11 @@ def main() -> None:
     args = parser.parse_args()
 
     names = args.configs.split(",") if args.configs else DEFAULT_CONFIGS.get(args.dataset, ["lecture"])
-    unknown = [n for n in names if n not in CONFIGS]
+    unknown = [n for n in names if n not in CONFIGS and n != CNN_CONFIG]
     if unknown:
-        parser.error(f"unknown configuration(s) {unknown}; choose from {', '.join(CONFIGS)}")
+        parser.error(f"unknown configuration(s) {unknown}; choose from {', '.join([*CONFIGS, CNN_CONFIG])}")
     ds = load_dataset(args.dataset, root=args.data_dir, download=True, verbose=True)
+    CONFIGS[CNN_CONFIG] = _config(training_defaults(ds.name, arch="cnn", image_shape=ds.image_shape))
     rows: List[dict] = []
     header = f"{'config':<15} {'test acc':>9} {'epochs':>6} {'time':>8}  command"
     print(f"{ds!r}, seed {args.seed}, {platform.processor() or platform.machine()}, {os.cpu_count()} cpus")
