@@ -32,6 +32,7 @@ from .diagnostics import EpochDiagnostics, TrainingMonitor, TrainingWarning
 from .losses import (binary_cross_entropy, binary_cross_entropy_with_logits, l2_penalty, mse,
                      sparse_categorical_cross_entropy)
 from .module import Module
+from .progress import Progress
 from .optim import SGD
 
 LossFn = Callable[[Tensor, np.ndarray], Tensor]
@@ -247,8 +248,9 @@ def fit(model: Module, loss: Union[str, LossFn], optimizer: Any, train: Tuple[np
         validation: Optional[Tuple[np.ndarray, np.ndarray]] = None, epochs: int = 10,
         batch_size: Optional[int] = 32, l2: float = 0.0, schedule: Any = None,
         early_stopping: Optional[int] = None, restore_best_weights: bool = True,
-        callbacks: Sequence[Callback] = (), seed: Optional[int] = 0, verbose: bool = True,
+        callbacks: Sequence[Callback] = (), seed: Optional[int] = 0, verbose: Union[bool, int] = True,
         file: Optional[IO[str]] = None, anomaly: bool = False, diagnostics: bool = False,
+        log_every: Optional[int] = None,
         compile: bool = True) -> History:
     """Train `model` on `train = (x, labels)` for `epochs` passes of mini-batches; return a History.
 
@@ -263,7 +265,10 @@ def fit(model: Module, loss: Union[str, LossFn], optimizer: Any, train: Tuple[np
       when there is no validation set) and, with `restore_best_weights`, go back to the best.
     - `callbacks`: functions (epoch, logs) called after each epoch; returning True stops training.
     - `seed`: the batch order; the same seeds (here and in the model) give the same history.
-    - `verbose`: one line per epoch on `file` (stdout), plus a live progress bar on a terminal.
+    - `verbose`: as Keras has it, on `file` (stdout): 0 (or False) silent; 1 (or True) a progress
+      bar with the run's ETA on a terminal or in Jupyter (tqdm's when installed); 2 one line per
+      epoch. Output that is not a terminal gets a line every `log_every` epochs (default: about 20
+      lines per run) and the last; the first run says when Numba is compiling (see nn/progress.py).
     - `anomaly`: train inside `autograd_lite.detect_anomaly()`, which stops at the first primitive
       that makes a NaN or an Inf and names it (slower; for finding where a loss turns NaN).
     - `diagnostics`: per layer and epoch, the gradient norm, the weight norm and the share of
@@ -311,8 +316,11 @@ def fit(model: Module, loss: Union[str, LossFn], optimizer: Any, train: Tuple[np
     if rate is not None and not (isinstance(rate, numbers.Real) and math.isfinite(rate) and rate >= 0):
         raise ValueError(f"fit: the optimizer's learning rate lr must be a finite number >= 0, got {rate!r}")
     batch_iter = batches(x, y, batch_size, shuffle=True, seed=seed)
+    verbose = _verbosity(verbose)
+    if log_every is not None:
+        log_every = _whole_number("fit", "log_every", log_every, minimum=1)
     out = sys.stdout if file is None else file
-    bar = _ProgressBar(out, len(batch_iter)) if verbose and _is_terminal(out) else None
+    progress = Progress(verbose, epochs, len(batch_iter), out, log_every)
     history = History()
     monitor = "val_loss" if val is not None else "loss"
     best, best_epoch, best_state, waited = math.inf, None, None, 0
@@ -354,11 +362,9 @@ def fit(model: Module, loss: Union[str, LossFn], optimizer: Any, train: Tuple[np
                     total_loss += value * len(yb)
                     correct += int(np.sum(np.argmax(outputs.data, axis=-1) == yb))
                     seen += len(yb)
-                    if bar:
-                        bar.update(epoch, epochs, i, total_loss / seen, seen, time.perf_counter() - started)
+                    progress.batch(epoch, i, total_loss / seen, seen, time.perf_counter() - started)
                     if ctrl_c.pressed:
-                        if bar:
-                            bar.clear()
+                        progress.close()
                         guard.check_weights(epoch, i)   # never hand back an update that just overflowed
                         raise _interrupted(epoch, epochs, i, len(batch_iter), history)
                 guard.end_epoch(epoch, len(batch_iter))
@@ -372,12 +378,9 @@ def fit(model: Module, loss: Union[str, LossFn], optimizer: Any, train: Tuple[np
                 history.append(logs)
                 if schedule is not None:
                     schedule.step()
-                if bar:
-                    bar.clear()
-                if verbose:
-                    print(_epoch_line(epoch, epochs, logs), file=out, flush=True)
-                    if watcher:
-                        print(history.diagnostics[-1].table(), file=out, flush=True)
+                shown = progress.epoch(epoch, logs, last=epoch == epochs)
+                if watcher:
+                    progress.line(history.diagnostics[-1].table())
                 if ctrl_c.pressed:
                     raise _interrupted(epoch, epochs, len(batch_iter), len(batch_iter), history)
                 stop = False
@@ -390,17 +393,23 @@ def fit(model: Module, loss: Union[str, LossFn], optimizer: Any, train: Tuple[np
                     stop = early_stopping is not None and waited >= early_stopping
                 for callback in callbacks:
                     stop = bool(callback(epoch, dict(logs))) or stop
+                if stop and not shown:      # the last epoch's line, when early stopping made it the last
+                    progress.epoch(epoch, logs, last=True)
                 if stop:
                     history.stopped_early = True
                     break
     finally:
+        progress.close()
         model.eval()
     history.best_epoch = history.epochs or None
     if best_state is not None and best_epoch != history.epochs:
         model.load_state_dict(best_state)
         history.best_epoch = best_epoch
-        if verbose:
-            print(f"restored the weights of epoch {best_epoch} ({monitor} {best:.4f})", file=out, flush=True)
+        progress.line(f"restored the weights of epoch {best_epoch} ({monitor} {best:.4f})")
+    elif val is not None and best_epoch is not None and history.epochs > 1:
+        logs = {k: v[best_epoch - 1] for k, v in history.history.items()}
+        progress.line(f"best epoch {best_epoch}/{history.epochs}: val_loss {logs['val_loss']:.4f}  "
+                      f"val_acc {logs['val_accuracy']:.4f}")
     return history
 
 
@@ -764,41 +773,10 @@ class _CtrlC:
             signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def _is_terminal(stream: IO[str]) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-def _epoch_line(epoch: int, epochs: int, logs: Dict[str, float]) -> str:
-    width = len(str(epochs))
-    parts = [f"epoch {epoch:>{width}}/{epochs}", f"loss {logs['loss']:.4f}", f"acc {logs['accuracy']:.4f}"]
-    if "val_loss" in logs:
-        parts += [f"val_loss {logs['val_loss']:.4f}", f"val_acc {logs['val_accuracy']:.4f}"]
-    parts += [f"lr {logs['lr']:.3g}", f"{logs['seconds']:.2f}s"]
-    return "  ".join(parts)
-
-
-class _ProgressBar:
-    """One line, redrawn in place: epoch, a bar of batches, running loss, samples/s, ETA."""
-
-    def __init__(self, stream: IO[str], total: int, width: int = 24) -> None:
-        self.stream, self.total, self.width = stream, max(total, 1), width
-        self.last_draw = 0.0
-
-    def update(self, epoch: int, epochs: int, done: int, loss: float, samples: int, elapsed: float) -> None:
-        now = time.perf_counter()
-        if done < self.total and now - self.last_draw < 0.1:
-            return
-        self.last_draw = now
-        filled = int(self.width * done / self.total)
-        rate = samples / max(elapsed, 1e-9)
-        remaining = elapsed / done * (self.total - done)
-        self.stream.write(f"\repoch {epoch}/{epochs} [{'#' * filled}{'.' * (self.width - filled)}] "
-                          f"{done}/{self.total}  loss {loss:.4f}  {rate:,.0f} samples/s  ETA {remaining:.1f}s")
-        self.stream.flush()
-
-    def clear(self) -> None:
-        self.stream.write("\r" + " " * 100 + "\r")
-        self.stream.flush()
+def _verbosity(verbose: Any) -> int:
+    """fit's `verbose` as 0, 1 or 2 (False/True are 0/1), or a ValueError."""
+    if isinstance(verbose, bool):
+        return int(verbose)
+    if isinstance(verbose, numbers.Integral) and 0 <= verbose <= 2:
+        return int(verbose)
+    raise ValueError(f"fit: verbose must be 0 (silent), 1 (a progress bar) or 2 (a line per epoch), got {verbose!r}")

@@ -148,7 +148,9 @@ def test_progress_is_one_line_per_epoch_when_not_a_terminal(digits):
     assert len(lines) == 2 and lines[0].startswith("epoch 1/2") and "\r" not in out.getvalue()
 
 
-def test_progress_bar_is_drawn_on_a_terminal(digits):
+def test_progress_bar_is_drawn_on_a_terminal(digits, monkeypatch):
+    monkeypatch.setenv("AUTOGRAD_LITE_PROGRESS", "builtin")      # tqdm's is tested in test_progress.py
+
     class Terminal(io.StringIO):
         def isatty(self):
             return True
