@@ -12,8 +12,13 @@ from __future__ import annotations
 from typing import Any, Tuple
 
 import numpy as np
-from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
+
+try:
+    from hypothesis import strategies as st
+    from hypothesis.extra import numpy as hnp
+except ImportError:
+    raise ImportError("autograd_lite.testing needs hypothesis, which is not installed: "
+                      "pip install 'autograd-lite[test]'") from None
 
 
 def shapes(min_dims: int = 0, max_dims: int = 3, min_side: int = 1, max_side: int = 4) -> st.SearchStrategy:
