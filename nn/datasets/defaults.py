@@ -58,14 +58,18 @@ TRAINING_DEFAULTS: Dict[str, Dict[str, TrainingDefaults]] = {
         "digits": TrainingDefaults(
             hidden=(200,), lr={"sgd": 4.0, "momentum": 0.2, "adam": 1e-3}, l2=1.5e-4, epochs=500,
             batch_size=32, chosen="chosen by 5-fold cross-validation on the training set", **_LECTURE),
-        # a stratified 10,000-image validation split of MNIST's 60,000 training images
+        # chosen on a stratified 10,000-image validation split of MNIST's 60,000 training images (seed 0;
+        # 784-H-10 sigmoid, batch 100, cosine): H 100 stays near 96.8% validation accuracy (lr 0.25-1,
+        # l2 0-1e-4, 20-60 epochs); H 200, lr 0.5, l2 3e-5, 60 epochs reaches 97.61%. About 40 s of
+        # training on a quiet 2-core machine (0.6 s per epoch). The momentum and Adam rates were not
+        # tuned here: momentum's 0.05 takes SGD's effective step, lr / (1 - 0.9) = 0.5.
         "mnist": TrainingDefaults(
-            hidden=(100,), lr={"sgd": 0.25, "momentum": 0.2, "adam": 1e-3}, l2=1e-4, epochs=100,
+            hidden=(200,), lr={"sgd": 0.5, "momentum": 0.05, "adam": 1e-3}, l2=3e-5, epochs=60,
             batch_size=100, chosen="chosen on a 10,000-image validation split of the training set", **_LECTURE),
         # Fashion-MNIST's files were not at hand where these were chosen: MNIST's, by analogy (same
         # image size and class count), not measured.
         "fashion-mnist": TrainingDefaults(
-            hidden=(100,), lr={"sgd": 0.25, "momentum": 0.2, "adam": 1e-3}, l2=1e-4, epochs=100,
+            hidden=(200,), lr={"sgd": 0.5, "momentum": 0.05, "adam": 1e-3}, l2=3e-5, epochs=60,
             batch_size=100, chosen="MNIST's by analogy, not measured (no files at hand)", **_LECTURE),
     },
     # LeNet-5-style networks (nn.CNN): ReLU, softmax cross-entropy on logits, Adam; the rates of plain SGD
