@@ -61,13 +61,15 @@ def kernel_cache_is_empty() -> bool:
         import autograd_lite.kernels as kernels
     except ImportError:
         return False
-    folder = os.path.join(os.path.dirname(kernels.__file__), "__pycache__")
-    places = [folder]
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        places.insert(0, os.environ["NUMBA_CACHE_DIR"])
-    places.append(os.path.join(os.path.expanduser("~"), ".cache", "numba"))
     if os.environ.get("AUTOGRAD_LITE_KERNELS", "numba") == "numpy":
         return False
+    source = os.path.dirname(kernels.__file__)
+    if os.environ.get("NUMBA_CACHE_DIR"):          # Numba's own order: this folder when set,
+        places = [os.environ["NUMBA_CACHE_DIR"]]
+    elif os.access(source, os.W_OK):              # else next to the source, else the user's cache
+        places = [os.path.join(source, "__pycache__")]
+    else:
+        places = [os.path.join(os.path.expanduser("~"), ".cache", "numba")]
     return not any(glob.glob(os.path.join(place, "**", "jitted.*.nbi"), recursive=True) for place in places)
 
 

@@ -123,3 +123,16 @@ def test_fit_takes_verbose_0_1_2_and_refuses_others():
         assert len(out.getvalue().splitlines()) == lines, out.getvalue()
     with pytest.raises(ValueError, match="fit: verbose must be 0 .* got 3"):
         nn.fit(model, "ce", nn.SGD(model, lr=0.1), (x, y), epochs=1, verbose=3)
+
+
+def test_the_kernel_cache_is_looked_for_where_numba_keeps_it(monkeypatch, tmp_path):
+    monkeypatch.undo()                        # the real check, not the autouse stand-in
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("AUTOGRAD_LITE_KERNELS", raising=False)
+    assert progress.kernel_cache_is_empty()
+    (tmp_path / "some" / "dir").mkdir(parents=True)
+    (tmp_path / "some" / "dir" / "jitted.sgd_update-40.py311.nbi").write_bytes(b"")
+    assert not progress.kernel_cache_is_empty()
+    monkeypatch.setenv("AUTOGRAD_LITE_KERNELS", "numpy")      # no Numba, nothing to compile
+    (tmp_path / "some" / "dir" / "jitted.sgd_update-40.py311.nbi").unlink()
+    assert not progress.kernel_cache_is_empty()
