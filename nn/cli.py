@@ -20,8 +20,9 @@ from .datasets import DatasetError
 from .datasets.defaults import defaults_text
 from .optim import OPTIMIZERS, SCHEDULES
 from .serialization import ModelFileError
+from .sweep import OPTIONS as SWEEP_OPTIONS
 
-COMMANDS = ("train", "evaluate", "predict", "explain")
+COMMANDS = ("train", "evaluate", "predict", "explain", "sweep")
 # shown by the options whose default is the data set's (the table is in `train --help`'s epilog)
 PER_DATASET = "(default: the data set's, see below)"
 
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_predict(sub)
     _add_explain(sub)
+    _add_sweep(sub)
     return parser
 
 
@@ -123,6 +125,15 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                        help="seed of the weights, the validation split, the batch order and dropout")
     train.add_argument("--ensemble", type=_positive_int, default=1, metavar="K",
                        help="train K models (seeds seed..seed+K-1) and average their probabilities")
+    train.add_argument("--workers", type=_positive_int, metavar="N",
+                       help="with --ensemble: train the members on N local worker processes at once; 1 = one "
+                            "after another in this process (default: the number of cores, at most K)")
+    train.add_argument("--scheduler", metavar="ADDRESS",
+                       help="with --ensemble: train the members on the Dask cluster whose scheduler is at ADDRESS "
+                            "(needs the distributed extra)")
+    train.add_argument("--data-parallel", action="store_true",
+                       help="under 'mpiexec -n N': split every mini-batch across the N ranks and average their "
+                            "gradients (needs the mpi extra); rank 0 prints and saves")
     train.add_argument("--save", metavar="MODEL.npz",
                        help="write the trained model (with --ensemble: MODEL-1.npz ... MODEL-K.npz) "
                             "(default: not saved)")
@@ -173,6 +184,49 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
     ex.add_argument("--dot", metavar="FILE.dot",
                     help="also write the graph as Graphviz DOT text (then: dot -Tsvg FILE.dot -o graph.svg) "
                          "(default: not written)")
+
+
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sweep", help="search hyperparameters by cross-validation, on local workers or Dask",
+                       description="Train many configurations, each scored by stratified K-fold cross-"
+                       "validation on the training set (the test set is never looked at), in parallel on "
+                       "local worker processes or a Dask cluster. Options not swept take train's defaults for "
+                       "the data set. Ctrl-C stops cleanly; the trials finished are kept in --results.",
+                       epilog="examples:\n"
+                              "  %(prog)s --grid lr=1,2,4 --grid l2=1e-4,1e-3 --grid hidden=100,200\n"
+                              "  %(prog)s --random 20 --range lr=0.1:10 --range l2=1e-5:1e-2 --grid epochs=100\n"
+                              "  %(prog)s --space sweep.toml --scheduler tcp://10.0.0.5:8786 --results s.jsonl",
+                       formatter_class=_HelpFormatter)
+    _add_data_options(p, dataset_default="digits")
+    p.set_defaults(dataset="digits")
+    p.add_argument("--grid", action="append", metavar="OPTION=V1,V2",
+                   help="values of one training option, repeatable: every combination is tried (hidden widths "
+                        "as 200 or 256-128; options: " + ", ".join(SWEEP_OPTIONS) + ")")
+    p.add_argument("--random", type=_positive_int, metavar="N",
+                   help="draw N configurations from the --range options (lr and l2 log-uniformly); a --grid "
+                        "option is then a list to draw from")
+    p.add_argument("--range", action="append", metavar="OPTION=LOW:HIGH",
+                   help="a range (or a comma list of choices) for --random, repeatable")
+    p.add_argument("--space", metavar="FILE",
+                   help="a JSON or TOML file: a 'grid' table, or 'random' (a count) and 'ranges'; optional 'fixed'")
+    p.add_argument("--cv", type=_positive_int, default=3, metavar="K", help="stratified folds of the training set")
+    p.add_argument("--validation", type=_fraction, metavar="FRACTION",
+                   help="score on one stratified held-out share instead of --cv folds")
+    p.add_argument("--seeds", type=_positive_int, default=1, metavar="N",
+                   help="train each fold with seeds 0..N-1 (weights and batch order)")
+    p.add_argument("--workers", type=_positive_int, metavar="N",
+                   help="local worker processes, each on one core (default: the number of cores)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on the Dask cluster whose scheduler is at ADDRESS, e.g. tcp://host:8786 "
+                        "(needs the distributed extra)")
+    p.add_argument("--results", metavar="FILE.jsonl",
+                   help="append each finished trial to this file, so that --resume can continue the sweep")
+    p.add_argument("--resume", action="store_true", help="skip the trials already in --results")
+    p.add_argument("--out", metavar="FILE.csv|FILE.json",
+                   help="write the results table (.csv) or the table and every trial (.json)")
+    p.add_argument("--refit", action="store_true",
+                   help="train the best configuration on the whole training set and report its test accuracy")
+    p.add_argument("--quiet", action="store_true", help="print only the table and the best command")
 
 
 def _add_data_options(p: argparse.ArgumentParser, dataset_default: str) -> None:

@@ -384,6 +384,9 @@ def sweep(configs: Sequence[Mapping[str, Any]], *, dataset: str = "digits", data
     x, y = _training_set(dataset, data_dir)       # fail here, not in every worker, if the data is missing
     train_defaults = _train_defaults(dataset)
     full = [_complete(config, train_defaults if base is None else base) for config in configs]
+    unique = {json.dumps(config, sort_keys=True): config for config in full}
+    repeated = len(full) - len(unique)        # random draws from short lists of choices repeat themselves
+    full = list(unique.values())
     setting = {"dataset": dataset, "cv": cv, "validation": validation, "split_seed": split_seed}
     if cv is not None:
         stratified_folds(y, cv, split_seed)
@@ -395,8 +398,6 @@ def sweep(configs: Sequence[Mapping[str, Any]], *, dataset: str = "digits", data
                 key = trial_key(config, fold, seed, setting)
                 trials[key] = {"config": config, "dataset": dataset, "data_dir": data_dir, "seed": int(seed),
                                "fold": fold, **setting}
-    if len(trials) < len(full) * len(seeds) * len(folds):
-        raise ValueError("sweep: some configurations are the same after defaults are filled in; give each once")
     log = TrialLog(results) if results else None
     if log is not None and not resume and log.done():
         raise ValueError(f"sweep: the results file {results!r} holds trials already; pass resume=True "
@@ -408,7 +409,8 @@ def sweep(configs: Sequence[Mapping[str, Any]], *, dataset: str = "digits", data
         already = len(log.done()) if log is not None else 0
         say(f"sweep: {len(full)} configurations x {len(folds)} fold{'s' if len(folds) > 1 else ''} x "
             f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''} = {len(trials)} trainings on {where.description}"
-            + (f" ({sum(k in trials for k in log.done())} already done)" if already else ""))
+            + (f" ({sum(k in trials for k in log.done())} already done)" if already else "")
+            + (f"; {repeated} repeated configuration{'s' if repeated > 1 else ''} dropped" if repeated else ""))
 
         def progress(record: Dict[str, Any], done: int, total: int) -> None:
             say(f"  [{done}/{total}] fold {record['fold']} seed {record['seed']}: val acc "

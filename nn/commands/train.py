@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Any, Iterator, List, Optional
 
 import numpy as np
 
@@ -24,6 +25,7 @@ from ..data import preprocess, stratified_split
 from ..datasets import load_dataset
 from ..datasets.defaults import FEATURE_RANGE, training_defaults
 from ..diagnostics import TrainingWarning
+from ..distributed import fit_data_parallel
 from ..images import Preprocessing
 from ..cnn import CNN
 from ..layers import MLP
@@ -43,7 +45,18 @@ CNN_ONLY = ("channels", "kernel_size", "batch_norm")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train as `args` say (options left None take the data set's defaults); exit code 0."""
+    """Train as `args` say (options left None take the data set's defaults); exit code 0.
+
+    With --data-parallel (under mpiexec) every rank runs this; rank 0 alone prints and saves."""
+    comm = _data_parallel_world(args) if getattr(args, "data_parallel", False) else None
+    if comm is not None and comm.Get_rank() != 0:
+        args.save = args.plot = None
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+            return _train(args, comm)
+    return _train(args, comm)
+
+
+def _train(args: argparse.Namespace, comm: Any) -> int:
     plot_path = _check_plot_path(args.plot) if args.plot else None
     save_paths = [_member_path(args.save, m, args.ensemble) for m in range(args.ensemble)] if args.save else []
     for path in save_paths:
@@ -71,6 +84,10 @@ def run(args: argparse.Namespace) -> int:
         say(f"{ds!r}: training on {len(x_train)}, validating on "
             f"{0 if validation is None else len(validation[1])}, testing on {len(x_test)}")
         probabilities, histories = [], []
+        trained = None
+        if _members_on_workers(args, s):
+            doing = "while training the ensemble on workers"
+            trained = _train_members(args, s, ds)
         for member in range(args.ensemble):
             seed = args.seed + member
             label = f" of ensemble member {member + 1}/{args.ensemble}" if args.ensemble > 1 else ""
@@ -87,10 +104,18 @@ def run(args: argparse.Namespace) -> int:
             doing = "while training" + label   # a second Ctrl-C stops fit at once, unsaved
             try:
                 with _training_messages(model, args, s):
-                    history = fit(model, s.loss, optimizer, (x_train, y_train), validation=validation,
-                                  epochs=s.epochs, batch_size=s.batch_size, l2=s.l2, schedule=schedule,
-                                  early_stopping=args.early_stopping, seed=seed, verbose=not args.quiet,
-                                  anomaly=args.detect_anomaly, diagnostics=args.diagnostics)
+                    if trained is not None:           # trained on a worker: its weights and history
+                        history = _trained_member(model, trained[member])
+                    elif comm is not None:
+                        history = fit_data_parallel(model, s.loss, optimizer, (x_train, y_train), comm,
+                                                    validation=validation, epochs=s.epochs,
+                                                    batch_size=s.batch_size, l2=s.l2, schedule=schedule,
+                                                    seed=seed, verbose=not args.quiet)
+                    else:
+                        history = fit(model, s.loss, optimizer, (x_train, y_train), validation=validation,
+                                      epochs=s.epochs, batch_size=s.batch_size, l2=s.l2, schedule=schedule,
+                                      early_stopping=args.early_stopping, seed=seed, verbose=not args.quiet,
+                                      anomaly=args.detect_anomaly, diagnostics=args.diagnostics)
             except TrainingInterrupted as stop:
                 doing = f"while saving the weights after epoch {stop.epoch}, batch {stop.batch}{label}"
                 if save_paths:
@@ -99,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
                 raise Interrupted(f"interrupted (Ctrl-C) after epoch {stop.epoch}/{stop.epochs}, batch "
                                   f"{stop.batch}/{stop.batches}{label}: "
                                   f"{_saved_summary(args.save, save_paths, saved, partial=True)}") from None
-            seconds = time.perf_counter() - started
+            seconds = trained[member]["seconds"] if trained is not None else time.perf_counter() - started
             if save_paths:
                 doing = "while saving" + label
                 save(model, save_paths[member], Preprocessing.for_dataset(ds, FEATURE_RANGE))
@@ -128,6 +153,59 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted (Ctrl-C) {doing}: {_saved_summary(args.save, save_paths, saved)}") from None
     return 0
+
+
+def _data_parallel_world(args: argparse.Namespace) -> Any:
+    """MPI's world for --data-parallel, after refusing the options it does not combine with."""
+    for flag, given in (("--ensemble", args.ensemble > 1), ("--early-stopping", args.early_stopping),
+                        ("--diagnostics", args.diagnostics), ("--detect-anomaly", args.detect_anomaly),
+                        ("--arch cnn", getattr(args, "arch", "mlp") != "mlp")):
+        if given:
+            raise UserError(f"--data-parallel trains one MLP with plain epochs; {flag} is not supported with it")
+    from ..distributed import world
+    try:
+        return world()
+    except ImportError as error:
+        raise UserError(str(error)) from None
+
+
+def _members_on_workers(args: argparse.Namespace, s: argparse.Namespace) -> bool:
+    """An MLP ensemble trains its members in parallel on --workers (default: the cores) or a Dask
+    --scheduler, unless --workers 1 or an option that reports during training asks for one process."""
+    if args.ensemble < 2 or s.arch != "mlp" or args.diagnostics or args.detect_anomaly:
+        return False
+    return args.scheduler is not None or args.workers != 1
+
+
+def _train_members(args: argparse.Namespace, s: argparse.Namespace, ds: Any) -> List[dict]:
+    """Each member's weights, history and seconds, trained on local workers or a Dask cluster."""
+    from ..executors import default_workers
+    from ..sweep import train_members
+    from ..trials import TrialsInterrupted
+    config = {"hidden": list(s.hidden), "activation": s.activation, "loss": s.loss, "optimizer": s.optimizer,
+              "lr": s.lr, "l2": s.l2, "dropout": s.dropout, "epochs": s.epochs, "batch_size": s.batch_size,
+              "schedule": s.schedule}
+    jobs = [{"config": config, "dataset": args.dataset, "data_dir": args.data_dir, "seed": args.seed + member,
+             "validation": s.validation, "split_seed": args.seed, "early_stopping": args.early_stopping,
+             "classes": ds.num_classes} for member in range(args.ensemble)]
+    workers = args.workers or min(default_workers(), args.ensemble)
+    if not args.quiet:
+        where = f"the Dask cluster at {args.scheduler}" if args.scheduler else f"{workers} local worker processes"
+        print(f"training the {args.ensemble} members on {where}")
+    try:
+        return train_members(jobs, workers=None if args.scheduler else workers, scheduler=args.scheduler)
+    except TrialsInterrupted:
+        raise KeyboardInterrupt from None
+    except ImportError as error:
+        raise UserError(str(error)) from None
+
+
+def _trained_member(model: Module, trained: dict) -> History:
+    """Load a member trained on a worker into `model`; its History."""
+    model.load_state_dict(trained["state"])
+    history = History(history=trained["history"], best_epoch=trained["best_epoch"],
+                      stopped_early=trained["stopped_early"])
+    return history
 
 
 def make_model(s: argparse.Namespace, sizes: List[int], image_shape: tuple, seed: int) -> Module:

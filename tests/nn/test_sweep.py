@@ -157,30 +157,6 @@ def test_local_workers_run_with_one_blas_and_one_numba_thread():
     assert {name: os.environ.get(name) for name in ONE_THREAD} == before    # this process untouched
 
 
-def test_sweep_on_two_local_workers_scores_every_configuration_and_resumes(tmp_path):
-    results = str(tmp_path / "r.jsonl")
-    configs = sw.grid(lr=[0.5, 2.0])
-    result = nn.sweep(configs, cv=2, base={**sw._train_defaults("digits"), **TINY}, workers=2,
-                      results=results, verbose=False)
-    assert [s.trials for s in result.scores] == [2, 2]
-    assert result.scores[0].mean >= result.scores[1].mean
-    assert result.train_command().startswith("python -m nn train --hidden 4 --lr ")
-    assert "--epochs 1 --batch-size 64" in result.train_command()
-    lines = open(results).read().splitlines()
-    assert len(lines) == 4 and len({json.loads(line)["key"] for line in lines}) == 4
-    with pytest.raises(ValueError, match="holds trials already; pass resume=True"):
-        nn.sweep(configs, cv=2, base={**sw._train_defaults("digits"), **TINY}, workers=1, results=results,
-                 verbose=False)
-    again = nn.sweep(configs, cv=2, base={**sw._train_defaults("digits"), **TINY}, workers=1, results=results,
-                     resume=True, verbose=False)
-    assert open(results).read().splitlines() == lines                   # nothing ran again
-    assert [s.mean for s in again.scores] == [s.mean for s in result.scores]
-    result.write(str(tmp_path / "r.csv"))
-    result.write(str(tmp_path / "r.json"))
-    assert (tmp_path / "r.csv").read_text().startswith("rank,mean_val_accuracy,std_val_accuracy")
-    assert len(json.loads((tmp_path / "r.json").read_text())["trials"]) == 4
-
-
 CTRL_C_SCRIPT = """
 import sys
 import nn, nn.sweep as sw
