@@ -12,6 +12,7 @@ import numpy as np
 from ..batching import batch_size, example_ndim
 from ..declaration import expose, linear_jvp, primitive, public
 from ..tensor import Tensor, as_tensor
+from .elementwise import multiply as multiply_p
 from .shape import reshape, reshape_p, transpose_p
 
 
@@ -103,7 +104,10 @@ def _batch_matmul(args, dims):
         x = reshape_p(x, shape=(size,) + (1,) * (rank - kx) + tuple(x.shape[1:]))
     if dy is not None and ky < rank:
         y = reshape_p(y, shape=(size,) + (1,) * (rank - ky) + tuple(y.shape[1:]))
-    out = matmul_p(x, y)
+    if x.shape[-1] == 1:  # outer products (a per-example weight gradient x_i^T delta_i of one row):
+        out = multiply_p(x, y)  # the same numbers (a sum of one product); NumPy's stacked matmul is slower
+    else:
+        out = matmul_p(x, y)
     if drop_rows or drop_cols:
         shape = list(out.shape)
         if drop_cols:

@@ -99,7 +99,8 @@ def test_index_that_differs_per_example_is_refused_in_one_sentence():
 
 # ---------------------------------------------------------------- products
 @pytest.mark.parametrize("shapes", [((3,), (3,)), ((2, 3), (3,)), ((3,), (3, 4)), ((2, 3), (3, 4)),
-                                    ((5, 2, 3), (3, 4)), ((2, 3), (5, 3, 4)), ((5, 2, 3), (5, 3, 4))])
+                                    ((5, 2, 3), (3, 4)), ((2, 3), (5, 3, 4)), ((5, 2, 3), (5, 3, 4)),
+                                    ((4, 1), (1, 5)), ((2, 4, 1), (1, 5))])
 @pytest.mark.parametrize("in_axes", [(0, None), (None, 0), (0, 0)])
 def test_matmul_every_batched_unbatched_pairing(shapes, in_axes):
     sx, sy = shapes
