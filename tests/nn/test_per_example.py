@@ -60,6 +60,20 @@ def test_sequential_of_layers():
     assert_equal_to_loop(model, nn.sparse_categorical_cross_entropy, X, Y, l2=0.2)
 
 
+def test_small_conv_net():
+    model = nn.Sequential(nn.Conv2d(1, 3, 3, seed=0), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 6 * 6, 4, seed=1))
+    X = rng.normal(size=(5, 1, 8, 8))
+    Y = rng.integers(0, 4, 5)
+    assert_equal_to_loop(model, nn.sparse_categorical_cross_entropy, X, Y, l2=0.01)
+
+
+def test_float32_model_gives_float32_gradients():
+    model = nn.MLP([6, 5, 3], activation="relu", seed=0, dtype=np.float32)
+    grads = per_example_grads(model, nn.sparse_categorical_cross_entropy, rng.normal(size=(4, 6)), np.array([0, 1, 2, 0]))
+    assert {g.dtype for g in grads.values()} == {np.dtype(np.float32)}
+    assert grads["output.weight"].shape == (4, 5, 3)
+
+
 def test_model_keeps_its_own_parameters():
     model = nn.MLP([3, 4, 2], activation="relu", seed=3)
     before = [id(p) for p in model.parameters()]
