@@ -157,6 +157,25 @@ def test_local_workers_run_with_one_blas_and_one_numba_thread():
     assert {name: os.environ.get(name) for name in ONE_THREAD} == before    # this process untouched
 
 
+def _die_once(trial):
+    """Kill this worker process the first time `trial` runs (a marker file remembers)."""
+    marker = trial["marker"]
+    if trial["key"] == "b" and not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return {"pid": os.getpid()}
+
+
+def test_a_killed_local_worker_is_replaced_and_its_trial_rerun(tmp_path):
+    trials = {k: {"key": k, "marker": str(tmp_path / "killed")} for k in "abcd"}
+    log = TrialLog(tmp_path / "r.jsonl")
+    with LocalWorkers(2) as workers:
+        done = run_trials(trials, _die_once, workers, log=log)
+    assert (tmp_path / "killed").exists() and sorted(done) == list("abcd")
+    keys = [json.loads(line)["key"] for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert sorted(keys) == list("abcd")
+
+
 CTRL_C_SCRIPT = """
 import sys
 import nn, nn.sweep as sw
