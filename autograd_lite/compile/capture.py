@@ -20,7 +20,8 @@ import numpy as np
 
 from .. import engine
 from ..tensor import Tensor, tracers
-from .program import CONST, INPUT, OBJECT, PARAM, VALUE, Program, Step, Value
+from .program import (CONST, INPUT, OBJECT, PARAM, VALUE, Program, Step, Value, _slot_name,
+                      _type)
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -49,6 +50,9 @@ class Tracer:
         self.params: List[Tuple[int, Tensor]] = []
         self.guards: List[Tuple[Any, str, Any]] = []
         self.depth = 0                          # > 0 inside a replayed effect: record nothing
+        # (slot, leaf, its array, version, a copy) when first read: a leaf whose values change
+        # while its version does not was written outside the operations a replay repeats
+        self.snapshots: List[Tuple[int, Tensor, np.ndarray, int, np.ndarray]] = []
 
     # ---- the run -------------------------------------------------------------------------
     def run(self, fn: Callable, args: tuple, kwargs: dict, flat: List[Any]) -> Tuple[Any, Program]:
@@ -67,6 +71,7 @@ class Tracer:
             engine.apply_hooks.remove(self.on_apply)
         template = self._template(result)
         self._check_constants(flat)
+        self._check_leaves()
         program = Program(
             name=self.name, values=self.values, steps=self.steps, env=self.env, inputs=self.inputs,
             params=self.params, result=template, guards=self.guards,
@@ -115,6 +120,7 @@ class Tracer:
             slot = self._new(PARAM, t.data, t.name or "")
             self.values[slot].where = _where()
             self.params.append((slot, t))
+            self.snapshots.append((slot, t, t.data, t._version, t.data.copy()))
             self.array_slot[id(t.data)] = slot
             self.keep.append(t.data)
         self.tensor_slot[id(t)] = slot
@@ -510,6 +516,24 @@ class Tracer:
         if isinstance(result, dict):
             return ("dict", {k: self._template(v) for k, v in result.items()})
         return ("value", result)
+
+    def _check_leaves(self) -> None:
+        """Refuse a leaf changed in place without its version counting up (`W.data -= ...`,
+        NumPy on `p.grad.data`): no step of the program would repeat that change."""
+        for slot, t, array, version, copy in self.snapshots:
+            if t.data is array and t._version == version and not np.array_equal(
+                    array, copy, equal_nan=array.dtype.kind in "fc"):
+                v = self.values[slot]
+                message = (f"ag.compile: the tensor {_slot_name(slot, v)}:{_type(v)} (first used at "
+                           f"{v.where}) was changed in place outside the recorded operations (through "
+                           "`.data` or NumPy); a replay would not repeat that change. Update it with "
+                           "an optimizer, or `with ag.no_grad(): W -= lr * W.grad`, or mark your own "
+                           "update function with autograd_lite.engine.replayed")
+                if self.fallback:
+                    self.refused = self.refused or message
+                    return
+                raise TracingError(message)
+        self.snapshots = []
 
     def _check_constants(self, flat: List[Any]) -> None:
         """Refuse a constant that is an argument converted outside the recorded operations

@@ -159,6 +159,9 @@ def differences(first: Program, second: Program) -> Optional[str]:
             return f"step {n} was `{a.label}` in the first call and `{b.label}` in the second"
         if not _same(a.kw, b.kw) or not _same(a.fixed, b.fixed):
             return f"step {n} (`{a.label}`) got other fixed arguments in the second call"
+    if not _same(first.result, second.result):
+        return ("the function returned a value made outside the recorded operations (a number or "
+                "array computed from t.data or with NumPy) that differs between the two calls")
     params_a = dict(first.params)
     for slot, v in enumerate(first.values):
         x, y = first.env[slot], second.env[slot]

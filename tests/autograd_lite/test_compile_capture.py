@@ -203,3 +203,16 @@ def test_a_second_call_that_traces_another_program_is_refused():
     quiet(xs[0])
     with pytest.warns(ag.CompileWarning, match="runs eagerly"):
         assert np.isclose(quiet(xs[1]).data, f(xs[1]).data)
+
+
+def test_a_parameter_changed_through_data_inside_is_refused():
+    W, b = _params()
+
+    def step(x):
+        loss = (x @ W).sum()
+        W.grad = None
+        loss.backward()
+        W.data -= 0.1 * W.grad.data        # not an operation a replay could repeat
+        return loss
+    with pytest.raises(ag.TracingError, match="changed in place outside the recorded operations"):
+        ag.compile(step)(_batches(1)[0])
