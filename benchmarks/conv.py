@@ -13,7 +13,11 @@ or with them unset.
     python benchmarks/conv.py [--quick] [--settings 1-thread default ...] [--json out.json]
 
 The LeNet rows add up the two convolutions: the issue's target is Numba at least 2x faster than
-the twins there. The machine's load is printed with the table: on a shared machine the
+the twins there. The last rows time one whole training step of LeNet-5 (`nn.CNN`: 5x5 convolutions
+1->6 padded and 6->16 unpadded, ReLU, 2x2 max pooling, dense 400-120-84-10; without and with batch
+norm) at batch 64, float32: forward, softmax cross-entropy, backward and an SGD update, against
+the same network in PyTorch eager with the same weights (the two first losses are checked to agree);
+the issue's target is at most 1.3x PyTorch's time. The machine's load is printed with the table: on a shared machine the
 absolute times move; the ratios, measured side by side, move less.
 """
 from __future__ import annotations
@@ -106,7 +110,87 @@ def child(repeats: int, min_time: float, threads: bool) -> Dict[str, Dict[str, f
 
             row["torch"] = measure(step_torch, repeats, min_time, warmup=3)[0]
         results[name] = row
+    for batch_norm in (False, True):
+        results[LENET_STEPS[batch_norm]] = lenet_training_step(batch_norm, repeats, min_time, torch)
     return results
+
+
+LENET_STEPS = {False: "LeNet-5 training step (SGD)", True: "LeNet-5 + batch norm training step"}
+
+
+def lenet_training_step(batch_norm: bool, repeats: int, min_time: float, torch) -> Dict[str, float]:
+    """Seconds per training step of LeNet-5 at batch 64, float32: {"numba", "numpy", "torch"}."""
+    import numpy as np
+
+    import autograd_lite as ag
+    import nn
+    from timing import measure
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((64, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, size=64)
+    model = nn.CNN((1, 28, 28), 10, channels=(6, 16), kernel_size=5, padding=(2, 0), hidden=(120, 84),
+                   batch_norm=batch_norm, seed=0, dtype=np.float32)
+    optimizer = nn.SGD(model, lr=0.01)
+
+    def step_ours():
+        loss = nn.sparse_categorical_cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return float(loss.data)
+
+    row = {}
+    if torch is not None:
+        tmodel = _torch_lenet(torch, model, batch_norm)
+        toptimizer = torch.optim.SGD(tmodel.parameters(), lr=0.01)
+        tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+        loss_fn = torch.nn.CrossEntropyLoss()
+
+        def step_torch():
+            toptimizer.zero_grad()
+            loss = loss_fn(tmodel(tx), ty)
+            loss.backward()
+            toptimizer.step()
+            return float(loss)
+
+        first, tfirst = step_ours(), step_torch()
+        if abs(first - tfirst) > 1e-4 * max(1.0, abs(tfirst)):
+            raise SystemExit(f"conv benchmark: LeNet-5's first loss differs: {first} here, {tfirst} in PyTorch; "
+                             "the two networks are not the same")
+        row["torch"] = measure(step_torch, repeats, min_time, warmup=3)[0]
+    for backend in ("numba", "numpy"):
+        previous = ag.kernels.set_kernels(backend)
+        try:
+            row[backend] = measure(step_ours, repeats, min_time, warmup=3)[0]
+        finally:
+            ag.kernels.set_kernels(previous)
+    return row
+
+
+def _torch_lenet(torch, model, batch_norm: bool):
+    """The same network as `model` (an nn.CNN) in PyTorch, with its weights (Linear's transposed)."""
+    tnn = torch.nn
+    layers = []
+    for ours in list(model.features) + list(model.classifier):
+        kind = type(ours).__name__
+        if kind == "Conv2d":
+            layer = tnn.Conv2d(ours.in_channels, ours.out_channels, ours.kernel_size, padding=ours.padding,
+                               bias=ours.bias is not None)
+        elif kind == "Linear":
+            layer = tnn.Linear(ours.in_features, ours.out_features, bias=ours.bias is not None)
+        elif kind in ("BatchNorm2d", "BatchNorm1d"):
+            layer = getattr(tnn, kind)(ours.num_features, eps=ours.eps, momentum=ours.momentum)
+        else:
+            layer = {"ReLU": tnn.ReLU, "MaxPool2d": lambda: tnn.MaxPool2d(2), "Flatten": tnn.Flatten}[kind]()
+        with torch.no_grad():
+            if kind in ("Conv2d", "BatchNorm2d", "BatchNorm1d"):
+                layer.weight.copy_(torch.from_numpy(ours.weight.data))
+            elif kind == "Linear":
+                layer.weight.copy_(torch.from_numpy(ours.weight.data.T.copy()))
+            if getattr(ours, "bias", None) is not None:
+                layer.bias.copy_(torch.from_numpy(ours.bias.data))
+        layers.append(layer)
+    return tnn.Sequential(*layers).float().train()
 
 
 def run_setting(label: str, repeats: int, min_time: float) -> Dict[str, Dict[str, float]]:
@@ -129,7 +213,9 @@ def run_setting(label: str, repeats: int, min_time: float) -> Dict[str, Dict[str
 def table(label: str, results: Dict[str, Dict[str, float]]) -> List[str]:
     rows = dict(results)
     lenet = {impl: sum(results[c][impl] for c in LENET_CONVS) for impl in results[LENET_CONVS[0]]}
+    steps = {name: rows.pop(name) for name in LENET_STEPS.values() if name in rows}
     rows["LeNet convs together"] = lenet
+    rows.update(steps)
     has_torch = "torch" in lenet
     lines = [f"## {label}", "",
              "| case (batch 64, float32, fwd + bwd) | Numba ms | twins ms | twins / Numba |"
