@@ -1,9 +1,9 @@
 """CNN: the LeNet-5-style convolutional network of `python -m nn train --arch cnn`.
 
-Blocks of [3x3 or 5x5 convolution (padded to keep the size), optional batch norm, ReLU, 2x2 max
-pooling], then dense layers [Linear, optional batch norm, ReLU, optional dropout], then a Linear
+Blocks of [3x3 or 5x5 convolution (padded to keep the size unless `padding` says otherwise),
+optional batch norm, ReLU, 2x2 max pooling], then dense layers [Linear, optional batch norm, ReLU, optional dropout], then a Linear
 layer giving logits (train it with the "ce" loss). LeNet-5 (LeCun et al. 1998) on 28x28 MNIST:
-channels (6, 16), kernel 5, dense (120, 84); a smaller variant for the 8x8 digits. The model
+channels (6, 16), kernel 5, padding (2, 0), dense (120, 84); a smaller variant for the 8x8 digits. The model
 takes images (N, C, H, W), (N, H, W) when C = 1, or flat rows (N, C*H*W), so the data sets,
 `nn.fit`, `nn.evaluate` and `nn.predict` need no reshaping.
 """
@@ -32,7 +32,8 @@ class CNN(Module):
     (the first dense layer), ...; `architecture()` is JSON data that `nn.load` rebuilds it from.
 
     Example (LeNet-5 on MNIST):
-        >>> model = CNN((1, 28, 28), 10, channels=(6, 16), kernel_size=5, hidden=(120, 84), seed=0)
+        >>> model = CNN((1, 28, 28), 10, channels=(6, 16), kernel_size=5, padding=(2, 0), hidden=(120, 84),
+        ...             seed=0)
         >>> model(np.zeros((2, 784))).shape
         (2, 10)
     """
@@ -41,7 +42,7 @@ class CNN(Module):
 
     def __init__(self, input_shape: Sequence[int], num_classes: int, channels: Sequence[int] = (6, 16),
                  kernel_size: int = 5, hidden: Sequence[int] = (120, 84), batch_norm: bool = False,
-                 dropout: float = 0.0, init: Optional[str] = "he", seed: Optional[int] = None,
+                 dropout: float = 0.0, padding: Optional[Sequence[int]] = None, init: Optional[str] = "he", seed: Optional[int] = None,
                  dtype: Any = np.float64, max_parameters: int = MAX_PARAMETERS) -> None:
         super().__init__()
         from . import architecture   # architecture.py knows every kind, this one included
@@ -49,6 +50,7 @@ class CNN(Module):
                 "num_classes": num_classes, "channels": list(channels) if _is_list(channels) else channels,
                 "kernel_size": kernel_size, "hidden": list(hidden) if _is_list(hidden) else hidden,
                 "batch_norm": batch_norm, "dropout": dropout,
+                "padding": list(padding) if _is_list(padding) else padding,
                 "dtype": float_dtype(dtype, "CNN").name}
         plan = CNN.plan(arch)   # every argument checked here, before anything is allocated
         architecture.state_specs(arch, max_parameters)
@@ -99,9 +101,8 @@ class CNN(Module):
         arguments holds, as architecture data, once the arguments are checked (ValueError otherwise)."""
         a = _checked(arch)
         (c, h, w), k, dtype = a["input_shape"], a["kernel_size"], a["dtype"]
-        pad = k // 2
         features: List[Dict[str, Any]] = []
-        for width in a["channels"]:
+        for width, pad in zip(a["channels"], a["padding"]):
             features.append({"class": "Conv2d", "in_channels": c, "out_channels": width, "kernel_size": k,
                              "padding": pad, "bias": not a["batch_norm"], "dtype": dtype})
             if a["batch_norm"]:
@@ -135,10 +136,12 @@ class CNN(Module):
     def extra_repr(self) -> str:
         a = self._arch
         return (f"input_shape={self.input_shape}, channels={a['channels']}, kernel_size={a['kernel_size']}, "
+                f"padding={a['padding']}, "
                 f"hidden={a['hidden']}, batch_norm={a['batch_norm']}, dropout={a['dropout']}")
 
 
-_KEYS = ("input_shape", "num_classes", "channels", "kernel_size", "hidden", "batch_norm", "dropout", "dtype")
+_KEYS = ("input_shape", "num_classes", "channels", "kernel_size", "padding", "hidden", "batch_norm", "dropout",
+         "dtype")
 
 
 def _is_list(value: Any) -> bool:
@@ -170,7 +173,17 @@ def _checked(arch: Any) -> Dict[str, Any]:
     kernel = arch.get("kernel_size", 5)
     out["kernel_size"] = check_count(kernel, "kernel_size", "CNN", 64)
     if out["kernel_size"] % 2 == 0:
-        raise ValueError(f"CNN: kernel_size must be odd (so that padding keeps the image's size), got {kernel!r}")
+        raise ValueError(f"CNN: kernel_size must be odd (so that padding can keep the image's size), got {kernel!r}")
+    padding = arch.get("padding")
+    if padding is None:
+        padding = [out["kernel_size"] // 2] * len(out["channels"])
+    if not _is_list(padding) or len(padding) != len(out["channels"]):
+        raise ValueError(f"CNN: padding must list one whole number per convolution block "
+                         f"({len(out['channels'])}), got {padding!r:.80}")
+    most = out["kernel_size"] // 2
+    if not all(isinstance(p, (int, np.integer)) and not isinstance(p, bool) and 0 <= p <= most for p in padding):
+        raise ValueError(f"CNN: padding must be whole numbers from 0 to {most} (half the kernel), got {padding!r:.80}")
+    out["padding"] = [int(p) for p in padding]
     out["batch_norm"] = check_flag(arch.get("batch_norm", False), "batch_norm", "CNN")
     out["dropout"] = check_real(arch.get("dropout", 0.0), "dropout", "CNN", 0.0, 0.999999)
     dtype = arch.get("dtype", "float64")

@@ -78,6 +78,13 @@ def test_the_plan_names_every_array_the_cnn_holds_with_its_shape_and_dtype(kwarg
         assert specs[name] == (array.shape, array.dtype), name
 
 
+def test_lenet5_pads_only_its_first_convolution_and_flattens_400_features():
+    model = nn.CNN((28, 28), 10, channels=(6, 16), kernel_size=5, padding=(2, 0), hidden=(120, 84), seed=0)
+    assert model.classifier[0].in_features == 16 * 5 * 5
+    assert model.features[0].padding == (2, 2) and model.features[3].padding == (0, 0)
+    assert nn.CNN((28, 28), 10, seed=0).architecture()["padding"] == [2, 2]      # by default: the size kept
+
+
 @pytest.mark.parametrize("shape", [(3, 784), (3, 28, 28), (3, 1, 28, 28)])
 def test_the_cnn_takes_rows_images_or_channels_first_images(shape):
     model = nn.CNN((28, 28), 10, seed=0)
@@ -98,6 +105,8 @@ def test_the_cnn_names_the_shapes_it_takes():
     (dict(channels=()), "channels must be a list of 1 to 16 widths"),
     (dict(dropout=1.0), r"dropout must be a finite number in \[0, 0.999999\]"),
     (dict(batch_norm=1), "batch_norm must be True or False"),
+    (dict(padding=(1,)), r"padding must list one whole number per convolution block \(2\)"),
+    (dict(padding=(2, 0)), r"padding must be whole numbers from 0 to 1 \(half the kernel\), got \[2, 0\]"),
 ])
 def test_bad_cnn_arguments_are_one_sentence(kwargs, message):
     settings = dict(kernel_size=3)
