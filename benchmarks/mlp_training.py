@@ -15,6 +15,8 @@ VJP rules called in straight-line code (what the step costs without recording an
 graph); and, when installed, PyTorch eager, JAX with
 jit and HIPS autograd on the same data and initial weights. Before timing, every
 implementation's first three losses (dropout off) are checked against the NumPy reference's.
+All the steps of a case, the floor included, are timed in turns (`timing.measure_in_turns`),
+so a change in the machine's load falls on all of them alike.
 Each row's time is compared with the floor, the eager step, the NumPy step, JAX jit and
 PyTorch eager of the same case, and issue 14's targets are checked against this run's figures.
 `--first-call` also times the compiled steps' first call (trace + code generation) in new
@@ -58,7 +60,7 @@ import nn  # noqa: E402
 from numpy_reference import (NETS, FusedKernelStep, NumpyStep, StraightLinePrimitivesStep,  # noqa: E402
                              blas_floor, initial_weights, make_batch)
 from report import pyplot, save_figure, write_json  # noqa: E402
-from timing import measure  # noqa: E402
+from timing import measure_in_turns  # noqa: E402
 
 Step = Callable[[], float]
 
@@ -328,6 +330,7 @@ IMPLEMENTATIONS = {
 
 
 PEERS = ("pytorch eager", "jax jit", "HIPS autograd")
+FLOOR = "BLAS floor (GEMMs only)"
 
 
 CHECKED_STEPS = 3
@@ -491,10 +494,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 X, y = make_batch(net, batch, dtype)
                 W = initial_weights(net, dtype)
                 check_losses(net, W, X, y, only)
-                floor, _ = measure(blas_floor(net, W, X), args.repeats, args.min_time)
-                print(f"{net_name:<3} {dtype_name:<8} {batch:>5}  {'BLAS floor (GEMMs only)':<{width}} "
-                      f"{floor * 1e3:8.3f} {1.0:8.2f}")
-                case = {}
+                steps = {FLOOR: blas_floor(net, W, X)}
                 for name, make in IMPLEMENTATIONS.items():
                     if only is not None and name not in only:
                         continue
@@ -503,7 +503,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                         if name in PEERS:
                             missing.add(name)
                         continue
-                    case[name] = measure(step, args.repeats, args.min_time)
+                    steps[name] = step
+                case = measure_in_turns(steps, args.repeats, args.min_time)
+                floor = case.pop(FLOOR)[0]
+                del steps
+                print(f"{net_name:<3} {dtype_name:<8} {batch:>5}  {FLOOR:<{width}} "
+                      f"{floor * 1e3:8.3f} {1.0:8.2f}")
                 for name, (seconds, faults) in case.items():
                     bases = dict(BASELINES, **{"x eager": EAGER_OF.get(name, BASELINES["x eager"])})
                     ratios = {column: (seconds / case[base][0] if base in case else None)

@@ -1,11 +1,12 @@
-"""The timing loop the benchmark scripts share: warm up, find a call count that lasts long
-enough, then take the median of repeated runs (and minor page faults per call)."""
+"""The timing loops the benchmark scripts share: warm up, find a call count that lasts long
+enough, then take the median of repeated runs (and minor page faults per call); one step at
+a time, or several in turns."""
 from __future__ import annotations
 
 import resource
 import statistics
 import time
-from typing import Callable, Tuple
+from typing import Callable, Dict, List, Tuple
 
 
 def measure(step: Callable[[], object], repeats: int, min_time: float,
@@ -31,3 +32,35 @@ def measure(step: Callable[[], object], repeats: int, min_time: float,
         samples.append((time.perf_counter() - t0) / n)
         faults.append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / n)
     return statistics.median(samples), statistics.median(faults)
+
+
+def measure_in_turns(steps: Dict[str, Callable[[], object]], repeats: int, min_time: float,
+                     warmup: int = 10) -> Dict[str, Tuple[float, float]]:
+    """{name: (median seconds per call, median minor page faults per call)} for several steps
+    timed in turns: each round runs every step once (as many calls as last `min_time`), so a
+    change in the machine's load falls on all of them alike and their ratios stay fair."""
+    counts = {}
+    for name, step in steps.items():
+        for _ in range(warmup):
+            step()
+        n = 1
+        while True:
+            t0 = time.perf_counter()
+            for _ in range(n):
+                step()
+            if time.perf_counter() - t0 >= min_time:
+                break
+            n *= 2
+        counts[name] = n
+    samples: Dict[str, List[float]] = {name: [] for name in steps}
+    faults: Dict[str, List[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            n = counts[name]
+            f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            t0 = time.perf_counter()
+            for _ in range(n):
+                step()
+            samples[name].append((time.perf_counter() - t0) / n)
+            faults[name].append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / n)
+    return {name: (statistics.median(samples[name]), statistics.median(faults[name])) for name in steps}
