@@ -141,12 +141,26 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                        help="plot loss and accuracy per epoch (needs matplotlib; .png, .svg, .pdf, ...) "
                             "(default: no plot)")
     train.add_argument("--confusion", action="store_true", help="print the test confusion matrix")
-    train.add_argument("--quiet", action="store_true", help="print only the final result")
+    train.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
+                       help="0: silent; 1: a progress bar (tqdm's with the progress extra) with a line every "
+                            "--log-every epochs above it; 2: a line per epoch. Output that is not a terminal "
+                            "gets a line every --log-every epochs")
+    train.add_argument("--log-every", type=_positive_int, metavar="N",
+                       help="log every N epochs (default: about 20 lines per run, e.g. every 25 of 500 "
+                            "epochs; every epoch with --verbose 2 on a terminal), plus the last and the best")
+    train.add_argument("--history", metavar="LOG.csv",
+                       help="write the per-epoch log (loss, accuracy, validation, lr, seconds) as CSV (with "
+                            "--ensemble: LOG-1.csv ... LOG-K.csv) (default: not written)")
+    train.add_argument("--quiet", action="store_true", help="print only the final result (--verbose 0, no "
+                                                            "set-up lines)")
     train.add_argument("--diagnostics", action="store_true",
                        help="per layer and epoch: gradient norm, weight norm, share of saturated units; "
                             "warn when a layer saturates or its gradients vanish or explode")
     train.add_argument("--detect-anomaly", action="store_true",
                        help="stop at the first operation that makes a NaN or Inf and name it (slower)")
+    train.add_argument("--no-compile", action="store_true",
+                       help="run each batch op by op instead of replaying the step that ag.compile "
+                            "captured at the first batch (same numbers, slower; for debugging)")
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:

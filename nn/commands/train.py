@@ -61,6 +61,10 @@ def _train(args: argparse.Namespace, comm: Any) -> int:
     save_paths = [_member_path(args.save, m, args.ensemble) for m in range(args.ensemble)] if args.save else []
     for path in save_paths:
         check_output_path(path, "--save")
+    history_paths = ([_member_path(args.history, m, args.ensemble, ".csv") for m in range(args.ensemble)]
+                     if args.history else [])
+    for path in history_paths:
+        check_output_path(path, "--history")
     check_data_dir(args.data_dir)
     hidden = parse_hidden(args.hidden)
     say = (lambda *a: None) if args.quiet else print
@@ -114,8 +118,10 @@ def _train(args: argparse.Namespace, comm: Any) -> int:
                     else:
                         history = fit(model, s.loss, optimizer, (x_train, y_train), validation=validation,
                                       epochs=s.epochs, batch_size=s.batch_size, l2=s.l2, schedule=schedule,
-                                      early_stopping=args.early_stopping, seed=seed, verbose=not args.quiet,
-                                      anomaly=args.detect_anomaly, diagnostics=args.diagnostics)
+                                      early_stopping=args.early_stopping, seed=seed,
+                                      verbose=0 if args.quiet else args.verbose, log_every=args.log_every,
+                                      anomaly=args.detect_anomaly, diagnostics=args.diagnostics,
+                                      compile=not args.no_compile)
             except TrainingInterrupted as stop:
                 doing = f"while saving the weights after epoch {stop.epoch}, batch {stop.batch}{label}"
                 if save_paths:
@@ -125,6 +131,8 @@ def _train(args: argparse.Namespace, comm: Any) -> int:
                                   f"{stop.batch}/{stop.batches}{label}: "
                                   f"{_saved_summary(args.save, save_paths, saved, partial=True)}") from None
             seconds = trained[member]["seconds"] if trained is not None else time.perf_counter() - started
+            if history_paths:
+                history.write_csv(history_paths[member])
             if save_paths:
                 doing = "while saving" + label
                 save(model, save_paths[member], Preprocessing.for_dataset(ds, FEATURE_RANGE))
@@ -254,11 +262,12 @@ def _channels(value: str) -> List[int]:
     return [int(part) for part in parts]
 
 
-def _member_path(path: str, member: int, count: int) -> str:
+def _member_path(path: str, member: int, count: int, suffix: str = ".npz") -> str:
+    """`path` itself for one model; for an ensemble member m, PATH-m (with `suffix` when `path` has none)."""
     if count == 1:
         return path
     p = Path(path)
-    return str(p.with_name(f"{p.stem}-{member + 1}{p.suffix or '.npz'}"))
+    return str(p.with_name(f"{p.stem}-{member + 1}{p.suffix or suffix}"))
 
 
 def _check_plot_path(path: str) -> str:
