@@ -3,7 +3,8 @@
 On 1-element and 4x4 tensors the arithmetic is free, so what is measured is the cost of
 recording an operation and pulling a gradient back through it. Compares autograd-lite, eager
 and through `ag.compile` (the step traced once and replayed), with PyTorch eager, HIPS autograd
-and JAX (eager, no jit) when they are installed.
+and JAX (eager, no jit) when they are installed. The libraries of a case are timed in turns,
+so a change in the machine's load falls on all of them alike.
 
     python benchmarks/op_overhead.py [--repeats 7] [--json out.json]
 """
@@ -19,7 +20,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import autograd_lite as ag  # noqa: E402
 from report import write_json  # noqa: E402
-from timing import measure  # noqa: E402
+from timing import measure_in_turns  # noqa: E402
 
 # each mix and the number of primitive operations in it
 MIXES = {
@@ -141,15 +142,17 @@ def main(argv: Optional[List[str]] = None) -> int:
                 shape_used = (1, 1)
             else:
                 shape_used = shape
-            ours = None
+            steps = {}
             for name, make in LIBRARIES.items():
                 step = make(mix, shape_used)
                 if step is None:
                     missing.add(name)
                     continue
-                us_per_op = measure(step, args.repeats, min_time=0.05, warmup=20)[0] / n_ops * 1e6
-                if ours is None:
-                    ours = us_per_op
+                steps[name] = step
+            timed = measure_in_turns(steps, args.repeats, min_time=0.05, warmup=20)
+            ours = timed["autograd-lite"][0] / n_ops * 1e6
+            for name, (seconds, _) in timed.items():
+                us_per_op = seconds / n_ops * 1e6
                 rows.append(dict(mix=mix, shape=list(shape_used), library=name, ops=n_ops,
                                  us_per_op=us_per_op, ratio_to_ours=us_per_op / ours))
                 print(f"{mix:<22} {str(shape_used):<7} {name:<26} {us_per_op:8.2f} {us_per_op / ours:8.2f}")
