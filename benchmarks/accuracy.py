@@ -39,7 +39,8 @@ def _config(d: TrainingDefaults) -> dict:
     keys = ("activation", "loss", "optimizer", "l2", "dropout", "epochs", "batch_size", "schedule", "validation")
     cfg = dict(hidden=list(d.hidden), lr=d.lr[d.optimizer], **{k: getattr(d, k) for k in keys})
     if d.channels:
-        cfg.update(arch="cnn", channels=list(d.channels), kernel_size=d.kernel_size, batch_norm=d.batch_norm)
+        cfg.update(arch="cnn", channels=list(d.channels), kernel_size=d.kernel_size, padding=list(d.padding),
+                   batch_norm=d.batch_norm)
     return cfg
 
 
@@ -85,7 +86,7 @@ def run(cfg: dict, ds, seed: int, verbose: bool) -> dict:
         (x_train, y_train), validation = stratified_split(x_train, y_train, cfg["validation"], seed=seed)
     if cfg.get("arch") == "cnn":
         model = nn.CNN(ds.image_shape, ds.num_classes, channels=cfg["channels"], kernel_size=cfg["kernel_size"],
-                       hidden=cfg["hidden"], batch_norm=cfg["batch_norm"], dropout=cfg["dropout"], seed=seed,
+                       padding=cfg["padding"], hidden=cfg["hidden"], batch_norm=cfg["batch_norm"], dropout=cfg["dropout"], seed=seed,
                        dtype=np.float32)
     else:
         model = nn.MLP([x_train.shape[1], *cfg["hidden"], ds.num_classes], activation=cfg["activation"],

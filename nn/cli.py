@@ -92,6 +92,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                        help=f"--arch cnn: output channels of each convolution block, a comma list {PER_DATASET}")
     train.add_argument("--kernel-size", type=_positive_int, metavar="K",
                        help=f"--arch cnn: the (odd) side of the convolution kernels {PER_DATASET}")
+    train.add_argument("--padding", metavar="P[,P...]",
+                       help="--arch cnn: zero padding of each convolution block, a comma list (default: the "
+                            "data set's, see below; else half the kernel, keeping the image's size)")
     train.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None,
                        help="--arch cnn: batch normalization after each convolution and dense layer, or none; "
                             "each data set's choice is listed below")

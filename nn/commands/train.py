@@ -41,7 +41,7 @@ EARLY_STOPPING_VALIDATION = 0.1
 PER_DATASET = ("activation", "loss", "optimizer", "l2", "dropout", "epochs", "batch_size", "schedule",
                "kernel_size", "batch_norm")
 # the options that only the CNN takes
-CNN_ONLY = ("channels", "kernel_size", "batch_norm")
+CNN_ONLY = ("channels", "kernel_size", "padding", "batch_norm")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -220,7 +220,8 @@ def make_model(s: argparse.Namespace, sizes: List[int], image_shape: tuple, seed
     """The network the settings `s` describe, in float32: an MLP of `sizes`, or a CNN for images of
     `image_shape` with as many classes as the MLP would have outputs."""
     if s.arch == "cnn":
-        return CNN(image_shape, sizes[-1], channels=s.channels, kernel_size=s.kernel_size, hidden=s.hidden,
+        return CNN(image_shape, sizes[-1], channels=s.channels, kernel_size=s.kernel_size, padding=s.padding,
+                   hidden=s.hidden,
                    batch_norm=s.batch_norm, dropout=s.dropout, seed=seed, dtype=np.float32)
     return MLP(sizes, activation=s.activation, dropout=s.dropout,
                output_activation="sigmoid" if s.loss == "bce" else None, seed=seed, dtype=np.float32)
@@ -247,18 +248,23 @@ def resolve(args: argparse.Namespace, dataset: str, image_shape: tuple, hidden: 
                               for key in PER_DATASET})
     s.arch = arch
     s.hidden = hidden or list(d.hidden)
-    s.channels = _channels(args.channels) if getattr(args, "channels", None) else list(d.channels)
+    s.channels = _widths(args.channels, "--channels", 1) if getattr(args, "channels", None) else list(d.channels)
+    if getattr(args, "padding", None):
+        s.padding = _widths(args.padding, "--padding", 0)
+    else:   # the data set's, when it is for as many blocks; else half the kernel (None)
+        s.padding = list(d.padding) if len(d.padding) == len(s.channels) and s.kernel_size == d.kernel_size else None
     s.lr = args.lr if args.lr is not None else d.lr[s.optimizer]
     s.validation = (args.validation if args.validation is not None
                     else EARLY_STOPPING_VALIDATION if args.early_stopping else d.validation)
     return s
 
 
-def _channels(value: str) -> List[int]:
-    """--channels' comma list as a list of channel counts."""
+def _widths(value: str, option: str, minimum: int) -> List[int]:
+    """A comma list option (--channels, --padding) as a list of whole numbers >= `minimum`."""
     parts = [part.strip() for part in value.split(",")]
-    if not all(part.isdigit() and int(part) >= 1 for part in parts):
-        raise UserError(f"--channels takes positive integers, e.g. --channels 6,16; got {value!r}")
+    if not all(part.isdigit() and int(part) >= minimum for part in parts):
+        kind = "positive integers" if minimum else "whole numbers"
+        raise UserError(f"{option} takes {kind}, e.g. {option} {'6,16' if minimum else '2,0'}; got {value!r}")
     return [int(part) for part in parts]
 
 
