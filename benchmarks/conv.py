@@ -18,16 +18,18 @@ the twins there. The last rows time one whole training step of LeNet-5 (`nn.CNN`
 norm) at batch 64, float32: forward, softmax cross-entropy, backward and an SGD update, against
 the same network in PyTorch eager with the same weights (the two first losses are checked to agree);
 the issue's target is at most 1.3x PyTorch's time. The machine's load is printed with the table: on a shared machine the
-absolute times move; the ratios, measured side by side, move less.
+absolute times move; the ratios move less: the implementations are timed in turn, round after
+round, and each one's median is taken.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
-from typing import Dict, List
+from typing import Callable, Dict, List
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -51,6 +53,19 @@ SETTINGS = {
 }
 
 
+def interleaved(steps: Dict[str, Callable[[], object]], repeats: int, min_time: float) -> Dict[str, float]:
+    """Median seconds per call of each step, the steps timed in turn within each of `repeats`
+    rounds, so that a burst of load from other jobs falls on all of them alike."""
+    from timing import measure
+    for step in steps.values():
+        measure(step, 1, min_time / 4, warmup=3)
+    samples: Dict[str, List[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            samples[name].append(measure(step, 1, min_time, warmup=0)[0])
+    return {name: statistics.median(times) for name, times in samples.items()}
+
+
 def child(repeats: int, min_time: float, threads: bool) -> Dict[str, Dict[str, float]]:
     """Time every case in this process: {case: {implementation: seconds}}."""
     sys.path.insert(0, ROOT)
@@ -58,7 +73,6 @@ def child(repeats: int, min_time: float, threads: bool) -> Dict[str, Dict[str, f
     import numpy as np
 
     import autograd_lite as ag
-    from timing import measure
     try:
         import torch
         import torch.nn.functional as F
@@ -93,13 +107,7 @@ def child(repeats: int, min_time: float, threads: bool) -> Dict[str, Dict[str, f
             leaves = [ag.Tensor(a, requires_grad=True) for a in inputs]
             ours(*leaves).backward(g)
 
-        row = {}
-        for backend in ("numba", "numpy"):
-            previous = ag.kernels.set_kernels(backend)
-            try:
-                row[backend] = measure(step_ours, repeats, min_time, warmup=3)[0]
-            finally:
-                ag.kernels.set_kernels(previous)
+        steps = {"numba": with_kernels("numba", step_ours), "numpy": with_kernels("numpy", step_ours)}
         if torch is not None:
             tinputs = [torch.from_numpy(a) for a in inputs]
             tg = torch.from_numpy(g)
@@ -108,11 +116,24 @@ def child(repeats: int, min_time: float, threads: bool) -> Dict[str, Dict[str, f
                 leaves = [t.detach().requires_grad_(True) for t in tinputs]
                 theirs(*leaves).backward(tg)
 
-            row["torch"] = measure(step_torch, repeats, min_time, warmup=3)[0]
-        results[name] = row
+            steps["torch"] = step_torch
+        results[name] = interleaved(steps, repeats, min_time)
     for batch_norm in (False, True):
         results[LENET_STEPS[batch_norm]] = lenet_training_step(batch_norm, repeats, min_time, torch)
     return results
+
+
+def with_kernels(backend: str, step: Callable[[], object]) -> Callable[[], object]:
+    """`step` run with autograd-lite's Numba kernels ("numba") or their NumPy twins ("numpy")."""
+    import autograd_lite as ag
+
+    def run() -> object:
+        previous = ag.kernels.set_kernels(backend)
+        try:
+            return step()
+        finally:
+            ag.kernels.set_kernels(previous)
+    return run
 
 
 LENET_STEPS = {False: "LeNet-5 training step (SGD)", True: "LeNet-5 + batch norm training step"}
@@ -124,7 +145,6 @@ def lenet_training_step(batch_norm: bool, repeats: int, min_time: float, torch) 
 
     import autograd_lite as ag
     import nn
-    from timing import measure
     rng = np.random.default_rng(1)
     x = rng.standard_normal((64, 1, 28, 28)).astype(np.float32)
     y = rng.integers(0, 10, size=64)
@@ -139,7 +159,7 @@ def lenet_training_step(batch_norm: bool, repeats: int, min_time: float, torch) 
         optimizer.step()
         return float(loss.data)
 
-    row = {}
+    steps = {"numba": with_kernels("numba", step_ours), "numpy": with_kernels("numpy", step_ours)}
     if torch is not None:
         tmodel = _torch_lenet(torch, model, batch_norm)
         toptimizer = torch.optim.SGD(tmodel.parameters(), lr=0.01)
@@ -157,14 +177,8 @@ def lenet_training_step(batch_norm: bool, repeats: int, min_time: float, torch) 
         if abs(first - tfirst) > 1e-4 * max(1.0, abs(tfirst)):
             raise SystemExit(f"conv benchmark: LeNet-5's first loss differs: {first} here, {tfirst} in PyTorch; "
                              "the two networks are not the same")
-        row["torch"] = measure(step_torch, repeats, min_time, warmup=3)[0]
-    for backend in ("numba", "numpy"):
-        previous = ag.kernels.set_kernels(backend)
-        try:
-            row[backend] = measure(step_ours, repeats, min_time, warmup=3)[0]
-        finally:
-            ag.kernels.set_kernels(previous)
-    return row
+        steps["torch"] = step_torch
+    return interleaved(steps, repeats, min_time)
 
 
 def _torch_lenet(torch, model, batch_norm: bool):
