@@ -105,9 +105,12 @@ def conv2d_weight_grad(x: np.ndarray, g: np.ndarray, kernel: Pair, stride: Pair,
 # ---------------------------------------------------------------- max pooling
 def _pool_windows(x: np.ndarray, kernel: Pair, stride: Pair, padding: Padding,
                   value: float = -np.inf) -> np.ndarray:
-    """(N, C, Ho, Wo, kh * kw) windows of x padded with `value` (a copy)."""
+    """(N, C, Ho, Wo, kh * kw) windows of x padded with `value` (a copy); -inf is the integer
+    dtype's minimum for integer x."""
+    if value == -np.inf and x.dtype.kind in "iub":
+        value = np.iinfo(x.dtype).min if x.dtype.kind != "b" else False
     view = windows(x, kernel, stride, padding, (1, 1), value=value)
-    return view.reshape(view.shape[:4] + (-1,))
+    return view.reshape(view.shape[:4] + (kernel[0] * kernel[1],))
 
 
 def max_pool2d(x: np.ndarray, kernel: Pair, stride: Pair, padding: Padding) -> np.ndarray:

@@ -43,6 +43,9 @@ def _numba(*arrays: np.ndarray) -> Optional[ModuleType]:
 def conv2d(x: np.ndarray, w: np.ndarray, stride: Pair, padding: Padding, dilation: Pair,
            groups: int) -> np.ndarray:
     """The cross-correlation of x (N, C, H, W) with w (O, C / groups, kh, kw): (N, O, Ho, Wo)."""
+    if x.shape[0] == 0:   # an empty batch (the im2col reshapes cannot infer a length from 0)
+        ho, wo = (output_size(x.shape[2 + i], w.shape[2 + i], stride[i], padding[i], dilation[i]) for i in (0, 1))
+        return np.zeros((0, w.shape[0], ho, wo), np.result_type(x, w))
     jit = _numba(x, w)
     if jit is None:
         return reference.conv2d(x, w, stride, padding, dilation, groups)
@@ -52,6 +55,8 @@ def conv2d(x: np.ndarray, w: np.ndarray, stride: Pair, padding: Padding, dilatio
 def conv2d_input_grad(g: np.ndarray, w: np.ndarray, size: Pair, stride: Pair, padding: Padding,
                       dilation: Pair, groups: int) -> np.ndarray:
     """The transposed convolution of g (N, O, Ho, Wo) with w: the cotangent of conv2d's x."""
+    if g.shape[0] == 0:
+        return np.zeros((0, w.shape[1] * groups) + tuple(size), np.result_type(g, w))
     jit = _numba(g, w)
     if jit is None:
         return reference.conv2d_input_grad(g, w, size, stride, padding, dilation, groups)
@@ -61,6 +66,8 @@ def conv2d_input_grad(g: np.ndarray, w: np.ndarray, size: Pair, stride: Pair, pa
 def conv2d_weight_grad(x: np.ndarray, g: np.ndarray, kernel: Pair, stride: Pair, padding: Padding,
                        dilation: Pair, groups: int) -> np.ndarray:
     """The cotangent of conv2d's weights, (O, C / groups, kh, kw), from x and g."""
+    if x.shape[0] == 0:
+        return np.zeros((g.shape[1], x.shape[1] // groups) + tuple(kernel), np.result_type(x, g))
     jit = _numba(x, g)
     if jit is None:
         return reference.conv2d_weight_grad(x, g, kernel, stride, padding, dilation, groups)

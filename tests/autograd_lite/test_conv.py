@@ -196,3 +196,24 @@ def test_hessian_vector_product_through_a_conv_net():
 def test_bad_arguments_are_one_sentence_naming_the_op_and_the_value(call, message):
     with pytest.raises((ValueError, TypeError), match=message):
         call()
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_an_empty_batch_gives_empty_outputs_and_gradients(backend):
+    previous = ag.kernels.set_kernels(backend)
+    try:
+        x = ag.Tensor(np.zeros((0, 2, 5, 5)), requires_grad=True)
+        w = ag.Tensor(np.ones((3, 2, 3, 3)), requires_grad=True)
+        out = ag.max_pool2d(ag.conv2d(x, w, padding=1), 2)
+        out.sum().backward()
+    finally:
+        ag.kernels.set_kernels(previous)
+    assert out.shape == (0, 3, 2, 2) and x.grad.shape == (0, 2, 5, 5)
+    np.testing.assert_array_equal(w.grad, np.zeros((3, 2, 3, 3)))
+
+
+def test_max_pool2d_pads_integers_with_their_minimum():
+    x = np.arange(32).reshape(1, 2, 4, 4)
+    out = ag.max_pool2d(x, 2, padding=1).data
+    assert out.dtype == x.dtype
+    np.testing.assert_array_equal(out[0, 0], [[0, 2, 3], [8, 10, 11], [12, 14, 15]])
