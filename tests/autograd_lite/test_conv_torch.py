@@ -122,3 +122,16 @@ def test_second_derivative_of_conv2d_matches_pytorch():
     thx, thw = torch.autograd.grad((tgw * torch.tensor(v)).sum(), [tx, tw])
     np.testing.assert_allclose(hx, thx.numpy(), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(hw, thw.numpy(), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_max_pool2d_nans_follow_pytorch(backend):
+    x = rng.standard_normal((1, 2, 4, 6))
+    x[0, 0, 0, 1] = x[0, 0, 1, 0] = x[0, 1, 2, 3] = np.nan   # two NaNs in one window: the last wins
+    previous = ag.kernels.set_kernels(backend)
+    try:
+        ours, theirs = both(lambda x: ag.max_pool2d(x, 2), lambda x: F.max_pool2d(x, 2), x)
+    finally:
+        ag.kernels.set_kernels(previous)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_array_equal(a, b)
