@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import kernels
 from ..arguments import Axis, normalize_axis, one_axis
-from ..batching import reduction_batch
+from ..batching import Batched, reduction_batch
 from ..declaration import primitive, public
 from ..tensor import Tensor, _data, as_tensor
 from .elementwise import absolute, divide_or_zero, exp
@@ -147,12 +147,27 @@ min_p.domain = reduction_domain(min, spread=True)
 
 def _arg_extreme(name: str, find: Callable, x: Any, axis: Optional[int], keepdims: bool) -> Tensor:
     x = as_tensor(x)
+    if isinstance(x, Batched):  # inside vmap: search each example along its axis (+1 in the batch)
+        return _batched_arg_extreme(name, find, x, axis, keepdims)
     if axis is not None:
         axis = one_axis(axis, builtins.max(x.ndim, 1), name)  # NumPy takes axis 0 of a 0-d x
     if x.size == 0 and (axis is None or x.shape[axis] == 0):
         raise ValueError(f"{name}: cannot search an empty axis (tensor of shape {x.shape}, axis "
                          f"{axis}): there is no element to point to")
     return Tensor(find(x.data, axis=axis, keepdims=bool(keepdims)))
+
+
+def _batched_arg_extreme(name: str, find: Callable, x: Batched, axis: Optional[int],
+                         keepdims: bool) -> Tensor:
+    payload, n = x.payload, x.ndim
+    if axis is None:  # each example flattened, then back to keepdims' shape (1, ..., 1)
+        found = _arg_extreme(name, find, reshape(payload, (x.batch_size, -1)), 1, keepdims)
+        if keepdims:
+            found = reshape(found, (x.batch_size,) + (1,) * n)
+    else:
+        found = _arg_extreme(name, find, payload, one_axis(axis, builtins.max(n, 1), name) + 1
+                             if n else 1, keepdims)
+    return Batched.make(found, x.level)
 
 
 @public(method=True)
@@ -294,7 +309,7 @@ def norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> T
     """
     x = as_tensor(x)
     if x.dtype.kind != "f":
-        x = as_tensor(x.data.astype(np.float64))
+        x = x.astype(np.float64)
     if axis is None:
         if ord is None:
             return norm_p(x, ord=2, axis=None, keepdims=bool(keepdims))
@@ -322,7 +337,7 @@ def _vector_norm(x: Tensor, ord: Any, axes: tuple) -> Tensor:
     if ord == -np.inf:
         return min(absolute(x), axis=axes, keepdims=True)
     if ord == 0:  # how many are non-zero: a count, constant where it is differentiable
-        return Tensor((x.data != 0).astype(x.dtype).sum(axis=axes, keepdims=True))
+        return as_tensor((_data(x) != 0).astype(x.dtype)).sum(axis=axes, keepdims=True).detach()
     if isinstance(ord, (int, float, np.integer, np.floating)) and not isinstance(ord, bool) and ord >= 1:
         return norm_p(x, ord=float(ord), axis=axes, keepdims=True)
     raise ValueError(f"norm: ord={ord!r} is not a vector norm autograd-lite computes; expected None, "

@@ -188,3 +188,16 @@ def test_primitive_without_batching_rule_loops_with_one_warning():
         "vmap: primitive 'outer_no_batch_rule' has no batching rule, so it runs once per example "
         "(slow); declare one with outer_no_batch_rule.defbatch(rule)") == 1
     np.testing.assert_allclose(got, np.stack([np.multiply.outer(r, y) for r in x]), **TOL)
+
+
+# ---------------------------------------------------------------- functions outside the table
+@pytest.mark.parametrize("fn", [lambda a: ag.argmax(a, axis=1), lambda a: ag.argmax(a, axis=-1, keepdims=True),
+                                lambda a: ag.argmin(a), lambda a: ag.argmin(a, keepdims=True),
+                                lambda a: ag.norm(a, ord=0, axis=1)])
+def test_index_valued_and_counting_functions_search_each_example(fn):
+    x = rng.normal(size=(4, 3, 5))
+    x[0, 1, 2] = 0.0
+    got = vmap(fn)(x)
+    want = np.stack([fn(ag.tensor(e)).data for e in x])
+    assert got.shape == want.shape and np.array_equal(got, want)
+    np.testing.assert_array_equal(vmap(vmap(lambda a: ag.argmax(a)))(x), np.argmax(x, axis=2))
