@@ -141,10 +141,22 @@ class Batched(Tensor):
         if func in _LIKE and isinstance(args[0], Batched):  # zeros_like(x): one per example
             like = args[0]
             return Batched.make(func(_payload_array(like), *args[1:], **kwargs), like.level)
+        if func in (np.argmax, np.argmin):
+            from .declaration import PUBLIC
+            return PUBLIC[func.__name__](*args, **kwargs)
+        if func in _WHOLE_BATCH:
+            raise TypeError(f"vmap: np.{func.__name__} of a batched value would read the whole batch "
+                            "as one array, not one example; compute with autograd-lite's operations "
+                            "(ag.where, ag.argmax, comparisons) inside vmap")
         return Tensor.__array_function__(self, func, types, args, kwargs)
 
 
 _LIKE = frozenset((np.zeros_like, np.ones_like, np.full_like, np.empty_like))
+# NumPy functions that read values and would see the whole batch as one array (np.any and np.all
+# are allowed: the rules use them to pick a formula valid for every example)
+_WHOLE_BATCH = frozenset(getattr(np, name) for name in (
+    "nonzero", "flatnonzero", "argwhere", "argsort", "searchsorted", "digitize", "count_nonzero",
+    "isclose", "allclose", "array_equal", "array_equiv", "unique") if hasattr(np, name))
 
 
 def table(name: str) -> Any:

@@ -201,3 +201,12 @@ def test_index_valued_and_counting_functions_search_each_example(fn):
     want = np.stack([fn(ag.tensor(e)).data for e in x])
     assert got.shape == want.shape and np.array_equal(got, want)
     np.testing.assert_array_equal(vmap(vmap(lambda a: ag.argmax(a)))(x), np.argmax(x, axis=2))
+
+
+def test_numpy_functions_that_read_the_whole_batch_are_refused_or_routed():
+    x = rng.normal(size=(4, 5))
+    np.testing.assert_array_equal(vmap(lambda a: np.argmax(a))(x), np.argmax(x, axis=1))
+    with pytest.raises(TypeError, match=r"vmap: np.nonzero of a batched value would read the whole batch"):
+        vmap(lambda a: a[np.nonzero(a > 0)])(x)
+    with pytest.raises(TypeError, match=r"vmap: np.asarray of a batched value"):
+        vmap(lambda a: np.asarray(a) * 2)(x)
