@@ -59,7 +59,8 @@ class Tensor:
     def __init__(self, data: ArrayLike, requires_grad: bool = False,
                  dtype: Any = None, name: Optional[str] = None) -> None:
         if isinstance(data, Tensor):
-            data = data.data
+            # (a batched value inside vmap keeps its batch, and np.asarray below refuses it)
+            data = data.data if type(data) is Tensor else data._constant()
         array = np.asarray(data, dtype=dtype)
         if requires_grad and array.dtype.kind != "f":
             raise TypeError(

@@ -210,3 +210,8 @@ def test_numpy_functions_that_read_the_whole_batch_are_refused_or_routed():
         vmap(lambda a: a[np.nonzero(a > 0)])(x)
     with pytest.raises(TypeError, match=r"vmap: np.asarray of a batched value"):
         vmap(lambda a: np.asarray(a) * 2)(x)
+
+
+def test_a_new_tensor_from_a_batched_value_is_refused_not_silently_the_whole_batch():
+    with pytest.raises(TypeError, match=r"vmap: np.asarray of a batched value"):
+        vmap(lambda a: ag.tensor(a) * 2)(rng.normal(size=(3, 2)))
