@@ -64,8 +64,10 @@ class Tracer:
             self._input(x)
         engine.apply_hooks.append(self.on_apply)
         tracers.append(self)
+        returned = _ReturnLine(fn)
         try:
-            result = fn(*args, **kwargs)
+            with returned:
+                result = fn(*args, **kwargs)
         finally:
             tracers.remove(self)
             engine.apply_hooks.remove(self.on_apply)
@@ -75,7 +77,8 @@ class Tracer:
         program = Program(
             name=self.name, values=self.values, steps=self.steps, env=self.env, inputs=self.inputs,
             params=self.params, result=template, guards=self.guards,
-            param_facts=[(t.data.shape, t.data.dtype, t.requires_grad) for _, t in self.params])
+            param_facts=[(t.data.shape, t.data.dtype, t.requires_grad) for _, t in self.params],
+            returned_at=returned.where)
         self.keep = []
         return result, program
 
@@ -745,6 +748,34 @@ def _user_line() -> Tuple[str, str]:
         return "an unknown line", ""
     path, number = frame.f_code.co_filename, frame.f_lineno
     return f"{path}:{number}", linecache.getline(path, number).strip()
+
+
+class _ReturnLine:
+    """`with _ReturnLine(fn):` notes the line where fn's own frame returns ('file:line:
+    `source`'), with a profile hook that only runs while tracing and only when no profiler
+    is installed."""
+
+    def __init__(self, fn: Callable) -> None:
+        self.code = getattr(fn, "__code__", None)
+        self.where = ""
+        self.installed = False
+
+    def _watch(self, frame: Any, event: str, arg: Any) -> None:
+        if event == "return" and frame.f_code is self.code:
+            import linecache
+            path, number = frame.f_code.co_filename, frame.f_lineno
+            source = linecache.getline(path, number).strip()
+            self.where = f"{path}:{number}: `{source}`"
+
+    def __enter__(self) -> "_ReturnLine":
+        if self.code is not None and sys.getprofile() is None:
+            sys.setprofile(self._watch)
+            self.installed = True
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.installed:
+            sys.setprofile(None)
 
 
 def _where() -> str:

@@ -75,6 +75,7 @@ class Program:
     param_facts: List[Tuple[tuple, np.dtype]]
     checked: bool = False   # traced a second time and found the same (see `differences`)
     runner: Optional[Callable] = None   # the generated replay function (replay.runner)
+    returned_at: str = ""   # the line where the function returned, while traced
 
     def peak_bytes(self) -> int:
         """The largest total size of the step results alive at once (each freed after its
@@ -161,7 +162,8 @@ def differences(first: Program, second: Program) -> Optional[str]:
             return f"step {n} (`{a.label}`) got other fixed arguments in the second call"
     if not _same(first.result, second.result):
         return ("the function returned a value made outside the recorded operations (a number or "
-                "array computed from t.data or with NumPy) that differs between the two calls")
+                "array computed from t.data or with NumPy) that differs between the two calls, at "
+                f"{second.returned_at or 'its return'}")
     params_a = dict(first.params)
     for slot, v in enumerate(first.values):
         x, y = first.env[slot], second.env[slot]
@@ -186,11 +188,11 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     if hasattr(a, "data") and hasattr(b, "data") and type(a) is type(b) and \
-            isinstance(getattr(a, "data"), np.ndarray):
+            isinstance(a.data, np.ndarray):
         return _same(a.data, b.data)   # Tensors
     try:
         return bool(a == b) and type(a) is type(b)
-    except Exception:
+    except (TypeError, ValueError):   # objects whose == is not a truth value
         return False
 
 

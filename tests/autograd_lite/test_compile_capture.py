@@ -74,7 +74,7 @@ def test_parameters_are_read_by_reference_and_a_reshaped_parameter_retraces():
 
 
 def test_reading_a_traced_value_names_the_line_and_the_fix():
-    W, b = _params()
+    W, _ = _params()
 
     def step(x):
         loss = (x @ W).sum()
@@ -86,11 +86,11 @@ def test_reading_a_traced_value_names_the_line_and_the_fix():
     assert "ag.where" in str(info.value) and "outside the compiled function" in str(info.value)
     for read in (lambda t: t.item(), lambda t: bool(t), lambda t: np.asarray(t), lambda t: t.numpy()):
         with pytest.raises(ag.TracingError):
-            ag.compile(lambda x: read((x @ W).sum()))(_batches(1)[0])
+            ag.compile(lambda x, read=read: read((x @ W).sum()))(_batches(1)[0])
 
 
 def test_fallback_runs_eagerly_with_one_warning():
-    W, b = _params()
+    W, _ = _params()
 
     def f(x):
         loss = (x @ W).sum()
@@ -150,7 +150,7 @@ def test_train_and_eval_select_different_programs_and_dropout_draws_as_eager():
 
 
 def test_several_results_come_back_in_their_structure():
-    W, b = _params()
+    W, _ = _params()
     f = ag.compile(lambda x: {"loss": (x @ W).sum(), "parts": (x @ W, 3), "W": W})
     x = _batches(2)
     f(x[0])
@@ -206,7 +206,7 @@ def test_a_second_call_that_traces_another_program_is_refused():
 
 
 def test_a_parameter_changed_through_data_inside_is_refused():
-    W, b = _params()
+    W, _ = _params()
 
     def step(x):
         loss = (x @ W).sum()
