@@ -165,6 +165,18 @@ def table(name: str) -> Any:
     return PRIMITIVES[name]
 
 
+def batched_like(x: Batched, full: np.ndarray) -> Batched:
+    """An array of x's whole-batch shape (`x.data.shape`: every enclosing vmap's batch axis, then
+    an example's axes) as a value batched at x's levels, like x."""
+    levels = []
+    while isinstance(x, Batched):
+        levels.append(x.level)
+        x = x.payload
+    for level in reversed(levels):
+        full = Batched.make(full, level)
+    return full
+
+
 def _payload_array(b: Batched) -> np.ndarray:
     payload = b.payload
     while isinstance(payload, Tensor):

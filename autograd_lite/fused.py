@@ -17,7 +17,7 @@ import numpy as np
 
 from . import engine, kernels
 from . import primitives as P
-from .batching import Batched, batch_by_loop, batch_size, elementwise_batch, with_batch
+from .batching import Batched, batch_by_loop, batch_size, batched_like, elementwise_batch, with_batch
 from .tensor import Tensor, _data
 
 _ACTIVATION_CODES = kernels._ACTIVATION_CODES
@@ -299,6 +299,8 @@ def dropout(x: Any, p: float, rng: np.random.Generator) -> Tensor:
     _check_float("dropout", x, "x")
     if p == 0:
         return x
+    if isinstance(x, Batched):  # inside vmap: one mask per example, the numbers a loop draws in turn
+        return _dropout(x, batched_like(x, _uniform(rng, x.data.shape, x.dtype)), p=float(p))
     return _dropout(x, _uniform(rng, x.shape, x.dtype), p=float(p))
 
 

@@ -215,3 +215,14 @@ def test_numpy_functions_that_read_the_whole_batch_are_refused_or_routed():
 def test_a_new_tensor_from_a_batched_value_is_refused_not_silently_the_whole_batch():
     with pytest.raises(TypeError, match=r"vmap: np.asarray of a batched value"):
         vmap(lambda a: ag.tensor(a) * 2)(rng.normal(size=(3, 2)))
+
+
+def test_dropout_draws_one_mask_per_example_the_numbers_a_loop_draws():
+    x = rng.normal(size=(6, 4, 5))
+    got = vmap(lambda a: ag.fused.dropout(a, 0.5, np.random.default_rng(7)))(x)
+    stream = np.random.default_rng(7)
+    want = np.stack([ag.fused.dropout(e, 0.5, stream).data for e in x])
+    np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(got[0] == 0, got[1] == 0)   # not one mask shared by all examples
+    nested = vmap(vmap(lambda a: ag.fused.dropout(a, 0.5, np.random.default_rng(7))))(x)
+    np.testing.assert_array_equal(nested, got)
