@@ -128,8 +128,8 @@ class History:
         return dict(FigureCanvasBase.get_supported_filetypes())
 
     def plot(self, path: Optional[str] = None, *, others: Sequence["History"] = ()) -> Any:
-        """Loss and accuracy per epoch, side by side: training solid, validation dashed, the best
-        epoch marked; labelled axes, whole-number epoch ticks. `others` (an ensemble's other
+        """Loss and accuracy per epoch, side by side: training solid, validation dashed, the epoch
+        of the lowest validation loss marked; labelled axes, whole-number epoch ticks. `others` (an ensemble's other
         members) are drawn on the same axes, each labelled by model. Written to `path` in the format
         its extension names (atomically) when given, else left open; returns the matplotlib Figure.
         Needs matplotlib (the `plot` extra).
@@ -158,8 +158,9 @@ class History:
                 for key, style, name in ((train_key, "-", "training"), (val_key, "--", "validation")):
                     if key in h.history:
                         ax.plot(epochs, h[key], style, color=f"C{i}", label=name + tag)
-                if h.best_epoch is not None and val_key in h.history and len(runs) == 1:
-                    ax.axvline(h.best_epoch, color="0.6", linewidth=0.8, label=f"best epoch ({h.best_epoch})")
+                if "val_loss" in h.history and len(runs) == 1:
+                    best = int(np.argmin(h["val_loss"])) + 1
+                    ax.axvline(best, color="0.6", linewidth=0.8, label=f"lowest validation loss (epoch {best})")
         for ax, what in zip(axes, ("loss (mean per sample)", "accuracy")):
             ax.set(xlabel="epoch", ylabel=what, title=what.split(" ")[0])
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
