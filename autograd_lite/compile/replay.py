@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List
 
 from ..tensor import Tensor
-from .capture import settings
 from .program import CONST, OBJECT, Program
 
 
@@ -68,13 +67,23 @@ def holds(program: Program) -> bool:
     requires_grad."""
     for ref, attribute, value in program.guards:
         obj = ref()
-        if obj is None or settings(obj, attribute) != value:
+        if obj is None:
+            return False
+        if attribute is None:   # the settings seen while tracing, looked up one by one
+            found = vars(obj)
+            for key, setting in value:
+                if found.get(key, _MISSING) != setting:
+                    return False
+        elif getattr(obj, attribute) != value:
             return False
     for (_, leaf), (shape, dtype, requires_grad) in zip(program.params, program.param_facts):
         data = leaf.data
         if data.shape != shape or data.dtype != dtype or leaf.requires_grad != requires_grad:
             return False
     return True
+
+
+_MISSING = object()
 
 
 def _expression(template: Any, names: Dict[str, Any]) -> str:
