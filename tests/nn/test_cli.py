@@ -52,19 +52,22 @@ def test_train_prints_progress_per_epoch_and_the_test_accuracy():
     assert "MLP(64 -> 20 -> 10, activation='sigmoid', output_activation='sigmoid')" in proc.stdout
 
 
-def test_train_logs_every_n_epochs_when_not_a_terminal_and_writes_the_history(tmp_path):
-    proc = run_cli("train", "--epochs", "40", "--hidden", "10", "--validation", "0.1", "--history", tmp_path / "h.csv")
-    assert proc.returncode == 0, proc.stderr
-    epochs = re.findall(r"^epoch +(\d+)/40 ", proc.stdout, re.M)
+def test_train_logs_every_n_epochs_when_not_a_terminal_and_writes_the_history(tmp_path, capsys):
+    from nn.cli import main      # in-process: capsys is not a terminal, as a log file is not
+    assert main(["train", "--epochs", "40", "--hidden", "10", "--validation", "0.1", "--history",
+                 str(tmp_path / "h.csv")]) == 0
+    out = capsys.readouterr().out
+    epochs = re.findall(r"^epoch +(\d+)/40 ", out, re.M)
     assert epochs == ["1", "2", "4", "6", "8", "10", "12", "14", "16", "18", "20", "22", "24", "26", "28", "30",
                       "32", "34", "36", "38", "40"]                  # about 20 lines: every 2nd of 40
-    assert re.search(r"^best epoch \d+/40: val_loss [0-9.]+  val_acc [0-9.]+$", proc.stdout, re.M)
+    assert re.search(r"^best epoch \d+/40: val_loss [0-9.]+  val_acc [0-9.]+$", out, re.M)
     rows = (tmp_path / "h.csv").read_text().splitlines()
     assert rows[0] == "epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds" and len(rows) == 41
-    proc = run_cli("train", *FAST, "--verbose", "2", "--log-every", "2")
-    assert re.findall(r"^epoch (\d)/3 ", proc.stdout, re.M) == ["1", "2", "3"]
-    proc = run_cli("train", *FAST, "--verbose", "0")
-    assert not re.search(r"^epoch ", proc.stdout, re.M) and "test accuracy" in proc.stdout
+    assert main(["train", *FAST, "--verbose", "2", "--log-every", "2"]) == 0
+    assert re.findall(r"^epoch (\d)/3 ", capsys.readouterr().out, re.M) == ["1", "2", "3"]
+    assert main(["train", *FAST, "--verbose", "0"]) == 0
+    out = capsys.readouterr().out
+    assert not re.search(r"^epoch ", out, re.M) and "test accuracy" in out
 
 
 def test_train_quiet_prints_only_the_result():
