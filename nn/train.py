@@ -426,15 +426,16 @@ def _compiled_forward_backward(model: Module, loss_fn: LossFn, l2: float, optimi
         cost.backward()
         return outputs, data_loss, cost
     compiled = ag.compile(forward_backward, fallback=True)
-    return lambda xb, yb: compiled(_in_model_dtype(model, xb), yb)
+    first = next(iter(model.parameters()), None)
+    return lambda xb, yb: compiled(_in_dtype_of(first, xb), yb)
 
 
-def _in_model_dtype(model: Module, x: np.ndarray) -> np.ndarray:
+def _in_dtype_of(parameter: Optional[Tensor], x: np.ndarray) -> np.ndarray:
     """x converted to the dtype of the model's parameters before a compiled call (the model
     would convert it inside, a NumPy copy that a trace could only freeze)."""
-    for p in model.parameters():
-        return x if x.dtype == p.dtype else x.astype(p.dtype)
-    return x
+    if parameter is None or x.dtype == parameter.dtype:
+        return x
+    return x.astype(parameter.dtype)
 
 
 # One compiled forward per model for predict / evaluate (eval mode, no graph), dropped with the model.
@@ -446,7 +447,8 @@ def _inference(model: Module) -> Callable:
     if compiled is None:
         ref = weakref.ref(model)   # the cache must not keep its key alive
         compiled = _INFERENCE[model] = ag.compile(lambda xb: ref()(xb), fallback=True)
-    return lambda xb: compiled(_in_model_dtype(model, xb))
+    first = next(iter(model.parameters()), None)
+    return lambda xb: compiled(_in_dtype_of(first, xb))
 
 
 # ---------------------------------------------------------------- using a trained model
