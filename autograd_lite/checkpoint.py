@@ -30,7 +30,8 @@ def checkpoint(f: Callable[..., Any], *, rngs: Sequence[np.random.Generator] = (
     (or list) of Tensors and other values. Gradients are those of `f` itself, for its arguments
     and for the tensors it closes over (e.g. a layer's parameters), with `backward()`,
     `retain_graph`, `create_graph=True` (the recompute then records, for grad-of-grad), `grad`
-    and `autograd_grad`. Under `jvp` and where nothing is recorded (`no_grad()`) f just runs.
+    and `autograd_grad`. Under `jvp`, inside `vmap` and where nothing is recorded (`no_grad()`)
+    f just runs (no memory is saved there).
 
     f must compute the same outputs from the same inputs twice. A random f (dropout) must draw
     only from the generators passed as `rngs`: their states are saved before the forward, set
@@ -57,8 +58,10 @@ def checkpoint(f: Callable[..., Any], *, rngs: Sequence[np.random.Generator] = (
 
     @functools.wraps(f)
     def checkpointed(*args: Any, **kwargs: Any) -> Any:
-        if engine.jvp_traces or not engine.is_grad_enabled():
-            return f(*args, **kwargs)   # nothing to keep: forward mode carries no graph
+        if engine.jvp_traces or engine.batching or not engine.is_grad_enabled():
+            # nothing to keep: forward mode carries no graph; inside vmap f just runs (its
+            # values are batched, which the recompute's one node cannot hold: no memory saved)
+            return f(*args, **kwargs)
         return _record(f, args, kwargs, generators)
     return checkpointed
 

@@ -125,3 +125,12 @@ def test_hessian_vectorized_equals_the_loop_and_keeps_a_graph_for_tensors():
     t2 = ag.tensor(x, requires_grad=True)
     ag.hessian(s, vectorize=False)(t2).sum().backward()
     close(t.grad, t2.grad.data)
+
+
+def test_checkpoint_inside_vmap_runs_f_and_gradients_are_right():
+    w, X = rng.normal(size=(3, 3)), rng.normal(size=(5, 2, 3))
+    block = lambda h, w_: ag.tanh(h @ w_) @ w_
+    f = lambda w_, x: (ag.checkpoint(block)(x, w_) ** 2).sum()
+    g = lambda w_, x: (block(x, w_) ** 2).sum()
+    close(vmap(ag.grad(f), in_axes=(None, 0))(w, X), np.stack([ag.grad(g)(w, x) for x in X]))
+    close(ag.grad(lambda w_: vmap(lambda x: f(w_, x))(X).sum())(w), sum(ag.grad(g)(w, x) for x in X))
