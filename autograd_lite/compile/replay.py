@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List
 
 from ..tensor import Tensor
-from .program import CONST, OBJECT, Program
+from .program import CONST, OBJECT, VALUE, Program, _last_uses
 
 
 def replay(program: Program, flat: List[Any]) -> Any:
@@ -38,6 +38,7 @@ def runner(program: Program) -> Callable[[List[Any]], Any]:
     for slot, value in enumerate(program.values):
         if value.kind in (CONST, OBJECT) and slot not in bound:
             names[f"s{slot}"] = program.env[slot]   # constants: globals of the function
+    last = _last_uses(program)   # a step's result is dropped after its last use, as eager does
     for n, step in enumerate(program.steps):
         names[f"f{n}"] = step.fn
         args = ", ".join(f"s{i}" for i in step.ins)
@@ -52,6 +53,10 @@ def runner(program: Program) -> Callable[[List[Any]], Any]:
         else:
             targets = ", ".join(f"s{s}" if s >= 0 else "_" for s in step.out)
             lines.append(f"    {targets}, = {call}")
+        dead = sorted({s for s in step.ins + step.outputs()
+                       if program.values[s].kind == VALUE and last.get(s, -1) <= n})
+        if dead:
+            lines.append("    del " + ", ".join(f"s{s}" for s in dead))
     lines.append(f"    return {_expression(program.result, names)}")
     source = "\n".join(lines) + "\n"
     code = compile(source, f"<ag.compile replay of {program.name}>", "exec")
