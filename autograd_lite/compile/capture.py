@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import weakref
 from heapq import heapify, heappop, heappush
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -50,6 +51,8 @@ class Tracer:
         self.params: List[Tuple[int, Tensor]] = []
         self.guards: List[Tuple[Any, str, Any]] = []
         self.depth = 0                          # > 0 inside a replayed effect: record nothing
+        # the hooks are global (tensor.tracers): calls from other threads are not this trace's
+        self.thread = threading.get_ident()
         # (slot, leaf, its array, version, a copy) when first read: a leaf whose values change
         # while its version does not was written outside the operations a replay repeats
         self.snapshots: List[Tuple[int, Tensor, np.ndarray, int, np.ndarray]] = []
@@ -182,7 +185,7 @@ class Tracer:
 
     # ---- hooks: the forward, reads, comparisons ------------------------------------------
     def on_apply(self, prim: Any, args: tuple, params: dict, result: Tensor) -> None:
-        if self.depth:
+        if self.depth or threading.get_ident() != self.thread:
             return
         ins = tuple(self.slot(a) for a in args)
         out = self._value(result.data, result)
@@ -192,6 +195,8 @@ class Tracer:
 
     def read(self, t: Optional[Tensor], what: str, shape: tuple = ()) -> None:
         if t is not None and (self.depth or not self.traced(t)):
+            return
+        if threading.get_ident() != self.thread:
             return
         where, line = _user_line()
         shape = t.shape if t is not None else shape
@@ -208,7 +213,7 @@ class Tracer:
         raise TracingError(message)
 
     def unsupported(self, what: str, fix: str) -> None:
-        if self.depth:
+        if self.depth or threading.get_ident() != self.thread:
             return
         where, line = _user_line()
         message = (f"ag.compile: {what} at {where} (`{line}`) cannot be captured; {fix}, or call "
@@ -223,7 +228,8 @@ class Tracer:
         recorded, and handed back as a `TracedArray`, which refuses `if mask:`."""
         arrays = [x.data if isinstance(x, Tensor) else x for x in operands]
         arrays = [a.view(np.ndarray) if isinstance(a, TracedArray) else a for a in arrays]
-        if self.depth or not any(self.traced(x) for x in operands):
+        if self.depth or threading.get_ident() != self.thread or \
+                not any(self.traced(x) for x in operands):
             return relation(*arrays)
         ins = tuple(self.slot(x) for x in operands)
         out = relation(*arrays)
@@ -244,18 +250,20 @@ class Tracer:
             self.read(None, what, a.shape)
 
     def guard(self, obj: Any, attribute: Optional[str]) -> None:
+        if threading.get_ident() != self.thread:
+            return
         if not any(o() is obj and a == attribute for o, a, _ in self.guards):
             self.guards.append((_weak(obj), attribute, settings(obj, attribute)))
 
     # ---- effects replayed by calling them again ------------------------------------------
     def set_grad(self, t: Tensor, value: Optional[Tensor]) -> None:
-        if self.depth:
+        if self.depth or threading.get_ident() != self.thread:
             t._grad = value
         else:
             self.replayed_call(_assign_grad, (t, value), {})
 
     def replayed_call(self, fn: Callable, args: tuple, kwargs: dict) -> Any:
-        if self.depth:
+        if self.depth or threading.get_ident() != self.thread:
             return fn(*args, **kwargs)
         specs = [self._argument(a) for a in args]
         kwspecs = {k: self._argument(v) for k, v in kwargs.items()}
@@ -305,20 +313,18 @@ class Tracer:
     # ---- the reverse sweep ---------------------------------------------------------------
     def backward(self, root: Tensor, gradient: Any, retain_graph: bool, create_graph: bool) -> None:
         """engine.backward, recorded: mirrors engine._run (no targets, arrays, no hooks)."""
-        if self.depth:
-            tracers.remove(self)   # an effect's own backward runs eagerly, unrecorded
-            try:
-                return engine.backward(root, gradient, retain_graph, create_graph)
-            finally:
-                tracers.append(self)
+        if threading.get_ident() != self.thread:
+            return _eager_backward(root, gradient, retain_graph, create_graph)
+        if self.depth:   # an effect's own backward runs eagerly, unrecorded
+            return _eager_backward(root, gradient, retain_graph, create_graph)
         if create_graph or engine.backward_hooks:
             self.unsupported("backward(create_graph=True)" if create_graph else
                              "backward() under anomaly mode or explain", "differentiate once")
-            tracers.remove(self)
+            self.depth += 1
             try:
-                return engine.backward(root, gradient, retain_graph, create_graph)
+                return _eager_backward(root, gradient, retain_graph, create_graph)
             finally:
-                tracers.append(self)
+                self.depth -= 1
         if not root.requires_grad:
             _no_graph_error()
         if gradient is None:
@@ -776,6 +782,17 @@ class _ReturnLine:
     def __exit__(self, *exc: Any) -> None:
         if self.installed:
             sys.setprofile(None)
+
+
+def _eager_backward(root: Tensor, gradient: Any, retain_graph: bool, create_graph: bool) -> None:
+    """engine.backward's own sweep (for calls the trace does not record)."""
+    if not root.requires_grad:
+        _no_graph_error()
+    seed = engine._seed(root, gradient, create_graph, "backward")
+    ends = engine._run([root], [seed], None, retain_graph or create_graph, create_graph).values()
+    with engine._grad_lock:
+        for leaf, g, exclusive in ends:
+            engine._accumulate_grad(leaf, g, create_graph, exclusive)
 
 
 def _where() -> str:

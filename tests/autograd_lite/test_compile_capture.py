@@ -216,3 +216,26 @@ def test_a_parameter_changed_through_data_inside_is_refused():
         return loss
     with pytest.raises(ag.TracingError, match="changed in place outside the recorded operations"):
         ag.compile(step)(_batches(1)[0])
+
+
+def test_eager_work_on_another_thread_is_not_recorded_into_a_trace():
+    import threading
+    W, _ = _params()
+    inside, done = threading.Event(), threading.Event()
+
+    def f(x):
+        loss = (x @ W).sum()
+        inside.set()
+        done.wait(5)                        # the other thread works while this trace runs
+        return loss
+    compiled = ag.compile(f)
+    runner = threading.Thread(target=compiled, args=(_batches(1)[0],))
+    runner.start()
+    inside.wait(5)
+    v = ag.tensor(np.array([1.0, 2.0]), requires_grad=True)
+    loss = (v * v).sum()
+    loss.backward()
+    assert float(loss) == 5.0 and np.array_equal(v.grad.data, [2.0, 4.0])
+    done.set()
+    runner.join(5)
+    assert [s.label for s in compiled.program.steps] == ["matmul", "sum[axis=None, keepdims=False]"]
