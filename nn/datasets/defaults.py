@@ -76,13 +76,13 @@ TRAINING_DEFAULTS: Dict[str, Dict[str, TrainingDefaults]] = {
     # LeNet-5-style networks (nn.CNN): ReLU, softmax cross-entropy on logits, Adam; the rates of plain SGD
     # and momentum were not tuned for them
     "cnn": {
-        # a stratified 20% validation split of the digits' training set (one seed): 98.3% validation
-        # accuracy at 15 epochs
+        # five stratified 20% validation splits of the digits' training set (seeds 0-4): 15 epochs 98.75% mean
+        # validation accuracy, 30 epochs 99.09% (the other settings were not compared: the machine was loaded)
         "digits": TrainingDefaults(
             channels=(16, 32), kernel_size=3, padding=(1, 1), hidden=(64,), batch_norm=True, activation="relu", loss="ce",
-            optimizer="adam", lr={"sgd": 0.05, "momentum": 0.02, "adam": 3e-3}, l2=0.0, dropout=0.25, epochs=15,
+            optimizer="adam", lr={"sgd": 0.05, "momentum": 0.02, "adam": 3e-3}, l2=0.0, dropout=0.25, epochs=30,
             batch_size=32, schedule="cosine", validation=0.0,
-            chosen="chosen on a 20% validation split of the training set"),
+            chosen="chosen on five 20% validation splits of the training set"),
         # a stratified 10,000-image validation split of MNIST's 60,000 training images
         "mnist": TrainingDefaults(
             channels=(6, 16), kernel_size=5, padding=(2, 0), hidden=(120, 84), batch_norm=True, activation="relu", loss="ce",
