@@ -18,8 +18,8 @@ distributed = pytest.importorskip("distributed", reason="needs the distributed e
 
 def test_killing_a_dask_worker_mid_sweep_costs_only_its_trial(tmp_path):
     results = tmp_path / "r.jsonl"
-    base = {**sw._train_defaults("digits"), "hidden": [8], "epochs": 4, "batch_size": 32}
-    configs = sw.grid(lr=[0.25, 0.5, 1, 2, 3, 4])
+    base = {"hidden": [8], "epochs": 3, "batch_size": 32}
+    configs = sw.grid(lr=[0.5, 1, 2, 4])
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster, distributed.Client(cluster) as client:
         with workers_for(client=client) as workers:          # a client passed in is left open
@@ -48,7 +48,7 @@ def test_killing_a_dask_worker_mid_sweep_costs_only_its_trial(tmp_path):
         sweeping.join(timeout=180)
     assert "error" not in outcome, outcome.get("error")
     result = outcome["result"]
-    assert [s.trials for s in result.scores] == [2] * 6
+    assert [s.trials for s in result.scores] == [2] * 4
     keys = [json.loads(line)["key"] for line in results.read_text().splitlines()]
-    assert len(keys) == len(set(keys)) == 12                 # every trial on record exactly once
-    assert len({json.dumps(s.config, sort_keys=True) for s in result.scores}) == 6
+    assert len(keys) == len(set(keys)) == 8                  # every trial on record exactly once
+    assert len({json.dumps(s.config, sort_keys=True) for s in result.scores}) == 4
