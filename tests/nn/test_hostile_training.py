@@ -285,8 +285,9 @@ def test_ctrl_c_during_train_save_saves_the_weights_so_far(tmp_path):
 
 
 def test_ctrl_c_during_an_ensemble_says_which_members_were_saved(tmp_path):
+    # --workers 1: the members one after another in this process (on workers they train at once)
     proc = start_training("--epochs", "8", "--batch-size", "1", "--hidden", "10", "--ensemble", "3",
-                          "--save", tmp_path / "m.npz")
+                          "--workers", "1", "--save", tmp_path / "m.npz")
     code, out, err = interrupt_after(proc, r"^-- ensemble member 2/3", r"^epoch 1/8 ")
     assert_one_sentence(code, err, r"^interrupted \(Ctrl-C\) after epoch \d/8, batch \d+/1438 of ensemble member 2/3: "
                                    r"saved .*m-1\.npz, .*m-2\.npz \(the last one as trained so far\); member 3 was not "
