@@ -75,6 +75,9 @@ class Program:
     param_facts: List[Tuple[tuple, np.dtype]]
     checked: bool = False   # traced a second time and found the same (see `differences`)
     runner: Optional[Callable] = None   # the generated replay function (replay.runner)
+    plain_runner: Optional[Callable] = None   # the same without planned buffers (re-entry)
+    plan: Any = None   # the buffer plan (plan.Plan), made with the runner at the first replay
+    busy: Any = None   # a lock held while the planned runner runs
     returned_at: str = ""   # the line where the function returned, while traced
 
     def peak_bytes(self) -> int:
@@ -103,14 +106,21 @@ class Program:
         params = [f"{names[s]}:{_type(self.values[s])}" for s, _ in self.params]
         lines.append("  read by reference: " + (" ".join(params) or "none"))
         lines.append("  let")
-        for step in self.steps:
+        buffer_of = self.plan.buffer_of if self.plan is not None else {}
+        for n, step in enumerate(self.steps):
             outs = step.outputs()
             left = " ".join(f"{names[s]}:{_type(self.values[s])}" for s in outs) or "_"
             args = " ".join(names[i] for i in step.ins)
-            lines.append(f"    {left} = {step.label} {args}".rstrip())
+            into = f"   -> buffer b{buffer_of[step.out]}" if step.out in buffer_of and \
+                self.plan.writers.get(n) is not None else ""
+            lines.append(f"    {left} = {step.label} {args}".rstrip() + into)
         lines.append(f"  in {_template_text(self.result, names)}")
         lines.append(f"  values: {sum(1 for v in self.values if v.kind == VALUE)} results, "
                      f"peak {_bytes(self.peak_bytes())} alive at once")
+        if self.plan is not None:
+            lines.append("  " + self.plan.text(self))
+        else:
+            lines.append("  buffer plan: made at the first replay")
         return "\n".join(lines)
 
 

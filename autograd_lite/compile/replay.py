@@ -3,12 +3,17 @@
 The program is turned once into the source of one Python function (`runner`), a straight list
 of calls on local variables, one per step, e.g. `s7 = f4(s2, s5)`: no graph, no dispatch on
 types, no list of slots to index. Parameters are read from their Tensors when it starts.
+Results planned into buffers (plan.py) are written with `out=`, e.g. `s7 = f4(s2, s5, out=b0)`;
+a replay that starts while another replay of the same program runs (another thread, or a
+recursive call) uses the plain function, which allocates every result, so no buffer is shared.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List
+import threading
+from typing import Any, Callable, Dict, List, Optional
 
 from ..tensor import Tensor
+from .plan import Plan, plan
 from .program import CONST, OBJECT, VALUE, Program, _last_uses
 
 
@@ -16,13 +21,26 @@ def replay(program: Program, flat: List[Any]) -> Any:
     """Run the program on the flattened arguments; returns what the function returned."""
     run = program.runner
     if run is None:
-        run = program.runner = runner(program)
-    return run(flat)
+        program.plan = plan(program)
+        run = program.runner = runner(program, program.plan)
+        program.plain_runner = runner(program) if program.plan.buffers else run
+        program.busy = threading.Lock()
+    if not program.busy.acquire(blocking=False):
+        return program.plain_runner(flat)
+    try:
+        return run(flat)
+    finally:
+        program.busy.release()
 
 
-def runner(program: Program) -> Callable[[List[Any]], Any]:
-    """The program as one generated Python function of the flattened arguments."""
+def runner(program: Program, buffers: Optional[Plan] = None) -> Callable[[List[Any]], Any]:
+    """The program as one generated Python function of the flattened arguments (writing the
+    results that `buffers` plans into arrays allocated here, once)."""
     names: Dict[str, Any] = {"wrap": Tensor._wrap}
+    writers = buffers.writers if buffers is not None else {}
+    if buffers is not None:
+        for i, array in enumerate(buffers.allocate()):
+            names[f"b{i}"] = array
     lines = ["def run(args):"]
     for i, (data, obj) in enumerate(program.inputs):
         if obj >= 0:
@@ -40,9 +58,11 @@ def runner(program: Program) -> Callable[[List[Any]], Any]:
             names[f"s{slot}"] = program.env[slot]   # constants: globals of the function
     last = _last_uses(program)   # a step's result is dropped after its last use, as eager does
     for n, step in enumerate(program.steps):
-        names[f"f{n}"] = step.fn
+        names[f"f{n}"] = writers.get(n, step.fn)
         args = ", ".join(f"s{i}" for i in step.ins)
-        if step.kw:
+        if n in writers:   # planned: no keyword parameters (plan._writer)
+            args = f"{args}, out=b{buffers.buffer_of[step.out]}"
+        elif step.kw:
             names[f"kw{n}"] = step.kw
             args = f"{args}, **kw{n}" if args else f"**kw{n}"
         call = f"f{n}({args})"

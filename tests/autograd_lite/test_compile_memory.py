@@ -38,3 +38,74 @@ def test_fifty_replays_of_the_784_100_10_step_fault_in_almost_no_pages():
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
     assert step.trace_count == 1
     assert faults <= 50, f"{faults} minor page faults in 50 replays (at most 1 per step expected)"
+
+
+def _l2_step(W, b):
+    def step(x):
+        h = x * W + b                       # two ufunc forwards: plannable
+        loss = ag.tanh(h).sum() + (W * W).sum()
+        W.grad = None
+        b.grad = None
+        loss.backward()
+        with ag.no_grad():
+            W.__isub__(0.1 * W.grad)
+            b.__isub__(0.1 * b.grad)
+        return loss
+    return step
+
+
+def _wb(dtype=np.float64):
+    rng = np.random.default_rng(1)
+    return (ag.tensor(rng.standard_normal((5, 4)).astype(dtype), requires_grad=True),
+            ag.tensor(rng.standard_normal(4).astype(dtype), requires_grad=True))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_planned_replays_write_into_buffers_and_match_eager_bit_for_bit(dtype):
+    xs = [np.random.default_rng(i).standard_normal((5, 4)).astype(dtype) for i in range(8)]
+    W, b = _wb(dtype)
+    eager = [_l2_step(W, b)(x).data.item() for x in xs]
+    W_eager = W.data.copy()
+    W, b = _wb(dtype)
+    compiled = ag.compile(_l2_step(W, b))
+    replayed = [compiled(x).data.item() for x in xs]
+    assert replayed == eager and np.array_equal(W.data, W_eager)
+    plan = compiled.program.plan
+    assert len(plan.buffer_of) >= 3            # x * W, + b, W * W
+    assert "buffer plan: " in compiled.explain() and "-> buffer b" in compiled.explain()
+
+
+def test_a_returned_result_and_a_view_of_one_are_never_planned_into_a_buffer():
+    W, b = _wb()
+
+    @ag.compile
+    def f(x):
+        h = x * W          # returned through a view: must outlive the replay
+        g = x + b          # returned itself
+        return h[1:3], g, (h * g).sum()
+    xs = [np.full((5, 4), float(i)) for i in range(1, 5)]
+    kept = [f(x) for x in xs]
+    for x, (view, g, total) in zip(xs, kept):
+        assert np.array_equal(view.data, (x * W.data)[1:3])
+        assert np.array_equal(g.data, x + b.data)
+        assert total.data.item() == ((x * W.data) * (x + b.data)).sum()
+
+
+def test_a_replay_that_starts_while_the_program_runs_uses_fresh_arrays():
+    W, b = _wb()
+    compiled = ag.compile(_l2_step(W, b))
+    x = np.ones((5, 4))
+    for _ in range(3):
+        compiled(x)
+    program = compiled.program
+    buffers_before = {k: v for k, v in program.runner.__globals__.items() if k.startswith("b")}
+    snapshot = {k: v.copy() for k, v in buffers_before.items()}
+    program.busy.acquire()   # as if another thread were inside the planned replay
+    try:
+        W_before = W.data.copy()
+        loss = compiled(2 * x)
+    finally:
+        program.busy.release()
+    for k, v in buffers_before.items():
+        assert np.array_equal(v, snapshot[k]), f"buffer {k} written by the re-entered replay"
+    assert not np.array_equal(W.data, W_before) and np.isfinite(loss.data)
