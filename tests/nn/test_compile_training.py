@@ -263,3 +263,25 @@ def test_mlp_l2_sgd_replay_is_bit_identical_to_eager(dtype):
         np.testing.assert_array_equal(as_array(compiled(x, y)), as_array(eager(x, y)), err_msg=f"loss at step {k}")
     for (name, p), (_, q) in zip(model.named_parameters(), eager_model.named_parameters()):
         np.testing.assert_array_equal(p.data, q.data, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fit_compiled_by_default_gives_the_same_training_as_eager(dtype):
+    """`nn.fit` compiles each batch by default: ReLU, dropout, Adam, L2, a cosine schedule, a
+    validation set and a last batch of another size must train exactly as `compile=False`."""
+    rng = np.random.default_rng(0)
+    train = (rng.random((203, 8)).astype(dtype), rng.integers(0, 3, 203))
+    validation = (rng.random((50, 8)).astype(dtype), rng.integers(0, 3, 50))
+
+    def run(compile):
+        model = nn.MLP([8, 16, 3], activation="relu", dropout=0.2, dtype=dtype, seed=0)
+        opt = nn.Adam(model.parameters(), lr=1e-2)
+        history = nn.fit(model, "ce", opt, train, validation=validation, epochs=4, batch_size=32, l2=1e-3,
+                         schedule=nn.CosineDecay(opt, total_epochs=4), verbose=False, compile=compile)
+        return model, history
+
+    (eager_model, eager_history), (model, history) = run(False), run(True)
+    for (name, p), (_, q) in zip(model.named_parameters(), eager_model.named_parameters()):
+        np.testing.assert_array_equal(p.data, q.data, err_msg=name)
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "lr"):
+        assert history[key] == eager_history[key], key
