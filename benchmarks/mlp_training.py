@@ -32,7 +32,7 @@ import argparse
 import os
 import platform
 import sys
-from typing import Callable, Dict, List, Optional
+from typing import Callable, List, Optional
 
 
 def _threads_from_argv(default: str = "1") -> str:
