@@ -475,7 +475,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
     parser.add_argument("--plot", metavar="PATH", help="write a bar chart (needs matplotlib)")
     args = parser.parse_args(argv)
-    only = None if args.only is None else set(args.only.split(",")) | set(BASELINES.values())
+    only = (None if args.only is None
+            else set(args.only.split(",")) | set(BASELINES.values()) | set(EAGER_OF.values()))
     rows = []
     missing = set()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
