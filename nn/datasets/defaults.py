@@ -83,7 +83,9 @@ TRAINING_DEFAULTS: Dict[str, Dict[str, TrainingDefaults]] = {
             optimizer="adam", lr={"sgd": 0.05, "momentum": 0.02, "adam": 3e-3}, l2=0.0, dropout=0.25, epochs=30,
             batch_size=32, schedule="cosine", validation=0.0,
             chosen="chosen on five 20% validation splits of the training set"),
-        # a stratified 10,000-image validation split of MNIST's 60,000 training images
+        # a stratified 10,000-image validation split of MNIST's 60,000 training images: LeNet-5 with batch
+        # norm, dropout 0.2, Adam 2e-3 cosine, batch 64 reached 98.14, 98.61, 98.76, 98.85% validation accuracy
+        # after epochs 1-4 (19 minutes on the loaded machine); no other setting could be compared in the time
         "mnist": TrainingDefaults(
             channels=(6, 16), kernel_size=5, padding=(2, 0), hidden=(120, 84), batch_norm=True, activation="relu", loss="ce",
             optimizer="adam", lr={"sgd": 0.05, "momentum": 0.02, "adam": 2e-3}, l2=0.0, dropout=0.2, epochs=4,
