@@ -71,7 +71,7 @@ class Primitive:
     """
 
     __slots__ = ("name", "forward", "vjps", "jvps", "vjp_joint", "vjp_into", "variadic",
-                 "rule_text", "fresh_cotangents", "domain", "check", "batch", "__dict__")
+                 "rule_text", "fresh_cotangents", "domain", "check", "batch", "scalar", "__dict__")
 
     def __init__(self, name: str, forward: Callable, variadic: bool = False,
                  register: bool = True) -> None:
@@ -91,6 +91,9 @@ class Primitive:
         self.domain: Any = None
         # options of those tests: eps, rtol, atol where float32 inside needs wider; keeps_float32
         self.check: Dict[str, Any] = {}
+        # one element's forward / VJP rules / reduction as Python expressions, where declared
+        # ({"forward": "x * y", "vjps": ("g * y", "g * x")}, {"reduce": "+"}): ag.compile's fusion
+        self.scalar: Optional[Dict[str, Any]] = None
         if register:
             if name in PRIMITIVES:
                 raise ValueError(f"primitive: a primitive named {name!r} is already in the table")
@@ -284,11 +287,14 @@ def public(fn: Optional[Callable] = None, *, name: Optional[str] = None,
 
 def elementwise(name: str, forward: Callable, *slopes: Optional[Callable], text: str,
                 domain: Sequence[Values] = (), method: Any = True, operator: Optional[str] = None,
-                doc: Optional[str] = None) -> Primitive:
+                doc: Optional[str] = None, scalar: Optional[Sequence[Optional[str]]] = None) -> Primitive:
     """Declare an elementwise primitive from the local derivative of its output in each input,
     `slope_i(ans, *inputs)` (None for an input without one): VJP_i = g * slope_i and
     JVP_i = t * slope_i. `domain` gives each input's test values; `operator` the dunder name
     (`"__add__"` also installs `"__radd__"`); `doc` the public function's docstring.
+    `scalar` (optional): the forward and each slope as a Python expression of one element,
+    in the inputs `x, y` and the output `a` (e.g. `("x * y", "y", "x")`), from which
+    ag.compile generates fused kernels (prim.scalar; see autograd_lite/compile/fuse.py).
 
     Example:
         >>> tan = elementwise("tan", np.tan, lambda ans, x: 1 + ans * ans, text="g * (1 + tan(x)**2)",
@@ -300,6 +306,10 @@ def elementwise(name: str, forward: Callable, *slopes: Optional[Callable], text:
     prim.defjvp(*rules)
     prim.batch = elementwise_batch(prim)
     prim.domain = tuple(domain) or (Values(),) * len(slopes)
+    if scalar is not None:
+        forward_text, *slope_texts = scalar
+        prim.scalar = {"forward": forward_text,
+                       "vjps": tuple(None if s is None else f"g * ({s})" for s in slope_texts)}
     expose(prim, name, doc or text, method=method, operator=operator)
     return prim
 

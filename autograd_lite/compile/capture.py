@@ -190,7 +190,7 @@ class Tracer:
         ins = tuple(self.slot(a) for a in args)
         out = self._value(result.data, result)
         self.steps.append(Step("primitive", prim.name + _params_text(params), _forward(prim), ins,
-                               out, params))
+                               out, params, prim=prim))
         self.env[out] = result.data
 
     def read(self, t: Optional[Tensor], what: str, shape: tuple = ()) -> None:
@@ -441,6 +441,7 @@ class Tracer:
             slot = self._new(VALUE, None)
             self._fill(slot, self.record("rule", f"vjp[{prim.name}].{i}", rule, (g, ans) + values,
                                          slot, kw))
+            self.steps[-1].prim, self.steps[-1].argnum = prim, i
             out.append(slot)
         return out
 
@@ -678,6 +679,7 @@ def _into(prim: Any, i: int) -> Callable:
 def _unbroadcast(shape: tuple) -> Callable:
     def run(c: Any) -> Any:
         return engine.unbroadcast(c, shape)
+    run.shape = shape   # fusion: a sum over the leading axis
     return run
 
 

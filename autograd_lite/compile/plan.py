@@ -23,7 +23,7 @@ __all__ = ["Plan", "plan", "ENABLED"]
 ENABLED = True   # False: replays allocate every result, as eager does (to measure the plan)
 
 # steps that only read their inputs and keep no reference to them after returning
-_PURE_KINDS = ("primitive", "rule", "sum", "compare")
+_PURE_KINDS = ("primitive", "rule", "sum", "compare", "fused")
 
 
 @dataclass

@@ -46,6 +46,8 @@ class Step:
     out: Any
     kw: Dict[str, Any] = field(default_factory=dict)
     fixed: tuple = ()   # an effect's arguments taken by reference (compared by `differences`)
+    prim: Any = None    # the primitive whose forward (or rule `argnum`) this step runs (fusion)
+    argnum: int = -1
 
     def outputs(self) -> Tuple[int, ...]:
         if self.out is None:
@@ -78,6 +80,7 @@ class Program:
     plain_runner: Optional[Callable] = None   # the same without planned buffers (re-entry)
     plan: Any = None   # the buffer plan (plan.Plan), made with the runner at the first replay
     busy: Any = None   # a lock held while the planned runner runs
+    fusion: Any = None   # the groups of steps fused into kernels (fuse.Group), for explain
     returned_at: str = ""   # the line where the function returned, while traced
 
     def peak_bytes(self) -> int:
@@ -107,16 +110,26 @@ class Program:
         lines.append("  read by reference: " + (" ".join(params) or "none"))
         lines.append("  let")
         buffer_of = self.plan.buffer_of if self.plan is not None else {}
+        kernel_of = {n: k for k, group in enumerate(self.fusion or ()) for n in group.steps}
+        defined: set = set()
         for n, step in enumerate(self.steps):
             outs = step.outputs()
             left = " ".join(f"{names[s]}:{_type(self.values[s])}" for s in outs) or "_"
             args = " ".join(names[i] for i in step.ins)
-            into = f"   -> buffer b{buffer_of[step.out]}" if step.out in buffer_of and \
-                self.plan.writers.get(n) is not None else ""
+            into = f"   -> buffer b{buffer_of[step.out]}" if isinstance(step.out, int) and \
+                step.out in buffer_of and step.out not in defined else ""
+            if n in kernel_of:
+                into += f"   [kernel {kernel_of[n]}]"
+            defined.update(outs)
             lines.append(f"    {left} = {step.label} {args}".rstrip() + into)
         lines.append(f"  in {_template_text(self.result, names)}")
         lines.append(f"  values: {sum(1 for v in self.values if v.kind == VALUE)} results, "
                      f"peak {_bytes(self.peak_bytes())} alive at once")
+        for k, group in enumerate(self.fusion or ()):
+            kind = _type(Value(VALUE, group.shape, group.dtype))
+            lines.append(f"  kernel {k}: {len(group.steps)} steps in one pass over {kind}, reads "
+                         f"{' '.join(names[s] for s in group.reads)}, writes "
+                         f"{' '.join(names[s] for s in group.writes)}")
         if self.plan is not None:
             lines.append("  " + self.plan.text(self))
         else:

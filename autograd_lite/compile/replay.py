@@ -13,6 +13,7 @@ import threading
 from typing import Any, Callable, Dict, List, Optional
 
 from ..tensor import Tensor
+from .fuse import fused_program
 from .plan import Plan, plan
 from .program import CONST, OBJECT, VALUE, Program, _last_uses
 
@@ -21,9 +22,10 @@ def replay(program: Program, flat: List[Any]) -> Any:
     """Run the program on the flattened arguments; returns what the function returned."""
     run = program.runner
     if run is None:
-        program.plan = plan(program)
-        run = program.runner = runner(program, program.plan)
-        program.plain_runner = runner(program) if program.plan.buffers else run
+        steps = fused_program(program)   # the same program, runs of elementwise steps fused
+        program.plan = plan(steps)
+        run = program.runner = runner(steps, program.plan)
+        program.plain_runner = runner(steps) if program.plan.buffers else run
         program.busy = threading.Lock()
     if not program.busy.acquire(blocking=False):
         return program.plain_runner(flat)

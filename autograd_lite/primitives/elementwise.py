@@ -25,17 +25,19 @@ add = primitive(np.add, "add")
 add.defvjp(lambda g, ans, x, y: g, lambda g, ans, x, y: g, text="g, g")
 add.defjvp(lambda t, ans, x, y: t, lambda t, ans, x, y: t)
 add.domain = (Values(), Values())
+add.scalar = {"forward": "x + y", "vjps": ("g", "g")}
 expose(add, "add", "x + y with broadcasting.", method=False, operator="__add__")
 
 subtract = primitive(np.subtract, "subtract")
 subtract.defvjp(lambda g, ans, x, y: g, lambda g, ans, x, y: -g, text="g, -g")
 subtract.defjvp(lambda t, ans, x, y: t, lambda t, ans, x, y: -t)
 subtract.domain = (Values(), Values())
+subtract.scalar = {"forward": "x - y", "vjps": ("g", "-g")}
 expose(subtract, "subtract", "x - y with broadcasting.", method=False, operator="__sub__")
 
 multiply = elementwise("multiply", np.multiply, lambda ans, x, y: y, lambda ans, x, y: x,
                        text="g * y, g * x", operator="__mul__", method=False,
-                       doc="x * y with broadcasting.")
+                       doc="x * y with broadcasting.", scalar=("x * y", "y", "x"))
 multiply.fresh_cotangents = True
 
 divide = elementwise("divide", np.true_divide, lambda ans, x, y: 1 / y, lambda ans, x, y: -ans / y,
@@ -44,6 +46,7 @@ divide = elementwise("divide", np.true_divide, lambda ans, x, y: 1 / y, lambda a
 # one division instead of g * (1 / y)'s reciprocal and product: a pass and a temporary fewer
 divide.defvjp(lambda g, ans, x, y: g / y, lambda g, ans, x, y: -g * ans / y,
               text="g / y, -g * x / y**2")
+divide.scalar = {"forward": "x / y", "vjps": ("g / y", "-g * a / y")}
 
 
 def _log_base(x: Any) -> Any:
@@ -213,7 +216,8 @@ public(PUBLIC["absolute"], name="abs")
 
 sqrt = elementwise("sqrt", np.sqrt, lambda ans, x: 0.5 / ans, text="g / (2 sqrt(x))",
                    domain=[POSITIVE], doc="Square root, elementwise.")
-exp = elementwise("exp", np.exp, lambda ans, x: ans, text="g * exp(x)", doc="e**x, elementwise.")
+exp = elementwise("exp", np.exp, lambda ans, x: ans, text="g * exp(x)", doc="e**x, elementwise.",
+                  scalar=("exp(x)", "a"))
 log = elementwise("log", np.log, lambda ans, x: 1 / x, text="g / x", domain=[POSITIVE],
                   doc="Natural logarithm, elementwise.")
 log.defvjp(lambda g, ans, x: g / x, text="g / x")  # g / x: one pass where g * (1 / x) takes two
@@ -240,10 +244,12 @@ def _one_pass(kernel: Callable, rule: Callable) -> Callable:
 tanh = elementwise("tanh", kernels.tanh, lambda ans, x: 1 - ans * ans, text="g * (1 - a**2)",
                    doc="Hyperbolic tangent, elementwise.")
 tanh.vjps = (_one_pass(lambda g, ans, x: kernels.tanh_backward(g, ans), tanh.vjps[0]),)
+tanh.scalar = {"forward": "tanh(x)", "vjps": ("g * (1 - a * a)",)}
 
 sigmoid = elementwise("sigmoid", kernels.sigmoid, lambda ans, x: ans * (1 - ans), text="g * a * (1 - a)",
                       doc="The logistic function 1 / (1 + exp(-x)), stable for large |x|.")
 sigmoid.vjps = (_one_pass(lambda g, ans, x: kernels.sigmoid_backward(g, ans), sigmoid.vjps[0]),)
+sigmoid.scalar = {"forward": "sigmoid(x)", "vjps": ("g * a * (1 - a)",)}   # as sigmoid_backward
 
 relu = elementwise("relu", kernels.relu, lambda ans, x: _data(x) > 0, text="g * [x > 0]",
                    domain=[AWAY_FROM_0], doc="max(x, 0), elementwise (the gradient at 0 is 0).")
@@ -256,7 +262,8 @@ softplus = elementwise("softplus", kernels.softplus, lambda ans, x: sigmoid(x),
 log_sigmoid = elementwise("log_sigmoid", kernels.log_sigmoid, lambda ans, x: sigmoid(-x),
                           text="g * sigmoid(-x)",
                           doc="log(sigmoid(x)) = -softplus(-x), stable for large |x|.")
-square = elementwise("square", np.square, lambda ans, x: 2 * x, text="g * 2x", doc="x**2, elementwise.")
+square = elementwise("square", np.square, lambda ans, x: 2 * x, text="g * 2x", doc="x**2, elementwise.",
+                     scalar=("x * x", "2 * x"))
 reciprocal = elementwise("reciprocal", np.reciprocal, lambda ans, x: -ans * ans, text="-g / x**2",
                          domain=[Values(away_from=(0.0,), margin=0.25)], doc="1 / x, elementwise.")
 

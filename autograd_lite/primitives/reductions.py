@@ -77,6 +77,7 @@ sum_p = primitive(lambda x, axis, keepdims: np.add.reduce(x, axis=axis, keepdims
 sum_p.defvjp(lambda g, ans, x, axis, keepdims: _expand(g, x, axis),
             text="g broadcast back over the summed axes")
 sum_p.defjvp(lambda t, ans, x, axis, keepdims: t.sum(axis=axis, keepdims=keepdims))
+sum_p.scalar = {"reduce": "+", "vjps": ("g",)}   # the rule as one element's: over all axes only
 
 
 @public(method=True)

@@ -1,0 +1,402 @@
+"""Fusion: a run of adjacent elementwise steps (optionally ending in a sum) as ONE Numba kernel.
+
+Which steps are elementwise, and what one element of each computes, is read from the
+primitives' own declarations (`prim.scalar`: the forward, each VJP rule and a reduction as
+Python expressions of one element, see `declaration.elementwise`), plus the engine's own sums
+of cotangents (`t + c`) and `unbroadcast`'s sum over the leading axis. A group's steps read
+each input once per element and write only the values something outside the group uses, so
+`(W * W).sum()`, its gradient `2 * W * g` summed into one array, `x @ W + b` then `sigmoid`,
+or `g * a * (1 - a)` with the bias gradient's sum each cost one pass over memory.
+
+Each step's value is rounded to the array's dtype, as an eager step stores it, so chains of
++ - * / give the eager bits; functions (exp, the kernels' sigmoid) and full sums (float64 or
+compensated accumulation, where NumPy sums pairwise) agree within a few ulps.
+
+Kernels are generated source files compiled with Numba's `cache=True` in a cache folder
+(`AUTOGRAD_LITE_COMPILE_CACHE`, default `~/.cache/autograd-lite/compile`, or under
+`$XDG_CACHE_HOME`), named by a hash of their text, so a new process loads them compiled.
+"""
+from __future__ import annotations
+
+import ast
+import copy
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from .program import Program, Step, _template_slots
+
+__all__ = ["fused_program", "cache_dir", "ENABLED"]
+
+ENABLED = True   # False: no fusion (each step runs its own NumPy / Numba call)
+
+# the functions an element's expression may call, as Numba source (the eager kernels' own
+# scalar functions, so a fused sigmoid computes what kernels.sigmoid's Numba loop computes)
+FUNCTIONS = {"exp": "np.exp({})", "log": "np.log({})", "sigmoid": "_sigmoid_in_kind({})",
+             "tanh": "_tanh(np.float64({}))"}
+_HEADER = ("import numpy as np\nfrom numba import njit\n"
+           "from autograd_lite.kernels.jitted import _sigmoid_in_kind, _tanh\n")
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def cache_dir() -> str:
+    """The folder of the generated kernels and Numba's cache of them."""
+    folder = os.environ.get("AUTOGRAD_LITE_COMPILE_CACHE")
+    if not folder:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        folder = os.path.join(base, "autograd-lite", "compile")
+    return folder
+
+
+@dataclass
+class _Element:
+    """One step as the expression of one element: `tree` over variable names bound to slots
+    in `names`; `reduce` is "all" (a sum of everything) or "rows" (over the leading axis)."""
+    n: int
+    out: int
+    tree: Optional[ast.expr]
+    names: Dict[str, int]
+    reduce: str = ""
+
+
+@dataclass
+class Group:
+    """Steps fused into one kernel: their indices, the slots they read from outside and the
+    slots they write (values used after the group), the chain's shape and dtype."""
+    steps: List[int]
+    reads: List[int]
+    writes: List[int]
+    shape: tuple
+    dtype: np.dtype
+    name: str = ""
+
+
+def fused_program(program: Program) -> Program:
+    """A copy of `program` whose fusable runs of steps are each one `fused` step (the program
+    itself when nothing fuses). `program.fusion` lists the groups, for explain."""
+    program.fusion = []
+    if not ENABLED:
+        return program
+    env, steps = program.env, program.steps
+    groups = _groups(program)
+    if not groups:
+        return program
+    start = {g.steps[0]: g for g in groups}
+    skip = {n for g in groups for n in g.steps}
+    new_steps: List[Step] = []
+    for n, step in enumerate(steps):
+        group = start.get(n)
+        if group is not None:
+            fused = _fused_step(group, program)
+            if fused is None:
+                new_steps.extend(steps[k] for k in group.steps)
+                continue
+            program.fusion.append(group)
+            new_steps.append(fused)
+        elif n not in skip:
+            new_steps.append(step)
+    if not program.fusion:
+        return program
+    result = copy.copy(program)
+    result.steps = new_steps
+    return result
+
+
+# ------------------------------------------------------------------ finding the groups
+def _element(n: int, step: Step, env: List[Any]) -> Optional[_Element]:
+    """Step n as one element's expression, or None when it is not elementwise (by declaration)."""
+    from .capture import _add, _add_into
+    if not isinstance(step.out, int):
+        return None
+    scalar = getattr(step.prim, "scalar", None) if step.prim is not None else None
+    if step.kind == "primitive" and scalar:
+        if "forward" in scalar and not step.kw:
+            return _parsed(n, step, scalar["forward"], ("x", "y"), step.ins)
+        if scalar.get("reduce") == "+" and step.kw.get("axis") is None \
+                and not step.kw.get("keepdims"):
+            return _Element(n, step.out, None, {"v": step.ins[0]}, "all")
+    if step.kind == "rule" and scalar and step.argnum >= 0:
+        rules = scalar.get("vjps") or ()
+        if step.argnum < len(rules) and rules[step.argnum] is not None and \
+                ("forward" in scalar or step.kw.get("axis", 0) is None):
+            return _parsed(n, step, rules[step.argnum], ("g", "a", "x", "y"), step.ins)
+    if step.kind == "sum" and step.fn in (_add, _add_into):
+        return _parsed(n, step, "t + c", ("t", "c"), step.ins)
+    shape = getattr(step.fn, "shape", None)
+    if step.kind == "sum" and shape is not None and len(step.ins) == 1:
+        source = env[step.ins[0]]
+        if isinstance(source, np.ndarray) and source.ndim == 2 and shape == source.shape[1:]:
+            return _Element(n, step.out, None, {"v": step.ins[0]}, "rows")
+    return None
+
+
+def _parsed(n: int, step: Step, text: str, variables: tuple, ins: tuple) -> Optional[_Element]:
+    tree = ast.parse(text, mode="eval").body
+    names: Dict[str, int] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            if node.id in FUNCTIONS:
+                continue   # checked as its call's function
+            if node.id not in variables or variables.index(node.id) >= len(ins):
+                return None
+            names[node.id] = ins[variables.index(node.id)]
+        elif isinstance(node, ast.Call):
+            if not (isinstance(node.func, ast.Name) and node.func.id in FUNCTIONS
+                    and len(node.args) == 1 and not node.keywords):
+                return None
+        elif not isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Constant, ast.Load, ast.Add,
+                                   ast.Sub, ast.Mult, ast.Div, ast.USub, ast.UAdd)):
+            return None
+        if isinstance(node, ast.Constant) and (isinstance(node.value, bool)
+                                               or not isinstance(node.value, (int, float))):
+            return None
+    return _Element(n, step.out, tree, names)
+
+
+def _kind(value: Any, shape: tuple, dtype: np.dtype) -> str:
+    """How a kernel reads a value: "full" (one per element), "row" (a vector along the last
+    axis), "scalar", or "" when it cannot."""
+    if isinstance(value, (bool, np.bool_)):
+        return ""
+    if isinstance(value, (int, float)):
+        return "scalar"   # a Python number: NumPy casts it to the array's dtype
+    if isinstance(value, np.generic):
+        return "scalar" if value.dtype == dtype else ""
+    if type(value) is not np.ndarray or value.dtype != dtype:
+        return ""
+    if value.ndim == 0:
+        return "scalar"
+    if value.shape == shape:
+        return "full"
+    if len(shape) >= 2 and value.shape == shape[-1:]:
+        return "row"
+    return ""
+
+
+def _fits(e: _Element, env: List[Any], shape: tuple, dtype: np.dtype, inside: set) -> bool:
+    out = env[e.out]
+    if e.reduce:
+        source = e.names["v"]
+        return (source in inside or _kind(env[source], shape, dtype) == "full") and \
+            (isinstance(out, (np.ndarray, np.generic)) and out.dtype == dtype)
+    if type(out) is not np.ndarray or out.shape != shape or out.dtype != dtype:
+        return False
+    return all(s in inside or _kind(env[s], shape, dtype) for s in e.names.values())
+
+
+def _groups(program: Program) -> List[Group]:
+    env, steps = program.env, program.steps
+    elements = [_element(n, s, env) for n, s in enumerate(steps)]
+    found: List[Tuple[List[_Element], tuple, np.dtype]] = []
+    n = 0
+    while n < len(steps):
+        e = elements[n]
+        out = env[e.out] if e is not None else None
+        if e is None or e.reduce or type(out) is not np.ndarray or out.ndim == 0 \
+                or out.dtype not in _FLOATS:
+            n += 1
+            continue
+        shape, dtype = out.shape, out.dtype
+        members: List[_Element] = []
+        inside: set = set()
+        m = n
+        while m < len(steps) and elements[m] is not None and \
+                _fits(elements[m], env, shape, dtype, inside):
+            members.append(elements[m])
+            m += 1
+            if members[-1].reduce:
+                break
+            inside.add(members[-1].out)
+        if len(members) >= 2:
+            found.append((members, shape, dtype))
+            n = m
+        else:
+            n += 1
+    # which values are read outside their group (by another step, another group, the result)
+    in_group = {e.n: i for i, (members, _, _) in enumerate(found) for e in members}
+    read_by: Dict[int, set] = {}
+    for k, step in enumerate(steps):
+        if k not in in_group:
+            for s in step.ins:
+                read_by.setdefault(s, set()).add(("step", k))
+    groups: List[Group] = []
+    externals: List[List[int]] = []
+    for i, (members, shape, dtype) in enumerate(found):
+        defined: set = set()
+        reads: List[int] = []
+        for e in members:
+            for s in e.names.values():
+                if s not in defined and s not in reads:
+                    reads.append(s)
+                read_by.setdefault(s, set())
+            defined.add(e.out)
+        for s in reads:
+            read_by[s].add(("group", i))
+        externals.append(reads)
+    result_slots = set(_template_slots(program.result))
+    for i, (members, shape, dtype) in enumerate(found):
+        writes: List[int] = []
+        for e in members:
+            if e.reduce or e.out in result_slots or \
+                    any(who != ("group", i) for who in read_by.get(e.out, ())):
+                if e.out not in writes:
+                    writes.append(e.out)
+        if not writes:
+            continue
+        groups.append(Group([e.n for e in members], externals[i], writes, shape, dtype))
+        groups[-1].members = members
+    return groups
+
+
+# ------------------------------------------------------------------ generating the kernel
+def _fused_step(group: Group, program: Program) -> Optional[Step]:
+    """The fused step of a group, its kernel compiled (loaded from the disk cache if there);
+    None (with a warning) if Numba cannot compile it, so those steps run unfused."""
+    env = program.env
+    members: List[_Element] = group.members
+    shape, dtype = group.shape, group.dtype
+    kinds = ["full" if s in {e.out for e in members} else _kind(env[s], shape, dtype)
+             for s in group.reads]
+    source, wrapper = _source(group, kinds)
+    try:
+        with warnings.catch_warnings():   # Numba's pedantic notes on the inlined sigmoid
+            warnings.filterwarnings("ignore", message=".*is not in scope")
+            kernel = _load(source)
+            names: Dict[str, Any] = {"np": np, "kernel": kernel, "DT": dtype.type}
+            exec(compile(wrapper, "<ag.compile fused kernel call>", "exec"), names)
+            call = names["call"]
+            call(*[env[s] for s in group.reads])   # compile now (or load), not in a replay
+    except Exception as error:   # numba's errors have no common base class
+        warnings.warn(f"ag.compile: a fused kernel did not compile ({type(error).__name__}: "
+                      f"{str(error).splitlines()[0] if str(error) else ''}); its steps run "
+                      "unfused", RuntimeWarning, stacklevel=4)
+        return None
+    labels = [program.steps[n].label for n in group.steps]
+    group.name = "fused[" + ", ".join(labels) + "]"
+    out = group.writes[0] if len(group.writes) == 1 else tuple(group.writes)
+    return Step("fused", group.name, call, tuple(group.reads), out)
+
+
+def _source(group: Group, kinds: List[str]) -> Tuple[str, str]:
+    """The kernel's module source (shape-free, so chains alike share one compiled kernel)
+    and the Python wrapper that calls it for this group's shapes."""
+    members: List[_Element] = group.members
+    local: Dict[int, str] = {}
+    params, loads, prologue = [], [], []
+    for k, (s, kind) in enumerate(zip(group.reads, kinds)):
+        params.append(f"p{k}")
+        if kind == "scalar":
+            prologue.append(f"    e{k} = DT(p{k})")
+        else:
+            loads.append(f"            e{k} = p{k}[{'i' if kind == 'full' else 'j'}]")
+        local[s] = f"e{k}"
+    body: List[str] = []
+    outs: List[str] = []
+    final: Dict[int, str] = {}
+    reduce = ""
+    for t, e in enumerate(members):
+        if e.reduce:
+            reduce, value = e.reduce, local[e.names["v"]]
+            continue
+        tree = _Rename({v: local[s] for v, s in e.names.items()}).visit(copy.deepcopy(e.tree))
+        body.append(f"            t{t} = DT({ast.unparse(tree)})")
+        local[e.out] = final[e.out] = f"t{t}"
+    for k, s in enumerate(w for w in group.writes if w != (members[-1].out if reduce else None)):
+        outs.append(f"o{k}")
+        body.append(f"            o{k}[i] = {final[s]}")
+    lines = [_HEADER, "", "@njit(cache=True, nogil=True, error_model='numpy')",
+             f"def kernel(rows, inner, {', '.join(params + outs + (['r'] if reduce == 'rows' else []))}):"]
+    lines += prologue
+    if reduce == "all":
+        lines += ["    total = 0.0", "    carry = 0.0"]
+    if reduce == "rows":
+        lines += ["    for j in range(inner):", "        r[j] = DT(0)"]
+    lines += ["    for q in range(rows):", "        for j in range(inner):", "            i = q * inner + j"]
+    lines += loads + body
+    if reduce == "all" and group.dtype == np.float32:
+        lines.append(f"            total += np.float64({value})")
+    elif reduce == "all":   # compensated (Kahan) summation: within an ulp or two of NumPy's pairwise sum
+        lines += [f"            y = {value} - carry", "            s = total + y",
+                  "            carry = (s - total) - y", "            total = s"]
+    elif reduce == "rows":
+        lines.append(f"            r[j] = r[j] + {value}")
+    lines.append("    return total" if reduce == "all" else "    return 0.0")
+    source = "\n".join(lines).replace("DT(", f"np.{np.dtype(group.dtype).name}(") + "\n"
+    # the wrapper: flat views (copies where an argument is not contiguous), outputs, the call
+    shape = group.shape
+    inner = shape[-1] if shape else 1
+    rows = int(np.prod(shape, dtype=np.int64)) // max(inner, 1)
+    args = []
+    for k, kind in enumerate(kinds):
+        args.append(f"float(p{k})" if kind == "scalar" else
+                    f"p{k}.reshape(-1)" if kind == "full" else f"p{k}")
+    w = [f"def call({', '.join(params)}):"]
+    for k in range(len(outs)):
+        w.append(f"    o{k} = np.empty({shape!r}, DT)")
+    extra = [f"o{k}.reshape(-1)" for k in range(len(outs))]
+    if reduce == "rows":
+        w.append(f"    r = np.empty({(inner,)!r}, DT)")
+        extra.append("r")
+    w.append(f"    total = kernel({rows}, {inner}, {', '.join(args + extra)})")
+    results = [f"o{k}" for k in range(len(outs))]
+    if reduce == "all":
+        results.append("DT(total)")
+    elif reduce == "rows":
+        results.append("r")
+    order = [w_ for w_ in group.writes]
+    if reduce:   # the reduction's slot is the last of writes (see below)
+        order = [s for s in group.writes if s != members[-1].out] + [members[-1].out]
+        group.writes = order
+    w.append(f"    return {results[0]}" if len(results) == 1 else f"    return ({', '.join(results)},)")
+    return source, "\n".join(w) + "\n"
+
+
+class _Rename(ast.NodeTransformer):
+    """Variables to the kernel's local names; numbers to the dtype; functions to Numba's."""
+
+    def __init__(self, names: Dict[str, str]) -> None:
+        self.names = names
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        return ast.Name(self.names.get(node.id, node.id), ast.Load())
+
+    def visit_Constant(self, node: ast.Constant) -> ast.AST:
+        return ast.Call(ast.Name("DT", ast.Load()), [ast.Constant(float(node.value))], [])
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        inner = ast.unparse(self.visit(node.args[0]))
+        return ast.parse(FUNCTIONS[node.func.id].format(inner), mode="eval").body
+
+
+_LOADED: Dict[str, Any] = {}
+
+
+def _load(source: str) -> Any:
+    """The kernel of a generated source: written once into the cache folder (atomically, named
+    by its hash, so Numba's cache of it stays valid) and imported from there."""
+    digest = hashlib.sha256(source.encode()).hexdigest()[:20]
+    kernel = _LOADED.get(digest)
+    if kernel is not None:
+        return kernel
+    folder = cache_dir()
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"fused_{digest}.py")
+    if not os.path.exists(path):
+        handle, temporary = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        with os.fdopen(handle, "w") as f:
+            f.write(source)
+        os.replace(temporary, path)
+    name = f"autograd_lite_fused_{digest}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    kernel = _LOADED[digest] = module.kernel
+    return kernel

@@ -1,0 +1,126 @@
+"""ag.compile's fusion (autograd_lite/compile/fuse.py): runs of elementwise steps, read off the
+primitives' scalar declarations, replayed as one generated Numba kernel each, cached on disk."""
+import glob
+import os
+
+import numpy as np
+import pytest
+
+import autograd_lite as ag
+from autograd_lite.compile import fuse
+
+RTOL = {np.float32: 1e-6, np.float64: 1e-12}
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    folder = tmp_path_factory.getbasetemp() / "fused-kernels"   # shared by this run's tests
+    monkeypatch.setenv("AUTOGRAD_LITE_COMPILE_CACHE", str(folder))
+    return folder
+
+
+def _mlp(dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    W = ag.tensor(rng.normal(0, 0.3, (6, 5)).astype(dtype), requires_grad=True)
+    b = ag.tensor(rng.normal(0, 0.1, 5).astype(dtype), requires_grad=True)
+    V = ag.tensor(rng.normal(0, 0.3, (5, 3)).astype(dtype), requires_grad=True)
+    return W, b, V
+
+
+def _step(W, b, V, lam=1e-2):
+    """The README tour's step: x @ W + b, sigmoid, a squared error, L2 as (W * W).sum()."""
+    def step(x, y):
+        z = ag.sigmoid(x @ W + b) @ V
+        loss = ((z - y) * (z - y)).sum() + lam * (W * W).sum()
+        for p in (W, b, V):
+            p.grad = None
+        loss.backward()
+        with ag.no_grad():
+            for p in (W, b, V):
+                p.__isub__(0.1 * p.grad)
+        return loss
+    return step
+
+
+def _data(dtype, n=20):
+    rng = np.random.default_rng(5)
+    return [(rng.random((4, 6)).astype(dtype), rng.random((4, 3)).astype(dtype)) for _ in range(n)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_fused_training_step_matches_eager_over_20_steps(dtype):
+    batches = _data(dtype)
+    params = _mlp(dtype)
+    eager = [_step(*params)(x, y).data.item() for x, y in batches]
+    expected = [p.data.copy() for p in params]
+    params = _mlp(dtype)
+    compiled = ag.compile(_step(*params))
+    losses = [compiled(x, y).data.item() for x, y in batches]
+    np.testing.assert_allclose(losses, eager, rtol=RTOL[dtype])
+    for p, e in zip(params, expected):
+        np.testing.assert_allclose(p.data, e, rtol=RTOL[dtype], atol=RTOL[dtype] * np.abs(e).max())
+    groups = compiled.program.fusion
+    names = [g.name for g in groups]
+    # x @ W + b then sigmoid; (W * W).sum(); its gradient 2 g W summed in one array; the
+    # sigmoid's backward with the bias gradient's sum
+    assert any("add" in n and "sigmoid" in n for n in names), names
+    assert any(n.startswith("fused[multiply, sum") for n in names), names
+    assert any("vjp[multiply].0" in n and "add_into" in n for n in names), names
+    assert any("vjp[sigmoid].0" in n and "unbroadcast" in n for n in names), names
+    text = compiled.explain()
+    assert "kernel 0: " in text and "[kernel 1]" in text
+
+
+def test_chains_of_arithmetic_fuse_to_the_eager_bits():
+    """+ - * / and a bias gradient's sum over rows, rounded per step as eager stores them."""
+    rng = np.random.default_rng(2)
+    W = ag.tensor(rng.random((7, 5)) + 0.5, requires_grad=True)
+    b = ag.tensor(rng.random(5), requires_grad=True)
+
+    def f(x):
+        h = (x * W + b) / W - x
+        loss = (h @ np.ones((5, 2))).sum()
+        W.grad = None
+        b.grad = None
+        loss.backward()
+        return loss, W.grad, b.grad
+    xs = [rng.random((7, 5)) for _ in range(4)]
+    eager = [tuple(np.array(v.data) for v in f(x)) for x in xs]
+    compiled = ag.compile(f)
+    fused = [tuple(np.array(v.data) for v in compiled(x)) for x in xs]
+    assert compiled.program.fusion, compiled.explain()
+    for got, want in zip(fused, eager):
+        for g, w in zip(got, want):
+            assert np.array_equal(g, w)
+
+
+def test_a_returned_value_of_a_fused_group_is_not_overwritten_by_the_next_call():
+    W, b, _ = _mlp(np.float64)
+
+    @ag.compile
+    def f(x):
+        return ag.sigmoid(x * W + b)
+    xs = [np.full((6, 5), float(i)) for i in range(4)]
+    kept = [f(x) for x in xs]
+    assert f.program.fusion
+    for x, h in zip(xs, kept):
+        np.testing.assert_allclose(h.data, 1 / (1 + np.exp(-(x * W.data + b.data))), rtol=1e-12)
+
+
+def test_kernels_are_written_to_the_cache_folder_with_numbas_index(_cache):
+    params = _mlp(np.float32)
+    compiled = ag.compile(_step(*params))
+    for x, y in _data(np.float32, 3):
+        compiled(x, y)
+    sources = glob.glob(os.path.join(str(_cache), "fused_*.py"))
+    assert sources and fuse.cache_dir() == str(_cache)
+    indexes = glob.glob(os.path.join(str(_cache), "**", "*.nbi"), recursive=True)
+    assert indexes, "Numba wrote no cache index for the fused kernels"
+
+
+def test_without_fusion_every_step_runs_on_its_own(monkeypatch):
+    monkeypatch.setattr(fuse, "ENABLED", False)
+    compiled = ag.compile(_step(*_mlp(np.float64)))
+    for x, y in _data(np.float64, 3):
+        compiled(x, y)
+    assert compiled.program.fusion == [] and "kernel 0" not in compiled.explain()
