@@ -36,6 +36,11 @@ from .program import Program, Step, _template_slots
 __all__ = ["fused_program", "cache_dir", "ENABLED"]
 
 ENABLED = True   # False: no fusion (each step runs its own NumPy / Numba call)
+# A sum over all elements ending a group: off, measured slower than the unfused pair (784x100
+# float32 W * W then sum: 50-150 us fused, a loop-carried float64 sum Numba does not vectorize
+# without reassociation, against 40 us for NumPy's product and SIMD pairwise sum), and
+# NumPy's pairwise sum keeps the eager bits. Sums over rows (a bias gradient) do fuse.
+FUSE_FULL_SUMS = False
 
 # the functions an element's expression may call, as Numba source (the eager kernels' own
 # scalar functions, so a fused sigmoid computes what kernels.sigmoid's Numba loop computes)
@@ -120,7 +125,7 @@ def _element(n: int, step: Step, env: List[Any]) -> Optional[_Element]:
         if "forward" in scalar and not step.kw:
             return _parsed(n, step, scalar["forward"], ("x", "y"), step.ins)
         if scalar.get("reduce") == "+" and step.kw.get("axis") is None \
-                and not step.kw.get("keepdims"):
+                and not step.kw.get("keepdims") and FUSE_FULL_SUMS:
             return _Element(n, step.out, None, {"v": step.ins[0]}, "all")
     if step.kind == "rule" and scalar and step.argnum >= 0:
         rules = scalar.get("vjps") or ()
@@ -314,19 +319,21 @@ def _source(group: Group, kinds: List[str]) -> Tuple[str, str]:
     lines = [_HEADER, "", "@njit(cache=True, nogil=True, error_model='numpy')",
              f"def kernel(rows, inner, {', '.join(params + outs + (['r'] if reduce == 'rows' else []))}):"]
     lines += prologue
-    if reduce == "all":
-        lines += ["    total = 0.0", "    carry = 0.0"]
+    if reduce == "all":   # 8 partial sums: independent chains instead of one add's latency each
+        lines += ["    lane = np.zeros(8)", "    carry = np.zeros(8)"]
     if reduce == "rows":
         lines += ["    for j in range(inner):", "        r[j] = DT(0)"]
     lines += ["    for q in range(rows):", "        for j in range(inner):", "            i = q * inner + j"]
     lines += loads + body
     if reduce == "all" and group.dtype == np.float32:
-        lines.append(f"            total += np.float64({value})")
+        lines.append(f"            lane[i & 7] += np.float64({value})")
     elif reduce == "all":   # compensated (Kahan) summation: within an ulp or two of NumPy's pairwise sum
-        lines += [f"            y = {value} - carry", "            s = total + y",
-                  "            carry = (s - total) - y", "            total = s"]
+        lines += ["            k = i & 7", f"            y = {value} - carry[k]", "            s = lane[k] + y",
+                  "            carry[k] = (s - lane[k]) - y", "            lane[k] = s"]
     elif reduce == "rows":
         lines.append(f"            r[j] = r[j] + {value}")
+    if reduce == "all":
+        lines += ["    total = 0.0", "    for k in range(8):", "        total += lane[k] - carry[k]"]
     lines.append("    return total" if reduce == "all" else "    return 0.0")
     source = "\n".join(lines).replace("DT(", f"np.{np.dtype(group.dtype).name}(") + "\n"
     # the wrapper: flat views (copies where an argument is not contiguous), outputs, the call
