@@ -157,7 +157,8 @@ def _parsed(n: int, step: Step, text: str, variables: tuple, ins: tuple) -> Opti
                     and len(node.args) == 1 and not node.keywords):
                 return None
         elif not isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Constant, ast.Load, ast.Add,
-                                   ast.Sub, ast.Mult, ast.Div, ast.USub, ast.UAdd)):
+                                   ast.Sub, ast.Mult, ast.Div, ast.USub, ast.UAdd, ast.IfExp,
+                                   ast.Compare, ast.Gt, ast.GtE, ast.Lt, ast.LtE)):
             return None
         if isinstance(node, ast.Constant) and (isinstance(node.value, bool)
                                                or not isinstance(node.value, (int, float))):

@@ -254,6 +254,7 @@ sigmoid.scalar = {"forward": "sigmoid(x)", "vjps": ("g * a * (1 - a)",)}   # as 
 relu = elementwise("relu", kernels.relu, lambda ans, x: _data(x) > 0, text="g * [x > 0]",
                    domain=[AWAY_FROM_0], doc="max(x, 0), elementwise (the gradient at 0 is 0).")
 relu.vjps = (_one_pass(lambda g, ans, x: kernels.relu_backward(g, x), relu.vjps[0]),)
+relu.scalar = {"forward": "0 if x <= 0 else x", "vjps": ("g * (1 if x > 0 else 0)",)}   # as the kernels
 
 softplus = elementwise("softplus", kernels.softplus, lambda ans, x: sigmoid(x),
                        text="g * sigmoid(x)", doc="log(1 + exp(x)), stable for large |x|.")

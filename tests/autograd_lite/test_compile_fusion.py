@@ -126,3 +126,26 @@ def test_without_fusion_every_step_runs_on_its_own(monkeypatch):
     for x, y in _data(np.float64, 3):
         compiled(x, y)
     assert compiled.program.fusion == [] and "kernel 0" not in compiled.explain()
+
+
+def test_bias_and_relu_fuse_forward_and_backward_to_the_eager_bits():
+    rng = np.random.default_rng(3)
+    W = ag.tensor(rng.standard_normal((6, 8)).astype(np.float32), requires_grad=True)
+    b = ag.tensor(rng.standard_normal(8).astype(np.float32), requires_grad=True)
+
+    def f(x):
+        loss = (ag.relu(x @ W + b) @ np.ones((8, 1), np.float32)).sum()
+        W.grad = None
+        b.grad = None
+        loss.backward()
+        return loss, W.grad, b.grad
+    xs = [rng.standard_normal((5, 6)).astype(np.float32) for _ in range(4)]
+    eager = [tuple(np.array(v.data) for v in f(x)) for x in xs]
+    compiled = ag.compile(f)
+    fused = [tuple(np.array(v.data) for v in compiled(x)) for x in xs]
+    names = [g.name for g in compiled.program.fusion]
+    assert any("relu" in n and "add" in n for n in names) and \
+        any("vjp[relu].0" in n and "unbroadcast" in n for n in names), names
+    for got, want in zip(fused, eager):
+        for g, w in zip(got, want):
+            assert np.array_equal(g, w)
