@@ -259,6 +259,12 @@ class Tracer:
     def set_grad(self, t: Tensor, value: Optional[Tensor]) -> None:
         if self.depth or threading.get_ident() != self.thread:
             t._grad = value
+            return
+        spec = self._argument(t) if value is None else ("", None)
+        if spec[0] == "object":   # `t.grad = None` (zero_grad): a plain call at replay
+            self.steps.append(Step("effect", "_assign_grad", _clear_grad, (spec[1],), None,
+                                   fixed=(None,)))
+            t._grad = None
         else:
             self.replayed_call(_assign_grad, (t, value), {})
 
@@ -701,6 +707,10 @@ def _accumulate(exclusive: bool) -> Callable:
 
 def _assign_grad(t: Tensor, value: Optional[Tensor]) -> None:
     t._grad = value
+
+
+def _clear_grad(t: Tensor) -> None:
+    t._grad = None
 
 
 def _data_of(call: Callable) -> Callable:
