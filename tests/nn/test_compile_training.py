@@ -244,7 +244,7 @@ def test_optimizer_state_loaded_between_calls_is_seen_by_the_next_replay():
     compare(lambda: mlp_setup(np.float64, momentum=0.9), bce_l2_step, batches(6, 3, 8, np.float64), between)
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=max(6, settings.default.max_examples // 5), deadline=None)
 @given(hidden=st.integers(1, 12), n_in=st.integers(1, 7), n_out=st.integers(1, 5), batch=st.integers(1, 9),
        dtype=st.sampled_from([np.float32, np.float64]), activation=st.sampled_from(["sigmoid", "relu", "tanh"]))
 def test_mlp_steps_of_random_sizes_match_eager(hidden, n_in, n_out, batch, dtype, activation):
