@@ -100,9 +100,9 @@ def fused_program(program: Program) -> Program:
         group = start.get(n)
         if group is not None:
             fused = _fused_step(group, program)
-            if fused is None:
-                new_steps.extend(steps[k] for k in group.steps)
-                continue
+            if fused is None:   # other groups may not have kept values its steps read
+                program.fusion = []
+                return program
             program.fusion.append(group)
             new_steps.append(fused)
         elif n not in skip:
@@ -254,8 +254,8 @@ def _groups(program: Program) -> List[Group]:
                     any(who != ("group", i) for who in read_by.get(e.out, ())):
                 if e.out not in writes:
                     writes.append(e.out)
-        if not writes:
-            continue
+        if not writes:   # nothing reads its values: keep the last (its steps stay fused)
+            writes.append(members[-1].out)
         groups.append(Group([e.n for e in members], externals[i], writes, shape, dtype))
         groups[-1].members = members
     return groups
@@ -264,7 +264,7 @@ def _groups(program: Program) -> List[Group]:
 # ------------------------------------------------------------------ generating the kernel
 def _fused_step(group: Group, program: Program) -> Optional[Step]:
     """The fused step of a group, its kernel compiled (loaded from the disk cache if there);
-    None (with a warning) if Numba cannot compile it, so those steps run unfused."""
+    None (with a warning) if Numba cannot compile it: then no step of the program is fused."""
     env = program.env
     members: List[_Element] = group.members
     shape, dtype = group.shape, group.dtype
@@ -281,7 +281,7 @@ def _fused_step(group: Group, program: Program) -> Optional[Step]:
             call(*[env[s] for s in group.reads])   # compile now (or load), not in a replay
     except Exception as error:   # numba's errors have no common base class
         warnings.warn(f"ag.compile: a fused kernel did not compile ({type(error).__name__}: "
-                      f"{str(error).splitlines()[0] if str(error) else ''}); its steps run "
+                      f"{str(error).splitlines()[0] if str(error) else ''}); the program runs "
                       "unfused", RuntimeWarning, stacklevel=4)
         return None
     labels = [program.steps[n].label for n in group.steps]

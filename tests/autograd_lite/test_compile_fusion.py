@@ -149,3 +149,29 @@ def test_bias_and_relu_fuse_forward_and_backward_to_the_eager_bits():
     for got, want in zip(fused, eager):
         for g, w in zip(got, want):
             assert np.array_equal(g, w)
+
+
+def test_a_kernel_that_does_not_compile_leaves_the_whole_program_unfused(monkeypatch):
+    def broken(source):
+        raise RuntimeError("no kernel today")
+    monkeypatch.setattr(fuse, "_load", broken)
+    params = _mlp(np.float64)
+    batches = _data(np.float64, 4)
+    eager_step = _step(*_mlp(np.float64))
+    eager = [eager_step(x, y).data.item() for x, y in batches]
+    compiled = ag.compile(_step(*params))
+    with pytest.warns(RuntimeWarning, match="did not compile"):
+        losses = [compiled(x, y).data.item() for x, y in batches]
+    assert compiled.program.fusion == [] and losses == eager
+
+
+def test_a_chain_whose_values_nobody_reads_still_runs_fused():
+    W, b, _ = _mlp(np.float64)
+
+    @ag.compile
+    def f(x):
+        unused = ag.exp(x * W + b)   # noqa: F841  (a dead chain)
+        return (x * W).sum()
+    xs = [np.full((6, 5), float(i)) for i in range(4)]
+    results = [f(x).data.item() for x in xs]
+    assert results == [(x * W.data).sum() for x in xs]
