@@ -2,7 +2,9 @@
 
 The choice follows the other kernels (`kernels/dispatch.py`): the backend (`set_kernels`, or
 AUTOGRAD_LITE_KERNELS), and the dtype (float32 and float64 run the Numba kernels of
-`conv_kernels.py`; anything else the twins of `conv_reference.py`). Numba is imported, and a
+`conv_kernels.py`; anything else the twins of `conv_reference.py`). Mixed float32 and float64
+operands promote to float64 as NumPy (and `ag.matmul`) do, on both backends alike: the Numba
+path converts the float32 operand first rather than leaving it to the slower twin. Numba is imported, and a
 kernel compiled, on the first call that picks one. The arguments are checked and normalized by
 the primitives (`autograd_lite/primitives/conv.py`); here only the arrays are made contiguous.
 """
@@ -24,12 +26,9 @@ _jitted: Optional[ModuleType] = None
 
 
 def _numba(*arrays: np.ndarray) -> Optional[ModuleType]:
-    """The module of Numba kernels when they are to run on these arrays, else None."""
+    """The module of Numba kernels when they are to run on these (float32 or float64) arrays, else None."""
     global _jitted
-    if get_kernels() != "numba":
-        return None
-    dtype = arrays[0].dtype
-    if dtype.char not in "fd" or any(a.dtype != dtype for a in arrays):
+    if get_kernels() != "numba" or any(a.dtype.char not in "fd" for a in arrays):
         return None
     if _jitted is None:
         try:
@@ -38,6 +37,12 @@ def _numba(*arrays: np.ndarray) -> Optional[ModuleType]:
             return None
         _jitted = conv_kernels
     return _jitted
+
+
+def _promoted(a: np.ndarray, b: np.ndarray) -> tuple:
+    """a and b C-contiguous in their common dtype (float64 when one of them is)."""
+    dtype = np.result_type(a, b)
+    return contiguous(a.astype(dtype, copy=False)), contiguous(b.astype(dtype, copy=False))
 
 
 def conv2d(x: np.ndarray, w: np.ndarray, stride: Pair, padding: Padding, dilation: Pair,
@@ -49,7 +54,7 @@ def conv2d(x: np.ndarray, w: np.ndarray, stride: Pair, padding: Padding, dilatio
     jit = _numba(x, w)
     if jit is None:
         return reference.conv2d(x, w, stride, padding, dilation, groups)
-    return jit.conv2d(contiguous(x), contiguous(w), stride, padding, dilation, groups)
+    return jit.conv2d(*_promoted(x, w), stride, padding, dilation, groups)
 
 
 def conv2d_input_grad(g: np.ndarray, w: np.ndarray, size: Pair, stride: Pair, padding: Padding,
@@ -60,7 +65,7 @@ def conv2d_input_grad(g: np.ndarray, w: np.ndarray, size: Pair, stride: Pair, pa
     jit = _numba(g, w)
     if jit is None:
         return reference.conv2d_input_grad(g, w, size, stride, padding, dilation, groups)
-    return jit.conv2d_input_grad(contiguous(g), contiguous(w), size, stride, padding, dilation, groups)
+    return jit.conv2d_input_grad(*_promoted(g, w), size, stride, padding, dilation, groups)
 
 
 def conv2d_weight_grad(x: np.ndarray, g: np.ndarray, kernel: Pair, stride: Pair, padding: Padding,
@@ -71,7 +76,7 @@ def conv2d_weight_grad(x: np.ndarray, g: np.ndarray, kernel: Pair, stride: Pair,
     jit = _numba(x, g)
     if jit is None:
         return reference.conv2d_weight_grad(x, g, kernel, stride, padding, dilation, groups)
-    return jit.conv2d_weight_grad(contiguous(x), contiguous(g), kernel, stride, padding, dilation, groups)
+    return jit.conv2d_weight_grad(*_promoted(x, g), kernel, stride, padding, dilation, groups)
 
 
 def max_pool2d(x: np.ndarray, kernel: Pair, stride: Pair, padding: Padding) -> np.ndarray:

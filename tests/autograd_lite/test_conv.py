@@ -217,3 +217,31 @@ def test_max_pool2d_pads_integers_with_their_minimum():
     out = ag.max_pool2d(x, 2, padding=1).data
     assert out.dtype == x.dtype
     np.testing.assert_array_equal(out[0, 0], [[0, 2, 3], [8, 10, 11], [12, 14, 15]])
+
+
+def test_mixed_float_dtypes_promote_to_float64_alike_on_both_backends(monkeypatch):
+    """float32 x with float64 w: float64 out, as ag.matmul and NumPy promote (the Numba path
+    converts x rather than falling back to the twin); each gradient keeps its input's dtype."""
+    from autograd_lite.kernels import conv_reference
+    rng = np.random.default_rng(3)
+    x32, w64 = rng.standard_normal((2, 2, 6, 5)).astype(np.float32), rng.standard_normal((3, 2, 3, 2))
+    results = {}
+    for backend in ("numba", "numpy"):
+        previous = ag.kernels.set_kernels(backend)
+        try:
+            with monkeypatch.context() as patch:
+                if backend == "numba":   # the twins must not run on the Numba backend
+                    for name in ("conv2d", "conv2d_input_grad", "conv2d_weight_grad"):
+                        patch.setattr(conv_reference, name, None)
+                x, w = ag.Tensor(x32, requires_grad=True), ag.Tensor(w64, requires_grad=True)
+                y = ag.conv2d(x, w, padding=1, stride=(1, 2))
+                (y * y).sum().backward()
+                results[backend] = (y.data, x.grad, w.grad)
+        finally:
+            ag.kernels.set_kernels(previous)
+    exact = ag.conv2d(x32.astype(np.float64), w64, padding=1, stride=(1, 2)).data
+    for y, x_bar, w_bar in results.values():
+        assert (y.dtype, x_bar.dtype, w_bar.dtype) == (np.float64, np.float32, np.float64)
+        np.testing.assert_allclose(y, exact, rtol=1e-12, atol=1e-12)
+    for a, b in zip(results["numba"], results["numpy"]):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
