@@ -341,13 +341,13 @@ ceil = elementwise("ceil", np.ceil, _flat, text="0", domain=[_AWAY_FROM_INTEGERS
 
 # ---------------------------------------------------------------- with parameters
 def _clip_mask(x: Any, lo: Any, hi: Any) -> np.ndarray:
+    # not in place: inside vmap the comparisons give batched masks, which an array cannot hold
     x = _data(x)
-    inside = np.ones(x.shape, dtype=bool)
-    if lo is not None:
-        inside &= x >= lo
-    if hi is not None:
-        inside &= x <= hi
-    return inside
+    if lo is None and hi is None:
+        return np.ones(np.shape(x), dtype=bool)
+    if lo is None:
+        return x <= hi
+    return x >= lo if hi is None else np.logical_and(x >= lo, x <= hi)
 
 
 def _clip_domain(c: Any) -> tuple:
