@@ -15,6 +15,7 @@ import numpy as np
 
 import autograd_lite as ag
 from autograd_lite import Tensor, fused
+from autograd_lite.batching import Batched, batched_like
 from autograd_lite.fused import half_lambda_sum_of_squares
 
 from .data import check_labels
@@ -57,10 +58,13 @@ def binary_cross_entropy_with_logits(logits: Any, targets: Any, reduction: str =
     _check_reduction("binary_cross_entropy_with_logits", reduction)
     _check_rows("binary_cross_entropy_with_logits", z, reduction)
     if z.ndim in (1, 2):   # the fused loss, with the targets checked here so that errors name this function
-        y = targets.data if isinstance(targets, Tensor) else np.asarray(targets)
-        if y.shape != z.shape:
-            _targets_like("binary_cross_entropy_with_logits", z, y)   # raises, naming both shapes
-        _check_unit_interval("binary_cross_entropy_with_logits", Tensor(y))
+        if isinstance(targets, Batched):   # inside ag.vmap: one example's targets, kept batched
+            y = _targets_like("binary_cross_entropy_with_logits", z, targets)
+        else:
+            y = targets.data if isinstance(targets, Tensor) else np.asarray(targets)
+            if y.shape != z.shape:
+                _targets_like("binary_cross_entropy_with_logits", z, y)   # raises, naming both shapes
+        _check_unit_interval("binary_cross_entropy_with_logits", y)
         return fused.bce_with_logits(z, y, reduction=reduction)
     y = _targets_like("binary_cross_entropy_with_logits", z, targets)
     _check_unit_interval("binary_cross_entropy_with_logits", y)
@@ -78,7 +82,7 @@ def categorical_cross_entropy(logits: Any, targets: Any, reduction: str = "mean"
     y = _targets_like("categorical_cross_entropy", z, targets)
     _check_reduction("categorical_cross_entropy", reduction)
     _check_rows("categorical_cross_entropy", z, reduction)
-    labels = _one_hot_labels(y.data)
+    labels = None if isinstance(y, Batched) else _one_hot_labels(y.data)
     if labels is not None:
         return fused.softmax_cross_entropy(z, labels, reduction=reduction)
     return _reduce(-(y * ag.log_softmax(z, axis=-1)), reduction)
@@ -155,19 +159,30 @@ def _check_logits(op: str, z: Tensor) -> None:
 
 
 def _targets_like(op: str, prediction: Tensor, targets: Any) -> Tensor:
-    """Targets as a constant of the prediction's dtype, refused unless the shapes are equal."""
-    y = targets.data if isinstance(targets, Tensor) else np.asarray(targets)
-    if y.shape != prediction.shape:
-        raise ValueError(f"{op}: targets have shape {y.shape} but predictions have shape "
+    """Targets as a constant of the prediction's dtype, refused unless the shapes are equal.
+
+    Inside ag.vmap, batched targets are compared by one example's shape and stay batched (their
+    `.data` is the whole batch)."""
+    if isinstance(targets, Batched):
+        shape = targets.shape
+    else:
+        targets = targets.data if isinstance(targets, Tensor) else np.asarray(targets)
+        shape = targets.shape
+    if shape != prediction.shape:
+        raise ValueError(f"{op}: targets have shape {shape} but predictions have shape "
                          f"{prediction.shape}; they must be equal (one-hot encode integer labels, "
                          "or use sparse_categorical_cross_entropy)")
-    return Tensor(np.asarray(y, dtype=prediction.dtype))
+    if isinstance(targets, Batched):
+        return batched_like(targets, np.asarray(targets.data, dtype=prediction.dtype))
+    return Tensor(np.asarray(targets, dtype=prediction.dtype))
 
 
-def _check_unit_interval(op: str, y: Tensor) -> None:
-    if y.size and (np.min(y.data) < 0 or np.max(y.data) > 1):
-        bad = np.flatnonzero((y.data < 0) | (y.data > 1))
-        raise ValueError(f"{op}: targets must be in [0, 1], got values in [{np.min(y.data)}, {np.max(y.data)}] "
+def _check_unit_interval(op: str, y: Any) -> None:
+    """Targets in [0, 1] (inside ag.vmap, every example's: `.data` is the whole batch)."""
+    values = y.data if isinstance(y, Tensor) else y
+    if values.size and (np.min(values) < 0 or np.max(values) > 1):
+        bad = np.flatnonzero((values < 0) | (values > 1))
+        raise ValueError(f"{op}: targets must be in [0, 1], got values in [{np.min(values)}, {np.max(values)}] "
                          f"({bad.size} outside, the first at flat position {bad[0]})")
 
 

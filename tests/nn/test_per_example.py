@@ -2,7 +2,9 @@
 import numpy as np
 import pytest
 
+import autograd_lite as ag
 import nn
+from nn.data import one_hot
 from nn.per_example import clip_per_example, functional_call, per_example_grads
 
 rng = np.random.default_rng(7)
@@ -45,12 +47,49 @@ def test_mlp_per_example_grads_equal_loop_with_dropout_off(activation, l2):
 
 
 def test_sigmoid_outputs_with_float_targets_and_a_loss_written_with_operations():
-    # nn.mse / binary_cross_entropy read their targets' arrays, which a batched value has no single one of
     model = nn.MLP([4, 6, 2], activation="tanh", output_activation="sigmoid", seed=2)
     X = rng.normal(size=(5, 4))
     Y = rng.uniform(0.0, 1.0, (5, 2))
     assert_equal_to_loop(model, lambda p, y: ((p - y) ** 2).sum(), X, Y, l2=0.1)
     assert_equal_to_loop(model, lambda p, y: -(y * p.log() + (1 - y) * (1 - p).log()).mean(), X, Y)
+
+
+@pytest.mark.parametrize("loss", [nn.mse, nn.binary_cross_entropy, nn.binary_cross_entropy_with_logits])
+def test_losses_with_float_targets_under_vmap(loss):
+    # they read their targets' arrays: inside vmap those are the whole batch, not one example's
+    model = nn.MLP([4, 6, 2], activation="tanh", output_activation="sigmoid", seed=2)
+    X = rng.normal(size=(5, 4))
+    Y = rng.uniform(0.0, 1.0, (5, 2))
+    assert_equal_to_loop(model, loss, X, Y, l2=0.1)
+
+
+@pytest.mark.parametrize("soft", [False, True])
+def test_categorical_cross_entropy_with_one_hot_or_soft_targets_under_vmap(soft):
+    model = nn.MLP([4, 6, 3], activation="relu", seed=3)
+    X = rng.normal(size=(6, 4))
+    Y = rng.dirichlet(np.ones(3), 6) if soft else one_hot(rng.integers(0, 3, 6), 3)
+    assert_equal_to_loop(model, nn.categorical_cross_entropy, X, Y)
+
+
+@pytest.mark.parametrize("loss, targets", [
+    (nn.mse, lambda shape: rng.normal(size=shape)),
+    (nn.binary_cross_entropy, lambda shape: rng.uniform(0.0, 1.0, shape)),
+    (nn.binary_cross_entropy_with_logits, lambda shape: rng.uniform(0.0, 1.0, shape)),
+    (nn.categorical_cross_entropy, lambda shape: one_hot(rng.integers(0, 3, shape[:-1]).ravel(), 3)
+     .reshape(shape)),
+])
+def test_loss_values_under_vmap_equal_a_loop_batched_or_shared_targets(loss, targets):
+    probs = rng.uniform(0.05, 0.95, (4, 2, 3))
+    Y = targets((4, 2, 3))
+    for reduction in ("sum", "mean"):
+        got = ag.vmap(lambda p, y: loss(p, y, reduction=reduction))(probs, Y)
+        want = [loss(probs[i], Y[i], reduction=reduction).data for i in range(4)]
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=0)
+        shared = ag.vmap(lambda p, y: loss(p, y, reduction=reduction), in_axes=(0, None))(probs, Y[0])
+        np.testing.assert_allclose(shared, [loss(probs[i], Y[0], reduction=reduction).data
+                                            for i in range(4)], rtol=1e-13, atol=0)
+    with pytest.raises(ValueError, match="targets have shape \\(2, 2\\) but predictions have shape \\(2, 3\\)"):
+        ag.vmap(loss)(probs, Y[..., :2])
 
 
 def test_sequential_of_layers():
