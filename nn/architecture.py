@@ -42,6 +42,25 @@ def describe(module: Module) -> Optional[Dict[str, Any]]:
     return kind.describe(module)
 
 
+def subclassed_layer(module: Module) -> Optional[Tuple[str, str, str]]:
+    """Where ("the model" or "layer 'NAME'"), its class and the nn kind, of the first layer that keeps
+    `describe` from describing `module` because its class subclasses an nn kind (its own code
+    may differ from the kind's, so it is not rebuilt as one); None when there is none."""
+    return _subclassed(module, "")
+
+
+def _subclassed(module: Module, name: str) -> Optional[Tuple[str, str, str]]:
+    for kind_name, kind in KINDS.items():
+        if type(module) is not kind.cls and isinstance(module, kind.cls):
+            return (f"layer {name!r}" if name else "the model"), type(module).__name__, kind_name
+    if type(module) is Sequential:   # describe looks into a Sequential's layers, and only there
+        for child_name, child in module.named_children():
+            found = _subclassed(child, f"{name}.{child_name}" if name else child_name)
+            if found is not None:
+                return found
+    return None
+
+
 def state_specs(arch: Any, max_parameters: int = MAX_PARAMETERS) -> Specs:
     """{name: (shape, dtype)} of every parameter and buffer that `build(arch)` would hold, in
     `state_dict()` order, once every kind and argument is checked and the parameter count is at

@@ -20,6 +20,7 @@ import json
 import math
 import os
 import struct
+import warnings
 import zipfile
 import zlib
 from typing import Any, Dict, Iterator, NamedTuple, Optional, Tuple
@@ -76,6 +77,12 @@ def save(module: Module, path: "os.PathLike[str] | str", preprocessing: Optional
     if HEADER_KEY in state:
         raise ValueError(f"save: a parameter is named {HEADER_KEY!r}, which the file format reserves")
     architecture = architectures.describe(module)
+    subclassed = architectures.subclassed_layer(module) if architecture is None else None
+    if subclassed is not None:
+        where, cls, kind = subclassed
+        warnings.warn(f"save: {where} is a {cls}, a subclass of nn.{kind} whose own code nn.load(path) cannot "
+                      f"rebuild, so {path!r} records no architecture; load it with nn.load(path, model)",
+                      UserWarning, stacklevel=2)
     header = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

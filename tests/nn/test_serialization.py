@@ -300,3 +300,23 @@ def test_a_malformed_preprocessing_record_is_one_model_file_error(tmp_path):
 def test_save_refuses_a_preprocessing_that_is_not_a_record(tmp_path):
     with pytest.raises(TypeError, match="save: preprocessing must be an nn.Preprocessing or None, got dict"):
         nn.save(nn.MLP([64, 5, 10], seed=0), tmp_path / "m.npz", {"pixel_max": 16})
+
+
+def test_saving_a_subclass_of_an_nn_kind_warns_that_no_architecture_is_recorded(tmp_path):
+    class Wider(nn.MLP):
+        def forward(self, x):
+            return super().forward(x) * 2.0
+
+    for model, where in ((Wider([3, 2]), "the model is a Wider, a subclass of nn.MLP"),
+                         (nn.Sequential(nn.Linear(3, 2), Wider([2, 2])), "layer '1' is a Wider, a subclass of nn.MLP")):
+        path = tmp_path / "sub.npz"
+        with pytest.warns(UserWarning, match=where):
+            nn.save(model, path)
+        with pytest.raises(nn.ModelFileError, match="does not record an architecture"):
+            nn.load(path)
+        assert nn.load(path, type(model)([3, 2]) if isinstance(model, Wider) else model) is not None
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nn.save(nn.MLP([3, 2]), tmp_path / "plain.npz")   # an exact kind: no warning, rebuilt by load
+    assert isinstance(nn.load(tmp_path / "plain.npz"), nn.MLP)
