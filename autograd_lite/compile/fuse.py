@@ -89,7 +89,7 @@ def fused_program(program: Program) -> Program:
     program.fusion = []
     if not ENABLED:
         return program
-    env, steps = program.env, program.steps
+    steps = program.steps
     groups = _groups(program)
     if not groups:
         return program
@@ -358,10 +358,8 @@ def _source(group: Group, kinds: List[str]) -> Tuple[str, str]:
         results.append("DT(total)")
     elif reduce == "rows":
         results.append("r")
-    order = [w_ for w_ in group.writes]
-    if reduce:   # the reduction's slot is the last of writes (see below)
-        order = [s for s in group.writes if s != members[-1].out] + [members[-1].out]
-        group.writes = order
+    if reduce:   # the wrapper returns the reduction's value last: so is it listed
+        group.writes = [s for s in group.writes if s != members[-1].out] + [members[-1].out]
     w.append(f"    return {results[0]}" if len(results) == 1 else f"    return ({', '.join(results)},)")
     return source, "\n".join(w) + "\n"
 
