@@ -93,6 +93,8 @@ OPTIONS: Dict[str, Tuple[Callable[[Any], Any], str]] = {
 }
 # sampled on a log scale by random_configs: a rate of 0.1 is as far from 1 as 1 is from 10
 LOG_UNIFORM = ("lr", "l2")
+# the options a (low, high) range can be drawn for; the others are lists of choices
+_NUMERIC = ("hidden", "lr", "l2", "dropout", "epochs", "batch_size")
 
 
 # ---------------------------------------------------------------- the search space
@@ -124,6 +126,8 @@ def random_configs(n: int, ranges: Mapping[str, Any], seed: int = 0) -> List[Con
         config: Config = {}
         for name, spec in ranges.items():
             if isinstance(spec, tuple):
+                if name not in _NUMERIC:
+                    raise ValueError(f"sweep: {name} takes a list of choices, not a range; got {spec!r}")
                 low, high = (_parse(name, v) if name != "hidden" else _hidden(v)[0] for v in spec)
                 if not low <= high:
                     raise ValueError(f"sweep: the range of {name} must be (low, high) with low <= high, got {spec!r}")
@@ -382,7 +386,7 @@ def sweep(configs: Sequence[Mapping[str, Any]], *, dataset: str = "digits", data
     if validation is not None and not 0 < validation < 1:
         raise ValueError(f"sweep: validation must be a share between 0 and 1, got {validation!r}")
     x, y = _training_set(dataset, data_dir)       # fail here, not in every worker, if the data is missing
-    train_defaults = _train_defaults(dataset)
+    train_defaults = _train_defaults(dataset, data_dir)
     full = [_complete(config, {**train_defaults, **(base or {})}) for config in configs]
     unique = {json.dumps(config, sort_keys=True): config for config in full}
     repeated = len(full) - len(unique)        # random draws from short lists of choices repeat themselves
@@ -587,20 +591,20 @@ def _feature_range() -> Tuple[float, float]:
     return FEATURE_RANGE
 
 
-def _train_defaults(dataset: str) -> Config:
+def _train_defaults(dataset: str, data_dir: Optional[str] = None) -> Config:
     """`python -m nn train`'s defaults for `dataset` (nn/datasets/defaults.py), as sweep options."""
     from .datasets.defaults import training_defaults
-    d = training_defaults(dataset, image_shape=_dataset_shape(dataset))
+    d = training_defaults(dataset, image_shape=_dataset_shape(dataset, data_dir))
     return {"hidden": list(d.hidden), "activation": d.activation, "loss": d.loss, "optimizer": d.optimizer,
             "lr": d.lr[d.optimizer], "l2": d.l2, "dropout": d.dropout, "epochs": d.epochs,
             "batch_size": d.batch_size, "schedule": d.schedule}
 
 
-def _dataset_shape(dataset: str) -> Optional[Sequence[int]]:
+def _dataset_shape(dataset: str, data_dir: Optional[str]) -> Optional[Sequence[int]]:
     """The image shape of a data set that is not one of the named ones (a folder of IDX files)."""
     if dataset.lower().replace("_", "-") in ("digits", "mnist", "fashion-mnist"):
         return None
-    return _DATA_CACHE[(dataset, None)].image_shape if (dataset, None) in _DATA_CACHE else None
+    return _dataset(dataset, data_dir).image_shape
 
 
 def _build(config: Mapping[str, Any], inputs: int, classes: int, seed: int) -> Tuple[Any, Any, Any]:
