@@ -84,11 +84,13 @@ def sweep_figures(epochs: int, dask: bool) -> Dict[str, Any]:
             from nn.executors import DaskWorkers
             cluster = DaskWorkers(count=2)       # started before the clock: a cluster is long-lived
             where = dict(client=cluster.client)
-        started = time.perf_counter()
-        result = nn.sweep(configs, cv=3, base=base, verbose=False, **where)
-        seconds = time.perf_counter() - started
-        if cluster is not None:
-            cluster.close()
+        try:
+            started = time.perf_counter()
+            result = nn.sweep(configs, cv=3, base=base, verbose=False, **where)
+            seconds = time.perf_counter() - started
+        finally:                                 # also on Ctrl-C or an error: no cluster left behind
+            if cluster is not None:
+                cluster.close()
         results[label] = result
         rows.append({"where": label, "seconds": seconds, "best": result.train_command(),
                      "best_mean": result.best.mean, "best_std": result.best.std,

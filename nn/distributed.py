@@ -69,7 +69,7 @@ class GradientAverager:
             self.views.append(self.buffer[offset:offset + p.data.size].reshape(p.data.shape))
             offset += p.data.size
 
-    def __call__(self, weight: float = None) -> None:
+    def __call__(self, weight: Optional[float] = None) -> None:
         """Replace each parameter's gradient by the weighted sum over the ranks (weight default
         1/size: a plain average). A parameter without a gradient counts as zero."""
         from mpi4py import MPI

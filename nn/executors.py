@@ -138,33 +138,41 @@ class DaskWorkers(Workers):
         self._distributed = distributed
         self._own_client = client is None
         self._cluster = None
-        if client is None and address is None:
-            import dask
-            count = default_workers() if count is None else count
-            # Dask's nanny already sets the BLAS variables to 1 before a worker starts; add Numba's
-            with dask.config.set({"distributed.nanny.pre-spawn-environ.NUMBA_NUM_THREADS": 1}):
-                self._cluster = distributed.LocalCluster(n_workers=count, threads_per_worker=1, processes=True,
-                                                         dashboard_address=None)
-            client = distributed.Client(self._cluster)
-        elif client is None:
-            try:
-                client = distributed.Client(address, timeout="20s")
-            except (OSError, TimeoutError) as error:
-                raise ValueError(f"sweep: cannot reach the Dask scheduler at {address!r} ({error}); start one "
-                                 "with 'dask scheduler' and workers with 'dask worker ADDRESS'") from None
         self.client = client
-        self._submitted: list = []
-        self.count = max(len(client.scheduler_info().get("workers", {})), 1)
-        where = "a local Dask cluster" if self._cluster is not None else f"the Dask cluster at {client.scheduler.address}"
+        # the Dask futures not yet finished: Ctrl-C cancels them; a finished one is let go, so that
+        # the cluster does not keep its result in memory until the end
+        self._running: set = set()
+        try:
+            if client is None and address is None:
+                import dask
+                count = default_workers() if count is None else count
+                # Dask's nanny already sets the BLAS variables to 1 before a worker starts; add Numba's
+                with dask.config.set({"distributed.nanny.pre-spawn-environ.NUMBA_NUM_THREADS": 1}):
+                    self._cluster = distributed.LocalCluster(n_workers=count, threads_per_worker=1,
+                                                             processes=True, dashboard_address=None)
+                self.client = distributed.Client(self._cluster)
+            elif client is None:
+                try:
+                    self.client = distributed.Client(address, timeout="20s")
+                except (OSError, TimeoutError) as error:
+                    raise ValueError(f"sweep: cannot reach the Dask scheduler at {address!r} ({error}); start "
+                                     "one with 'dask scheduler' and workers with 'dask worker ADDRESS'") from None
+            self.count = max(len(self.client.scheduler_info().get("workers", {})), 1)
+        except BaseException:        # Ctrl-C or an error while starting: no cluster of ours outlives it
+            self.close()
+            raise
+        where = ("a local Dask cluster" if self._cluster is not None
+                 else f"the Dask cluster at {self.client.scheduler.address}")
         self.description = f"{where} ({self.count} worker{'s' if self.count > 1 else ''})"
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> cf.Future:
         # pure=False: two submissions of the same trial are two runs (a retry must really run again)
         future = self.client.submit(fn, *args, pure=False)
-        self._submitted.append(future)
+        self._running.add(future)
         done: cf.Future = cf.Future()
 
         def copy(finished: Any) -> None:
+            self._running.discard(finished)
             if done.done():
                 return
             try:
@@ -179,12 +187,13 @@ class DaskWorkers(Workers):
         return isinstance(error, self._distributed.KilledWorker)
 
     def stop(self) -> None:
-        self.client.cancel([f for f in self._submitted if not f.done()])
+        self.client.cancel(list(self._running))
         self.close()
 
     def close(self) -> None:
         if self._own_client:
-            self.client.close()
+            if self.client is not None:
+                self.client.close()
             if self._cluster is not None:
                 self._cluster.close()
 
