@@ -58,7 +58,7 @@ def checkpoint(f: Callable[..., Any], *, rngs: Sequence[np.random.Generator] = (
 
     @functools.wraps(f)
     def checkpointed(*args: Any, **kwargs: Any) -> Any:
-        if engine.jvp_traces or engine.batching or not engine.is_grad_enabled():
+        if engine.jvp_traces or engine.in_vmap() or not engine.is_grad_enabled():
             # nothing to keep: forward mode carries no graph; inside vmap f just runs (its
             # values are batched, which the recompute's one node cannot hold: no memory saved)
             return f(*args, **kwargs)

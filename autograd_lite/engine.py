@@ -31,10 +31,20 @@ _grad_mode = _GradMode()
 # Module-level lists so that the common case costs one truth test.
 jvp_traces: List[Any] = []
 apply_hooks: List[Any] = []
-# vmap's interpreter while a vmap runs (`vmap.interpret`): a primitive applied to a batched value
-# runs its batching rule instead of its forward, and reverse sweeps run their rules on Tensors
-# (cotangents may be batched)
+# One entry per vmap running on any thread: while it is empty (the common case) a primitive's
+# apply pays one truth test for vmap, and only then looks up this thread's interpreters.
 batching: List[Any] = []
+
+
+class _Batching(threading.local):
+    def __init__(self) -> None:
+        # vmap's interpreters on this thread (`vmap.interpret`, innermost last): a primitive
+        # applied to a batched value runs its batching rule instead of its forward, and this
+        # thread's reverse sweeps run their rules on Tensors (cotangents may be batched)
+        self.interpreters: List[Any] = []
+
+
+_batching = _Batching()
 # Sequence numbers of recorded nodes, in creation order: a node is always newer than its inputs,
 # so newest-first is an order in which the reverse sweep can visit them.
 _sequence = itertools.count()
@@ -87,6 +97,29 @@ def guard(obj: Any, attribute: Optional[str] = None) -> None:
     strings, booleans): a later call where one differs traces again."""
     if tracers:
         tracers[-1].guard(obj, attribute)
+
+
+def enter_batching(interpreter: Any) -> None:
+    """Route this thread's primitives through `interpreter` (vmap's) until `leave_batching`."""
+    _batching.interpreters.append(interpreter)
+    batching.append(interpreter)
+
+
+def leave_batching() -> None:
+    """End the innermost `enter_batching` of this thread."""
+    batching.pop()
+    _batching.interpreters.pop()
+
+
+def in_vmap() -> bool:
+    """Whether this thread is inside a vmap (values, cotangents and tangents may be batched)."""
+    return bool(batching) and bool(_batching.interpreters)
+
+
+def _interpret(prim, args: tuple, params: dict) -> Any:
+    """This thread's innermost vmap interpreter applied to `prim`, or None outside vmap."""
+    interpreters = _batching.interpreters
+    return interpreters[-1](prim, args, params) if interpreters else None
 
 
 def is_grad_enabled() -> bool:
@@ -151,7 +184,7 @@ def apply(prim, args: tuple, params: dict) -> Tensor:
             needs.append(False)
             versions.append(None)
     record = True in needs
-    result = batching[-1](prim, args, params) if batching else None
+    result = _interpret(prim, args, params) if batching else None
     if result is None:
         try:
             out = prim.forward(*arrays, **params)
@@ -291,7 +324,7 @@ def _as_cotangent(value: Any, like: Tensor, create_graph: bool, where: str) -> A
     if shape != like.shape:
         raise ValueError(f"{where}: the gradient has shape {shape} but the tensor it starts "
                          f"from has shape {like.shape}; they must be equal")
-    if create_graph or batching:
+    if create_graph or in_vmap():
         return value if isinstance(value, Tensor) else Tensor._wrap(array)
     return array
 
@@ -333,7 +366,7 @@ def _run(roots: Sequence[Tensor], seeds: Sequence[Any], targets: Optional[Sequen
                                 "value_and_grad, checkpoint, ...)", "call loss.backward() instead")
     stop = _NOWHERE if targets is None else {id(t) for t in targets}
     leads = None if targets is None else _leading_to(roots, stop)
-    tensor_mode = create_graph or bool(jvp_traces) or bool(batching)
+    tensor_mode = create_graph or bool(jvp_traces) or in_vmap()
     hooks = tuple(backward_hooks)
     # ids of cotangent arrays that this sweep allocated and that nothing else refers to: a
     # second cotangent for the same tensor can be added into them in place

@@ -87,7 +87,7 @@ class JVPTrace:
 
 def _watched(args: Sequence[Any], tangents: list) -> bool:
     """Whether a rule's operations must be recorded: an outer trace or a graph may need them."""
-    if engine.jvp_traces or engine.apply_hooks or engine.batching:
+    if engine.jvp_traces or engine.apply_hooks or engine.in_vmap():
         return True  # (inside vmap, values and tangents may be batched: only Tensors carry that)
     if not engine.is_grad_enabled():
         return False

@@ -71,11 +71,11 @@ def vmap(f: Callable[..., Any], in_axes: Axes = 0, out_axes: Axes = 0) -> Callab
         wrapped = iter([_enter(a, d, level) for a, d in zip(flat_args, dims)])
         call_args = [_rebuild(arg, axis, wrapped) for arg, axis in zip(args, axes)]
         _levels.stack.append(level)
-        engine.batching.append(interpret)
+        engine.enter_batching(interpret)
         try:
             out = f(*call_args)
         finally:
-            engine.batching.pop()
+            engine.leave_batching()
             _levels.stack.pop()
         size = sizes.pop()
         arrays_in = not any(isinstance(a, Tensor) for a in flat_args)

@@ -226,3 +226,31 @@ def test_dropout_draws_one_mask_per_example_the_numbers_a_loop_draws():
     assert not np.array_equal(got[0] == 0, got[1] == 0)   # not one mask shared by all examples
     nested = vmap(vmap(lambda a: ag.fused.dropout(a, 0.5, np.random.default_rng(7))))(x)
     np.testing.assert_array_equal(nested, got)
+
+
+def test_a_vmap_on_one_thread_leaves_other_threads_eager():
+    import threading
+    from autograd_lite import engine
+    inside, done = threading.Event(), threading.Event()
+    seen = {}
+
+    def example(x):
+        seen["vmap thread"] = engine.in_vmap()
+        inside.set()
+        done.wait(10)
+        return x * 2.0
+
+    worker = threading.Thread(target=lambda: seen.setdefault("out", vmap(example)(np.ones((3, 2)))))
+    worker.start()
+    try:
+        assert inside.wait(10)
+        # this thread's operations and backward pass run eagerly (arrays, not batched Tensors)
+        seen["main thread"] = engine.in_vmap()
+        w = ag.Tensor(np.arange(3.0), requires_grad=True)
+        (w * w).sum().backward()
+        np.testing.assert_array_equal(w.grad.data, 2 * np.arange(3.0))
+    finally:
+        done.set()
+        worker.join(10)
+    assert seen["vmap thread"] and not seen["main thread"] and not engine.in_vmap()
+    np.testing.assert_array_equal(seen["out"], np.full((3, 2), 2.0))
