@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 import numpy as np
 
 from .cnn import CNN
+from .cnn import _checked as checked_cnn
 from .conv import (MAX_CHANNELS, AdaptiveAvgPool2d, AvgPool2d, Conv1d, Conv2d, Flatten, MaxPool2d, conv_parameter_shapes,
                    sizes)
 from .layers import (GELU, MAX_LAYERS, MAX_PARAMETERS, MLP, Dropout, Identity, LeakyReLU, Linear, ReLU,
@@ -301,3 +302,114 @@ def _build(arch: Dict[str, Any], init: Optional[str], seed: Optional[int], max_p
     if name == "LayerNorm":
         args["normalized_shape"] = tuple(args["normalized_shape"])
     return kind.cls(**args)
+
+
+# ---------------------------------------------------------------- shapes between layers
+Shape = Tuple[Any, ...]
+"""One example's shape as it flows through the layers: ints, None for a size not known yet, and
+a leading Ellipsis while the number of leading axes is unknown ((...,) knows nothing)."""
+
+_IMAGE_KINDS = {"Conv2d": 3, "MaxPool2d": 3, "AvgPool2d": 3, "AdaptiveAvgPool2d": 3, "BatchNorm2d": 3, "Conv1d": 2}
+_SAME_SHAPE = {"Sigmoid", "Tanh", "ReLU", "GELU", "Identity", "LeakyReLU", "Softmax", "Dropout"}
+
+
+def check_layer_shapes(arch: Any, input_shape: Optional[Tuple[int, ...]] = None) -> None:
+    """A ValueError naming the first layer of `arch` (already checked by `state_specs`) that cannot
+    take what the layers before it give (or the input), e.g. a Linear after a Flatten of the wrong width: sizes
+    follow from the arguments, and from `input_shape` (one example's image or row; a model that
+    starts with a convolution gets it as (C, H, W), or (1, H, W) for (H, W)) when it is known."""
+    shape: Shape = (...,)
+    if input_shape is not None:
+        first = _first_layer(arch)
+        rank = _IMAGE_KINDS.get(first, 1)
+        shape = tuple(input_shape)
+        if rank == 1 or first == "CNN":
+            shape = (math.prod(shape),)
+        elif len(shape) == rank - 1:
+            shape = (1,) + shape
+    _flow(arch, shape, "")
+
+
+def _first_layer(arch: Dict[str, Any]) -> str:
+    while arch["class"] == "Sequential" and arch["layers"]:
+        arch = arch["layers"][0]
+    return arch["class"]
+
+
+def _flow(arch: Dict[str, Any], shape: Shape, prefix: str) -> Shape:
+    """The shape one example has after `arch`, given `shape` before it."""
+    name = arch["class"]
+    if name == "Sequential":
+        for i, layer in enumerate(arch["layers"]):
+            shape = _flow(layer, shape, f"{prefix}{i}.")
+        return shape
+    where = f"architecture: layer {prefix.rstrip('.')!r} ({name})" if prefix else f"architecture: the model ({name})"
+    if name in _SAME_SHAPE:
+        return shape
+    if name == "MLP":
+        return _features(shape, arch["sizes"][0], where)[:-1] + (arch["sizes"][-1],)
+    if name == "CNN":   # it takes images (C, H, W), (H, W) when C = 1, or rows of C H W values
+        a = checked_cnn(arch)
+        width = math.prod(a["input_shape"])
+        if ... not in shape and None not in shape and math.prod(shape) != width:
+            raise ValueError(f"{where} takes images of shape {tuple(a['input_shape'])} ({width:,} values), but gets "
+                             f"examples of shape {_text(shape)}")
+        return (a["num_classes"],)
+    _, args = _arguments(arch, "the model")
+    if name == "Linear":
+        return _features(shape, args["in_features"], where)[:-1] + (args["out_features"],)
+    if name == "Flatten":
+        return (math.prod(shape),) if ... not in shape and None not in shape else (None,)
+    if name == "LayerNorm":
+        normalized = tuple(args["normalized_shape"])
+        known = shape[-len(normalized):]
+        if ... not in known and len(shape) >= len(normalized) and any(
+                s is not None and s != n for s, n in zip(known, normalized)):
+            raise ValueError(f"{where} normalizes trailing axes of shape {normalized}, but gets "
+                             f"examples of shape {_text(shape)}")
+        return shape
+    channels = args.get("in_channels", args.get("num_features"))
+    rank = 2 if name == "BatchNorm1d" and len(shape) == 2 else _IMAGE_KINDS.get(name, 1)
+    if ... not in shape and len(shape) != rank or ... in shape and len(shape) > rank + 1:
+        raise ValueError(f"{where} takes examples of {rank} axes (C{', H, W' if rank == 3 else ', L' if rank == 2 else ''}), "
+                         f"but gets examples of shape {_text(shape)}")
+    if channels is not None and ... not in shape[:1] and shape[0] is not None and shape[0] != channels:
+        raise ValueError(f"{where} takes {channels} channels, but gets examples of shape "
+                         f"{_text(shape)} ({shape[0]} channels)")
+    sizes_ = list(shape[1:]) if ... not in shape else [None] * (rank - 1)
+    if name.startswith("BatchNorm"):
+        return (channels,) + tuple(sizes_)
+    if name == "AdaptiveAvgPool2d":
+        return (shape[0] if ... not in shape else None, 1, 1)
+    kernel = args["kernel_size"]
+    stride = args["stride"] or kernel
+    stride = stride if isinstance(stride, list) else [stride] * len(kernel)
+    dilation = args.get("dilation", [1] * len(kernel))
+    padding = args["padding"]
+    out = []
+    for i, size in enumerate(sizes_):
+        if size is None or padding == "same":
+            out.append(size)
+            continue
+        span, pad = dilation[i] * (kernel[i] - 1) + 1, padding[i]
+        if size + 2 * pad < span:
+            raise ValueError(f"{where} has a kernel spanning {span}, more than the {size + 2 * pad} of its padded "
+                             f"examples of shape {_text(shape)}")
+        out.append((size + 2 * pad - span) // stride[i] + 1)
+    return (args.get("out_channels", shape[0] if ... not in shape else None),) + tuple(out)
+
+
+def _features(shape: Shape, features: int, where: str) -> Shape:
+    """`shape`, once its last axis is checked to be `features` long (when known)."""
+    last = shape[-1]
+    if last is not ... and last is not None and last != features:
+        raise ValueError(f"{where} takes {features:,} features, but gets examples of "
+                         f"shape {_text(shape)} ({last:,} features)")
+    return shape[:-1] + (features,) if last is not ... else shape + (features,)
+
+
+def _text(shape: Shape) -> str:
+    return "(" + ", ".join("..." if s is ... else "?" if s is None else str(s) for s in shape) + \
+        ("," if len(shape) == 1 else "") + ")"
+
+

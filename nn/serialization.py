@@ -132,7 +132,8 @@ def load(path: "os.PathLike[str] | str", module: Optional[Module] = None, strict
         _check_layouts(path, listed, layouts)
         preprocessing = _read_preprocessing(path, header)
         if module is None:
-            module = _rebuild(path, archive, header, members, layouts, max_parameters)
+            module = _rebuild(path, archive, header, members, layouts, max_parameters,
+                              None if preprocessing is None else preprocessing.input_shape)
             width = _input_width(module)
             if preprocessing is not None and width is not None and preprocessing.width != width:
                 raise ModelFileError(f"load: {path!r} records inputs of shape {preprocessing.input_shape} "
@@ -345,8 +346,10 @@ def _read_preprocessing(path: str, header: Optional[Dict[str, Any]]) -> Optional
 
 
 def _rebuild(path: str, archive: zipfile.ZipFile, header: Optional[Dict[str, Any]],
-             members: Dict[str, zipfile.ZipInfo], layouts: Dict[str, _Layout], max_parameters: int) -> Module:
-    """The module the header's architecture describes, its arrays read from the file."""
+             members: Dict[str, zipfile.ZipInfo], layouts: Dict[str, _Layout], max_parameters: int,
+             input_shape: Optional[Tuple[int, ...]]) -> Module:
+    """The module the header's architecture describes, its arrays read from the file; a Sequential's
+    layers are checked to fit one another (and `input_shape`, the recorded inputs', when known)."""
     arch = None if header is None else header.get("architecture")
     arch_class = arch.get("class") if isinstance(arch, dict) else None
     if not isinstance(arch_class, str) or arch_class not in architectures.KINDS:
@@ -369,6 +372,8 @@ def _rebuild(path: str, archive: zipfile.ZipFile, header: Optional[Dict[str, Any
                                  f"{layouts[name].shape} and dtype {layouts[name].dtype}, but the "
                                  f"architecture needs shape {shape} and dtype {dtype}")
     try:
+        if arch_class == "Sequential":   # (an MLP's or a CNN's own layers fit by construction)
+            architectures.check_layer_shapes(arch, input_shape)
         module = architectures.build(arch, init="empty", max_parameters=max_parameters)
     except (TypeError, ValueError) as error:
         raise ModelFileError(f"load: the architecture in {path!r} is invalid: {error}") from None

@@ -320,3 +320,24 @@ def test_saving_a_subclass_of_an_nn_kind_warns_that_no_architecture_is_recorded(
         warnings.simplefilter("error")
         nn.save(nn.MLP([3, 2]), tmp_path / "plain.npz")   # an exact kind: no warning, rebuilt by load
     assert isinstance(nn.load(tmp_path / "plain.npz"), nn.MLP)
+
+
+def test_a_sequential_whose_layers_do_not_fit_is_refused_at_load_naming_the_layer(tmp_path):
+    path = tmp_path / "seq.npz"
+    digits = nn.Preprocessing((8, 8), pixel_max=16, dataset="digits")
+    # 6 channels of 6 x 6 after the convolution: the Linear needs 216 features, not 100
+    nn.save(nn.Sequential(nn.Conv2d(1, 6, 3), nn.ReLU(), nn.Flatten(), nn.Linear(100, 10)), path, digits)
+    with pytest.raises(nn.ModelFileError, match=r"layer '3' \(Linear\) takes 100 features, but gets examples of "
+                                                r"shape \(216,\)"):
+        nn.load(path)
+    nn.save(nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(5, 2)), path)   # no input shape needed
+    with pytest.raises(nn.ModelFileError, match=r"layer '2' \(Linear\) takes 5 features"):
+        nn.load(path)
+    nn.save(nn.Sequential(nn.Conv2d(1, 6, 3), nn.BatchNorm2d(5)), path)
+    with pytest.raises(nn.ModelFileError, match=r"layer '1' \(BatchNorm2d\) takes 5 channels"):
+        nn.load(path)
+    model = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(96, 10))
+    nn.save(model, path, digits)
+    loaded = nn.load(path)
+    x = np.random.default_rng(0).standard_normal((2, 1, 8, 8))
+    np.testing.assert_array_equal(loaded(x).data, model(x).data)
