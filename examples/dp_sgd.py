@@ -12,6 +12,7 @@ accountant computes the (epsilon, delta) the run would spend.
 """
 import argparse
 import time
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -44,7 +45,8 @@ def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.argmax(model(x).data, axis=1) == y))
 
 
-def main() -> None:
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """Train DP-SGD and plain SGD side by side, printing a line per epoch (argv: the options)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -52,7 +54,7 @@ def main() -> None:
     parser.add_argument("--clip", type=float, default=1.0, help="C, the largest per-example gradient norm")
     parser.add_argument("--noise", type=float, default=1.0, help="sigma, the noise multiplier")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     ds = load_digits()
     x_train, x_test = (preprocess(x, 16, dtype=np.float64) for x in (ds.x_train, ds.x_test))

@@ -165,3 +165,19 @@ def test_bad_arguments_in_one_sentence():
         clip_per_example({"w": np.ones((2, 3))}, -1)
     with pytest.raises(ValueError, match="same leading"):
         clip_per_example({"w": np.ones((2, 3)), "b": np.ones(3)}, 1.0)
+
+
+def test_dp_sgd_example_trains_one_epoch_above_chance(capsys):
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parents[2] / "examples" / "dp_sgd.py"
+    spec = importlib.util.spec_from_file_location("dp_sgd_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    example.main(["--epochs", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ["epoch", "DP-SGD", "acc", "clipped", "SGD", "acc", "DP", "s/epoch"]
+    epoch, private_acc, clipped, plain_acc, _ = lines[2].split()
+    assert epoch == "1" and len(lines) == 3
+    assert float(private_acc) > 0.3 and float(plain_acc) > 0.3   # ten classes: chance is 0.1
+    assert 0 <= int(clipped.rstrip("%")) <= 100
