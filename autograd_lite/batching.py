@@ -36,25 +36,8 @@ class Batched(Tensor):
     @classmethod
     def make(cls, payload: Any, level: int) -> "Batched":
         """Wrap `payload` (batch axis first) as the Batched of vmap level `level`."""
-        b = cls.__new__(cls)
         data = payload.data if isinstance(payload, Tensor) else payload
-        if type(data) is not np.ndarray:
-            data = np.asarray(data)
-        b.data = data
-        b._grad = None
-        b.requires_grad = False
-        b.name = None
-        b._op = None
-        b._inputs = None
-        b._arrays = None
-        b._needs = None
-        b._params = None
-        b._retain = False
-        b._jvp = None
-        b._trace = None
-        b._seq = 0
-        b._version = 0
-        b._versions = None
+        b = cls._wrap(data if type(data) is np.ndarray else np.asarray(data))
         b.payload = payload
         b.level = level
         b.batch_size = payload.shape[0]

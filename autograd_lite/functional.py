@@ -279,15 +279,19 @@ def _check_scalar(out: Any, op: str) -> None:
                          f"{shape}; reduce it first (e.g. .sum()), or use jacobian / vjp")
 
 
-def _pullback(f: Callable[..., Any], args: Sequence[Any], nums: tuple) -> Tuple[tuple, Callable, bool]:
-    """f evaluated at args as a function of args[nums] only: (outputs, vjp_fn, outputs were a tuple)."""
+def _of_some(f: Callable[..., Any], args: Sequence[Any], nums: tuple) -> Callable[..., Any]:
+    """f as a function of args[nums] only, the other arguments fixed at their values in args."""
     def partial(*xs: Any) -> Any:
         full = list(args)
         for i, x in zip(nums, xs):
             full[i] = x
         return f(*full)
+    return partial
 
-    out, vjp_fn = _vjp(partial, [args[i] for i in nums], "jacobian")
+
+def _pullback(f: Callable[..., Any], args: Sequence[Any], nums: tuple) -> Tuple[tuple, Callable, bool]:
+    """f evaluated at args as a function of args[nums] only: (outputs, vjp_fn, outputs were a tuple)."""
+    out, vjp_fn = _vjp(_of_some(f, args, nums), [args[i] for i in nums], "jacobian")
     outs, out_tuple = _as_tuple(out)
     return outs, vjp_fn, out_tuple
 
@@ -317,12 +321,7 @@ def _jacobian_rev(outs: tuple, vjp_fn: Callable, out_tuple: bool, args: Sequence
 
 def _jacobian_fwd(f: Callable[..., Any], args: Sequence[Any], nums: tuple) -> Tuple[list, bool]:
     """One JVP per input element: column k of J is J e_k."""
-    def partial(*xs: Any) -> Any:
-        full = list(args)
-        for i, x in zip(nums, xs):
-            full[i] = x
-        return f(*full)
-
+    partial = _of_some(f, args, nums)
     for i in nums:  # an empty integer argument would never reach jvp's own check
         _float_argument(args[i], i, "jacobian")
     primals = [args[i] for i in nums]
@@ -360,9 +359,9 @@ def _jacobian_rev_vmap(outs: tuple, vjp_fn: Callable, out_tuple: bool, args: Seq
     from .vmap import vmap
     shapes = [_shape(o) for o in outs]
     table = []
+    in_shapes = [_shape(args[i]) for i in nums]
     for k, shape in enumerate(shapes):
         m = int(np.prod(shape, dtype=np.int64))
-        in_shapes = [_shape(args[i]) for i in nums]
         if m == 0:
             table.append([np.zeros(tuple(shape) + tuple(s), _dtype(outs[k])) for s in in_shapes])
             continue
@@ -380,13 +379,7 @@ def _jacobian_rev_vmap(outs: tuple, vjp_fn: Callable, out_tuple: bool, args: Seq
 def _jacobian_fwd_vmap(f: Callable[..., Any], args: Sequence[Any], nums: tuple) -> Tuple[list, bool]:
     """All columns of J at once: the JVP vmapped over the columns of the identity (J e_k for every k)."""
     from .vmap import vmap
-
-    def partial(*xs: Any) -> Any:
-        full = list(args)
-        for i, x in zip(nums, xs):
-            full[i] = x
-        return f(*full)
-
+    partial = _of_some(f, args, nums)
     for i in nums:
         _float_argument(args[i], i, "jacobian")
     primals = tuple(args[i] for i in nums)
