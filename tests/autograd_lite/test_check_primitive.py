@@ -41,3 +41,15 @@ def test_a_primitive_without_a_domain_is_refused():
     bare = ag.Primitive("bare", np.sin, register=False)
     with pytest.raises(ValueError, match="check_primitive: 'bare' has no test domain"):
         check_primitive(bare)
+
+
+def test_a_batching_rule_is_checked_against_the_loop():
+    from autograd_lite.batching import elementwise_batch
+    right = _cube()
+    right.defbatch(elementwise_batch(right))
+    check_primitive(right, max_examples=10)
+    wrong = _cube()
+    # x**3 * 1.5: wrong for every nonzero example, whatever batch size hypothesis draws
+    wrong.defbatch(lambda args, dims: (P.multiply(wrong(args[0]), 1.5), 0))
+    with pytest.raises(AssertionError, match="batching rule against the loop"):
+        check_primitive(wrong, max_examples=10, shrink=False)
