@@ -150,6 +150,8 @@ class Conv1d(_ConvNd):
 
 
 class _Pool2d(Module):
+    _pool: Any   # the ag pooling function that each subclass applies
+
     def __init__(self, kernel_size: IntPair, stride: Optional[IntPair] = None, padding: IntPair = 0) -> None:
         super().__init__()
         op = type(self).__name__
@@ -160,11 +162,11 @@ class _Pool2d(Module):
             raise ValueError(f"{op}: padding {self.padding} must be at most half the kernel size "
                              f"{self.kernel_size}")
 
-    def _check_input(self, x: Any) -> Tensor:
+    def forward(self, x: Any) -> Tensor:
         x = ag.as_tensor(x)
         if x.ndim != 4:
             raise ValueError(f"{type(self).__name__}: expected an input of shape (N, C, H, W), got shape {x.shape}")
-        return x
+        return self._pool(x, self.kernel_size, stride=self.stride, padding=self.padding)
 
     def architecture(self) -> Dict[str, Any]:
         """The constructor arguments as JSON data (see nn/architecture.py)."""
@@ -183,8 +185,7 @@ class MaxPool2d(_Pool2d):
         (8, 6, 14, 14)
     """
 
-    def forward(self, x: Any) -> Tensor:
-        return ag.max_pool2d(self._check_input(x), self.kernel_size, stride=self.stride, padding=self.padding)
+    _pool = staticmethod(ag.max_pool2d)
 
 
 class AvgPool2d(_Pool2d):
@@ -196,8 +197,7 @@ class AvgPool2d(_Pool2d):
         (8, 6, 14, 14)
     """
 
-    def forward(self, x: Any) -> Tensor:
-        return ag.avg_pool2d(self._check_input(x), self.kernel_size, stride=self.stride, padding=self.padding)
+    _pool = staticmethod(ag.avg_pool2d)
 
 
 class AdaptiveAvgPool2d(Module):
