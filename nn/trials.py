@@ -100,7 +100,8 @@ def run_trials(trials: Mapping[str, Any], run: Callable[[Any], Dict[str, Any]], 
     return {key: record} for all keys. Each record gets its "key" and is appended to `log` once.
 
     A trial whose worker died (killed, out of memory) is resubmitted, up to `retries` times; an
-    error raised by the trial itself is raised as TrialFailed at once. `on_done(record, done,
+    error raised by the trial itself is raised as TrialFailed at once, after stopping the trials
+    still running (as does running out of retries). `on_done(record, done,
     total)` is called as each trial finishes. Ctrl-C cancels what is still queued or running and
     raises TrialsInterrupted with the finished trials.
     """
@@ -146,6 +147,10 @@ def run_trials(trials: Mapping[str, Any], run: Callable[[Any], Dict[str, Any]], 
                         raise TrialFailed(f"sweep: trial {key} lost its worker {attempts[key]} times; "
                                           "giving up (is a trial running out of memory?)")
                     submit(key)
+    except TrialFailed:
+        # the sweep ends here: the trials still running would never be recorded, so do not wait for them
+        where.stop()
+        raise
     except KeyboardInterrupt:
         for future in futures:
             future.cancel()

@@ -16,7 +16,7 @@ TINY = ["--grid", "hidden=4", "--grid", "epochs=1", "--grid", "batch_size=64"]
 
 def test_sweep_prints_the_table_and_the_best_train_command_resumes_and_refuses_to_mix_runs(tmp_path, capsys):
     results, table, trials = str(tmp_path / "r.jsonl"), str(tmp_path / "r.csv"), str(tmp_path / "r.json")
-    code = main(["sweep", "--grid", "lr=0.5,2", *TINY, "--cv", "2", "--workers", "2", "--results", results,
+    code = main(["sweep", "--grid", "lr=0.5,2", *TINY, "--cv", "2", "--workers", "1", "--results", results,
                  "--out", trials, "--quiet"])
     out = capsys.readouterr().out
     assert code == 0
