@@ -275,8 +275,10 @@ class LeakyReLU(Module):
         self.negative_slope = slope
 
     def forward(self, x: Any) -> Tensor:
-        x = ag.as_tensor(x)
-        return ag.maximum(x, x * self.negative_slope)   # for slopes in [0, 1], the larger of the two
+        # relu(x) + slope * (x - relu(x)): x and slope * x exactly, and at x = 0 the slope as the
+        # gradient (PyTorch's; ag.maximum(x, slope * x) splits a tie, giving (1 + slope) / 2)
+        positive = ag.relu(x)
+        return positive + self.negative_slope * (ag.as_tensor(x) - positive)
 
     def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope:g}"

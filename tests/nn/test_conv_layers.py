@@ -130,3 +130,21 @@ def test_a_conv_input_of_the_wrong_shape_names_the_layer_and_the_shape():
 def test_pool_padding_beyond_half_the_kernel_is_refused():
     with pytest.raises(ValueError, match=r"MaxPool2d: padding \(2, 2\) must be at most half the kernel size"):
         nn.MaxPool2d(2, padding=2)
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.01, 0.3, 1.0])
+def test_leaky_relu_values_and_gradient_at_zero_are_pytorchs(slope):
+    """x and slope * x exactly; the gradient at 0 is the slope (PyTorch's x > 0 rule), not a tie's share."""
+    x = np.array([-2.5, -1e-300, 0.0, -0.0, 1e-300, 3.0, 7.25])
+    xt = ag.tensor(x, requires_grad=True)
+    y = nn.LeakyReLU(slope)(xt)
+    y.sum().backward()
+    np.testing.assert_array_equal(y.data, np.where(x > 0, x, slope * x))
+    np.testing.assert_array_equal(xt.grad, np.where(x > 0, 1.0, slope))
+    try:
+        import torch
+    except ImportError:
+        return
+    t = torch.tensor(x, requires_grad=True)
+    torch.nn.functional.leaky_relu(t, slope).sum().backward()
+    np.testing.assert_array_equal(xt.grad, t.grad.numpy())
