@@ -246,7 +246,7 @@ def run_trial(trial: Mapping[str, Any]) -> Dict[str, Any]:
     "fold" of "cv" folds (split by "split_seed") or "validation" (a share). Returns the record the
     results file keeps: the validation accuracy and loss, seconds, and where it ran.
     """
-    from .train import fit, evaluate
+    from .train import evaluate
 
     started = time.perf_counter()
     config = trial["config"]
@@ -259,11 +259,8 @@ def run_trial(trial: Mapping[str, Any]) -> Dict[str, Any]:
     else:
         from .data import stratified_split
         train, validation = stratified_split(x, y, trial["validation"], seed=trial.get("split_seed", 0))
-    model, optimizer, schedule = _build(config, x.shape[1], _dataset(trial["dataset"], trial.get("data_dir")).num_classes,
-                                        trial["seed"])
-    history = fit(model, config["loss"], optimizer, train, epochs=config["epochs"],
-                  batch_size=config["batch_size"], l2=config["l2"], schedule=schedule, seed=trial["seed"],
-                  verbose=False)
+    model, history = _train(config, train, _dataset(trial["dataset"], trial.get("data_dir")).num_classes,
+                            trial["seed"])
     scored = evaluate(model, validation[0], validation[1], loss=config["loss"])
     return {"config": dict(config), "fold": trial.get("fold", 0), "seed": trial["seed"],
             "val_accuracy": scored.accuracy, "val_loss": scored.loss,
@@ -383,6 +380,8 @@ def sweep(configs: Sequence[Mapping[str, Any]], *, dataset: str = "digits", data
         raise ValueError("sweep: no configurations to score; give a grid, random draws or a space file")
     if (cv is None) == (validation is None):
         raise ValueError("sweep: give exactly one of cv (a number of folds) and validation (a share held out)")
+    if resume and not results:
+        raise ValueError("sweep: resume=True continues the sweep recorded in results=FILE.jsonl; give that file")
     if validation is not None and not 0 < validation < 1:
         raise ValueError(f"sweep: validation must be a share between 0 and 1, got {validation!r}")
     x, y = _training_set(dataset, data_dir)       # fail here, not in every worker, if the data is missing
@@ -435,14 +434,11 @@ def sweep(configs: Sequence[Mapping[str, Any]], *, dataset: str = "digits", data
 def refit_best(result: SweepResult, data_dir: Optional[str] = None, seed: int = 0) -> float:
     """Train the best configuration on the whole training set and return its test accuracy (the one
     time a sweep looks at the test set)."""
-    from .train import fit, evaluate
+    from .train import evaluate
 
     dataset = result.setting["dataset"]
-    config = result.best.config
-    x, y = _training_set(dataset, data_dir)
-    model, optimizer, schedule = _build(config, x.shape[1], _dataset(dataset, data_dir).num_classes, seed)
-    fit(model, config["loss"], optimizer, (x, y), epochs=config["epochs"], batch_size=config["batch_size"],
-        l2=config["l2"], schedule=schedule, seed=seed, verbose=False)
+    model, _ = _train(result.best.config, _training_set(dataset, data_dir), _dataset(dataset, data_dir).num_classes,
+                      seed)
     x_test, y_test = _test_set(dataset, data_dir)
     return evaluate(model, x_test, y_test).accuracy
 
@@ -455,7 +451,6 @@ def train_member(job: Mapping[str, Any]) -> Dict[str, Any]:
     Returns the trained "state" (parameter arrays), the "history" lists, "best_epoch", "seconds".
     """
     from .data import stratified_split
-    from .train import fit
 
     started = time.perf_counter()
     config = job["config"]
@@ -463,10 +458,8 @@ def train_member(job: Mapping[str, Any]) -> Dict[str, Any]:
     validation = None
     if job.get("validation"):
         (x, y), validation = stratified_split(x, y, job["validation"], seed=job.get("split_seed", 0))
-    model, optimizer, schedule = _build(config, x.shape[1], job["classes"], job["seed"])
-    history = fit(model, config["loss"], optimizer, (x, y), validation=validation, epochs=config["epochs"],
-                  batch_size=config["batch_size"], l2=config["l2"], schedule=schedule,
-                  early_stopping=job.get("early_stopping"), seed=job["seed"], verbose=False)
+    model, history = _train(config, (x, y), job["classes"], job["seed"], validation=validation,
+                            early_stopping=job.get("early_stopping"))
     return {"state": dict(model.state_dict()), "history": history.history, "best_epoch": history.best_epoch,
             "stopped_early": history.stopped_early, "seconds": time.perf_counter() - started}
 
@@ -607,14 +600,22 @@ def _dataset_shape(dataset: str, data_dir: Optional[str]) -> Optional[Sequence[i
     return _dataset(dataset, data_dir).image_shape
 
 
-def _build(config: Mapping[str, Any], inputs: int, classes: int, seed: int) -> Tuple[Any, Any, Any]:
-    """The model, optimizer and schedule `train` builds for these options."""
+def _train(config: Mapping[str, Any], train: Tuple[np.ndarray, np.ndarray], classes: int, seed: int,
+           validation: Optional[Tuple[np.ndarray, np.ndarray]] = None, early_stopping: Any = None) -> Tuple[Any, Any]:
+    """The model `train` builds for these options (an MLP in float32), trained quietly as `train`
+    trains it; returns the model and its History."""
     from .layers import MLP
     from .optim import get_optimizer, get_schedule
-    model = MLP([inputs, *config["hidden"], classes], activation=config["activation"], dropout=config["dropout"],
-                output_activation="sigmoid" if config["loss"] == "bce" else None, seed=seed, dtype=np.float32)
+    from .train import fit
+    model = MLP([train[0].shape[1], *config["hidden"], classes], activation=config["activation"],
+                dropout=config["dropout"], output_activation="sigmoid" if config["loss"] == "bce" else None,
+                seed=seed, dtype=np.float32)
     optimizer = get_optimizer(config["optimizer"], model, config["lr"])
-    return model, optimizer, get_schedule(config["schedule"], optimizer, config["epochs"])
+    schedule = get_schedule(config["schedule"], optimizer, config["epochs"])
+    history = fit(model, config["loss"], optimizer, train, validation=validation, epochs=config["epochs"],
+                  batch_size=config["batch_size"], l2=config["l2"], schedule=schedule,
+                  early_stopping=early_stopping, seed=seed, verbose=False)
+    return model, history
 
 
 class _CallableModule(types.ModuleType):

@@ -45,6 +45,8 @@ def test_random_draws_lr_and_l2_log_uniformly_within_their_ranges():
     assert sw.random_configs(5, {"lr": (0.1, 1.0)}, seed=3) == sw.random_configs(5, {"lr": (0.1, 1.0)}, seed=3)
     with pytest.raises(ValueError, match="log-uniformly"):
         sw.random_configs(2, {"l2": (0.0, 1e-3)})
+    with pytest.raises(ValueError, match="resume=True continues the sweep recorded in results="):
+        nn.sweep(sw.grid(lr=[1]), resume=True)
     with pytest.raises(ValueError, match="activation takes a list of choices, not a range"):
         sw.random_configs(2, {"activation": sw.parse_range("activation=relu:tanh")[1]})
 
