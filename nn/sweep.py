@@ -588,9 +588,8 @@ def _train_defaults(dataset: str, data_dir: Optional[str] = None) -> Config:
     """`python -m nn train`'s defaults for `dataset` (nn/datasets/defaults.py), as sweep options."""
     from .datasets.defaults import training_defaults
     d = training_defaults(dataset, image_shape=_dataset_shape(dataset, data_dir))
-    return {"hidden": list(d.hidden), "activation": d.activation, "loss": d.loss, "optimizer": d.optimizer,
-            "lr": d.lr[d.optimizer], "l2": d.l2, "dropout": d.dropout, "epochs": d.epochs,
-            "batch_size": d.batch_size, "schedule": d.schedule}
+    # the defaults are named as the options are; lr is the default optimizer's
+    return {**{name: getattr(d, name) for name in OPTIONS}, "hidden": list(d.hidden), "lr": d.lr[d.optimizer]}
 
 
 def _dataset_shape(dataset: str, data_dir: Optional[str]) -> Optional[Sequence[int]]:
