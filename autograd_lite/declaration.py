@@ -71,7 +71,8 @@ class Primitive:
     """
 
     __slots__ = ("name", "forward", "vjps", "jvps", "vjp_joint", "vjp_into", "variadic",
-                 "rule_text", "fresh_cotangents", "domain", "check", "batch", "scalar", "__dict__")
+                 "rule_text", "fresh_cotangents", "domain", "check", "batch", "scalar", "into",
+                 "__dict__")
 
     def __init__(self, name: str, forward: Callable, variadic: bool = False,
                  register: bool = True) -> None:
@@ -94,6 +95,11 @@ class Primitive:
         # one element's forward / VJP rules / reduction as Python expressions, where declared
         # ({"forward": "x * y", "vjps": ("g * y", "g * x")}, {"reduce": "+"}): ag.compile's fusion
         self.scalar: Optional[Dict[str, Any]] = None
+        # where the forward / a VJP rule can write its result into a given array by the same
+        # arithmetic (matmul: the same BLAS call with out=): {"when": test(*inputs) on arrays,
+        # "forward": f(*inputs, out=), "vjps": (rule(g, ans, *inputs, out=) or None, ...)};
+        # ag.compile's buffer plan writes such results into preallocated buffers
+        self.into: Optional[Dict[str, Any]] = None
         if register:
             if name in PRIMITIVES:
                 raise ValueError(f"primitive: a primitive named {name!r} is already in the table")
