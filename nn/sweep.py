@@ -325,7 +325,8 @@ class SweepResult:
             parts += ["--dataset", str(self.setting["dataset"])]
         for name, (_, flag) in OPTIONS.items():
             if name in config and (name in self.varied or config[name] != self.defaults.get(name)):
-                parts += [flag, _show(config[name]).replace("-", ",") if name == "hidden" else _show(config[name])]
+                value = _show(config[name], exact=True)
+                parts += [flag, value.replace("-", ",") if name == "hidden" else value]
         return " ".join(parts)
 
     def write(self, path: str) -> None:
@@ -346,7 +347,7 @@ class SweepResult:
                          "seconds"] + names)
         for rank, s in enumerate(self.scores, 1):
             writer.writerow([rank, f"{s.mean:.6f}", f"{s.std:.6f}", f"{s.worst:.6f}", s.trials, f"{s.seconds:.2f}"]
-                            + [_show(s.config.get(n)) for n in names])
+                            + [_show(s.config.get(n), exact=True) for n in names])
         with atomic_write(path, "sweep --out", "w") as f:
             f.write(buffer.getvalue())
 
@@ -405,7 +406,7 @@ def sweep(configs: Sequence[Mapping[str, Any]], *, dataset: str = "digits", data
     if log is not None and not resume and log.done():
         raise ValueError(f"sweep: the results file {results!r} holds trials already; pass resume=True "
                          "(--resume) to continue that sweep, or choose another file")
-    varied = [name for name in OPTIONS if len({_show(c.get(name)) for c in full}) > 1]
+    varied = [name for name in OPTIONS if len({_show(c.get(name), exact=True) for c in full}) > 1]
     started = time.perf_counter()
     where = workers_for(workers, client=client, scheduler=scheduler)
     try:
@@ -537,11 +538,14 @@ def _split_assignment(text: str, flag: str, example: str) -> Tuple[str, str]:
     return name, values.strip()
 
 
-def _show(value: Any) -> str:
+def _show(value: Any, exact: bool = False) -> str:
+    """An option's value as text: 6 significant digits, or with `exact` as many as give the value
+    back (a train command and a CSV must reproduce a drawn lr such as 1.8789912, not 1.87899)."""
     if isinstance(value, list):
         return "-".join(str(v) for v in value)
     if isinstance(value, float):
-        return f"{value:g}"
+        short = f"{value:g}"
+        return short if not exact or float(short) == value else repr(value)
     return str(value)
 
 

@@ -236,3 +236,16 @@ def test_without_distributed_the_scheduler_option_names_the_extra():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == ("sweep on a Dask cluster needs Dask's distributed scheduler, which is not "
                                    "installed: pip install 'autograd-lite[distributed]'")
+
+
+def test_the_best_train_command_and_the_csv_give_a_drawn_value_back_exactly(tmp_path):
+    drawn = sw.random_configs(1, {"lr": (0.1, 10.0)}, seed=0)[0]["lr"]
+    assert f"{drawn:g}" != repr(drawn)                  # six digits would lose it
+    records = [{"config": {"lr": lr, "hidden": [256, 128]}, "val_accuracy": acc, "seconds": 1.0}
+               for lr, acc in ((drawn, 0.9), (2.0, 0.8))]
+    result = sw.SweepResult(scores=sw._scores(records), records=records, setting={"dataset": "digits"},
+                            varied=["lr"])
+    assert result.train_command() == f"python -m nn train --hidden 256,128 --lr {drawn!r}"
+    result.write(str(tmp_path / "s.csv"))
+    rows = (tmp_path / "s.csv").read_text().splitlines()
+    assert rows[1].endswith(f",256-128,{drawn!r}") and rows[2].endswith(",256-128,2")
