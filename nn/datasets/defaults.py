@@ -85,16 +85,17 @@ TRAINING_DEFAULTS: Dict[str, Dict[str, TrainingDefaults]] = {
             chosen="chosen on five 20% validation splits of the training set"),
         # a stratified 10,000-image validation split of MNIST's 60,000 training images: LeNet-5 with batch
         # norm, dropout 0.2, Adam 2e-3 cosine, batch 64 reached 98.14, 98.61, 98.76, 98.85% validation accuracy
-        # after epochs 1-4 (19 minutes on the loaded machine); no other setting could be compared in the time
+        # after epochs 1-4 of a 4-epoch cosine run (still rising); the same with a 7-epoch cosine run on a 10,001-image
+        # split (seed 0): 98.12, 98.47, 98.71, 98.65, 98.87, 99.02, 98.97% after epochs 1-7, so 7 epochs
         "mnist": TrainingDefaults(
             channels=(6, 16), kernel_size=5, padding=(2, 0), hidden=(120, 84), batch_norm=True, activation="relu", loss="ce",
-            optimizer="adam", lr={"sgd": 0.05, "momentum": 0.02, "adam": 2e-3}, l2=0.0, dropout=0.2, epochs=4,
+            optimizer="adam", lr={"sgd": 0.05, "momentum": 0.02, "adam": 2e-3}, l2=0.0, dropout=0.2, epochs=7,
             batch_size=64, schedule="cosine", validation=0.0,
             chosen="chosen on a 10,000-image validation split of the training set"),
         # Fashion-MNIST's files are not on this machine: MNIST's, by analogy, not measured
         "fashion-mnist": TrainingDefaults(
             channels=(6, 16), kernel_size=5, padding=(2, 0), hidden=(120, 84), batch_norm=True, activation="relu", loss="ce",
-            optimizer="adam", lr={"sgd": 0.05, "momentum": 0.02, "adam": 2e-3}, l2=0.0, dropout=0.2, epochs=4,
+            optimizer="adam", lr={"sgd": 0.05, "momentum": 0.02, "adam": 2e-3}, l2=0.0, dropout=0.2, epochs=7,
             batch_size=64, schedule="cosine", validation=0.0,
             chosen="MNIST's by analogy, not measured (no files at hand)"),
     },
