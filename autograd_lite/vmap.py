@@ -57,13 +57,12 @@ def vmap(f: Callable[..., Any], in_axes: Axes = 0, out_axes: Axes = 0) -> Callab
         flat_args, dims = [], []
         for i, (arg, axis) in enumerate(zip(args, axes)):
             _collect(arg, axis, f"argument {i}", flat_args, dims, name)
-        sizes = {a.shape[d] if isinstance(a, Tensor) else np.shape(a)[d]
-                 for a, d in zip(flat_args, dims) if d is not None}
+        sizes = {_length(a, d) for a, d in zip(flat_args, dims) if d is not None}
         if not sizes:
             raise ValueError(f"vmap: in_axes of {name} are None for every argument; at least one "
                              "argument must have a batch axis (an int in in_axes)")
         if len(sizes) > 1:
-            found = ", ".join(f"{where} has {np.shape(a.data if isinstance(a, Tensor) else a)[d]}"
+            found = ", ".join(f"{where} has {_length(a, d)}"
                               for a, d, where in _batched_arguments(args, axes))
             raise ValueError(f"vmap: the arguments of {name} disagree on the number of examples "
                              f"along their in_axes ({found}); all must be equal")
@@ -167,6 +166,11 @@ def _collect(arg: Any, axis: Any, where: str, flat: list, dims: list, name: str)
                          "(no axis to map over); expected None")
     flat.append(arg)
     dims.append(int(axis) % ndim)
+
+
+def _length(a: Any, axis: int) -> int:
+    """The length of `a` along `axis` (of one example, for the batched value of an outer vmap)."""
+    return (a.shape if isinstance(a, Tensor) else np.shape(a))[axis]
 
 
 def _batched_arguments(args: Sequence[Any], axes: Sequence[Any]):

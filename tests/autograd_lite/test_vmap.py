@@ -164,6 +164,8 @@ def test_errors_name_vmap_the_argument_and_what_was_expected():
     x, y = np.ones((3, 2)), np.ones((4, 2))
     with pytest.raises(ValueError, match=r"vmap: the arguments of .* disagree .*argument 0 has 3, argument 1 has 4"):
         vmap(lambda a, b: a + b)(x, y)
+    with pytest.raises(ValueError, match=r"disagree .*argument 0 has 2, argument 1 has 3"):  # inner vmap: per outer example
+        vmap(lambda a, b: vmap(lambda u, v: u * v)(a, b))(np.ones((5, 2)), np.ones((5, 3)))
     with pytest.raises(ValueError, match=r"vmap: in_axes of .* argument 0 is 2, out of range for its shape \(3, 2\)"):
         vmap(lambda a: a, in_axes=2)(x)
     with pytest.raises(ValueError, match=r"vmap: in_axes of .* has 1 entries but 2 argument"):
