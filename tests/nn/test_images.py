@@ -62,14 +62,17 @@ def idx(path):
 
 @pytest.fixture(scope="session")
 def mnist_model(tmp_path_factory):
-    """The lecture's 784-100-10 sigmoid MLP, one epoch on 30,000 MNIST images (a few seconds)."""
+    """A 784-100-10 ReLU MLP, two epochs of Adam on 30,000 MNIST images in batches of 250 (about
+    91% training accuracy; 9-10 of the drawings right over seeds 0-2). The lecture's sigmoid
+    network needs 1,200 steps of batch 50 for that, which cost 30 s here; eager, because a first
+    compiled step with an empty kernel cache compiles for longer than these 240 steps take."""
     if not (MNIST / "train-images-idx3-ubyte.gz").is_file():
         pytest.skip(f"the MNIST files are not in {MNIST}")
     x, y = idx(MNIST / "train-images-idx3-ubyte.gz")[:30000], idx(MNIST / "train-labels-idx1-ubyte.gz")[:30000]
     prep = Preprocessing((28, 28), 255, (-1, 1), tuple("0123456789"), "mnist")
-    model = nn.MLP([784, 100, 10], activation="sigmoid", output_activation="sigmoid", seed=0, dtype=np.float32)
-    nn.fit(model, "bce", nn.SGD(model, lr=0.25), (prep.apply(x), y.astype(np.int64)), epochs=2, batch_size=50,
-           verbose=False)
+    model = nn.MLP([784, 100, 10], activation="relu", seed=0, dtype=np.float32)
+    nn.fit(model, "ce", nn.Adam(model, lr=0.003), (prep.apply(x), y.astype(np.int64)), epochs=2, batch_size=250,
+           verbose=False, compile=False)
     path = tmp_path_factory.mktemp("mnist") / "mnist.npz"
     nn.save(model, path, prep)
     return path
