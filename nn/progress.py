@@ -23,6 +23,8 @@ LINES_PER_RUN = 20
 # a first batch still running after this many seconds with the kernel cache empty: say it is compiling
 COMPILE_NOTICE_AFTER = 1.0
 COMPILE_MESSAGE = "compiling kernels (first run only; later runs load them from Numba's cache)"
+# the modules of autograd_lite/kernels whose Numba kernels are cached on disk (cache=True)
+KERNEL_MODULES = ("jitted", "conv_kernels")
 
 
 def default_log_every(epochs: int) -> int:
@@ -54,9 +56,10 @@ def duration(seconds: float) -> str:
 
 
 def kernel_cache_is_empty() -> bool:
-    """Whether Numba's on-disk cache holds none of autograd_lite's compiled kernels (index files
-    `jitted.*.nbi` where Numba keeps them: $NUMBA_CACHE_DIR, the kernels' __pycache__, or the user's
-    cache folder). False when that cannot be told, so that no compile notice is made up."""
+    """Whether Numba's on-disk cache lacks the compiled kernels of one of KERNEL_MODULES (it holds
+    no index file `<module>.*.nbi` where Numba keeps them: $NUMBA_CACHE_DIR, the kernels'
+    __pycache__, or the user's cache folder). False when that cannot be told, so that no compile
+    notice is made up."""
     try:
         import autograd_lite.kernels as kernels
     except ImportError:
@@ -70,7 +73,8 @@ def kernel_cache_is_empty() -> bool:
         places = [os.path.join(source, "__pycache__")]
     else:
         places = [os.path.join(os.path.expanduser("~"), ".cache", "numba")]
-    return not any(glob.glob(os.path.join(place, "**", "jitted.*.nbi"), recursive=True) for place in places)
+    return not all(any(glob.glob(os.path.join(place, "**", f"{module}.*.nbi"), recursive=True) for place in places)
+                   for module in KERNEL_MODULES)
 
 
 def is_interactive(stream: IO[str]) -> bool:
@@ -108,6 +112,9 @@ class Progress:
         self._compile_timer: Optional[threading.Timer] = None
         self._compile_started = 0.0
         self._compile_said = False
+        # the notice comes from the timer's thread: without the lock it could be printed just
+        # after the first batch ended, and never followed by how long the compile took
+        self._compile_lock = threading.Lock()
         if self.verbose and kernel_cache_is_empty():
             self._compile_timer = threading.Timer(COMPILE_NOTICE_AFTER, self._compiling)
             self._compile_timer.daemon = True
@@ -115,16 +122,19 @@ class Progress:
             self._compile_timer.start()
 
     def _compiling(self) -> None:
-        self.line(COMPILE_MESSAGE + " ...")
-        self._compile_said = True
+        with self._compile_lock:
+            if self._compile_timer is not None:      # the first batch has not ended meanwhile
+                self.line(COMPILE_MESSAGE + " ...")
+                self._compile_said = True
 
     def batch(self, epoch: int, done: int, loss: float, samples: int, epoch_seconds: float) -> None:
         """After batch `done` of epoch `epoch`: the running mean loss, samples seen this epoch."""
         if self._compile_timer is not None:
-            self._compile_timer.cancel()
+            with self._compile_lock:
+                self._compile_timer.cancel()
+                self._compile_timer = None
             if self._compile_said:
                 self.line(f"compiled the kernels in {duration(time.perf_counter() - self._compile_started)}")
-            self._compile_timer = None
         if self.bar is not None:
             self.bar.update(epoch, done, loss, samples / max(epoch_seconds, 1e-9), self.last_logs)
 
@@ -147,7 +157,9 @@ class Progress:
 
     def close(self) -> None:
         if self._compile_timer is not None:
-            self._compile_timer.cancel()
+            with self._compile_lock:
+                self._compile_timer.cancel()
+                self._compile_timer = None
         if self.bar is not None:
             self.bar.close()
             self.bar = None

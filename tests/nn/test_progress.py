@@ -132,6 +132,8 @@ def test_the_kernel_cache_is_looked_for_where_numba_keeps_it(monkeypatch, tmp_pa
     assert progress.kernel_cache_is_empty()
     (tmp_path / "some" / "dir").mkdir(parents=True)
     (tmp_path / "some" / "dir" / "jitted.sgd_update-40.py311.nbi").write_bytes(b"")
+    assert progress.kernel_cache_is_empty()           # the conv kernels are still to compile
+    (tmp_path / "some" / "dir" / "conv_kernels.im2col-30.py311.nbi").write_bytes(b"")
     assert not progress.kernel_cache_is_empty()
     monkeypatch.setenv("AUTOGRAD_LITE_KERNELS", "numpy")      # no Numba, nothing to compile
     (tmp_path / "some" / "dir" / "jitted.sgd_update-40.py311.nbi").unlink()
