@@ -241,3 +241,26 @@ def test_eager_work_on_another_thread_is_not_recorded_into_a_trace():
     done.set()
     runner.join(5)
     assert [s.label for s in compiled.program.steps] == ["matmul", "sum[axis=None, keepdims=False]"]
+
+
+def test_the_fast_argument_check_sends_any_other_signature_to_the_general_path():
+    calls = []
+
+    @ag.compile
+    def f(x, y):
+        calls.append(1)   # the body runs only while tracing (twice per signature)
+        return (ag.as_tensor(x) * y).sum()
+
+    x, y = ag.tensor(np.ones(3), requires_grad=True), np.full(3, 2.0)
+    for _ in range(4):
+        assert f(x, y).data.item() == 6.0
+    assert len(calls) == 2 and f._fast is not None
+    x.data = np.ones(4)          # the same Tensor, another shape: traced again
+    assert f(x, np.full(4, 3.0)).data.item() == 12.0 and len(calls) == 3
+    z = np.full(4, 5.0)
+    f(z, z)                      # the same array twice: another signature (aliasing)
+    assert len(calls) == 4 and f(z, z).data.item() == 100.0 and len(calls) == 5
+    with ag.no_grad():           # the grad mode is part of the signature
+        assert f(x, z).data.item() == 20.0 and len(calls) == 6
+    assert f(x.data.astype(np.float32), z).data.dtype == np.float64 and len(calls) == 7
+    assert f(x.data, z).data.item() == 20.0 and f.trace_count == 6   # x.data: an array now
