@@ -232,6 +232,7 @@ def test_dropout_draws_one_mask_per_example_the_numbers_a_loop_draws():
 
 def test_a_vmap_on_one_thread_leaves_other_threads_eager():
     import threading
+
     from autograd_lite import engine
     inside, done = threading.Event(), threading.Event()
     seen = {}

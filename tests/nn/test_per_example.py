@@ -1,4 +1,6 @@
 """nn.per_example_grads against a loop of single-example backward passes, and clip_per_example."""
+import functools
+
 import numpy as np
 import pytest
 
@@ -82,10 +84,11 @@ def test_loss_values_under_vmap_equal_a_loop_batched_or_shared_targets(loss, tar
     probs = rng.uniform(0.05, 0.95, (4, 2, 3))
     Y = targets((4, 2, 3))
     for reduction in ("sum", "mean"):
-        got = ag.vmap(lambda p, y: loss(p, y, reduction=reduction))(probs, Y)
+        reduced = functools.partial(loss, reduction=reduction)
+        got = ag.vmap(reduced)(probs, Y)
         want = [loss(probs[i], Y[i], reduction=reduction).data for i in range(4)]
         np.testing.assert_allclose(got, want, rtol=1e-13, atol=0)
-        shared = ag.vmap(lambda p, y: loss(p, y, reduction=reduction), in_axes=(0, None))(probs, Y[0])
+        shared = ag.vmap(reduced, in_axes=(0, None))(probs, Y[0])
         np.testing.assert_allclose(shared, [loss(probs[i], Y[0], reduction=reduction).data
                                             for i in range(4)], rtol=1e-13, atol=0)
     with pytest.raises(ValueError, match="targets have shape \\(2, 2\\) but predictions have shape \\(2, 3\\)"):
