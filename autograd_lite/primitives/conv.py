@@ -167,7 +167,8 @@ def avg_pool2d(x: Any, kernel_size: IntPair, stride: Optional[IntPair] = None,
     window = _pool_geometry("avg_pool2d", x.shape, kernel_size, stride, padding)
     (kh, kw) = window["kernel"]
     n, c, h, w = x.shape
-    mean_kernel = np.full((1, 1, kh, kw), 1.0 / (kh * kw), dtype=x.dtype)
+    # integers average to float64, as np.mean and adaptive_avg_pool2d do (an integer kernel would be 0)
+    mean_kernel = np.full((1, 1, kh, kw), 1.0 / (kh * kw), dtype=x.dtype if x.dtype.kind == "f" else np.float64)
     out = conv2d_p(x.reshape((n * c, 1, h, w)), mean_kernel, stride=window["stride"],
                    padding=window["padding"], dilation=(1, 1), groups=1)
     return out.reshape((n, c) + out.shape[2:])

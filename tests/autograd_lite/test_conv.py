@@ -219,6 +219,13 @@ def test_max_pool2d_pads_integers_with_their_minimum():
     np.testing.assert_array_equal(out[0, 0], [[0, 2, 3], [8, 10, 11], [12, 14, 15]])
 
 
+def test_avg_pool2d_of_integers_is_their_float64_mean():
+    x = np.arange(32).reshape(1, 2, 4, 4)
+    out = ag.avg_pool2d(x, 2).data
+    assert out.dtype == np.float64
+    np.testing.assert_array_equal(out, x.reshape(1, 2, 2, 2, 2, 2).mean(axis=(3, 5)))
+
+
 def test_mixed_float_dtypes_promote_to_float64_alike_on_both_backends(monkeypatch):
     """float32 x with float64 w: float64 out, as ag.matmul and NumPy promote (the Numba path
     converts x rather than falling back to the twin); each gradient keeps its input's dtype."""
