@@ -699,10 +699,53 @@ def _add(total: Any, c: Any) -> Any:
 
 
 def _accumulate(exclusive: bool) -> Callable:
+    """leaf.grad += g as engine._accumulate_grad computes it; where leaf.grad already holds an
+    array that nothing else can see (`_sole_grad_array`), the sum is written into that array
+    (the same np.add, so the same bits) and wrapped in a new Tensor, as eager's new array is."""
+    wrap, add = Tensor._wrap, np.add
+
     def run(leaf: Tensor, g: Any) -> np.ndarray:
+        data = _sole_grad_array(leaf)
+        if data is not None and type(g) is np.ndarray and g.shape == data.shape and \
+                g.dtype == data.dtype == leaf.data.dtype:
+            leaf._grad = wrap(add(data, g, out=data))
+            return data
         engine._accumulate_grad(leaf, g, False, exclusive)
         return leaf.grad.data
     return run
+
+
+def _grad_references(leaf: Tensor) -> Tuple[int, int]:
+    old = leaf._grad
+    data = old.data
+    return sys.getrefcount(old), sys.getrefcount(data)
+
+
+def _sole_grad_array(leaf: Tensor) -> Optional[np.ndarray]:
+    """leaf.grad's array when writing into it cannot be seen: a plain writeable ndarray that
+    owns its memory, referenced only by the grad Tensor, which only the leaf references (no
+    other name, view, exported buffer or weak reference), so eager's new array and this one
+    differ only in their address. None otherwise."""
+    old = leaf._grad
+    if old is None:
+        return None
+    data = old.data
+    if type(data) is not np.ndarray or data.base is not None or not data.flags.writeable or \
+            sys.getrefcount(old) != _SOLE[0] or sys.getrefcount(data) != _SOLE[1] or \
+            weakref.getweakrefcount(old) or weakref.getweakrefcount(data):
+        return None
+    return data
+
+
+def _calibrate() -> Tuple[int, int]:
+    """The reference counts `_sole_grad_array` sees for a grad that only its leaf holds (the
+    same locals as there; measured, since they depend on the Python version)."""
+    leaf = Tensor._wrap(np.zeros(1))
+    leaf._grad = Tensor._wrap(np.zeros(1))
+    return _grad_references(leaf)
+
+
+_SOLE = _calibrate()
 
 
 def _assign_grad(t: Tensor, value: Optional[Tensor]) -> None:

@@ -113,3 +113,44 @@ def test_a_replay_that_starts_while_the_program_runs_uses_fresh_arrays():
     for k, v in buffers_before.items():
         assert np.array_equal(v, snapshot[k]), f"buffer {k} written by the re-entered replay"
     assert not np.array_equal(W.data, W_before) and np.isfinite(loss.data)
+
+
+def _accumulating_step(W, x):
+    def step(x):
+        loss = ag.tanh(x @ W).sum() + (W * W).sum()
+        loss.backward()   # no zero_grad: gradients add up over calls
+        return loss
+    return step
+
+
+def test_gradients_add_into_an_unshared_grad_array_in_place_with_eager_bits(monkeypatch):
+    from autograd_lite.compile import fuse
+    monkeypatch.setattr(fuse, "ENABLED", False)   # the same kernels as eager
+    rng = np.random.default_rng(3)
+    xs = [rng.standard_normal((6, 5)) for _ in range(6)]
+    start = rng.standard_normal((5, 4))
+    W_eager, W = ag.tensor(start.copy(), requires_grad=True), ag.tensor(start.copy(), requires_grad=True)
+    eager, compiled = _accumulating_step(W_eager, None), ag.compile(_accumulating_step(W, None))
+    from autograd_lite import engine
+    out_of_place = []
+    accumulate = engine._accumulate_grad
+    monkeypatch.setattr(engine, "_accumulate_grad", lambda *a: out_of_place.append(1) or accumulate(*a))
+    for n, x in enumerate(xs):
+        eager(x)
+        out_of_place.clear()
+        compiled(x)
+        assert np.array_equal(W.grad.data, W_eager.grad.data)
+        # calls 1-2 trace and the trace's program keeps its arrays: from the 4th call on, the
+        # sum goes into the grad array of the call before
+        assert len(out_of_place) == (0 if n >= 3 else 1), n
+    held = W.grad                 # a reference held outside: the next sum must not change it
+    before = held.data.copy()
+    compiled(xs[0])
+    eager(xs[0])
+    assert np.array_equal(held.data, before) and W.grad is not held
+    assert np.array_equal(W.grad.data, W_eager.grad.data)
+    view = W.grad.data[0]         # a view of the array: also out of place
+    seen = view.copy()
+    compiled(xs[1])
+    eager(xs[1])
+    assert np.array_equal(view, seen) and np.array_equal(W.grad.data, W_eager.grad.data)
