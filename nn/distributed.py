@@ -147,13 +147,15 @@ def fit_data_parallel(model: Module, loss: Union[str, LossFn], optimizer: Any,
     same seed), takes its contiguous part, computes its loss (+ the L2 penalty) and gradient, and one
     Allreduce adds the gradients weighted by the parts' sizes, giving the whole batch's gradient on
     every rank; every `check_every` steps and at the end the ranks check that their parameters are
-    identical (ParameterDivergence otherwise). Only rank 0 prints.
+    identical (ParameterDivergence otherwise). Each rank draws its own dropout masks. Only rank 0 prints.
     """
     loss_fn = get_loss(loss)
     x, y = _check_xy("fit_data_parallel", *train)
     rank, size = comm.Get_rank(), comm.Get_size()
     out = sys.stdout if file is None else file
     broadcast_parameters(model, comm)
+    if size > 1:
+        _own_random_streams(model, rank)
     averager = GradientAverager(model, comm)
     batch_iter = batches(x, y, batch_size, shuffle=True, seed=seed)
     history = History()
@@ -206,6 +208,16 @@ def fit_data_parallel(model: Module, loss: Union[str, LossFn], optimizer: Any,
         model.eval()
     history.best_epoch = history.epochs or None
     return history
+
+
+def _own_random_streams(model: Module, rank: int) -> None:
+    """Give each rank its own stream of dropout masks. Every rank builds the model from the same
+    seed, so without this the k-th sample of every rank's part would get the same mask; one number
+    drawn from the shared stream, with the rank, seeds each rank's own (reproducible) Generator."""
+    for module in model.modules():
+        rng = getattr(module, "rng", None)
+        if isinstance(rng, np.random.Generator):
+            module.rng = np.random.default_rng([int(rng.integers(2 ** 62)), rank])
 
 
 def _part(n: int, rank: int, size: int) -> Tuple[int, int]:

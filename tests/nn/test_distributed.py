@@ -55,6 +55,16 @@ except ParameterDivergence as error:
     message = str(error)
 with open(f"{out}/diverged-{rank}.txt", "w") as f:
     f.write(message)
+
+# 4. dropout: each rank draws its own masks (the same model seed on every rank must not mean the same
+#    masks); 24 samples in batches of 8, so both ranks draw as many masks and would otherwise draw the same
+model = nn.MLP([6, 5, 3], dropout=0.5, output_activation="sigmoid", seed=0, dtype=np.float64)
+fit_data_parallel(model, "bce", nn.SGD(model, lr=0.1), (x[:24], y[:24]), comm, epochs=1, batch_size=8, verbose=False)
+model.train()
+outputs = comm.allgather(model(x).data)
+if rank == 0:
+    with open(f"{out}/dropout.txt", "w") as f:
+        f.write("same" if np.array_equal(outputs[0], outputs[1]) else "differ")
 """
 
 
@@ -101,6 +111,7 @@ def test_two_ranks_average_to_the_whole_batch_gradient_and_train_as_one_process(
     assert any(not np.allclose(trained[n], v, atol=1e-3) for n, v in
                nn.MLP([6, 5, 3], seed=1, dtype=np.float64).state_dict().items())   # it did train
 
+    assert (tmp_path / "dropout.txt").read_text() == "differ"
     for rank in (0, 1):
         message = (tmp_path / f"diverged-{rank}.txt").read_text()
         assert "after step 99 the parameters of rank(s) 1 differ from rank 0's" in message
