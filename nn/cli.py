@@ -1,4 +1,4 @@
-"""The command line: `python -m nn train | evaluate | predict | explain` (or `autograd-lite ...`).
+"""The command line: `python -m nn train | evaluate | predict | explain | sweep` (or `autograd-lite ...`).
 
 This module parses the options and dispatches: each command's work is `nn.commands.<command>.run`.
 The error boundary is here too: a user error (a bad option, a missing file, a model that does not
@@ -56,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser of every command; `args.command` names the module in nn/commands that runs it."""
     prog = _prog()
     parser = argparse.ArgumentParser(
-        prog=prog, description="Train, evaluate and use multilayer perceptrons built "
-        f"with autograd-lite. Run '{prog} train' to train on the bundled 8x8 digits.",
+        prog=prog, description="Train, evaluate and use neural networks (multilayer perceptrons and "
+        "convolutional networks) built with autograd-lite, and search their hyperparameters. "
+        f"Run '{prog} train' to train on the bundled 8x8 digits.",
         formatter_class=_HelpFormatter)
     parser.add_argument("--version", action="version", version=f"autograd-lite {ag.__version__}",
                         help="print the version and exit")
@@ -186,7 +187,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                     help="a .npy array of raw pixel values (one image or a stack, the model's size), or an "
                          "image file of one digit of any size (cropped, scaled and centred as the data set's)")
     pr.add_argument("--max-value", type=_positive_float, default=None,
-                    help="the largest pixel value of the .npy data (default: 16 for 8x8, 255 for 28x28)")
+                    help="the largest pixel value of the .npy data (default: the one the model file records; "
+                         "for files without a record 16 for 8x8 and 255 for 28x28 images)")
 
 
 def _add_explain(sub: argparse._SubParsersAction) -> None:
