@@ -131,7 +131,8 @@ class History:
         """Loss and accuracy per epoch, side by side: training solid, validation dashed, the epoch
         of the lowest validation loss marked; labelled axes, whole-number epoch ticks. `others` (an ensemble's other
         members) are drawn on the same axes, each labelled by model. Written to `path` in the format
-        its extension names (atomically) when given, else left open; returns the matplotlib Figure.
+        its extension names (atomically) when given, on a Figure of its own that leaves pyplot and
+        its backend untouched; else a pyplot figure left open to show. Returns the matplotlib Figure.
         Needs matplotlib (the `plot` extra).
 
         Example:
@@ -145,11 +146,13 @@ class History:
                 what = f"'.{file_format}' files" if file_format else "a file name without an extension"
                 raise ValueError(f"History.plot: matplotlib cannot write {what} ({path}); use one of "
                                  f"{', '.join('.' + e for e in sorted(formats))}")
-            import matplotlib
-            matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+            from matplotlib.figure import Figure
+            fig = Figure(figsize=(10, 4))
+            axes = fig.subplots(1, 2)
+        else:
+            import matplotlib.pyplot as plt
+            fig, axes = plt.subplots(1, 2, figsize=(10, 4))
         from matplotlib.ticker import MaxNLocator
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
         runs = [self, *others]
         for i, h in enumerate(runs):
             tag = f" (model {i + 1})" if len(runs) > 1 else ""
@@ -170,7 +173,6 @@ class History:
         if path is not None:
             with atomic_path(path, "History.plot") as tmp:
                 fig.savefig(tmp, format=file_format, dpi=100)
-            plt.close(fig)
         return fig
 
 

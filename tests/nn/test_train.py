@@ -428,3 +428,17 @@ def test_history_plot_labels_its_axes_and_ticks_whole_epochs(tmp_path):
     assert (tmp_path / "c.png").read_bytes().startswith(b"\x89PNG")
     with pytest.raises(ValueError, match=r"cannot write '\.xyz' files"):
         history.plot(str(tmp_path / "c.xyz"))
+
+
+def test_history_plot_to_a_file_leaves_the_users_matplotlib_backend_as_it_was(tmp_path):
+    matplotlib = pytest.importorskip("matplotlib")
+    history = History()
+    history.append({"loss": 0.5, "accuracy": 0.75})
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")       # a backend of the user's, other than the Agg a file needs
+    try:
+        history.plot(str(tmp_path / "c.png"))
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use(before)
+    assert (tmp_path / "c.png").read_bytes().startswith(b"\x89PNG")
