@@ -1,7 +1,8 @@
 """The buffer plan: which step results a replay writes into arrays allocated once.
 
 A step whose call can write into a given array (a NumPy ufunc forward, the sum of two
-cotangents) gets a buffer of its traced shape and dtype, passed as `out=`, if nothing outside
+cotangents, a forward or VJP rule declared in its primitive's `into`, e.g. matmul's 2-D
+products through `np.matmul(a, b, out=)`, the same BLAS call) gets a buffer of its traced shape and dtype, passed as `out=`, if nothing outside
 the replay can hold its result or a view of it: not returned, not handed to an effect (an
 optimizer, an in-place operator) or stored as a leaf's `.grad`. Which values share memory is
 read off the traced run itself (a rule that returns its cotangent unchanged, a reshape's
@@ -98,7 +99,8 @@ def plan(program: Program) -> Plan:
 
 def _writer(step: Any, env: List[Any]) -> Optional[Callable]:
     """The function that computes step's result into `out=`, or None where there is none:
-    a ufunc forward of plain arrays without parameters, or the sum of two cotangents."""
+    a forward or VJP rule its primitive declares in `prim.into` (matmul's BLAS product), a
+    ufunc forward of plain arrays without parameters, or the sum of two cotangents."""
     from .capture import _add   # capture imports program; the step functions live there
     result = env[step.out] if isinstance(step.out, int) else None
     if type(result) is not np.ndarray or result.ndim == 0 or not result.flags.c_contiguous:
@@ -106,6 +108,14 @@ def _writer(step: Any, env: List[Any]) -> Optional[Callable]:
     inputs = [env[i] for i in step.ins]
     if any(isinstance(a, np.ndarray) and type(a) is not np.ndarray for a in inputs):
         return None   # a subclass (a traced mask) may handle out= its own way
+    into = getattr(step.prim, "into", None)
+    if into is not None and not step.kw and step.kind in ("primitive", "rule"):
+        operands = inputs if step.kind == "primitive" else inputs[2:]
+        if all(type(a) is np.ndarray for a in inputs) and into["when"](*operands):
+            if step.kind == "primitive":
+                return into.get("forward")
+            rules = into.get("vjps", ())
+            return rules[step.argnum] if 0 <= step.argnum < len(rules) else None
     if step.kind == "primitive" and not step.kw:
         forward = getattr(step.fn, "forward", None)
         if isinstance(forward, np.ufunc) and forward.nout == 1 and forward.nin == len(inputs):

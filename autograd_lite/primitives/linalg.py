@@ -67,6 +67,14 @@ def _matmul_vjp_y_vector(g, ans, x, y):
 matmul_p = primitive(_matmul, "matmul")
 matmul_p.defvjp(_matmul_vjp_x, _matmul_vjp_y_vector, text="g @ W^T, X^T @ g")
 matmul_p.fresh_cotangents = True
+# two matrices: the forward and both rules are one np.matmul each, which can write into a given
+# array by the same BLAS call (ag.compile's buffer plan)
+matmul_p.into = {
+    "when": lambda x, y: x.ndim == 2 and y.ndim == 2,
+    "forward": lambda x, y, out: np.matmul(x, y, out=out),
+    "vjps": (lambda g, ans, x, y, out: np.matmul(g, y.T, out=out),
+             lambda g, ans, x, y, out: np.matmul(x.T, g, out=out)),
+}
 linear_jvp(matmul_p, (0, 1), jointly=False)  # bilinear: t @ y and x @ t
 
 

@@ -154,3 +154,37 @@ def test_gradients_add_into_an_unshared_grad_array_in_place_with_eager_bits(monk
     compiled(xs[1])
     eager(xs[1])
     assert np.array_equal(view, seen) and np.array_equal(W.grad.data, W_eager.grad.data)
+
+
+def test_matrix_products_write_into_buffers_with_eager_bits_and_vector_products_stay_fresh(monkeypatch):
+    from autograd_lite.compile import fuse
+    monkeypatch.setattr(fuse, "ENABLED", False)
+    rng = np.random.default_rng(5)
+    start_W, start_v = rng.standard_normal((5, 4)).astype(np.float32), rng.standard_normal(4)
+
+    def make(W, v):
+        def step(x):
+            W.grad = v.grad = None
+            h = ag.tanh(x @ W)                       # 2-D products: forward and both rules planned
+            loss = (h @ W.T).sum() + (h.astype(np.float64) @ v).sum()   # h @ v: a vector product
+            loss.backward()
+            return loss
+        return step
+
+    pairs = [(ag.tensor(start_W.copy(), requires_grad=True), ag.tensor(start_v.copy(), requires_grad=True))
+             for _ in range(2)]
+    eager, compiled = make(*pairs[0]), ag.compile(make(*pairs[1]))
+    for _ in range(4):
+        x = rng.standard_normal((6, 5)).astype(np.float32)
+        assert eager(x).data.item() == compiled(x).data.item()
+        for a, b in zip(pairs[0], pairs[1]):
+            assert np.array_equal(a.grad.data, b.grad.data)
+    from autograd_lite.primitives.linalg import matmul_p
+    program = compiled.program   # unfused: the plan's step numbers are the program's
+    kinds = []
+    for n, step in enumerate(program.steps):
+        if step.prim is matmul_p:
+            operands = [program.env[i] for i in (step.ins if step.kind == "primitive" else step.ins[2:])]
+            kinds.append((all(a.ndim == 2 for a in operands), n in program.plan.writers))
+    # x @ W and its rule for W, h @ W.T and its two rules: planned; h @ v and its rules: fresh
+    assert sorted(kinds) == [(False, False)] * 3 + [(True, True)] * 5
