@@ -62,7 +62,7 @@ def _configs(args: argparse.Namespace) -> list:
     if args.random:
         ranges = dict(sw.parse_range(text) for text in args.range or [])
         fixed = dict(sw.parse_assignment(text) for text in args.grid or [])
-        ranges.update({name: values for name, values in fixed.items()})
+        ranges.update(fixed)
         return sw.random_configs(args.random, ranges, seed=0)
     return sw.grid(**dict(sw.parse_assignment(text) for text in args.grid))
 
