@@ -29,8 +29,8 @@ import numpy as np
 
 from autograd_lite.files import atomic_write
 
-from .executors import Workers, workers_for
-from .trials import TrialLog, TrialsInterrupted, run_trials, trial_key
+from .executors import workers_for
+from .trials import TrialLog, run_trials, trial_key
 
 __all__ = ["OPTIONS", "grid", "random_configs", "parse_assignment", "parse_range", "load_space",
            "stratified_folds", "run_trial", "sweep", "SweepResult", "ConfigScore", "refit_best", "train_member",
@@ -385,7 +385,7 @@ def sweep(configs: Sequence[Mapping[str, Any]], *, dataset: str = "digits", data
         raise ValueError("sweep: resume=True continues the sweep recorded in results=FILE.jsonl; give that file")
     if validation is not None and not 0 < validation < 1:
         raise ValueError(f"sweep: validation must be a share between 0 and 1, got {validation!r}")
-    x, y = _training_set(dataset, data_dir)       # fail here, not in every worker, if the data is missing
+    _, y = _training_set(dataset, data_dir)       # fail here, not in every worker, if the data is missing
     train_defaults = _train_defaults(dataset, data_dir)
     full = [_complete(config, {**train_defaults, **(base or {})}) for config in configs]
     unique = {json.dumps(config, sort_keys=True): config for config in full}

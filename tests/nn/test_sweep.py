@@ -16,7 +16,7 @@ import pytest
 import nn
 import nn.sweep as sw
 from nn.executors import ONE_THREAD, LocalWorkers, Workers
-from nn.trials import TrialFailed, TrialLog, TrialsInterrupted, run_trials, trial_key
+from nn.trials import TrialFailed, TrialLog, run_trials, trial_key
 
 TINY = dict(hidden=[4], epochs=1, batch_size=64)
 
