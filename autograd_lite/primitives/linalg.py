@@ -17,15 +17,20 @@ from .shape import reshape, reshape_p, transpose_p
 
 
 def _matmul(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    if x.ndim == 0 or y.ndim == 0:
-        raise ValueError(f"matmul: operands must have at least 1 dimension, got shapes "
-                         f"{x.shape} and {y.shape}; use * to multiply by a scalar")
-    inner_x = x.shape[-1]
-    inner_y = y.shape[0] if y.ndim == 1 else y.shape[-2]
-    if inner_x != inner_y:
-        raise ValueError(f"matmul: shapes {x.shape} and {y.shape} do not align: "
-                         f"{inner_x} != {inner_y}")
+    _check_matmul(x.shape, y.shape)
     return np.matmul(x, y)
+
+
+def _check_matmul(x_shape: tuple, y_shape: tuple) -> None:
+    """Refuse operands whose shapes (one example's, inside vmap) matmul cannot contract."""
+    if not x_shape or not y_shape:
+        raise ValueError(f"matmul: operands must have at least 1 dimension, got shapes "
+                         f"{x_shape} and {y_shape}; use * to multiply by a scalar")
+    inner_x = x_shape[-1]
+    inner_y = y_shape[0] if len(y_shape) == 1 else y_shape[-2]
+    if inner_x != inner_y:
+        raise ValueError(f"matmul: shapes {x_shape} and {y_shape} do not align: "
+                         f"{inner_x} != {inner_y}")
 
 
 def _mT(a: Any) -> Any:
@@ -84,6 +89,8 @@ def _batch_matmul(args, dims):
     a stacked matmul, 1-D examples promoted to matrices and the padding axes removed after."""
     x, y = args
     dx, dy = dims
+    _check_matmul(tuple(x.shape[1:] if dx is not None else x.shape),
+                  tuple(y.shape[1:] if dy is not None else y.shape))
     kx, ky = example_ndim(x, dx), example_ndim(y, dy)
     if dy is None and ky <= 2 and kx >= 1:        # (B, ..., n) @ (n, m): rows of every example
         lead = tuple(x.shape[:-1])

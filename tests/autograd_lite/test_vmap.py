@@ -176,6 +176,13 @@ def test_errors_name_vmap_the_argument_and_what_was_expected():
         vmap(lambda a: a, in_axes=None)(x)
     with pytest.raises(TypeError, match=r"vmap: the truth value of a batched value"):
         vmap(lambda a: a if a.sum() > 0 else -a)(x)
+    # matmul names one example's shapes, as the loop would, and refuses what the loop refuses
+    with pytest.raises(ValueError, match=r"matmul: shapes \(2,\) and \(3, 2\) do not align: 2 != 3"):
+        vmap(lambda a: a @ np.ones((3, 2)))(x)
+    with pytest.raises(ValueError, match=r"matmul: shapes \(5, 3\) and \(2,\) do not align"):
+        vmap(lambda a: np.ones((5, 3)) @ a)(x)
+    with pytest.raises(ValueError, match=r"matmul: operands must have at least 1 dimension, got shapes \(\) and \(3,\)"):
+        vmap(lambda a: a.sum() @ np.ones(3))(x)
 
 
 # ---------------------------------------------------------------- a primitive without a rule
