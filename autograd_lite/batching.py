@@ -216,7 +216,16 @@ def broadcast_batch(args: Sequence[Any], dims: Sequence[Optional[int]]) -> List[
 def elementwise_batch(prim: Any) -> Callable:
     """The batching rule of an elementwise primitive: broadcasting does the work."""
     def rule(args: Sequence[Any], dims: Sequence[Optional[int]], **params: Any) -> Tuple[Any, int]:
-        return prim(*broadcast_batch(args, dims), **params), 0
+        try:
+            return prim(*broadcast_batch(args, dims), **params), 0
+        except ValueError:
+            shapes = [tuple(a.shape[1:]) if d is not None else np.shape(a) for a, d in zip(args, dims)]
+            try:
+                np.broadcast_shapes(*shapes)
+            except ValueError:  # named by one example's shapes, as the loop would name them
+                raise ValueError(f"{prim.name}: operands could not be broadcast together with shapes "
+                                 f"{' '.join(map(str, shapes))} (one example's, inside vmap)") from None
+            raise
     return rule
 
 

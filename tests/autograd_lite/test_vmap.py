@@ -176,7 +176,9 @@ def test_errors_name_vmap_the_argument_and_what_was_expected():
         vmap(lambda a: a, in_axes=None)(x)
     with pytest.raises(TypeError, match=r"vmap: the truth value of a batched value"):
         vmap(lambda a: a if a.sum() > 0 else -a)(x)
-    # matmul names one example's shapes, as the loop would, and refuses what the loop refuses
+    # broadcasting and matmul name one example's shapes, as the loop would, and refuse what it refuses
+    with pytest.raises(ValueError, match=r"add: operands could not be broadcast together with shapes \(2,\) \(3,\)"):
+        vmap(lambda a: a + np.ones(3))(x)
     with pytest.raises(ValueError, match=r"matmul: shapes \(2,\) and \(3, 2\) do not align: 2 != 3"):
         vmap(lambda a: a @ np.ones((3, 2)))(x)
     with pytest.raises(ValueError, match=r"matmul: shapes \(5, 3\) and \(2,\) do not align"):
