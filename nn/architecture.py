@@ -327,6 +327,8 @@ def check_layer_shapes(arch: Any, input_shape: Optional[Tuple[int, ...]] = None)
             shape = (math.prod(shape),)
         elif len(shape) == rank - 1:
             shape = (1,) + shape
+        elif len(shape) != rank:   # flat rows that the caller reshapes: nothing known
+            shape = (...,)
     _flow(arch, shape, "")
 
 
