@@ -80,6 +80,8 @@ def conv2d(x: Any, w: Any, b: Any = None, stride: IntPair = 1, padding: Union[In
     PyTorch's `torch.nn.functional.conv2d`: `padding` is an int, a pair, "valid" (none) or
     "same" (the output keeps H and W, stride 1 only; an odd total pad puts the extra row and
     column at the bottom and right); `groups` splits the channels into independent convolutions.
+    Unlike PyTorch, which refuses them, float32 and float64 operands together give float64, as
+    NumPy and `ag.matmul` do (on either kernel backend); each gradient keeps its input's dtype.
 
         >>> y = ag.conv2d(images, kernels, bias, padding=2)       # (64, 1, 28, 28) -> (64, 6, 28, 28)
     """
