@@ -702,9 +702,15 @@ def _accumulate(exclusive: bool) -> Callable:
     """leaf.grad += g as engine._accumulate_grad computes it; where leaf.grad already holds an
     array that nothing else can see (`_sole_grad_array`), the sum is written into that array
     (the same np.add, so the same bits) and wrapped in a new Tensor, as eager's new array is."""
-    wrap, add = Tensor._wrap, np.add
+    wrap, add, copy, ndarray = Tensor._wrap, np.add, np.array, np.ndarray
 
     def run(leaf: Tensor, g: Any) -> np.ndarray:
+        if leaf._grad is None and type(g) is ndarray and g.dtype == leaf.data.dtype:
+            # engine._accumulate_grad's first gradient, without its general checks: g itself
+            # when nothing else refers to it, else a copy
+            data = g if exclusive and g.flags.writeable else copy(g)
+            leaf._grad = wrap(data)
+            return data
         data = _sole_grad_array(leaf)
         if data is not None and type(g) is np.ndarray and g.shape == data.shape and \
                 g.dtype == data.dtype == leaf.data.dtype:
