@@ -90,7 +90,9 @@ def test_train_options_for_a_deeper_relu_net_with_adam_dropout_and_early_stoppin
 
 
 def test_ensemble_reports_each_model_and_the_average():
-    proc = run_cli("train", *FAST, "--quiet", "--ensemble", "2")
+    # one after another: the members on worker processes report alike (test_sweep_cli compares
+    # the two), at the price of a Python, NumPy and Numba start-up per worker
+    proc = run_cli("train", *FAST, "--quiet", "--ensemble", "2", "--workers", "1")
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"^model 1 test accuracy", proc.stdout, re.M)
     assert re.search(r"^model 2 test accuracy", proc.stdout, re.M)
