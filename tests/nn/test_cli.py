@@ -35,11 +35,17 @@ def assert_user_error(proc, pattern, code=1):
 
 
 @pytest.fixture(scope="module")
-def saved_model(tmp_path_factory):
+def trained(tmp_path_factory):
+    """(the path of a model that `train --save` wrote, what that train printed)."""
     path = tmp_path_factory.mktemp("model") / "model.npz"
     proc = run_cli("train", *FAST, "--quiet", "--save", path)
     assert proc.returncode == 0, proc.stderr
-    return path
+    return path, proc.stdout
+
+
+@pytest.fixture(scope="module")
+def saved_model(trained):
+    return trained[0]
 
 
 def test_train_prints_progress_per_epoch_and_the_test_accuracy():
@@ -99,10 +105,9 @@ def test_ensemble_reports_each_model_and_the_average():
     assert re.search(r"^ensemble of 2 \(averaged probabilities\) test accuracy: \d+\.\d\d%", proc.stdout, re.M)
 
 
-def test_save_then_evaluate_reproduces_the_test_accuracy(tmp_path):
-    path = tmp_path / "m.npz"
-    trained = run_cli("train", *FAST, "--quiet", "--save", path)
-    accuracy = re.search(r"test accuracy: (\d+\.\d\d)%", trained.stdout).group(1)
+def test_save_then_evaluate_reproduces_the_test_accuracy(trained):
+    path, printed = trained
+    accuracy = re.search(r"test accuracy: (\d+\.\d\d)%", printed).group(1)
     proc = run_cli("evaluate", "--model", path)
     assert proc.returncode == 0, proc.stderr
     assert f"accuracy {accuracy}%" in proc.stdout and "confusion matrix" in proc.stdout
