@@ -151,7 +151,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                             "gets a line every --log-every epochs")
     train.add_argument("--log-every", type=_positive_int, metavar="N",
                        help="log every N epochs (default: about 20 lines per run, e.g. every 25 of 500 "
-                            "epochs; every epoch with --verbose 2 on a terminal), plus the last and the best")
+                            "epochs; every epoch with --verbose 2 on a terminal), plus the first, the last and, with a "
+                            "validation set, the best")
     train.add_argument("--history", metavar="LOG.csv",
                        help="write the per-epoch log (loss, accuracy, validation, lr, seconds) as CSV (with "
                             "--ensemble: LOG-1.csv ... LOG-K.csv) (default: not written)")
