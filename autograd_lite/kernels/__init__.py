@@ -302,20 +302,28 @@ def linear_backward(g: np.ndarray, a: np.ndarray, x: np.ndarray, W: np.ndarray,
 
 
 def linear_backward_codes(g: np.ndarray, a: np.ndarray, x: np.ndarray, W: np.ndarray, code: int,
-                          want_x: bool, want_W: bool, want_b: bool) -> Tuple[Optional[np.ndarray], ...]:
+                          want_x: bool, want_W: bool, want_b: bool,
+                          out: Optional[Tuple[Optional[np.ndarray], ...]] = None
+                          ) -> Tuple[Optional[np.ndarray], ...]:
     """`linear_backward` for the engine's hot path: the activation as its code (see
-    `_ACTIVATION_CODES`), and (dx, dW, db) with None for each one not wanted."""
+    `_ACTIVATION_CODES`), and (dx, dW, db) with None for each one not wanted.
+
+    `out` (ag.compile's buffer plan): (dx, dW, db) arrays of the results' shapes and dtype,
+    C-contiguous, or None each, to write the products into (the same BLAS calls, `np.dot(...,
+    out=)`) and db into (the same kernel); the others are new arrays."""
+    dx_out, dW_out, db_out = out if out is not None else (None, None, None)
     kernel = _kernel("linear_backward", g, a) if g.ndim == 2 else None
     if kernel is None:
         delta = _activation_backward(g, a, code)
-        db = delta.sum(axis=0) if want_b else None
+        db = delta.sum(axis=0, out=db_out) if want_b else None
     else:
         if not (g.flags.c_contiguous and a.flags.c_contiguous):
             g, a = _contiguous(g), _contiguous(a)
         delta = np.empty(g.shape, g.dtype)
-        db = np.empty(g.shape[1], g.dtype)
+        db = np.empty(g.shape[1], g.dtype) if db_out is None else db_out
         kernel(g, a, code, delta, db)
-    return (np.dot(delta, W.T) if want_x else None, np.dot(x.T, delta) if want_W else None,
+    return (np.dot(delta, W.T, out=dx_out) if want_x else None,
+            np.dot(x.T, delta, out=dW_out) if want_W else None,
             db if want_b else None)
 
 
