@@ -3,7 +3,6 @@ non-zero exit code, before any training where it can be known before; Ctrl-C kee
 
 Most cases call the command line's `main` in this process; Ctrl-C and the memory-hungry cases run
 in a child process, as a user would meet them."""
-import os
 import re
 import signal
 import struct
@@ -352,24 +351,26 @@ def test_ctrl_c_while_the_command_line_loads_is_one_sentence():
 
 # CPython's stderr when SIGINT arrives while `python -m` is still importing runpy (Modules/main.c)
 CPYTHON_INTERRUPTED_BEFORE_RUNPY = ["Could not import runpy module", "KeyboardInterrupt"]
-# ... and its first line when SIGINT arrives earlier still, while CPython imports `site`
+# ... its first line when SIGINT arrives earlier still, while CPython imports `site`
 CPYTHON_INTERRUPTED_IN_SITE = "Fatal Python error: init_import_site: Failed to import the site module"
 
 
 def interrupted_before_project_code(returncode, err):
-    """Whether CPython itself reported the SIGINT before running any of the project's code: exit
-    code 1 and either its two runpy lines or its fatal site-import error, whose traceback then
-    holds frames of CPython's start-up (and of site-packages' .pth hooks) but none of nn or
-    autograd_lite."""
+    """Whether CPython itself reported the SIGINT before running any of the project's code, exit
+    code 1: its two runpy lines; its fatal site-import error; or a KeyboardInterrupt raised while
+    runpy was still finding and compiling nn/__main__ (the first frame runpy's). In the last two
+    the traceback holds frames of CPython's start-up (and of site-packages' .pth hooks) but none
+    of nn or autograd_lite."""
     lines = err.splitlines()
-    if returncode != 1:
+    if returncode != 1 or lines[-1:] != ["KeyboardInterrupt"]:
         return False
     if lines == CPYTHON_INTERRUPTED_BEFORE_RUNPY:
         return True
-    frames = [line for line in lines if line.startswith('  File "')]
-    return (lines[:1] == [CPYTHON_INTERRUPTED_IN_SITE] and lines[-1] == "KeyboardInterrupt"
-            and '  File "<frozen site>"' in {f.split(",")[0] for f in frames}
-            and not any(os.sep + package + os.sep in f for f in frames for package in ("nn", "autograd_lite")))
+    frames = [line.split(",")[0] for line in lines if line.startswith('  File "')]
+    in_site = lines[0] == CPYTHON_INTERRUPTED_IN_SITE and '  File "<frozen site>"' in frames
+    in_runpy = lines[0] == "Traceback (most recent call last):" and frames[:1] == ['  File "<frozen runpy>"']
+    project = [f for f in frames for package in ("nn", "autograd_lite") if str(REPO / package) in f]
+    return (in_site or in_runpy) and not project
 
 
 @pytest.mark.parametrize("delay", [0.05, 0.15, 0.3, 0.6])
