@@ -92,6 +92,16 @@ _linear.defvjp(lambda g, ans, x, W, b, activation: _delta(g, ans, activation) @ 
                text="delta = g * act'(z): delta @ W^T, x^T @ delta, sum_rows(delta)")
 _linear.defvjp_joint(_linear_vjp_joint)
 _linear.fresh_cotangents = True  # dx, dW, db are new arrays: the engine may sum into them
+# ag.compile's buffer plan: the forward's product and the joint backward's products written
+# into given arrays by the same BLAS calls (np.dot(..., out=)), then the same bias/activation
+# and delta/db kernels: eager's bits
+_linear.into = {
+    "when": lambda x, W, b, activation: x.ndim == 2 and W.ndim == 2 and x.dtype == W.dtype,
+    "forward": lambda x, W, b, out, activation:
+        kernels.bias_activation(np.dot(x, W, out=out), b, activation, in_place=True),
+    "joint": lambda g, ans, x, W, b, out, activation, wanted:
+        kernels.linear_backward_codes(g, ans, x, W, _ACTIVATION_CODES[activation], *wanted, out=out),
+}
 _linear.defjvp(lambda t, ans, x, W, b, activation: _tangent(t @ W, ans, activation),
                lambda t, ans, x, W, b, activation: _tangent(x @ t, ans, activation),
                lambda t, ans, x, W, b, activation: _tangent(P.broadcast_to(t, shape=ans.shape),

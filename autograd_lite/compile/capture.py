@@ -377,6 +377,7 @@ class Tracer:
                 outs = tuple(self._new(VALUE, None) if w else -1 for w in wanted)
                 result = self.record("rule", f"vjp_joint[{prim.name}]", _joint(prim, wanted),
                                      (g, ans) + values, outs, params)
+                self.steps[-1].prim = prim   # the buffer plan: prim.into["joint"], if declared
                 cotangents = []
                 for s, c in zip(outs, result):
                     if s >= 0:
@@ -670,6 +671,7 @@ def _joint(prim: Any, wanted: tuple) -> Callable:
 
     def rule(g: Any, ans: Any, *values: Any, **params: Any) -> tuple:
         return joint(g, ans, *values, wanted=wanted, **params)
+    rule.wanted = wanted
     return rule
 
 

@@ -12,6 +12,7 @@ eager run computes, bit for bit: the same NumPy call, only into another array.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -76,21 +77,26 @@ def plan(program: Program) -> Plan:
     defined: set = set()
     for n, step in enumerate(steps):
         out = step.out
-        writer = _writer(step, env) if isinstance(out, int) and out not in defined else None
-        if writer is not None and group(out) not in escaped:
-            array = env[out]
-            key = (array.shape, array.dtype.str)
-            pool = free.get(key)
-            if pool:
-                index = pool.pop()
-            else:
-                index = len(result.buffers)
-                result.buffers.append((array.shape, array.dtype))
-            result.buffer_of[out] = index
+        fresh = isinstance(out, int) and out not in defined or \
+            isinstance(out, tuple) and not defined.intersection(out)
+        writer = _writer(step, env) if fresh else None
+        targets = [s for s in step.outputs() if group(s) not in escaped
+                   and type(env[s]) is np.ndarray and env[s].flags.c_contiguous]
+        if writer is not None and targets:
+            for s in targets:
+                array = env[s]
+                key = (array.shape, array.dtype.str)
+                pool = free.get(key)
+                if pool:
+                    index = pool.pop()
+                else:
+                    index = len(result.buffers)
+                    result.buffers.append((array.shape, array.dtype))
+                result.buffer_of[s] = index
+                # busy until the last use of every value that may share its memory
+                end = max(last.get(m, n) for m in members[group(s)])
+                releases.setdefault(max(end, n), []).append((key, index))
             result.writers[n] = writer
-            # busy until the last use of every value that may share its memory
-            end = max(last.get(s, n) for s in members[group(out)])
-            releases.setdefault(max(end, n), []).append((key, index))
         defined.update(step.outputs())
         for key, index in releases.pop(n, ()):
             free.setdefault(key, []).append(index)
@@ -102,16 +108,24 @@ def _writer(step: Any, env: List[Any]) -> Optional[Callable]:
     a forward or VJP rule its primitive declares in `prim.into` (matmul's BLAS product), a
     ufunc forward of plain arrays without parameters, or the sum of two cotangents."""
     from .capture import _add   # capture imports program; the step functions live there
-    result = env[step.out] if isinstance(step.out, int) else None
-    if type(result) is not np.ndarray or result.ndim == 0 or not result.flags.c_contiguous:
-        return None
     inputs = [env[i] for i in step.ins]
     if any(isinstance(a, np.ndarray) and type(a) is not np.ndarray for a in inputs):
         return None   # a subclass (a traced mask) may handle out= its own way
     into = getattr(step.prim, "into", None)
-    if into is not None and not step.kw and step.kind in ("primitive", "rule"):
+    if isinstance(step.out, tuple):   # a joint VJP rule: out= one array or None per result
+        wanted = getattr(step.fn, "wanted", None)
+        if (into is None or "joint" not in into or wanted is None or step.kind != "rule"
+                or not all(type(a) is np.ndarray or a is None for a in inputs)
+                or not into["when"](*inputs[2:], **step.kw)):
+            return None
+        return functools.partial(into["joint"], wanted=wanted)
+    result = env[step.out] if isinstance(step.out, int) else None
+    if type(result) is not np.ndarray or result.ndim == 0 or not result.flags.c_contiguous:
+        return None
+    if into is not None and step.kind in ("primitive", "rule"):
         operands = inputs if step.kind == "primitive" else inputs[2:]
-        if all(type(a) is np.ndarray for a in inputs) and into["when"](*operands):
+        if (all(type(a) is np.ndarray or a is None for a in inputs)
+                and into["when"](*operands, **step.kw)):
             if step.kind == "primitive":
                 return into.get("forward")
             rules = into.get("vjps", ())

@@ -62,8 +62,16 @@ def runner(program: Program, buffers: Optional[Plan] = None) -> Callable[[List[A
     for n, step in enumerate(program.steps):
         names[f"f{n}"] = writers.get(n, step.fn)
         args = ", ".join(f"s{i}" for i in step.ins)
-        if n in writers:   # planned: no keyword parameters (plan._writer)
-            args = f"{args}, out=b{buffers.buffer_of[step.out]}"
+        if n in writers:   # planned: out= a buffer, or one buffer or None per result
+            if isinstance(step.out, int):
+                args = f"{args}, out=b{buffers.buffer_of[step.out]}"
+            else:
+                outs = "".join((f"b{buffers.buffer_of[s]}" if s in buffers.buffer_of else "None")
+                               + ", " for s in step.out)
+                args = f"{args}, out=({outs})"
+            if step.kw:
+                names[f"kw{n}"] = step.kw
+                args = f"{args}, **kw{n}"
         elif step.kw:
             names[f"kw{n}"] = step.kw
             args = f"{args}, **kw{n}" if args else f"**kw{n}"

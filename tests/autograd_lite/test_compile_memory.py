@@ -203,3 +203,39 @@ def test_one_cotangent_reaching_two_leaves_gives_them_separate_grad_arrays():
         assert a.grad.data is not b.grad.data and not np.shares_memory(a.grad.data, b.grad.data)
         a.grad.data[0] = 7.0
         assert b.grad.data[0] == 1.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_linear_writes_its_product_and_the_joint_rules_dx_into_buffers_with_eager_bits(
+        dtype, monkeypatch):
+    from autograd_lite import fused
+    from autograd_lite.compile import fuse
+    monkeypatch.setattr(fuse, "ENABLED", False)   # the plan's step numbers are the program's
+    rng = np.random.default_rng(6)
+    starts = [rng.normal(0, 0.3, (7, 5)), np.zeros(5), rng.normal(0, 0.3, (5, 3)), np.zeros(3)]
+
+    def make(W, b, V, c):
+        def step(x, labels):
+            for p in (W, b, V, c):
+                p.grad = None
+            h = fused.linear(x, W, b, activation="sigmoid")
+            loss = fused.softmax_cross_entropy(fused.linear(h, V, c), labels)
+            loss.backward()
+            return loss
+        return step
+
+    sets = [[ag.tensor(s.astype(dtype), requires_grad=True) for s in starts] for _ in range(2)]
+    eager, compiled = make(*sets[0]), ag.compile(make(*sets[1]))
+    for _ in range(4):
+        x, labels = rng.standard_normal((6, 7)).astype(dtype), rng.integers(0, 3, 6)
+        assert eager(x, labels).data.item() == compiled(x, labels).data.item()
+        for a, b in zip(*sets):
+            assert np.array_equal(a.grad.data, b.grad.data)
+    program = compiled.program
+    planned = [(s.kind, s.out) for n, s in enumerate(program.steps) if n in program.plan.writers
+               and s.prim is fused._linear]
+    # both forwards write into buffers; the second layer's joint rule writes dx (h's cotangent)
+    # into one, its dW and db go to .grad (fresh); the first layer's dx is not wanted
+    assert [kind for kind, _ in planned] == ["primitive", "primitive", "rule"]
+    dx, dW, db = planned[2][1]
+    assert dx in program.plan.buffer_of and dW not in program.plan.buffer_of
