@@ -29,12 +29,16 @@ PER_DATASET = "(default: the data set's, see below)"
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line with `argv` (default sys.argv[1:]); returns the exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:      # Ctrl-C before a command runs: the sentence nn/__main__ says while the modules load
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        from .commands.common import Interrupted, UserError, one_sentence
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C) while starting", file=sys.stderr)
+        return 130
     if args.command is None:
         parser.print_help()
         return 2
-    from .commands.common import Interrupted, UserError, one_sentence
     try:
         return importlib.import_module(f".commands.{args.command}", __package__).run(args)
     except Interrupted as stop:

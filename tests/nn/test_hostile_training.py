@@ -388,3 +388,14 @@ def test_a_real_ctrl_c_early_in_start_up_never_prints_a_traceback(delay):
     assert "Traceback" not in err, err
     assert proc.returncode in (130, -signal.SIGINT, 0), (proc.returncode, err)
     assert len(err.strip().splitlines()) <= 1, err
+
+
+def test_ctrl_c_while_the_options_are_parsed_is_one_sentence(monkeypatch, capsys):
+    import nn.cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nn.cli, "build_parser", interrupted)
+    assert main(["train"]) == 130
+    assert capsys.readouterr().err == "interrupted (Ctrl-C) while starting\n"
