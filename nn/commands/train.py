@@ -188,11 +188,9 @@ def _members_on_workers(args: argparse.Namespace, s: argparse.Namespace) -> bool
 def _train_members(args: argparse.Namespace, s: argparse.Namespace, ds: Any) -> List[dict]:
     """Each member's weights, history and seconds, trained on local workers or a Dask cluster."""
     from ..executors import default_workers
-    from ..sweep import train_members
+    from ..sweep import OPTIONS, train_members
     from ..trials import TrialsInterrupted
-    config = {"hidden": list(s.hidden), "activation": s.activation, "loss": s.loss, "optimizer": s.optimizer,
-              "lr": s.lr, "l2": s.l2, "dropout": s.dropout, "epochs": s.epochs, "batch_size": s.batch_size,
-              "schedule": s.schedule}
+    config = {name: getattr(s, name) for name in OPTIONS}     # the options a worker's trial takes
     jobs = [{"config": config, "dataset": args.dataset, "data_dir": args.data_dir, "seed": args.seed + member,
              "validation": s.validation, "split_seed": args.seed, "early_stopping": args.early_stopping,
              "classes": ds.num_classes} for member in range(args.ensemble)]
