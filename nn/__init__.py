@@ -1,10 +1,11 @@
 """nn: neural-network modules, losses and optimizers built on autograd_lite.
 
 The names below are imported when first used (PEP 562), so that `python -m nn` reaches its
-Ctrl-C guard in `nn/__main__.py` before anything heavy (NumPy, Numba, the layers) is imported.
+Ctrl-C guard in `nn/__main__.py` before anything heavy (NumPy, Numba, the layers) is imported;
+this file imports nothing the interpreter has not loaded already (not even `typing`), so that a
+Ctrl-C can hardly land in it.
 """
-import importlib
-from typing import Any, List
+import importlib  # already loaded by the interpreter's start-up (runpy uses it): costs nothing here
 
 _WHERE = {
     "module": ["Module", "Parameter", "IncompatibleKeys"],
@@ -28,7 +29,7 @@ _SUBPACKAGES = ("data", "datasets", "sweep", "distributed")
 __all__ = sorted(_MODULE_OF) + list(_SUBPACKAGES)
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name in _MODULE_OF:
         value = getattr(importlib.import_module("." + _MODULE_OF[name], __name__), name)
     elif name in _SUBPACKAGES:
@@ -39,5 +40,5 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-def __dir__() -> List[str]:
+def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))

@@ -399,3 +399,24 @@ def test_ctrl_c_while_the_options_are_parsed_is_one_sentence(monkeypatch, capsys
     monkeypatch.setattr(nn.cli, "build_parser", interrupted)
     assert main(["train"]) == 130
     assert capsys.readouterr().err == "interrupted (Ctrl-C) while starting\n"
+
+
+def test_an_import_error_raised_by_a_ctrl_c_inside_an_extension_import_counts_as_the_ctrl_c():
+    # a Ctrl-C inside NumPy's C import surfaces as "ImportError: PyCapsule_Import could not import
+    # module 'datetime'" whose context is the KeyboardInterrupt; python -m nn must treat it as Ctrl-C
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location("nn_main_for_test", Path(nn.__file__).with_name("__main__.py"))
+    source = spec.loader.get_source("nn_main_for_test")
+    namespace = {}
+    exec(compile(source.split("\ntry:\n")[0], "nn/__main__.py", "exec"), namespace)
+    caused_by_ctrl_c = namespace["_caused_by_ctrl_c"]
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise ImportError('PyCapsule_Import could not import module "datetime"')
+    except ImportError as error:
+        assert caused_by_ctrl_c(error)
+    assert not caused_by_ctrl_c(ImportError("No module named 'numpy'"))
+    assert caused_by_ctrl_c(KeyboardInterrupt())
