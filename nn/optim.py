@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Dict, Iterable, List, Sequence, Tuple, Union
+import operator
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -59,9 +60,7 @@ class Optimizer:
         for p in self.params:
             p.grad = None
 
-    @replayed   # inside ag.compile: called again at every replay, reading lr and the state then
-    def step(self) -> None:
-        """Update every parameter that has a gradient, in place (the others are skipped)."""
+    def _step(self) -> None:
         update = self._update
         for p, state in zip(self.params, self.state):
             if p.grad is None:
@@ -72,6 +71,25 @@ class Optimizer:
                                  f"for a parameter of shape {param.shape}")
             update(param, grad if grad.dtype == param.dtype else grad.astype(param.dtype), state)
             increment_version(p)
+
+    def _prepare_replay(self) -> Optional[Callable[[], None]]:
+        """For ag.compile (see `step`): a function that does one step with less Python per
+        parameter than `step`, reading the hyperparameters and the state at each call, or None
+        where this optimizer has none."""
+        return None
+
+    def step(self) -> None:
+        """Update every parameter that has a gradient, in place (the others are skipped).
+
+        Inside ag.compile it is called again at every replay, reading lr and the state then
+        (through `_prepare_replay`'s function where there is one: an SGD step over parameters
+        of one dtype is one kernel call over all of them)."""
+        self._step()
+
+    # ag.compile records the step as an effect replayed at every replay; it asks
+    # `prepare_replay(optimizer)` once, at trace time, for a cheaper function to replay
+    step.prepare_replay = lambda self: self._prepare_replay()   # type: ignore[attr-defined]
+    step = replayed(step)
 
     def _update(self, param: np.ndarray, grad: np.ndarray, state: Dict[str, Any]) -> None:
         raise NotImplementedError
@@ -143,6 +161,45 @@ class SGD(Optimizer):
     def hyperparameters(self) -> Dict[str, Any]:
         return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov,
                 "weight_decay": self.weight_decay}
+
+    def _prepare_replay(self) -> Optional[Callable[[], None]]:
+        """The step as one `kernels.sgd_update_many` call over all parameters (eager's bits:
+        the same kernel on each), when every parameter is a C-contiguous float array of one
+        dtype; lr, momentum, nesterov, weight_decay and the velocities are read at every call.
+        Anything else at a call (a missing gradient, a replaced array or state, another
+        dtype) takes the general `step`."""
+        params = self.params
+        arrays = [p.data for p in params]
+        dtype = arrays[0].dtype
+        if not all(type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous
+                   and a.flags.writeable for a in arrays) or dtype.char not in "fd":
+            return None
+        flat = tuple(a.reshape(-1) for a in arrays)
+        states = self.state
+
+        def step() -> None:
+            if self.state is not states or not all(map(operator.is_, [p.data for p in params], arrays)):
+                return self._step()
+            grads = []
+            for p, a in zip(params, arrays):
+                g = p.grad
+                if g is None or g.data.shape != a.shape:   # step skips or refuses it
+                    return self._step()
+                grads.append(g.data.reshape(-1))
+            momentum = self.momentum
+            velocities = None
+            if momentum:
+                found = [s.get("velocity") for s in states]
+                if any(v is None or not v.flags.c_contiguous for v in found):   # written in place
+                    return self._step()
+                velocities = tuple([v.reshape(-1) for v in found])
+            if not kernels.sgd_update_many(flat, tuple(grads),
+                                           velocities, self.lr, momentum, self.nesterov,
+                                           self.weight_decay):
+                return self._step()
+            for p in params:
+                increment_version(p)
+        return step
 
     def _update(self, param: np.ndarray, grad: np.ndarray, state: Dict[str, Any]) -> None:
         if not self.momentum:

@@ -280,6 +280,11 @@ class Tracer:
             self.depth -= 1
         ins = tuple(s for kind, s in specs + list(kwspecs.values()) if kind != "value")
         call = _replay_call(fn, specs, kwspecs, engine.is_grad_enabled())
+        prepare = getattr(fn, "prepare_replay", None)
+        if prepare is not None and not ins and not kwargs and result is None:
+            # an effect of objects only (an optimizer's step) may offer a cheaper function
+            # to replay, which reads the objects' settings and state at each call itself
+            call = prepare(*args) or call
         out = None
         if isinstance(result, Tensor):
             same = [i for i, a in enumerate(args) if a is result]

@@ -28,6 +28,7 @@ from .dispatch import BACKENDS, THRESHOLDS, get_kernels, set_kernels
 from .dispatch import binary as _binary
 from .dispatch import by_rows as _by_rows
 from .dispatch import contiguous as _contiguous
+from .dispatch import _jit
 from .dispatch import kernel as _kernel
 from .dispatch import unary as _unary
 
@@ -36,7 +37,7 @@ __all__ = ["BACKENDS", "THRESHOLDS", "ACTIVATIONS", "set_kernels", "get_kernels"
            "softplus", "log_sigmoid", "dropout", "softmax", "log_softmax", "logsumexp",
            "check_labels", "softmax_cross_entropy", "bce_with_logits", "bce_with_logits_total",
            "linear", "bias_activation", "activation_backward", "linear_backward",
-           "linear_backward_codes", "add_scaled", "sgd_update", "adam_update"]
+           "linear_backward_codes", "add_scaled", "sgd_update", "sgd_update_many", "adam_update"]
 
 ACTIVATIONS = (None, "sigmoid", "tanh", "relu")
 _ACTIVATION_CODES = {None: 0, "sigmoid": 1, "tanh": 2, "relu": 3}  # as in jitted.py
@@ -400,6 +401,34 @@ def sgd_update(param: np.ndarray, grad: np.ndarray, velocity: Optional[np.ndarra
     v = _no_velocity(param.dtype) if velocity is None else velocity.reshape(-1)
     kernel(param.reshape(-1), grad.reshape(-1), v, float(lr), float(momentum), bool(nesterov),
            float(weight_decay))
+
+
+def sgd_update_many(params: Tuple[np.ndarray, ...], grads: Tuple[np.ndarray, ...],
+                    velocities: Optional[Tuple[np.ndarray, ...]], lr: float, momentum: float = 0.0,
+                    nesterov: bool = False, weight_decay: float = 0.0) -> bool:
+    """`sgd_update` on several parameters in one call of one kernel (an optimizer step replayed
+    by ag.compile): the same arithmetic, bit for bit, as sgd_update on each in turn.
+
+    params, grads and velocities (None when momentum is 0) are tuples of 1-D C-contiguous
+    arrays of one float dtype (flattened views), params writable. Returns False, changing
+    nothing, where they are not (or Numba is off): the caller then updates them one by one.
+    A gradient or velocity of another size than its parameter raises a ValueError.
+    """
+    kernel = _kernel("sgd_update", params[0]) if params else None
+    if kernel is None:
+        return False
+    dtype = params[0].dtype
+    if velocities is None:
+        if momentum:
+            raise ValueError("sgd_update_many: momentum != 0 needs velocities (zeros at the start)")
+        velocities = (_no_velocity(dtype),) * len(params)
+    for group in (params, grads, velocities):
+        for a in group:
+            if type(a) is not np.ndarray or a.dtype != dtype or a.ndim != 1 or not a.flags.c_contiguous:
+                return False
+    _jit().sgd_update_many(params, grads, velocities, float(lr), float(momentum), bool(nesterov),
+                           float(weight_decay))
+    return True
 
 
 _NO_VELOCITY: Dict[str, np.ndarray] = {}

@@ -602,6 +602,18 @@ def sgd_update(param, grad, velocity, lr, momentum, nesterov, weight_decay):
 
 
 @njit(**_JIT)
+def sgd_update_many(params, grads, velocities, lr, momentum, nesterov, weight_decay):
+    # tuples of 1-D arrays of one dtype: sgd_update on each parameter in turn, in one call
+    for k in range(len(params)):   # all checked before any is changed
+        n = params[k].size
+        if grads[k].size != n or (velocities[k].size != n and (momentum != 0 or velocities[k].size != 0)):
+            raise ValueError("sgd_update_many: a gradient or a velocity has another size than "
+                             "its parameter")
+    for k in range(len(params)):
+        sgd_update(params[k], grads[k], velocities[k], lr, momentum, nesterov, weight_decay)
+
+
+@njit(**_JIT)
 def adam_update(param, grad, m, v, step_size, beta1, one_minus_beta1, beta2, one_minus_beta2,
                 bias_correction2_sqrt, eps, weight_decay):
     to = param.dtype.type

@@ -264,3 +264,52 @@ def test_the_fast_argument_check_sends_any_other_signature_to_the_general_path()
         assert f(x, z).data.item() == 20.0 and len(calls) == 6
     assert f(x.data.astype(np.float32), z).data.dtype == np.float64 and len(calls) == 7
     assert f(x.data, z).data.item() == 20.0 and f.trace_count == 6   # x.data: an array now
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_an_sgd_step_replays_as_one_kernel_call_over_all_parameters_with_eager_bits(dtype, monkeypatch):
+    nn = pytest.importorskip("nn")
+    from autograd_lite import kernels
+    calls = []
+    many = kernels.sgd_update_many
+    monkeypatch.setattr(kernels, "sgd_update_many", lambda *a: calls.append(len(a[0])) or many(*a))
+
+    def make(seed):
+        model = nn.MLP([4, 5, 3], activation="tanh", seed=seed, dtype=dtype)   # same parameters
+        opt = nn.SGD(model, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3)
+
+        def step(x, labels):
+            opt.zero_grad()
+            loss = nn.sparse_categorical_cross_entropy(model(x), labels)
+            loss.backward()
+            opt.step()
+            return loss
+        return model, opt, step
+
+    (m1, o1, eager), (m2, o2, step) = make(0), make(0)
+    compiled = ag.compile(step)
+    rng = np.random.default_rng(3)
+    for i in range(8):
+        if i == 5:
+            o1.lr = o2.lr = 0.02            # read at every replay, never frozen
+        x = rng.standard_normal((6, 4)).astype(m1.parameters()[0].dtype)
+        labels = rng.integers(0, 3, 6)
+        assert eager(x, labels).data.item() == compiled(x, labels).data.item()
+    for a, b in zip(m1.parameters(), m2.parameters()):
+        assert np.array_equal(a.data, b.data)
+    for s1, s2 in zip(o1.state, o2.state):
+        assert np.array_equal(s1["velocity"], s2["velocity"])
+    # calls 3.. are replays (1: traced, 2: traced again to check): one call each over 4 parameters
+    assert calls == [len(m2.parameters())] * 6
+
+
+def test_sgd_update_many_refuses_a_gradient_of_another_size_and_declines_mixed_dtypes():
+    from autograd_lite import kernels
+    if kernels.get_kernels() != "numba":
+        pytest.skip("sgd_update_many runs only with the Numba kernels")
+    p, q = np.zeros(4), np.zeros(3)
+    with pytest.raises(ValueError, match="another size than its parameter"):
+        kernels.sgd_update_many((p, q), (np.ones(4), np.ones(2)), None, 0.1)
+    # float32 next to float64: nothing changed, the caller updates one by one
+    assert not kernels.sgd_update_many((p, q.astype(np.float32)), (np.ones(4), np.ones(3)), None, 0.1)
+    assert np.array_equal(p, np.zeros(4))
