@@ -2,7 +2,9 @@
 
 A step whose call can write into a given array (a NumPy ufunc forward, the sum of two
 cotangents, a forward or VJP rule declared in its primitive's `into`, e.g. matmul's 2-D
-products through `np.matmul(a, b, out=)`, the same BLAS call) gets a buffer of its traced shape and dtype, passed as `out=`, if nothing outside
+products through `np.matmul(a, b, out=)`, the same BLAS call, or a joint VJP rule declared as
+`into["joint"]`, e.g. the fused linear's dx, which takes one array or None per result) gets a
+buffer of its traced shape and dtype, passed as `out=`, if nothing outside
 the replay can hold its result or a view of it: not returned, not handed to an effect (an
 optimizer, an in-place operator) or stored as a leaf's `.grad`. Which values share memory is
 read off the traced run itself (a rule that returns its cotangent unchanged, a reshape's

@@ -116,8 +116,8 @@ class Program:
             outs = step.outputs()
             left = " ".join(f"{names[s]}:{_type(self.values[s])}" for s in outs) or "_"
             args = " ".join(names[i] for i in step.ins)
-            into = f"   -> buffer b{buffer_of[step.out]}" if isinstance(step.out, int) and \
-                step.out in buffer_of and step.out not in defined else ""
+            into = "".join(f"   -> buffer b{buffer_of[s]}" for s in outs
+                           if s in buffer_of and s not in defined)
             if n in kernel_of:
                 into += f"   [kernel {kernel_of[n]}]"
             defined.update(outs)

@@ -237,5 +237,5 @@ def test_fused_linear_writes_its_product_and_the_joint_rules_dx_into_buffers_wit
     # both forwards write into buffers; the second layer's joint rule writes dx (h's cotangent)
     # into one, its dW and db go to .grad (fresh); the first layer's dx is not wanted
     assert [kind for kind, _ in planned] == ["primitive", "primitive", "rule"]
-    dx, dW, db = planned[2][1]
+    dx, dW, _ = planned[2][1]
     assert dx in program.plan.buffer_of and dW not in program.plan.buffer_of
