@@ -242,6 +242,43 @@ class Adam(Optimizer):
         return {"lr": self.lr, "betas": list(self.betas), "eps": self.eps,
                 "weight_decay": self.weight_decay}
 
+    def _prepare_replay(self) -> Optional[Callable[[], None]]:
+        """The step as one `kernels.adam_update_many` call over all parameters (eager's bits:
+        the same kernel on each), when every parameter is a C-contiguous float array of one
+        dtype; lr, betas, eps, weight_decay, the moments and step counts are read at every call.
+        Anything else at a call (a missing gradient, a replaced array or state, another
+        dtype) takes the general `step`."""
+        params = self.params
+        arrays = [p.data for p in params]
+        dtype = arrays[0].dtype
+        if not all(type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous
+                   and a.flags.writeable for a in arrays) or dtype.char not in "fd":
+            return None
+        flat = tuple(a.reshape(-1) for a in arrays)
+        states = self.state
+
+        def step() -> None:
+            if self.state is not states or not all(map(operator.is_, [p.data for p in params], arrays)):
+                return self._step()
+            grads, ms, vs = [], [], []
+            for p, a, s in zip(params, arrays, states):
+                g, m, v = p.grad, s["m"], s["v"]
+                if (g is None or g.data.shape != a.shape or not m.flags.c_contiguous
+                        or not v.flags.c_contiguous):   # step skips or refuses it; m, v in place
+                    return self._step()
+                grads.append(g.data.reshape(-1))
+                ms.append(m.reshape(-1))
+                vs.append(v.reshape(-1))
+            steps = [s["step"] + 1 for s in states]
+            if not kernels.adam_update_many(flat, tuple(grads), tuple(ms), tuple(vs), steps,
+                                            self.lr, self.betas[0], self.betas[1], self.eps,
+                                            self.weight_decay):
+                return self._step()
+            for p, s in zip(params, states):
+                s["step"] += 1
+                increment_version(p)
+        return step
+
     def _update(self, param: np.ndarray, grad: np.ndarray, state: Dict[str, Any]) -> None:
         state["step"] += 1
         kernels.adam_update(param, grad, state["m"], state["v"], state["step"], self.lr,

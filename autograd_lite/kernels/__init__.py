@@ -37,7 +37,8 @@ __all__ = ["BACKENDS", "THRESHOLDS", "ACTIVATIONS", "set_kernels", "get_kernels"
            "softplus", "log_sigmoid", "dropout", "softmax", "log_softmax", "logsumexp",
            "check_labels", "softmax_cross_entropy", "bce_with_logits", "bce_with_logits_total",
            "linear", "bias_activation", "activation_backward", "linear_backward",
-           "linear_backward_codes", "add_scaled", "sgd_update", "sgd_update_many", "adam_update"]
+           "linear_backward_codes", "add_scaled", "sgd_update", "sgd_update_many", "adam_update",
+           "adam_update_many"]
 
 ACTIVATIONS = (None, "sigmoid", "tanh", "relu")
 _ACTIVATION_CODES = {None: 0, "sigmoid": 1, "tanh": 2, "relu": 3}  # as in jitted.py
@@ -428,6 +429,39 @@ def sgd_update_many(params: Tuple[np.ndarray, ...], grads: Tuple[np.ndarray, ...
                 return False
     _jit().sgd_update_many(params, grads, velocities, float(lr), float(momentum), bool(nesterov),
                            float(weight_decay))
+    return True
+
+
+def adam_update_many(params: Tuple[np.ndarray, ...], grads: Tuple[np.ndarray, ...],
+                     ms: Tuple[np.ndarray, ...], vs: Tuple[np.ndarray, ...], steps: Sequence[int],
+                     lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+                     weight_decay: float = 0.0) -> bool:
+    """`adam_update` on several parameters in one call of one kernel (an optimizer step
+    replayed by ag.compile): the same arithmetic, bit for bit, as adam_update on each in turn,
+    `steps[k]` (from 1) the update count of parameter k.
+
+    params, grads, ms and vs are tuples of 1-D C-contiguous arrays of one float dtype
+    (flattened views), params, ms and vs writable. Returns False, changing nothing, where they
+    are not (or Numba is off): the caller then updates them one by one. A gradient or moment of
+    another size than its parameter raises a ValueError.
+    """
+    kernel = _kernel("adam_update", params[0]) if params else None
+    if kernel is None:
+        return False
+    dtype = params[0].dtype
+    for group in (params, grads, ms, vs):
+        for a in group:
+            if type(a) is not np.ndarray or a.dtype != dtype or a.ndim != 1 or not a.flags.c_contiguous:
+                return False
+    lr, beta1, beta2 = float(lr), float(beta1), float(beta2)
+    sizes, corrections = [], []
+    for step in steps:   # as adam_update computes them
+        if int(step) != step or step < 1:
+            raise ValueError(f"adam_update_many: step counts updates from 1, got {step}")
+        sizes.append(lr / (1 - beta1 ** step))
+        corrections.append(math.sqrt(1 - beta2 ** step))
+    _jit().adam_update_many(params, grads, ms, vs, np.array(sizes), beta1, 1 - beta1, beta2,
+                            1 - beta2, np.array(corrections), float(eps), float(weight_decay))
     return True
 
 

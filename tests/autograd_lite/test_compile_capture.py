@@ -313,3 +313,40 @@ def test_sgd_update_many_refuses_a_gradient_of_another_size_and_declines_mixed_d
     # float32 next to float64: nothing changed, the caller updates one by one
     assert not kernels.sgd_update_many((p, q.astype(np.float32)), (np.ones(4), np.ones(3)), None, 0.1)
     assert np.array_equal(p, np.zeros(4))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_an_adam_step_replays_as_one_kernel_call_over_all_parameters_with_eager_bits(dtype, monkeypatch):
+    nn = pytest.importorskip("nn")
+    from autograd_lite import kernels
+    calls = []
+    many = kernels.adam_update_many
+    monkeypatch.setattr(kernels, "adam_update_many", lambda *a: calls.append(len(a[0])) or many(*a))
+
+    def make():
+        model = nn.MLP([4, 5, 3], activation="relu", seed=0, dtype=dtype)
+        opt = nn.Adam(model, lr=0.01, weight_decay=1e-3)
+
+        def step(x, labels):
+            opt.zero_grad()
+            loss = nn.sparse_categorical_cross_entropy(model(x), labels)
+            loss.backward()
+            opt.step()
+            return loss
+        return model, opt, step
+
+    (m1, o1, eager), (m2, o2, step) = make(), make()
+    compiled = ag.compile(step)
+    rng = np.random.default_rng(4)
+    for i in range(8):
+        if i == 5:
+            o1.lr = o2.lr = 0.002
+        x = rng.standard_normal((6, 4)).astype(dtype)
+        labels = rng.integers(0, 3, 6)
+        assert eager(x, labels).data.item() == compiled(x, labels).data.item()
+    for a, b in zip(m1.parameters(), m2.parameters()):
+        assert np.array_equal(a.data, b.data)
+    for s1, s2 in zip(o1.state, o2.state):
+        assert s1["step"] == s2["step"] == 8
+        assert np.array_equal(s1["m"], s2["m"]) and np.array_equal(s1["v"], s2["v"])
+    assert calls == [len(m2.parameters())] * 6
