@@ -593,11 +593,44 @@ def _weak(obj: Any) -> Callable[[], Any]:
 
 def settings(obj: Any, attribute: Optional[str]) -> Any:
     """What a guard compares: `obj.<attribute>`, or with None every plain setting of obj (its
-    numbers, strings, booleans and None, e.g. a module's `training` and dropout's `p`)."""
+    numbers, strings, booleans and None, e.g. a module's `training` and dropout's `p`) and,
+    by identity, the Tensors and modules (objects with `parameters()`) it holds, alone or in a
+    list or tuple: the program reads the traced ones, so a layer or a Parameter replaced by
+    another object must trace again rather than replay with the old one."""
     if attribute is not None:
         return getattr(obj, attribute)
-    return [(k, v) for k, v in vars(obj).items()
-            if v is None or isinstance(v, (bool, int, float, str))]
+    found = []
+    for k, v in vars(obj).items():
+        if v is None or isinstance(v, (bool, int, float, str)):
+            found.append((k, v))
+        elif _held(v) or (isinstance(v, (list, tuple)) and v and all(_held(x) for x in v)):
+            found.append((k, Same(v)))
+    return found
+
+
+def _held(x: Any) -> bool:
+    return isinstance(x, Tensor) or callable(getattr(type(x), "parameters", None))
+
+
+class Same:
+    """A guard's setting met by the same object (or a list/tuple of the same objects, in
+    order), never by an equal one: `Same(v) != found` is False only for those."""
+    __slots__ = ("many", "objects")
+
+    def __init__(self, value: Any) -> None:
+        self.many = isinstance(value, (list, tuple))
+        self.objects = tuple(value) if self.many else value
+
+    def __ne__(self, other: Any) -> bool:
+        if not self.many:
+            return other is not self.objects
+        return not isinstance(other, (list, tuple)) or len(other) != len(self.objects) or \
+            any(a is not b for a, b in zip(other, self.objects))
+
+    def __eq__(self, other: Any) -> bool:
+        return not self.__ne__(other)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 class TracedArray(np.ndarray):

@@ -107,7 +107,7 @@ def holds(program: Program) -> bool:
         if attribute is None:   # the settings seen while tracing, looked up one by one
             found = vars(obj)
             for key, setting in value:
-                if found.get(key, _MISSING) != setting:
+                if setting != found.get(key, _MISSING):   # setting first: it may be a capture.Same
                     return False
         elif getattr(obj, attribute) != value:
             return False

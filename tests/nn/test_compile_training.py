@@ -285,3 +285,22 @@ def test_fit_compiled_by_default_gives_the_same_training_as_eager(dtype):
         np.testing.assert_array_equal(p.data, q.data, err_msg=name)
     for key in ("loss", "accuracy", "val_loss", "val_accuracy", "lr"):
         assert history[key] == eager_history[key], key
+
+
+def test_a_parameter_or_layer_replaced_between_calls_is_seen_by_the_next_call():
+    model, _ = mlp_setup(np.float64, sizes=(6, 5, 3))
+    predict = ag.compile(lambda x: model(x))
+    (x, _), = labelled(6, 3, 8, np.float64, steps=1)
+    for _ in range(3):                                           # trace, check, replay
+        predict(x)
+    model.output.weight = nn.Parameter(np.ones((5, 3)))          # a new Parameter, same shape
+    got = as_array(predict(x))
+    with ag.no_grad():
+        assert_close(got, model(x).data, "after a Parameter was replaced")
+    for _ in range(2):
+        predict(x)
+    model.hidden[0] = nn.Linear(6, 5, seed=9)                     # a new layer in a list
+    got = as_array(predict(x))
+    with ag.no_grad():
+        assert_close(got, model(x).data, "after a layer was replaced")
+    assert predict.trace_count == 3                               # one per object change, none more
