@@ -166,8 +166,8 @@ class SGD(Optimizer):
         """The step as one `kernels.sgd_update_many` call over all parameters (eager's bits:
         the same kernel on each), when every parameter is a C-contiguous float array of one
         dtype; lr, momentum, nesterov, weight_decay and the velocities are read at every call.
-        Anything else at a call (a missing gradient, a replaced array or state, another
-        dtype) takes the general `step`."""
+        Anything else at a call (a missing gradient, a replaced array, state or list of
+        parameters, a parameter added or removed, another dtype) takes the general `step`."""
         params = self.params
         arrays = [p.data for p in params]
         dtype = arrays[0].dtype
@@ -178,7 +178,8 @@ class SGD(Optimizer):
         states = self.state
 
         def step() -> None:
-            if self.state is not states or not all(map(operator.is_, [p.data for p in params], arrays)):
+            if self.params is not params or self.state is not states or len(params) != len(flat) \
+                    or not all(map(operator.is_, [p.data for p in params], arrays)):
                 return self._step()
             grads = []
             for p, a in zip(params, arrays):
@@ -246,8 +247,8 @@ class Adam(Optimizer):
         """The step as one `kernels.adam_update_many` call over all parameters (eager's bits:
         the same kernel on each), when every parameter is a C-contiguous float array of one
         dtype; lr, betas, eps, weight_decay, the moments and step counts are read at every call.
-        Anything else at a call (a missing gradient, a replaced array or state, another
-        dtype) takes the general `step`."""
+        Anything else at a call (a missing gradient, a replaced array, state or list of
+        parameters, a parameter added or removed, another dtype) takes the general `step`."""
         params = self.params
         arrays = [p.data for p in params]
         dtype = arrays[0].dtype
@@ -258,7 +259,8 @@ class Adam(Optimizer):
         states = self.state
 
         def step() -> None:
-            if self.state is not states or not all(map(operator.is_, [p.data for p in params], arrays)):
+            if self.params is not params or self.state is not states or len(params) != len(flat) \
+                    or not all(map(operator.is_, [p.data for p in params], arrays)):
                 return self._step()
             grads, ms, vs = [], [], []
             for p, a, s in zip(params, arrays, states):

@@ -304,3 +304,16 @@ def test_a_parameter_or_layer_replaced_between_calls_is_seen_by_the_next_call():
     with ag.no_grad():
         assert_close(got, model(x).data, "after a layer was replaced")
     assert predict.trace_count == 3                               # one per object change, none more
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("change", ["removed", "list replaced"])
+def test_parameters_removed_from_the_optimizer_between_calls_match_eager(optimizer, change):
+    def between(k, model, opt):
+        if k == 6 and change == "removed":            # the same list, one parameter fewer
+            del opt.params[-1], opt.state[-1]
+        elif k == 6:                                  # a new list: the last layer only
+            opt.params, opt.state = opt.params[-2:], opt.state[-2:]
+
+    compare(lambda: mlp_setup(np.float64, optimizer=optimizer, momentum=0.9), bce_l2_step,
+            batches(6, 3, 8, np.float64, steps=10), between)
