@@ -5,12 +5,13 @@ primitives' own declarations (`prim.scalar`: the forward, each VJP rule and a re
 Python expressions of one element, see `declaration.elementwise`), plus the engine's own sums
 of cotangents (`t + c`) and `unbroadcast`'s sum over the leading axis. A group's steps read
 each input once per element and write only the values something outside the group uses, so
-`(W * W).sum()`, its gradient `2 * W * g` summed into one array, `x @ W + b` then `sigmoid`,
-or `g * a * (1 - a)` with the bias gradient's sum each cost one pass over memory.
+the gradient of `W * W` (`2 * W * g` summed into one array), `x @ W + b` then `sigmoid`, or
+`g * a * (1 - a)` with the bias gradient's sum each cost one pass over memory. A sum over all
+elements ends a group only with FUSE_FULL_SUMS (off: see there).
 
 Each step's value is rounded to the array's dtype, as an eager step stores it, so chains of
-+ - * / give the eager bits; functions (exp, the kernels' sigmoid) and full sums (float64 or
-compensated accumulation, where NumPy sums pairwise) agree within a few ulps.
++ - * / give the eager bits; functions (exp, the kernels' sigmoid) and fused full sums (float64
+or compensated accumulation, where NumPy sums pairwise) agree within a few ulps.
 
 Kernels are generated source files compiled with Numba's `cache=True` in a cache folder
 (`AUTOGRAD_LITE_COMPILE_CACHE`, default `~/.cache/autograd-lite/compile`, or under
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import functools
 import hashlib
 import importlib.util
 import os
@@ -384,9 +386,20 @@ class _Rename(ast.NodeTransformer):
 _LOADED: Dict[str, Any] = {}
 
 
+@functools.lru_cache(maxsize=None)
+def _kernels_stamp() -> str:
+    """A hash of kernels/jitted.py, whose scalar functions the kernels inline: Numba's cache
+    checks only the kernel's own file, so without it a changed `_sigmoid_in_kind` would keep
+    running its old machine code from a kernel compiled before the change."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "kernels", "jitted.py")
+    with open(path, "rb") as f:
+        return "kernels/jitted.py " + hashlib.sha256(f.read()).hexdigest()[:20]
+
+
 def _load(source: str) -> Any:
     """The kernel of a generated source: written once into the cache folder (atomically, named
     by its hash, so Numba's cache of it stays valid) and imported from there."""
+    source = f"# {_kernels_stamp()}\n{source}"
     digest = hashlib.sha256(source.encode()).hexdigest()[:20]
     kernel = _LOADED.get(digest)
     if kernel is not None:

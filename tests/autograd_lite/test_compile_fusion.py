@@ -175,3 +175,14 @@ def test_a_chain_whose_values_nobody_reads_still_runs_fused():
     xs = [np.full((6, 5), float(i)) for i in range(4)]
     results = [f(x).data.item() for x in xs]
     assert results == [(x * W.data).sum() for x in xs]
+
+
+def test_a_changed_kernels_module_gives_new_kernel_files(_cache, monkeypatch):
+    # Numba's cache=True checks only the kernel's own file, not kernels/jitted.py's functions
+    # that it inlines: the file's name must change with them, or old machine code would run
+    source = "from numba import njit\n\n@njit(cache=True)\ndef kernel(x):\n    return x + 1\n"
+    fuse._load(source)
+    before = set(glob.glob(os.path.join(str(_cache), "fused_*.py")))
+    monkeypatch.setattr(fuse, "_kernels_stamp", lambda: "kernels/jitted.py changed")
+    assert fuse._load(source)(1) == 2
+    assert len(set(glob.glob(os.path.join(str(_cache), "fused_*.py"))) - before) == 1
