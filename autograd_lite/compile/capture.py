@@ -23,6 +23,7 @@ from .. import engine
 from ..tensor import Tensor, tracers
 from .program import (CONST, INPUT, OBJECT, PARAM, VALUE, Program, Step, Value, _slot_name,
                       _type)
+from .replay import holds
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -83,7 +84,24 @@ class Tracer:
             param_facts=[(t.data.shape, t.data.dtype, t.requires_grad) for _, t in self.params],
             returned_at=returned.where)
         self.keep = []
+        if not holds(program):
+            self._refuse_changed_settings()
         return result, program
+
+    def _refuse_changed_settings(self) -> None:
+        """Refuse a program that does not fit the state the function left (`model.eval()` or a
+        new layer inside it): a replay runs no Python, so it would not repeat the change, and
+        the module would be left as before the call instead of as eager leaves it."""
+        changed = [type(ref()).__name__ for ref, attribute, value in self.guards
+                   if ref() is not None and value != settings(ref(), attribute)]
+        what = (f"a setting (train()/eval(), dropout's p) or a layer or Parameter of "
+                f"{changed[0]}" if changed else "the shape, dtype or requires_grad of a Parameter")
+        message = (f"ag.compile: {self.name} changed {what} while it ran, which a replay (no Python "
+                   "runs) would neither repeat nor leave as eager does; make that change outside "
+                   "the compiled function, or pass fallback=True to run it eagerly")
+        if not self.fallback:
+            raise TracingError(message)
+        self.refused = self.refused or message
 
     # ---- slots -----------------------------------------------------------------------------
     def _new(self, kind: str, value: Any, name: str = "") -> int:
@@ -622,6 +640,8 @@ class Same:
         self.objects = tuple(value) if self.many else value
 
     def __ne__(self, other: Any) -> bool:
+        if isinstance(other, Same):   # the settings now, as settings() reads them
+            other = other.objects
         if not self.many:
             return other is not self.objects
         return not isinstance(other, (list, tuple)) or len(other) != len(self.objects) or \

@@ -317,3 +317,20 @@ def test_parameters_removed_from_the_optimizer_between_calls_match_eager(optimiz
 
     compare(lambda: mlp_setup(np.float64, optimizer=optimizer, momentum=0.9), bce_l2_step,
             batches(6, 3, 8, np.float64, steps=10), between)
+
+
+def test_train_or_eval_inside_the_compiled_function_is_refused_or_runs_eagerly():
+    model, _ = mlp_setup(np.float64, sizes=(6, 5, 3), dropout=0.5)
+    (x, _), = labelled(6, 3, 8, np.float64, steps=1)
+
+    def evaluate(x):                 # a replay would not call eval()/train(): refused
+        model.eval()
+        out = model(x)
+        model.train()
+        return out
+    with pytest.raises(ag.TracingError, match="changed a setting .* of MLP while it ran"):
+        ag.compile(evaluate)(x)
+    model.eval()                     # eager leaves it in train mode; so does the fallback
+    with pytest.warns(ag.CompileWarning, match="changed a setting"):
+        ag.compile(evaluate, fallback=True)(x)
+    assert model.training
