@@ -61,10 +61,12 @@ class Step:
 class Program:
     """Everything a replay needs, fixed at trace time.
 
-    `values[i]` describes slot i; `env` is the list of slot contents (constants filled in once,
-    the rest written by each replay); `inputs` pairs each flattened argument with its slot
-    (and the slot of the Tensor object, or -1); `params` pairs slots with the leaf Tensors
-    read by reference; `result` is the template of what the function returned.
+    `values[i]` describes slot i; `env` holds the slot contents seen while tracing (after the
+    first replay only the constants and objects, which the generated runner took as its
+    globals: a replay's values are its local variables); `inputs` pairs each flattened
+    argument with its slot (and the slot of the Tensor object, or -1); `params` pairs slots
+    with the leaf Tensors read by reference; `result` is the template of what the function
+    returned.
     """
     name: str
     values: List[Value]
@@ -73,8 +75,8 @@ class Program:
     inputs: List[Tuple[int, int]]
     params: List[Tuple[int, Any]]
     result: Any
-    guards: List[Tuple[Any, str, Any]]
-    param_facts: List[Tuple[tuple, np.dtype]]
+    guards: List[Tuple[Any, Optional[str], Any]]   # (weak reference, attribute or None, settings)
+    param_facts: List[Tuple[tuple, np.dtype, bool]]   # each param's shape, dtype, requires_grad
     checked: bool = False   # traced a second time and found the same (see `differences`)
     runner: Optional[Callable] = None   # the generated replay function (replay.runner)
     plain_runner: Optional[Callable] = None   # the same without planned buffers (re-entry)

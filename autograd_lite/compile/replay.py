@@ -27,6 +27,10 @@ def replay(program: Program, flat: List[Any]) -> Any:
         run = program.runner = runner(steps, program.plan)
         program.plain_runner = runner(steps) if program.plan.buffers else run
         program.busy = threading.Lock()
+        # the runners hold the constants; the traced call's arrays (its arguments, every
+        # intermediate) are not needed again and would stay alive as long as the program
+        program.env = [x if v.kind in (CONST, OBJECT) else None
+                       for x, v in zip(program.env, program.values)]
     if not program.busy.acquire(blocking=False):
         return program.plain_runner(flat)
     try:
