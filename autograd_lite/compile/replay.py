@@ -22,21 +22,33 @@ def replay(program: Program, flat: List[Any]) -> Any:
     """Run the program on the flattened arguments; returns what the function returned."""
     run = program.runner
     if run is None:
-        steps = fused_program(program)   # the same program, runs of elementwise steps fused
-        program.plan = plan(steps)
-        run = program.runner = runner(steps, program.plan)
-        program.plain_runner = runner(steps) if program.plan.buffers else run
-        program.busy = threading.Lock()
-        # the runners hold the constants; the traced call's arrays (its arguments, every
-        # intermediate) are not needed again and would stay alive as long as the program
-        program.env = [x if v.kind in (CONST, OBJECT) else None
-                       for x, v in zip(program.env, program.values)]
+        with _BUILDING:   # two threads' first replays: one builds, the other waits for it
+            if program.runner is None:
+                _build(program)
+        run = program.runner
     if not program.busy.acquire(blocking=False):
         return program.plain_runner(flat)
     try:
         return run(flat)
     finally:
         program.busy.release()
+
+
+_BUILDING = threading.Lock()
+
+
+def _build(program: Program) -> None:
+    """Fuse, plan and generate the runners; `program.runner` is set last, when all is ready."""
+    steps = fused_program(program)   # the same program, runs of elementwise steps fused
+    program.plan = plan(steps)
+    run = runner(steps, program.plan)
+    program.plain_runner = runner(steps) if program.plan.buffers else run
+    program.busy = threading.Lock()
+    # the runners hold the constants; the traced call's arrays (its arguments, every
+    # intermediate) are not needed again and would stay alive as long as the program
+    program.env = [x if v.kind in (CONST, OBJECT) else None
+                   for x, v in zip(program.env, program.values)]
+    program.runner = run
 
 
 def runner(program: Program, buffers: Optional[Plan] = None) -> Callable[[List[Any]], Any]:

@@ -350,3 +350,29 @@ def test_an_adam_step_replays_as_one_kernel_call_over_all_parameters_with_eager_
         assert s1["step"] == s2["step"] == 8
         assert np.array_equal(s1["m"], s2["m"]) and np.array_equal(s1["v"], s2["v"])
     assert calls == [len(m2.parameters())] * 6
+
+
+def test_first_replays_started_by_several_threads_at_once_build_the_program_once():
+    import threading
+    W = ag.tensor(np.linspace(-1, 1, 30).reshape(6, 5))
+    x = np.ones((8, 6))
+    expected = (ag.sigmoid(x @ W) * 2 + 1).data
+    errors, results = [], []
+    for _ in range(10):
+        f = ag.compile(lambda x: ag.sigmoid(x @ W) * 2 + 1)
+        f(x), f(x)                    # traced, checked: the next call is the first replay
+        barrier = threading.Barrier(4)
+
+        def work():
+            barrier.wait()
+            try:
+                results.extend(f(x).data for _ in range(3))
+            except Exception as error:   # e.g. two busy locks: 'release unlocked lock'
+                errors.append(repr(error))
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors, errors[:2]
+    assert len(results) == 120 and all(np.allclose(r, expected, rtol=1e-12) for r in results)
