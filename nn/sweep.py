@@ -448,8 +448,8 @@ def train_member(job: Mapping[str, Any]) -> Dict[str, Any]:
     """Train one model as `train` does (runs in a worker: an ensemble's members train in parallel).
 
     `job` holds "config" (every training option), "dataset", "data_dir", "seed" (weights and batch
-    order), "validation" (a share held out, split by "split_seed", or 0) and "early_stopping".
-    Returns the trained "state" (parameter arrays), the "history" lists, "best_epoch", "seconds".
+    order), "validation" (a share held out, split by "split_seed", or 0), "early_stopping" and
+    "compile" (ag.compile the steps, as fit does by default; False for `train --no-compile`). Returns the trained "state" (parameter arrays), the "history" lists, "best_epoch", "seconds".
     """
     from .data import stratified_split
 
@@ -460,7 +460,7 @@ def train_member(job: Mapping[str, Any]) -> Dict[str, Any]:
     if job.get("validation"):
         (x, y), validation = stratified_split(x, y, job["validation"], seed=job.get("split_seed", 0))
     model, history = _train(config, (x, y), job["classes"], job["seed"], validation=validation,
-                            early_stopping=job.get("early_stopping"))
+                            early_stopping=job.get("early_stopping"), compile=job.get("compile", True))
     return {"state": dict(model.state_dict()), "history": history.history, "best_epoch": history.best_epoch,
             "stopped_early": history.stopped_early, "seconds": time.perf_counter() - started}
 
@@ -604,7 +604,8 @@ def _dataset_shape(dataset: str, data_dir: Optional[str]) -> Optional[Sequence[i
 
 
 def _train(config: Mapping[str, Any], train: Tuple[np.ndarray, np.ndarray], classes: int, seed: int,
-           validation: Optional[Tuple[np.ndarray, np.ndarray]] = None, early_stopping: Any = None) -> Tuple[Any, Any]:
+           validation: Optional[Tuple[np.ndarray, np.ndarray]] = None, early_stopping: Any = None,
+           compile: bool = True) -> Tuple[Any, Any]:
     """The model `train` builds for these options (an MLP in float32), trained quietly as `train`
     trains it; returns the model and its History."""
     from .layers import MLP
@@ -617,7 +618,7 @@ def _train(config: Mapping[str, Any], train: Tuple[np.ndarray, np.ndarray], clas
     schedule = get_schedule(config["schedule"], optimizer, config["epochs"])
     history = fit(model, config["loss"], optimizer, train, validation=validation, epochs=config["epochs"],
                   batch_size=config["batch_size"], l2=config["l2"], schedule=schedule,
-                  early_stopping=early_stopping, seed=seed, verbose=False)
+                  early_stopping=early_stopping, seed=seed, verbose=False, compile=compile)
     return model, history
 
 

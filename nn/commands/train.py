@@ -193,7 +193,7 @@ def _train_members(args: argparse.Namespace, s: argparse.Namespace, ds: Any) -> 
     config = {name: getattr(s, name) for name in OPTIONS}     # the options a worker's trial takes
     jobs = [{"config": config, "dataset": args.dataset, "data_dir": args.data_dir, "seed": args.seed + member,
              "validation": s.validation, "split_seed": args.seed, "early_stopping": args.early_stopping,
-             "classes": ds.num_classes} for member in range(args.ensemble)]
+             "classes": ds.num_classes, "compile": not args.no_compile} for member in range(args.ensemble)]
     workers = args.workers or min(default_workers(), args.ensemble)
     if not args.quiet:
         where = f"the Dask cluster at {args.scheduler}" if args.scheduler else f"{workers} local worker processes"

@@ -92,3 +92,29 @@ def test_data_parallel_train_under_mpiexec_prints_and_saves_once(tmp_path):
     assert done.stdout.count("test accuracy") == 1 and done.stdout.count("epoch 2/2") == 1
     assert "2 ranks" in done.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz"]
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_an_ensemble_member_on_a_worker_trains_compiled_or_not_as_train_was_told(monkeypatch, compiled):
+    # `train --ensemble K --no-compile` hands "compile": False to each member's job, and the worker's
+    # fit must get it (it compiled regardless before)
+    import nn.sweep
+    import nn.train
+
+    seen_jobs, seen_compile = [], []
+    real_fit = nn.train.fit
+
+    def recording_fit(*args, **kwargs):
+        seen_compile.append(kwargs.get("compile", True))
+        return real_fit(*args, **kwargs)
+
+    def members_here(jobs, **kwargs):
+        seen_jobs.extend(jobs)
+        return [nn.sweep.train_member(job) for job in jobs]
+
+    monkeypatch.setattr(nn.train, "fit", recording_fit)
+    monkeypatch.setattr(nn.sweep, "train_members", members_here)
+    argv = ["train", "--hidden", "8", "--epochs", "1", "--ensemble", "2", "--workers", "2", "--quiet"]
+    assert main(argv + ([] if compiled else ["--no-compile"])) == 0
+    assert [job["compile"] for job in seen_jobs] == [compiled, compiled]
+    assert seen_compile == [compiled, compiled]
