@@ -78,6 +78,32 @@ class Optimizer:
         where this optimizer has none."""
         return None
 
+    def _replay_arrays(self) -> Optional[List[np.ndarray]]:
+        """The parameters' arrays, when a one-kernel replay step can update them all: each a
+        writeable C-contiguous float32 or float64 array, all of one dtype; else None."""
+        arrays = [p.data for p in self.params]
+        dtype = arrays[0].dtype
+        if not all(type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous
+                   and a.flags.writeable for a in arrays) or dtype.char not in "fd":
+            return None
+        return arrays
+
+    def _replay_gradients(self, params: list, arrays: List[np.ndarray],
+                          states: list) -> Optional[List[np.ndarray]]:
+        """The flat gradients for a one-kernel step over `arrays`, or None where the general
+        `step` must run: the list of parameters, an array or the state replaced, a parameter
+        added or removed, a gradient missing (step skips it) or of another shape (step refuses)."""
+        if self.params is not params or self.state is not states or len(params) != len(arrays) \
+                or not all(map(operator.is_, [p.data for p in params], arrays)):
+            return None
+        grads = []
+        for p, a in zip(params, arrays):
+            g = p.grad
+            if g is None or g.data.shape != a.shape:
+                return None
+            grads.append(g.data.reshape(-1))
+        return grads
+
     def step(self) -> None:
         """Update every parameter that has a gradient, in place (the others are skipped).
 
@@ -168,25 +194,15 @@ class SGD(Optimizer):
         dtype; lr, momentum, nesterov, weight_decay and the velocities are read at every call.
         Anything else at a call (a missing gradient, a replaced array, state or list of
         parameters, a parameter added or removed, another dtype) takes the general `step`."""
-        params = self.params
-        arrays = [p.data for p in params]
-        dtype = arrays[0].dtype
-        if not all(type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous
-                   and a.flags.writeable for a in arrays) or dtype.char not in "fd":
+        params, states, arrays = self.params, self.state, self._replay_arrays()
+        if arrays is None:
             return None
         flat = tuple(a.reshape(-1) for a in arrays)
-        states = self.state
 
         def step() -> None:
-            if self.params is not params or self.state is not states or len(params) != len(flat) \
-                    or not all(map(operator.is_, [p.data for p in params], arrays)):
+            grads = self._replay_gradients(params, arrays, states)
+            if grads is None:
                 return self._step()
-            grads = []
-            for p, a in zip(params, arrays):
-                g = p.grad
-                if g is None or g.data.shape != a.shape:   # step skips or refuses it
-                    return self._step()
-                grads.append(g.data.reshape(-1))
             momentum = self.momentum
             velocities = None
             if momentum:
@@ -249,26 +265,20 @@ class Adam(Optimizer):
         dtype; lr, betas, eps, weight_decay, the moments and step counts are read at every call.
         Anything else at a call (a missing gradient, a replaced array, state or list of
         parameters, a parameter added or removed, another dtype) takes the general `step`."""
-        params = self.params
-        arrays = [p.data for p in params]
-        dtype = arrays[0].dtype
-        if not all(type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous
-                   and a.flags.writeable for a in arrays) or dtype.char not in "fd":
+        params, states, arrays = self.params, self.state, self._replay_arrays()
+        if arrays is None:
             return None
         flat = tuple(a.reshape(-1) for a in arrays)
-        states = self.state
 
         def step() -> None:
-            if self.params is not params or self.state is not states or len(params) != len(flat) \
-                    or not all(map(operator.is_, [p.data for p in params], arrays)):
+            grads = self._replay_gradients(params, arrays, states)
+            if grads is None:
                 return self._step()
-            grads, ms, vs = [], [], []
-            for p, a, s in zip(params, arrays, states):
-                g, m, v = p.grad, s["m"], s["v"]
-                if (g is None or g.data.shape != a.shape or not m.flags.c_contiguous
-                        or not v.flags.c_contiguous):   # step skips or refuses it; m, v in place
+            ms, vs = [], []
+            for s in states:
+                m, v = s["m"], s["v"]
+                if not (m.flags.c_contiguous and v.flags.c_contiguous):   # updated in place
                     return self._step()
-                grads.append(g.data.reshape(-1))
                 ms.append(m.reshape(-1))
                 vs.append(v.reshape(-1))
             steps = [s["step"] + 1 for s in states]
