@@ -11,6 +11,7 @@ so a change in the machine's load falls on all of them alike.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from typing import Callable, Dict, List, Optional
@@ -30,7 +31,9 @@ MIXES = {
 }
 
 
-def _ours(mix: str, shape: tuple) -> Callable[[], None]:
+def _ours(mix: str, shape: tuple, compiled: bool = False) -> Callable[[], None]:
+    """One step of `mix` (gradients reset, forward, backward) on fresh tensors of `shape`; with
+    `compiled`, through `ag.compile`: traced on the first call (in the warm-up), replayed after."""
     rng = np.random.default_rng(0)
     a, b, c = (ag.tensor(rng.standard_normal(shape), requires_grad=True) for _ in range(3))
     exprs = {
@@ -43,26 +46,7 @@ def _ours(mix: str, shape: tuple) -> Callable[[], None]:
     def step() -> None:
         a.grad = b.grad = c.grad = None
         f().backward()
-    return step
-
-
-def _ours_compiled(mix: str, shape: tuple) -> Callable[[], None]:
-    """The same step (gradients reset, forward, backward) through `ag.compile`: traced on the
-    first call (in the warm-up), replayed after."""
-    rng = np.random.default_rng(0)
-    a, b, c = (ag.tensor(rng.standard_normal(shape), requires_grad=True) for _ in range(3))
-    exprs = {
-        "a*b+c, sum": lambda: (a * b + c).sum(),
-        "tanh(exp(a)*b), sum": lambda: ag.tanh(ag.exp(a) * b).sum(),
-        "relu(a@b+c), sum": lambda: ag.relu(a @ b + c).sum(),
-    }
-    f = exprs[mix]
-
-    @ag.compile
-    def step() -> None:
-        a.grad = b.grad = c.grad = None
-        f().backward()
-    return step
+    return ag.compile(step) if compiled else step
 
 
 def _torch(mix: str, shape: tuple) -> Optional[Callable[[], None]]:
@@ -124,7 +108,7 @@ def _jax(mix: str, shape: tuple) -> Optional[Callable[[], None]]:
     return step
 
 
-LIBRARIES = {"autograd-lite": _ours, "autograd-lite compiled": _ours_compiled, "pytorch eager": _torch, "HIPS autograd": _hips,
+LIBRARIES = {"autograd-lite": _ours, "autograd-lite compiled": functools.partial(_ours, compiled=True), "pytorch eager": _torch, "HIPS autograd": _hips,
              "jax (eager grad, no jit)": _jax}
 
 
