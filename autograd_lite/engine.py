@@ -14,7 +14,7 @@ import functools
 import itertools
 import threading
 from heapq import heapify, heappop, heappush
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -507,6 +507,20 @@ def _add_deferred(total: Any, pending: list, owned: set) -> Any:
     return total
 
 
+def vjp_rule(prim, i: int) -> Callable:
+    """`prim`'s VJP rule for input i (a variadic primitive's one rule serves every input);
+    NotImplementedError naming the primitive and the input when it has none."""
+    try:
+        rule = prim.vjps[0] if prim.variadic else prim.vjps[i]
+    except IndexError:  # defvjp was given fewer rules than the primitive has inputs
+        rule = None
+    if rule is None:
+        raise NotImplementedError(
+            f"backward: primitive '{prim.name}' has no VJP rule for argument {i}; define one "
+            f"with {prim.name}.defvjp(...) (one rule per input, in order)")
+    return rule
+
+
 def _pull_back(prim, g: Any, ans: Any, values: Sequence[Any], wanted: Sequence[bool],
                params: dict) -> List[Any]:
     """One VJP rule call per input that wants a cotangent (None for the others)."""
@@ -515,14 +529,7 @@ def _pull_back(prim, g: Any, ans: Any, values: Sequence[Any], wanted: Sequence[b
         if not want:
             out.append(None)
             continue
-        try:
-            rule = prim.vjps[0] if prim.variadic else prim.vjps[i]
-        except IndexError:  # defvjp was given fewer rules than the primitive has inputs
-            rule = None
-        if rule is None:
-            raise NotImplementedError(
-                f"backward: primitive '{prim.name}' has no VJP rule for argument {i}; define one "
-                f"with {prim.name}.defvjp(...) (one rule per input, in order)")
+        rule = vjp_rule(prim, i)
         out.append(rule(g, ans, *values, argnum=i, **params) if prim.variadic
                    else rule(g, ans, *values, **params))
     return out

@@ -459,14 +459,7 @@ class Tracer:
             if not want:
                 out.append(None)
                 continue
-            try:
-                rule = prim.vjps[0] if prim.variadic else prim.vjps[i]
-            except IndexError:
-                rule = None
-            if rule is None:
-                raise NotImplementedError(
-                    f"backward: primitive '{prim.name}' has no VJP rule for argument {i}; define one "
-                    f"with {prim.name}.defvjp(...) (one rule per input, in order)")
+            rule = engine.vjp_rule(prim, i)
             kw = dict(params, argnum=i) if prim.variadic else params
             slot = self._new(VALUE, None)
             self._fill(slot, self.record("rule", f"vjp[{prim.name}].{i}", rule, (g, ans) + values,
