@@ -344,9 +344,7 @@ def fit(model: Module, loss: Union[str, LossFn], optimizer: Any, train: Tuple[np
                     if forward_backward is not None:   # zero_grad and backward included
                         outputs, data_loss, cost = forward_backward(xb, yb)
                     else:
-                        outputs = model(xb)
-                        data_loss = loss_fn(outputs, yb)
-                        cost = data_loss + l2_penalty(model, l2) if l2 else data_loss
+                        outputs, data_loss, cost = _batch_cost(model, loss_fn, l2, xb, yb)
                     value = float(cost.data)
                     if not math.isfinite(value):
                         penalty_only = bool(l2) and math.isfinite(float(data_loss.data))
@@ -416,14 +414,20 @@ def fit(model: Module, loss: Union[str, LossFn], optimizer: Any, train: Tuple[np
     return history
 
 
+def _batch_cost(model: Module, loss_fn: LossFn, l2: float, xb: np.ndarray,
+                yb: np.ndarray) -> Tuple[Tensor, Tensor, Tensor]:
+    """One batch's outputs, data loss and cost J = data loss + lambda/2 ||W||^2 (biases excluded)."""
+    outputs = model(xb)
+    data_loss = loss_fn(outputs, yb)
+    return outputs, data_loss, (data_loss + l2_penalty(model, l2) if l2 else data_loss)
+
+
 def _compiled_forward_backward(model: Module, loss_fn: LossFn, l2: float, optimizer: Any) -> Callable:
     """fit's batch up to the optimizer step, compiled: (outputs, data loss, cost) from (x, labels),
     the gradients left in the parameters' .grad. The step itself stays outside, so a batch with a
     non-finite loss or gradient is still refused before it changes the weights."""
     def forward_backward(xb: np.ndarray, yb: np.ndarray) -> Tuple[Tensor, Tensor, Tensor]:
-        outputs = model(xb)
-        data_loss = loss_fn(outputs, yb)
-        cost = data_loss + l2_penalty(model, l2) if l2 else data_loss
+        outputs, data_loss, cost = _batch_cost(model, loss_fn, l2, xb, yb)
         optimizer.zero_grad()
         cost.backward()
         return outputs, data_loss, cost
