@@ -7,11 +7,11 @@ of cotangents (`t + c`) and `unbroadcast`'s sum over the leading axis. A group's
 each input once per element and write only the values something outside the group uses, so
 the gradient of `W * W` (`2 * W * g` summed into one array), `x @ W + b` then `sigmoid`, or
 `g * a * (1 - a)` with the bias gradient's sum each cost one pass over memory. A sum over all
-elements ends a group only with FUSE_FULL_SUMS (off: see there).
+elements may end a group too (`(W * W).sum()`, FUSE_FULL_SUMS).
 
 Each step's value is rounded to the array's dtype, as an eager step stores it, so chains of
 + - * / give the eager bits; functions (exp, the kernels' sigmoid) and fused full sums (float64
-or compensated accumulation, where NumPy sums pairwise) agree within a few ulps.
+accumulation, where NumPy sums pairwise in the dtype) agree within a few ulps.
 
 Kernels are generated source files compiled with Numba's `cache=True` in a cache folder
 (`AUTOGRAD_LITE_COMPILE_CACHE`, default `~/.cache/autograd-lite/compile`, or under
@@ -38,18 +38,29 @@ from .program import Program, Step, _template_slots
 __all__ = ["fused_program", "cache_dir", "ENABLED"]
 
 ENABLED = True   # False: no fusion (each step runs its own NumPy / Numba call)
-# A sum over all elements ending a group: off, measured slower than the unfused pair (784x100
-# float32 W * W then sum: 50-150 us fused, a loop-carried float64 sum Numba does not vectorize
-# without reassociation, against 40 us for NumPy's product and SIMD pairwise sum), and
-# NumPy's pairwise sum keeps the eager bits. Sums over rows (a bias gradient) do fuse.
-FUSE_FULL_SUMS = False
+# A sum over all elements ending a group (`(W * W).sum()`): the elements' values are written
+# into a small chunk and `_chunk_sum` adds each chunk in float64 with reassociation allowed
+# there only (784x100 float32 W * W then sum: about 5-8 us, against 22-30 us for NumPy's
+# product and pairwise sum, and 23-36 us for a float64 loop Numba cannot vectorise). The sum
+# differs from NumPy's pairwise one by rounding only (float64 accumulation is the closer).
+FUSE_FULL_SUMS = True
 
 # the functions an element's expression may call, as Numba source (the eager kernels' own
 # scalar functions, so a fused sigmoid computes what kernels.sigmoid's Numba loop computes)
 FUNCTIONS = {"exp": "np.exp({})", "log": "np.log({})", "sigmoid": "_sigmoid_in_kind({})",
              "tanh": "_tanh(np.float64({}))"}
 _HEADER = ("import numpy as np\nfrom numba import njit\n"
-           "from autograd_lite.kernels.jitted import _sigmoid_in_kind, _tanh\n")
+           "from autograd_lite.kernels.jitted import _sigmoid_in_kind, _tanh\n\n\n"
+           # a sum over all elements adds chunks of the elements' values (each rounded to the
+           # dtype as eager stores it) in float64; only this function may reassociate, so the
+           # sum vectorises and every elementwise value keeps the eager bits
+           "@njit(cache=True, nogil=True, fastmath={'reassoc'})\n"
+           "def _chunk_sum(chunk, m):\n"
+           "    s = 0.0\n"
+           "    for k in range(m):\n"
+           "        s += np.float64(chunk[k])\n"
+           "    return s\n")
+CHUNK = 512   # elements per chunk of a full sum (in L1 while it is summed)
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -91,6 +102,7 @@ def fused_program(program: Program) -> Program:
     program.fusion = []
     if not ENABLED:
         return program
+    _sink(program)
     steps = program.steps
     groups = _groups(program)
     if not groups:
@@ -114,6 +126,44 @@ def fused_program(program: Program) -> Program:
     result = copy.copy(program)
     result.steps = new_steps
     return result
+
+
+# ------------------------------------------------------------------ moving steps to their use
+BARRIERS = ("effect", "grad")   # steps nothing moves across: they may write any array
+
+
+def _sink(program: Program) -> None:
+    """Move elementwise steps later, each to just before the first step that reads its value,
+    where that step is elementwise too, so the two can fuse (e.g. the L2 gradient `2 * W * g`,
+    computed early in the reverse sweep, joins the `add_into` of the weight's matrix-product
+    gradient: one pass instead of two). A step moves only across steps that do not read its
+    value, redefine what it reads, or may write arrays (effects, gradient accumulation), so
+    every value it computes is the same. Reorders `program.steps` in place."""
+    env, steps = program.env, program.steps
+    elements = [_element(n, s, env) for n, s in enumerate(steps)]
+    order = list(range(len(steps)))
+    pos = len(order) - 2
+    while pos >= 0:
+        n = order[pos]
+        e = elements[n]
+        out = env[e.out] if e is not None else None
+        if e is not None and not e.reduce and type(out) is np.ndarray and out.ndim:
+            q = pos + 1
+            ins = set(steps[n].ins)
+            while q < len(order) and e.out not in steps[order[q]].ins and \
+                    steps[order[q]].kind not in BARRIERS and \
+                    not ins.intersection(steps[order[q]].outputs()):
+                q += 1
+            if q > pos + 1 and q < len(order) and e.out in steps[order[q]].ins:
+                consumer = elements[order[q]]
+                value = env[consumer.out] if consumer is not None else None
+                source = env[consumer.names.get("v", -1)] if consumer is not None and consumer.reduce else value
+                if isinstance(source, np.ndarray) and source.shape == out.shape and \
+                        source.dtype == out.dtype:
+                    order.insert(q - 1, order.pop(pos))
+        pos -= 1
+    if order != list(range(len(steps))):
+        program.steps = [steps[n] for n in order]
 
 
 # ------------------------------------------------------------------ finding the groups
@@ -303,7 +353,9 @@ def _source(group: Group, kinds: List[str]) -> Tuple[str, str]:
         if kind == "scalar":
             prologue.append(f"    e{k} = DT(p{k})")
         else:
-            loads.append(f"            e{k} = p{k}[{'i' if kind == 'full' else 'j'}]")
+            if kind == "full":   # a view of a contiguous argument, a copy of another
+                prologue.append(f"    p{k} = p{k}.ravel()")
+            loads.append(f"e{k} = p{k}[{'i' if kind == 'full' else 'j'}]")
         local[s] = f"e{k}"
     body: List[str] = []
     outs: List[str] = []
@@ -314,43 +366,50 @@ def _source(group: Group, kinds: List[str]) -> Tuple[str, str]:
             reduce, value = e.reduce, local[e.names["v"]]
             continue
         tree = _Rename({v: local[s] for v, s in e.names.items()}).visit(copy.deepcopy(e.tree))
-        body.append(f"            t{t} = DT({ast.unparse(tree)})")
+        body.append(f"t{t} = DT({ast.unparse(tree)})")
         local[e.out] = final[e.out] = f"t{t}"
     for k, s in enumerate(w for w in group.writes if w != (members[-1].out if reduce else None)):
         outs.append(f"o{k}")
-        body.append(f"            o{k}[i] = {final[s]}")
+        prologue.append(f"    o{k} = o{k}.reshape(-1)")   # allocated C-contiguous by the wrapper
+        body.append(f"o{k}[i] = {final[s]}")
     lines = [_HEADER, "", "@njit(cache=True, nogil=True, error_model='numpy')",
              f"def kernel(rows, inner, {', '.join(params + outs + (['r'] if reduce == 'rows' else []))}):"]
     lines += prologue
-    if reduce == "all":   # 8 partial sums: independent chains instead of one add's latency each
-        lines += ["    lane = np.zeros(8)", "    carry = np.zeros(8)"]
+    by_rows = "row" in kinds or reduce == "rows"   # a value per column: loop over rows, then columns
     if reduce == "rows":
         lines += ["    for j in range(inner):", "        r[j] = DT(0)"]
-    lines += ["    for q in range(rows):", "        for j in range(inner):", "            i = q * inner + j"]
-    lines += loads + body
-    if reduce == "all" and group.dtype == np.float32:
-        lines.append(f"            lane[i & 7] += np.float64({value})")
-    elif reduce == "all":   # compensated (Kahan) summation: within an ulp or two of NumPy's pairwise sum
-        lines += ["            k = i & 7", f"            y = {value} - carry[k]", "            s = lane[k] + y",
-                  "            carry[k] = (s - lane[k]) - y", "            lane[k] = s"]
-    elif reduce == "rows":
-        lines.append(f"            r[j] = r[j] + {value}")
+        body.append(f"r[j] = r[j] + {value}")
     if reduce == "all":
-        lines += ["    total = 0.0", "    for k in range(8):", "        total += lane[k] - carry[k]"]
+        body.append(f"chunk[c] = {value}")
+        lines.append(f"    total = 0.0")
+    if reduce == "all" and not by_rows:   # chunks of CHUNK elements of the flat arrays
+        lines += [f"    chunk = np.empty({CHUNK}, DT)", "    n = rows * inner", "    start = 0",
+                  "    while start < n:", f"        m = min({CHUNK}, n - start)",
+                  "        for c in range(m):", "            i = start + c"]
+        lines += ["            " + line for line in loads + body]
+        lines += ["        total += _chunk_sum(chunk, m)", f"        start += {CHUNK}"]
+    else:   # a chunk is a row
+        if reduce == "all":
+            lines.append("    chunk = np.empty(inner, DT)")
+        lines += ["    for q in range(rows):", "        for j in range(inner):",
+                  "            i = q * inner + j"]
+        if reduce == "all":
+            lines.append("            c = j")
+        lines += ["            " + line for line in loads + body]
+        if reduce == "all":
+            lines.append("        total += _chunk_sum(chunk, inner)")
     lines.append("    return total" if reduce == "all" else "    return 0.0")
-    source = "\n".join(lines).replace("DT(", f"np.{np.dtype(group.dtype).name}(") + "\n"
-    # the wrapper: flat views (copies where an argument is not contiguous), outputs, the call
+    source = "\n".join(lines).replace("DT(", f"np.{np.dtype(group.dtype).name}(") \
+        .replace(", DT)", f", np.{np.dtype(group.dtype).name})") + "\n"
+    # the wrapper: the outputs, the call
     shape = group.shape
     inner = shape[-1] if shape else 1
     rows = int(np.prod(shape, dtype=np.int64)) // max(inner, 1)
-    args = []
-    for k, kind in enumerate(kinds):
-        args.append(f"float(p{k})" if kind == "scalar" else
-                    f"p{k}.reshape(-1)" if kind == "full" else f"p{k}")
+    args = [f"float(p{k})" if kind == "scalar" else f"p{k}" for k, kind in enumerate(kinds)]
     w = [f"def call({', '.join(params)}):"]
     for k in range(len(outs)):
         w.append(f"    o{k} = np.empty({shape!r}, DT)")
-    extra = [f"o{k}.reshape(-1)" for k in range(len(outs))]
+    extra = [f"o{k}" for k in range(len(outs))]
     if reduce == "rows":
         w.append(f"    r = np.empty({(inner,)!r}, DT)")
         extra.append("r")

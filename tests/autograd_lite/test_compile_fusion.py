@@ -186,3 +186,38 @@ def test_a_changed_kernels_module_gives_new_kernel_files(_cache, monkeypatch):
     monkeypatch.setattr(fuse, "_kernels_stamp", lambda: "kernels/jitted.py changed")
     assert fuse._load(source)(1) == 2
     assert len(set(glob.glob(os.path.join(str(_cache), "fused_*.py"))) - before) == 1
+
+
+def test_the_l2_gradient_moves_to_the_weight_gradient_sum_and_fuses_with_it():
+    """`2 * W * g` is computed early in the reverse sweep, the matrix product's gradient of W
+    late; the elementwise steps move down to their use, so the L2 term, its two halves' sum and
+    the sum with x^T delta are one pass over W's shape."""
+    params = _mlp(np.float32)
+    compiled = ag.compile(_step(*params))
+    for x, y in _data(np.float32, 3):
+        compiled(x, y)
+    program = compiled.program
+    matmul_grads = {s.out for s in program.steps if s.label == "vjp[matmul].1"}
+    fused_with = [g for g in program.fusion
+                  if any(program.steps[n].label == "vjp[multiply].0" for n in g.steps)
+                  and matmul_grads.intersection(g.reads)]
+    assert fused_with, compiled.explain()
+
+
+def test_no_step_moves_across_an_in_place_update_of_what_it_reads():
+    """y = W * 2 before W is changed in place must see the old W, though its use (y + x) is
+    an elementwise step it could fuse with after the update."""
+    W = ag.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+
+    def f(x):
+        y = W * 2.0
+        with ag.no_grad():
+            W.__iadd__(1.0)
+        return y + x
+    compiled = ag.compile(f)
+    x = np.ones((2, 3))
+    got = [compiled(x).data.copy() for _ in range(4)]
+    W.data[...] = np.arange(6.0).reshape(2, 3)
+    want = [f(x).data.copy() for _ in range(4)]
+    for g, w in zip(got, want):
+        assert np.array_equal(g, w)
