@@ -14,7 +14,7 @@ import functools
 import itertools
 import threading
 from heapq import heapify, heappop, heappush
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -71,6 +71,16 @@ def increment_version(t: Tensor) -> None:
     global _last_change
     with _change_lock:  # two threads: the later change must win
         t._version += 1
+        _last_change = next(_sequence)
+
+
+def increment_versions(tensors: Iterable[Tensor]) -> None:
+    """`increment_version` on each of `tensors` (changed together, e.g. by an optimizer's step),
+    taking the lock once."""
+    global _last_change
+    with _change_lock:
+        for t in tensors:
+            t._version += 1
         _last_change = next(_sequence)
 
 
