@@ -147,7 +147,7 @@ def _sink(program: Program) -> None:
         n = order[pos]
         e = elements[n]
         out = env[e.out] if e is not None else None
-        if e is not None and not e.reduce and type(out) is np.ndarray and out.ndim:
+        if e is not None and not e.reduce and isinstance(out, (np.ndarray, np.generic)):
             q = pos + 1
             ins = set(steps[n].ins)
             while q < len(order) and e.out not in steps[order[q]].ins and \
@@ -158,7 +158,7 @@ def _sink(program: Program) -> None:
                 consumer = elements[order[q]]
                 value = env[consumer.out] if consumer is not None else None
                 source = env[consumer.names.get("v", -1)] if consumer is not None and consumer.reduce else value
-                if isinstance(source, np.ndarray) and source.shape == out.shape and \
+                if isinstance(source, (np.ndarray, np.generic)) and source.shape == out.shape and \
                         source.dtype == out.dtype:
                     order.insert(q - 1, order.pop(pos))
         pos -= 1
@@ -244,7 +244,8 @@ def _fits(e: _Element, env: List[Any], shape: tuple, dtype: np.dtype, inside: se
         source = e.names["v"]
         return (source in inside or _kind(env[source], shape, dtype) == "full") and \
             (isinstance(out, (np.ndarray, np.generic)) and out.dtype == dtype)
-    if type(out) is not np.ndarray or out.shape != shape or out.dtype != dtype:
+    if not (type(out) is np.ndarray or (not shape and isinstance(out, np.generic))) or \
+            out.shape != shape or out.dtype != dtype:   # a 0-d step may give a NumPy scalar
         return False
     return all(s in inside or _kind(env[s], shape, dtype) for s in e.names.values())
 
@@ -257,8 +258,8 @@ def _groups(program: Program) -> List[Group]:
     while n < len(steps):
         e = elements[n]
         out = env[e.out] if e is not None else None
-        if e is None or e.reduce or type(out) is not np.ndarray or out.ndim == 0 \
-                or out.dtype not in _FLOATS:
+        if e is None or e.reduce or getattr(out, "dtype", None) not in _FLOATS or not (
+                type(out) is np.ndarray or (out.ndim == 0 and isinstance(out, np.generic))):
             n += 1
             continue
         shape, dtype = out.shape, out.dtype
@@ -266,7 +267,8 @@ def _groups(program: Program) -> List[Group]:
         inside: set = set()
         m = n
         while m < len(steps) and elements[m] is not None and \
-                _fits(elements[m], env, shape, dtype, inside):
+                _fits(elements[m], env, shape, dtype, inside) and \
+                (shape or _arithmetic(elements[m])):
             members.append(elements[m])
             m += 1
             if members[-1].reduce:
@@ -322,6 +324,8 @@ def _fused_step(group: Group, program: Program) -> Optional[Step]:
     shape, dtype = group.shape, group.dtype
     kinds = ["full" if s in {e.out for e in members} else _kind(env[s], shape, dtype)
              for s in group.reads]
+    if not shape:
+        return _scalar_step(group, program, kinds)
     source, wrapper = _source(group, kinds)
     try:
         with warnings.catch_warnings():   # Numba's pedantic notes on the inlined sigmoid
@@ -340,6 +344,52 @@ def _fused_step(group: Group, program: Program) -> Optional[Step]:
     group.name = "fused[" + ", ".join(labels) + "]"
     out = group.writes[0] if len(group.writes) == 1 else tuple(group.writes)
     return Step("fused", group.name, call, tuple(group.reads), out)
+
+
+def _arithmetic(e: _Element) -> bool:
+    """Whether an element's expression is plain arithmetic (no function, no reduction)."""
+    return e.tree is not None and not any(isinstance(node, ast.Call) for node in ast.walk(e.tree))
+
+
+def _scalar_step(group: Group, program: Program, kinds: List[str]) -> Step:
+    """A run of 0-d steps (the loss's sum of terms, `lam / 2 *` the penalty, their rules) as
+    one generated Python function on NumPy scalars of the dtype: the same IEEE operations in
+    the dtype as the 0-d arrays eager computes with, without a ufunc call per step."""
+    members: List[_Element] = group.members
+    names: Dict[str, Any] = {"asarray": np.asarray, "DT": group.dtype.type}
+    local: Dict[int, str] = {}
+    lines = [f"def call({', '.join(f'p{k}' for k in range(len(group.reads)))}):"]
+    for k, (s, kind) in enumerate(zip(group.reads, kinds)):
+        number = isinstance(program.env[s], (int, float)) and not isinstance(program.env[s], np.generic)
+        lines.append(f"    e{k} = DT(p{k})" if number else f"    e{k} = p{k}[()]")
+        local[s] = f"e{k}"
+    for t, e in enumerate(members):
+        tree = _Constants(names, group.dtype.type).visit(
+            _Rename({v: local[s] for v, s in e.names.items()}).visit(copy.deepcopy(e.tree)))
+        lines.append(f"    t{t} = {ast.unparse(tree)}")
+        local[e.out] = f"t{t}"
+    # each value as eager had it: a 0-d array, or the NumPy scalar a ufunc gives on 0-d arrays
+    outs = [local[s] if isinstance(program.env[s], np.generic) else f"asarray({local[s]})"
+            for s in group.writes]
+    lines.append(f"    return {outs[0]}" if len(outs) == 1 else f"    return ({', '.join(outs)},)")
+    exec(compile("\n".join(lines) + "\n", "<ag.compile fused scalar steps>", "exec"), names)
+    labels = [program.steps[n].label for n in group.steps]
+    group.name = "fused[" + ", ".join(labels) + "]"
+    out = group.writes[0] if len(group.writes) == 1 else tuple(group.writes)
+    return Step("fused", group.name, names["call"], tuple(group.reads), out)
+
+
+class _Constants(ast.NodeTransformer):
+    """`DT(c)` calls (from _Rename) to names bound once to the dtype's scalar."""
+
+    def __init__(self, names: Dict[str, Any], dtype: type) -> None:
+        self.names, self.dtype = names, dtype
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        value = self.dtype(node.args[0].value)
+        key = f"c{len(self.names)}"
+        self.names[key] = value
+        return ast.Name(key, ast.Load())
 
 
 def _source(group: Group, kinds: List[str]) -> Tuple[str, str]:

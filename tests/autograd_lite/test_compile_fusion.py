@@ -221,3 +221,25 @@ def test_no_step_moves_across_an_in_place_update_of_what_it_reads():
     want = [f(x).data.copy() for _ in range(4)]
     for g, w in zip(got, want):
         assert np.array_equal(g, w)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_run_of_0d_steps_is_one_python_function_with_the_eager_bits(dtype):
+    """The arithmetic on 0-d values (a loss's terms, their rules) runs on NumPy scalars of the
+    dtype in one generated function: the same rounding as eager's 0-d ufunc calls."""
+    rng = np.random.default_rng(3)
+    u, v = (ag.tensor(np.asarray(rng.random(), dtype), requires_grad=True) for _ in range(2))
+
+    def f(x):
+        loss = (u * 3.0 + v * x) * u - v / 7.0 + 0.1 * (u * v)
+        u.grad = v.grad = None
+        loss.backward()
+        return loss, u.grad, v.grad
+    xs = [np.asarray(rng.random(), dtype) for _ in range(5)]
+    eager = [[np.asarray(t.data).copy() for t in f(x)] for x in xs]
+    compiled = ag.compile(f)
+    got = [[np.asarray(t.data).copy() for t in compiled(x)] for x in xs]
+    assert any(g.shape == () and len(g.steps) >= 5 for g in compiled.program.fusion), compiled.explain()
+    for g_row, e_row in zip(got, eager):
+        for g, e in zip(g_row, e_row):
+            assert g.dtype == e.dtype and g.tobytes() == e.tobytes()
