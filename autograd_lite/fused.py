@@ -233,6 +233,9 @@ def softmax_cross_entropy(logits: Any, labels: Any, reduction: str = "mean") -> 
 
 
 def _bce_with_logits_forward(logits, targets, reduction):
+    buffer = kernels.bce_with_logits_loss(logits, targets, logits.shape[0] if reduction == "mean" else 0)
+    if buffer is not None:   # one kernel call: [loss, s - y ...]
+        return buffer[0, ...]   # the loss as a 0-d view whose .base is the buffer
     return _with_residual(
         lambda out: _total(kernels.bce_with_logits_total(logits, targets, out=out)[0],
                            logits.shape[0], reduction),
@@ -242,6 +245,12 @@ def _bce_with_logits_forward(logits, targets, reduction):
 def _bce_with_logits_vjp_logits(g, ans, logits, targets, reduction):
     scale = _scale(reduction, logits.shape[0])
     if _on_arrays(g, ans, logits, targets):
+        base = ans.base
+        if (type(base) is np.ndarray and base.size == 1 + logits.size and base.dtype == logits.dtype
+                and g.dtype == logits.dtype):   # s - y behind the loss, times g * scale: one pass
+            out = kernels.scale(base[1:], float(g), scale, logits.shape)
+            if out is not None:
+                return out
         delta = _residual(ans, logits)
         if delta is None:
             delta = kernels.bce_with_logits(logits, targets)[1]
@@ -324,10 +333,12 @@ def _uniform(rng: np.random.Generator, shape: tuple, dtype: np.dtype) -> np.ndar
 # ---------------------------------------------------------------- the L2 penalty
 def _half_lambda_sum_of_squares(*weights: np.ndarray, lam: float) -> np.ndarray:
     total = 0.0
+    dtype = weights[0].dtype if weights else np.float64
     for w in weights:
-        flat = w.reshape(-1)
-        total += np.dot(flat, flat)   # one pass, no temporary the size of w
-    return np.asarray(lam / 2 * total, dtype=np.result_type(*weights))
+        total += kernels.sum_of_squares(w)   # one pass in float64, no temporary the size of w
+        if w.dtype != dtype:
+            dtype = np.result_type(dtype, w)
+    return np.asarray(lam / 2 * total, dtype=dtype)
 
 
 # half_lambda_sum_of_squares(*weights, lam=lam) = lam/2 * sum_l ||W_l||^2 as one primitive over

@@ -28,7 +28,7 @@ from .dispatch import BACKENDS, THRESHOLDS, get_kernels, set_kernels
 from .dispatch import binary as _binary
 from .dispatch import by_rows as _by_rows
 from .dispatch import contiguous as _contiguous
-from .dispatch import _jit
+from .dispatch import _PARALLEL_FROM, _jit
 from .dispatch import kernel as _kernel
 from .dispatch import unary as _unary
 
@@ -36,6 +36,7 @@ __all__ = ["BACKENDS", "THRESHOLDS", "ACTIVATIONS", "set_kernels", "get_kernels"
            "sigmoid", "sigmoid_backward", "tanh", "tanh_backward", "relu", "relu_backward",
            "softplus", "log_sigmoid", "dropout", "softmax", "log_softmax", "logsumexp",
            "check_labels", "softmax_cross_entropy", "bce_with_logits", "bce_with_logits_total",
+           "bce_with_logits_loss", "scale", "sum_of_squares",
            "linear", "bias_activation", "activation_backward", "linear_backward",
            "linear_backward_codes", "add_scaled", "sgd_update", "sgd_update_many", "adam_update",
            "adam_update_many"]
@@ -230,6 +231,54 @@ def bce_with_logits_total(logits: np.ndarray, targets: np.ndarray, out: Optional
     return total, losses, delta
 
 
+def bce_with_logits_loss(logits: np.ndarray, targets: np.ndarray, rows: int) -> Optional[np.ndarray]:
+    """[loss, sigmoid(z) - y ...] in one new array of 1 + logits.size elements, from one pass:
+    loss = the sum over all elements of softplus(z) - z y (accumulated in float64), divided by
+    `rows` when rows > 0 (reduction "mean"). For the fused loss's forward, which keeps the
+    derivative behind the loss. None, having done nothing, where the kernel does not take the
+    arrays (Numba off, not ndarrays of one float dtype and shape, non-contiguous, empty, or
+    large enough for the parallel kernel of `bce_with_logits_total`): the caller then takes
+    that general path. A target outside [0, 1] raises a ValueError."""
+    if type(logits) is not np.ndarray or type(targets) is not np.ndarray:
+        return None
+    size = logits.size
+    if (not size or size >= _PARALLEL_FROM or targets.dtype != logits.dtype
+            or targets.shape != logits.shape or not logits.flags.c_contiguous
+            or not targets.flags.c_contiguous):
+        return None
+    kernel = _kernel("bce_with_logits_loss", logits)
+    if kernel is None:
+        return None
+    buffer = np.empty(1 + size, logits.dtype)
+    if kernel(logits, targets, buffer, rows):
+        raise _targets_outside_error(targets)
+    return buffer
+
+
+def scale(x: np.ndarray, g: float, factor: float, shape: tuple) -> Optional[np.ndarray]:
+    """x * (g * factor) as a new array of `shape` (x.size elements) in x's dtype, one pass, with
+    NumPy's bits for a 0-d g of x's dtype (g * factor rounded to that dtype first). x: a flat
+    C-contiguous float array. None, having done nothing, where the kernel does not run."""
+    kernel = _kernel("scale", x)
+    if kernel is None or not x.flags.c_contiguous:
+        return None
+    out = np.empty(shape, x.dtype)
+    if out.size != x.size:
+        raise ValueError(f"scale: x has {x.size} elements, the shape {shape} {out.size}")
+    kernel(x, g, factor, out)
+    return out
+
+
+def sum_of_squares(x: np.ndarray) -> float:
+    """sum(x**2) over all elements as a Python float: each square and the sum in float64 (one
+    pass, the additions in chunks of SIMD partial sums), whatever x's float dtype."""
+    kernel = _kernel("sum_of_squares", x) if type(x) is np.ndarray else None
+    if kernel is None:
+        flat = np.asarray(x, dtype=np.float64).reshape(-1)
+        return float(np.dot(flat, flat))
+    return kernel(_contiguous(x))
+
+
 def _targets_outside_error(targets: np.ndarray) -> ValueError:
     bad = np.flatnonzero((targets < 0) | (targets > 1))
     return ValueError(f"bce_with_logits: targets must be in [0, 1], got values in "
@@ -338,6 +387,13 @@ def add_scaled(total: np.ndarray, alpha: float, x: np.ndarray) -> None:
     """total += alpha * x, in place and in one pass (no temporary for alpha * x): how an
     in-place VJP rule (e.g. the L2 penalty's lam * W) adds into a leaf's cotangent. total and
     x of one shape; total a writable float array."""
+    if type(total) is np.ndarray and type(x) is np.ndarray and x.shape == total.shape:
+        kernel = _kernel("add_scaled", total, x)   # the common case first, with fewer checks
+        if kernel is not None:
+            flags = total.flags
+            if flags.c_contiguous and flags.writeable and x.flags.c_contiguous:
+                kernel(total, float(alpha), x)
+                return
     if (type(total) is not np.ndarray or not total.flags.writeable
             or _shape(x) != total.shape):
         raise ValueError(f"add_scaled: total must be a writable array of x's shape, got "
@@ -347,7 +403,7 @@ def add_scaled(total: np.ndarray, alpha: float, x: np.ndarray) -> None:
     if kernel is None:
         reference.add_scaled(total, alpha, x)
         return
-    kernel(total.reshape(-1), float(alpha), x.reshape(-1))
+    kernel(total, float(alpha), x)
 
 
 # ---------------------------------------------------------------- optimizer updates, in place

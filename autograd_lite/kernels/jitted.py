@@ -392,10 +392,9 @@ def _softmax_cross_entropy_block(x, labels, losses, delta, row_max, e):
 
 
 @njit(**_INLINE)
-def _bce_with_logits_block(x, y, c, losses, delta, per_unit):
-    """For flat blocks x, y, delta of rows of c units: delta = sigmoid(x) - y, and losses =
-    row sums of softplus(x) - x y (= -y log s - (1 - y) log(1 - s), s = sigmoid(x)).
-    Returns (the sum of the losses, the number of targets outside [0, 1])."""
+def _bce_units(x, y, delta, per_unit):
+    """delta = sigmoid(x) - y and per_unit (float64) = softplus(x) - x y for flat x, y;
+    returns the number of targets outside [0, 1]."""
     outside = 0
     for k in range(x.size):
         xk, yk = np.float64(x[k]), np.float64(y[k])
@@ -404,6 +403,15 @@ def _bce_with_logits_block(x, y, c, losses, delta, per_unit):
         s = 1.0 / (1.0 + e)
         delta[k] = (s if xk >= 0 else e * s) - yk
         per_unit[k] = max(xk, 0.0) - xk * yk + _log1p_unit(e)
+    return outside
+
+
+@njit(**_INLINE)
+def _bce_with_logits_block(x, y, c, losses, delta, per_unit):
+    """For flat blocks x, y, delta of rows of c units: delta = sigmoid(x) - y, and losses =
+    row sums of softplus(x) - x y (= -y log s - (1 - y) log(1 - s), s = sigmoid(x)).
+    Returns (the sum of the losses, the number of targets outside [0, 1])."""
+    outside = _bce_units(x, y, delta, per_unit)
     total = 0.0
     for i in range(losses.size):
         row = np.sum(per_unit[i * c:(i + 1) * c])
@@ -538,6 +546,76 @@ def bce_with_logits_parallel(logits, targets, losses, delta):
     return total, outside
 
 
+# ---------------------------------------------------------------- sums in float64, in chunks
+# A float64 sum vectorizes only if its additions may be reassociated (several partial sums,
+# one per SIMD lane). These two functions alone carry fastmath={"reassoc"}: the elementwise
+# values their callers compute stay operation for operation, and only the order of the
+# additions changes, over chunks of _CHUNK elements whose totals are added in turn.
+_CHUNK = 512
+
+
+@njit(fastmath={"reassoc"}, **_JIT)
+def _sum_chunk(x):
+    total = 0.0
+    for i in range(x.size):
+        total += x[i]
+    return total
+
+
+@njit(fastmath={"reassoc"}, **_JIT)
+def _sum_of_squares_chunk(x):
+    total = 0.0
+    for i in range(x.size):
+        v = np.float64(x[i])
+        total += v * v
+    return total
+
+
+@njit(**_JIT)
+def sum_of_squares(x):
+    """sum(x**2) over a C-contiguous array of any shape, each square and the sum in float64."""
+    flat = x.reshape(-1)
+    n = flat.size
+    total, start = 0.0, 0
+    while start < n:
+        stop = min(start + _CHUNK, n)
+        total += _sum_of_squares_chunk(flat[start:stop])
+        start = stop
+    return total
+
+
+@njit(**_FAST)
+def bce_with_logits_loss(logits, targets, buffer, rows):
+    """The fused loss's forward in one pass over C-contiguous logits and targets (any shape):
+    buffer[1:] = sigmoid(z) - y, buffer[0] = the sum of softplus(z) - z y over all elements
+    (in float64), divided by `rows` when rows > 0. Returns the number of targets outside [0, 1]."""
+    x, y = logits.reshape(-1), targets.reshape(-1)
+    delta = buffer[1:]
+    n = x.size
+    per_unit = np.empty(min(n, _CHUNK))
+    total, outside, start = 0.0, 0, 0
+    while start < n:
+        stop = min(start + _CHUNK, n)
+        m = stop - start
+        outside += _bce_units(x[start:stop], y[start:stop], delta[start:stop], per_unit[:m])
+        total += _sum_chunk(per_unit[:m])
+        start = stop
+    buffer[0] = total / rows if rows > 0 else total
+    return outside
+
+
+@njit(**_JIT)
+def scale(x, g, factor, out):
+    """out = x * (g * factor) over flat x into out (any shape, C-contiguous), with g * factor
+    rounded to out's dtype first and multiplied in it (NumPy's `x * (g * factor)` for a 0-d g
+    of that dtype)."""
+    to = out.dtype.type
+    alpha = to(to(g) * to(factor))
+    flat = out.reshape(-1)
+    for k in range(flat.size):
+        flat[k] = x[k] * alpha
+
+
 # ---------------------------------------------------------------- the linear layer's elementwise part
 @njit(**_FAST)
 def bias_activation(z, b, code):
@@ -577,9 +655,11 @@ def linear_backward(g, a, code, delta, db):
 # ---------------------------------------------------------------- total += alpha * x, in place
 @njit(**_JIT)
 def add_scaled(total, alpha, x):
+    """total (C-contiguous, any shape) += alpha * x (x of its shape, C-contiguous)."""
     alpha_ = total.dtype.type(alpha)
-    for i in range(total.size):
-        total[i] = total[i] + alpha_ * x[i]
+    t, v = total.reshape(-1), x.reshape(-1)
+    for i in range(t.size):
+        t[i] = t[i] + alpha_ * v[i]
 
 
 # ---------------------------------------------------------------- optimizer updates, in place
