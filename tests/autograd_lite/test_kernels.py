@@ -334,6 +334,57 @@ def test_bce_with_logits_kernel_equals_its_numpy_twin(variant, dtype, data):
         assert_close(delta, twin_delta, dtype, scale=targets)  # sigmoid(z) - y
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data())
+def test_bce_with_logits_loss_is_the_twins_reduced_loss_and_derivative_in_one_buffer(dtype, data):
+    shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=40))
+    logits = data.draw(hnp.arrays(np.float64, shape, elements=st.floats(-1000, 1000))).astype(dtype)
+    targets = data.draw(hnp.arrays(np.float64, shape, elements=st.floats(0, 1))).astype(dtype)
+    rows = data.draw(st.sampled_from([0, shape[0]]))   # "sum", "mean"
+    with forced("serial"):
+        buffer = kernels.bce_with_logits_loss(logits, targets, rows)
+    twin_losses, twin_delta = reference.bce_with_logits(logits, targets)
+    terms = (1 + 2 * np.abs(logits.astype(np.float64))).sum()   # softplus(z) - z y: terms of |z| (1 + y)
+    divisor = rows or 1
+    assert buffer.shape == (1 + logits.size,) and buffer.dtype == dtype
+    assert_close(buffer[0], twin_losses.astype(np.float64).sum() / divisor, dtype, scale=terms / divisor)
+    assert_close(buffer[1:].reshape(shape), twin_delta, dtype, scale=targets)
+
+
+def test_bce_with_logits_loss_declines_what_its_kernel_does_not_take_and_refuses_bad_targets():
+    z, y = np.zeros((4, 3)), np.full((4, 3), 0.5)
+    with forced("serial"):
+        assert kernels.bce_with_logits_loss(z[:, :2], y[:, :2], 4) is None      # not contiguous
+        assert kernels.bce_with_logits_loss(z, y.astype(np.float32), 4) is None  # two dtypes
+        assert kernels.bce_with_logits_loss(z[:0], y[:0], 0) is None            # empty
+        y[2, 1] = 1.5
+        with pytest.raises(ValueError, match=r"bce_with_logits: targets must be in \[0, 1\]"):
+            kernels.bce_with_logits_loss(z, y, 4)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_scale_gives_numpys_bits_for_a_0d_cotangent(dtype):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(35).astype(dtype)
+    g = np.asarray(rng.standard_normal(), dtype=dtype)
+    with forced("serial"):
+        out = kernels.scale(x, float(g), 1 / 7, (5, 7))
+    np.testing.assert_array_equal(out, (x * (g * (1 / 7))).reshape(5, 7))
+    assert out.dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size", [0, 1, 511, 512, 513, 78_400])
+def test_sum_of_squares_is_the_float64_sum_whatever_the_chunks(dtype, size):
+    import math
+    x = np.random.default_rng(size).standard_normal(size).astype(dtype) * 3
+    exact = math.fsum(float(v) ** 2 for v in x)   # each float32 square is exact in float64
+    with forced("serial"):
+        total = kernels.sum_of_squares(x.reshape(-1, 1) if size else x)
+    assert isinstance(total, float)
+    assert abs(total - exact) <= 1e-14 * exact
+
+
 @VARIANTS
 def test_cross_entropy_kernels_are_stable_at_plus_minus_1000(variant):
     with forced(variant):
@@ -415,6 +466,11 @@ def test_add_scaled_equals_its_numpy_twin_and_refuses_bad_arrays(dtype):
         kernels.add_scaled(total, 0.3, x)
     reference.add_scaled(twin, 0.3, x)
     assert_close(total, twin, dtype)
+    grid, twin = total.reshape(50, 100), twin.reshape(50, 100)   # any shape, in place
+    with forced("serial"):
+        kernels.add_scaled(grid, -2.0, x.reshape(50, 100))
+    reference.add_scaled(twin, -2.0, x.reshape(50, 100))
+    assert_close(grid, twin, dtype)
     with pytest.raises(ValueError, match=r"add_scaled: total must be a writable array of x's shape"):
         kernels.add_scaled(total, 0.3, x[:10])
     frozen = total.copy()
