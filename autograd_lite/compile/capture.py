@@ -824,6 +824,22 @@ def _data_of(call: Callable) -> Callable:
 def _replay_call(fn: Callable, specs: list, kwspecs: dict, grad_mode: bool) -> Callable:
     """fn called with its arguments found as `Tracer._argument` says, from the slot values
     passed in order (one per non-'value' argument), in the grad mode it was traced in."""
+    mode = engine._grad_mode
+    if all(kind == "value" for kind, _ in specs + list(kwspecs.values())):
+        # every argument taken by reference (an optimizer's zero_grad): built once
+        args = tuple(what for _, what in specs)
+        kwargs = {k: what for k, (_, what) in kwspecs.items()}
+
+        def fixed() -> Any:
+            if mode.enabled == grad_mode:
+                return fn(*args, **kwargs)
+            mode.enabled = grad_mode
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                mode.enabled = not grad_mode
+        return fixed
+
     def build(spec: Tuple[str, Any], it: Any) -> Any:
         kind, what = spec
         if kind == "value":
@@ -835,7 +851,6 @@ def _replay_call(fn: Callable, specs: list, kwspecs: dict, grad_mode: bool) -> C
         it = iter(slot_values)
         args = [build(s, it) for s in specs]
         kwargs = {k: build(s, it) for k, s in kwspecs.items()}
-        mode = engine._grad_mode
         if mode.enabled == grad_mode:
             return fn(*args, **kwargs)
         mode.enabled = grad_mode
