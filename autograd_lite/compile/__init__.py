@@ -9,7 +9,6 @@ from the seeded generator) are called again, so nothing that may change between 
 """
 from __future__ import annotations
 
-import builtins
 import functools
 import warnings
 from collections import OrderedDict
@@ -21,7 +20,7 @@ from .. import engine
 from ..tensor import Tensor, tracers
 from .capture import Tracer, TracingError
 from .program import Program, differences, to_dot
-from .replay import holds, replay
+from .replay import MISS, entry, holds, replay
 
 __all__ = ["compile", "Compiled", "CompileWarning", "TracingError"]
 
@@ -50,8 +49,8 @@ class Compiled:
         self._cache: "OrderedDict[tuple, List[Program]]" = OrderedDict()
         self._eager: set = set()   # signatures that run eagerly (fallback=True)
         self._latest: Optional[Program] = None
-        # (check(args) -> flat arguments or None, program): the last replayed signature's test
-        self._fast: Optional[tuple] = None
+        # the last replayed signature's check and replay in one function (replay.entry)
+        self._fast: Optional[Callable[[tuple], Any]] = None
 
     @property
     def cache_size(self) -> int:
@@ -66,10 +65,10 @@ class Compiled:
         if tracers:   # called while another compiled function is traced: inline
             return self.fn(*args, **kwargs)
         fast = self._fast
-        if fast is not None and not kwargs:   # the arguments look like the last replay's
-            flat = fast[0](args)
-            if flat is not None and holds(fast[1]):
-                return replay(fast[1], flat)
+        if fast is not None and not kwargs:   # the last replayed signature, checked and run
+            result = fast(args)                # by one generated function (replay.entry)
+            if result is not MISS:
+                return result
         flat = []
         key = (engine._grad_mode.enabled, _signature(args, flat),
                tuple((k, _signature(v, flat)) for k, v in kwargs.items()), _aliasing(flat))
@@ -83,8 +82,9 @@ class Compiled:
                     if not program.checked:
                         return self._check(key, n, program, args, kwargs, flat)
                     self._latest = program
-                    self._fast = _fast_check(key, args, kwargs, flat, program)
-                    return replay(program, flat)
+                    result = replay(program, flat)   # the first replay builds the runner
+                    self._fast = _fast_entry(key, args, kwargs, flat, program)
+                    return result
         return self._trace(key, args, kwargs, flat)
 
     def _check(self, key: tuple, n: int, first: Program, args: tuple, kwargs: dict,
@@ -184,42 +184,23 @@ def compile(fn: Optional[Callable] = None, *, fallback: bool = False) -> Any:
     return Compiled(fn, fallback=fallback)
 
 
-FAST_ARGUMENTS = 8   # up to this many positional array/Tensor arguments get a fast check
+FAST_ARGUMENTS = 8   # up to this many positional array/Tensor arguments get a fast entry
 
 
-def _fast_check(key: tuple, args: tuple, kwargs: dict, flat: List[Any],
-                program: Program) -> Optional[tuple]:
-    """A generated test of a call's positional arguments that says, without building the
-    signature, whether they have the signature `key` (each the same kind, shape, dtype and
-    requires_grad, the same aliasing, the same grad mode): it returns the flattened arguments,
-    or None (then the call takes the general path). Only for calls whose arguments are all
-    arrays or Tensors of the exact types, at most FAST_ARGUMENTS of them."""
+def _fast_entry(key: tuple, args: tuple, kwargs: dict, flat: List[Any],
+                program: Program) -> Optional[Callable[[tuple], Any]]:
+    """`replay.entry` for calls with the signature `key`: one generated function that checks a
+    call's positional arguments (each the same kind, shape, dtype and requires_grad, the same
+    aliasing, the same grad mode) and what `holds` checks, without building the signature, and
+    replays the program (or returns MISS: the call takes the general path). Only for calls
+    whose arguments are all arrays or Tensors of the exact types, at most FAST_ARGUMENTS."""
     if kwargs or len(args) > FAST_ARGUMENTS or len(flat) != len(args) or \
             any(a is not f or type(a) not in (Tensor, np.ndarray) for a, f in zip(args, flat)):
         return None
-    names: Dict[str, Any] = {"Tensor": Tensor, "ndarray": np.ndarray, "mode": engine._grad_mode,
-                             "program": program}
     grad_mode, signature, _, aliasing = key
-    lines = ["def check(args):", f"    if len(args) != {len(args)} or mode.enabled is not {grad_mode!r}:",
-             "        return None"]
-    if args:
-        lines.append(f"    {''.join(f'a{i}, ' for i in range(len(args)))}= args")
-    for i, (a, sig) in enumerate(zip(args, signature[1:])):   # [0]: 'tuple'
-        names[f"shape{i}"], names[f"dtype{i}"] = a.shape, a.dtype
-        if type(a) is Tensor:
-            lines += [f"    if type(a{i}) is not Tensor or a{i}.requires_grad != {sig[3]!r}:",
-                      "        return None", f"    d{i} = a{i}.data"]
-        else:
-            lines += [f"    if type(a{i}) is not ndarray:", "        return None", f"    d{i} = a{i}"]
-        lines += [f"    if d{i}.shape != shape{i} or d{i}.dtype != dtype{i}:", "        return None"]
-        for j in range(i):
-            relation = "is not" if aliasing[i] == aliasing[j] else "is"
-            lines += [f"    if d{i} {relation} d{j}:", "        return None"]
-    lines.append(f"    return [{', '.join(f'a{i}' for i in range(len(args)))}]")
-    source = "\n".join(lines) + "\n"
-    exec(builtins.compile(source, "<ag.compile argument check>", "exec"), names)
-    names["check"].source = source
-    return names["check"], program
+    arguments = [(type(a) is Tensor, a.shape, a.dtype, type(a) is Tensor and sig[3], alias)
+                 for a, sig, alias in zip(args, signature[1:], aliasing)]   # [0]: 'tuple'
+    return entry(program, arguments, grad_mode)
 
 
 def _aliasing(flat: List[Any]) -> tuple:

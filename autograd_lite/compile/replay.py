@@ -6,17 +6,25 @@ types, no list of slots to index. Parameters are read from their Tensors when it
 Results planned into buffers (plan.py) are written with `out=`, e.g. `s7 = f4(s2, s5, out=b0)`;
 a replay that starts while another replay of the same program runs (another thread, or a
 recursive call) uses the plain function, which allocates every result, so no buffer is shared.
+`entry` puts in front of the same lines the checks that say whether a
+call may replay (what `ag.compile`'s signature and `holds` check), so that such a call runs
+one generated function.
 """
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import numpy as np
+
+from .. import engine
 from ..tensor import Tensor
 from .fuse import fused_program
 from .plan import Plan, plan
 from .program import CONST, OBJECT, VALUE, Program, _last_uses
 
+# what an `entry` returns for a call it does not replay (the caller takes the general path)
+MISS = object()
 
 def replay(program: Program, flat: List[Any]) -> Any:
     """Run the program on the flattened arguments; returns what the function returned."""
@@ -26,6 +34,8 @@ def replay(program: Program, flat: List[Any]) -> Any:
             if program.runner is None:
                 _build(program)
         run = program.runner
+    if run is program.plain_runner:   # no planned buffers: replays share nothing
+        return run(flat)
     if not program.busy.acquire(blocking=False):
         return program.plain_runner(flat)
     try:
@@ -54,11 +64,7 @@ def _build(program: Program) -> None:
 def runner(program: Program, buffers: Optional[Plan] = None) -> Callable[[List[Any]], Any]:
     """The program as one generated Python function of the flattened arguments (writing the
     results that `buffers` plans into arrays allocated here, once)."""
-    names: Dict[str, Any] = {"wrap": Tensor._wrap}
-    writers = buffers.writers if buffers is not None else {}
-    if buffers is not None:
-        for i, array in enumerate(buffers.allocate()):
-            names[f"b{i}"] = array
+    names, body = _body(program, buffers)
     lines = ["def run(args):"]
     for i, (data, obj) in enumerate(program.inputs):
         if obj >= 0:
@@ -66,50 +72,58 @@ def runner(program: Program, buffers: Optional[Plan] = None) -> Callable[[List[A
             lines.append(f"    s{data} = s{obj}.data")
         else:
             lines.append(f"    s{data} = args[{i}]")
-    for slot, leaf in program.params:
-        names[f"leaf{slot}"] = leaf
+    for slot, _ in program.params:
         lines.append(f"    s{slot} = leaf{slot}.data")
-    bound = {s for s, _ in program.inputs} | {o for _, o in program.inputs if o >= 0}
-    bound |= {s for s, _ in program.params}
-    for slot, value in enumerate(program.values):
-        if value.kind in (CONST, OBJECT) and slot not in bound:
-            names[f"s{slot}"] = program.env[slot]   # constants: globals of the function
-    last = _last_uses(program)   # a step's result is dropped after its last use, as eager does
-    for n, step in enumerate(program.steps):
-        names[f"f{n}"] = writers.get(n, step.fn)
-        args = ", ".join(f"s{i}" for i in step.ins)
-        if n in writers:   # planned: out= a buffer, or one buffer or None per result
-            if isinstance(step.out, int):
-                args = f"{args}, out=b{buffers.buffer_of[step.out]}"
-            else:
-                outs = "".join((f"b{buffers.buffer_of[s]}" if s in buffers.buffer_of else "None")
-                               + ", " for s in step.out)
-                args = f"{args}, out=({outs})"
-            if step.kw:
-                names[f"kw{n}"] = step.kw
-                args = f"{args}, **kw{n}"
-        elif step.kw:
-            names[f"kw{n}"] = step.kw
-            args = f"{args}, **kw{n}" if args else f"**kw{n}"
-        call = f"f{n}({args})"
-        if step.out is None:
-            lines.append(f"    {call}")
-        elif isinstance(step.out, int):
-            lines.append(f"    s{step.out} = {call}")
-        else:
-            targets = ", ".join(f"s{s}" if s >= 0 else "_" for s in step.out)
-            lines.append(f"    {targets}, = {call}")
-        dead = sorted({s for s in step.ins + step.outputs()
-                       if program.values[s].kind == VALUE and last.get(s, -1) <= n})
-        if dead:
-            lines.append("    del " + ", ".join(f"s{s}" for s in dead))
-    lines.append(f"    return {_expression(program.result, names)}")
-    source = "\n".join(lines) + "\n"
-    code = compile(source, f"<ag.compile replay of {program.name}>", "exec")
-    exec(code, names)
-    run = names["run"]
-    run.source = source
+    lines += ["    " + line for line in body]
+    run = _define("run", lines, dict(names), f"<ag.compile replay of {program.name}>")
+    run.parts = (names, body)   # for `entry`: the same lines and globals (buffers included)
     return run
+
+
+def entry(program: Program, arguments: List[Tuple[bool, tuple, np.dtype, bool, int]],
+          grad_mode: bool) -> Callable[[tuple], Any]:
+    """A generated function of a call's positional arguments that replays the program, or
+    returns MISS without doing anything where the call may not replay it: another number of
+    arguments or grad mode, an argument of another kind (Tensor or array, by `arguments`' first
+    field), shape, dtype, requires_grad or aliasing (the index of the first argument with the
+    same array), or what `holds` checks (a guard's setting, a parameter's shape, dtype or
+    requires_grad). Built after the first replay (it reuses the runner's lines and buffers)."""
+    run = program.runner
+    names, body = run.parts
+    names = dict(names, MISS=MISS, mode=engine._grad_mode, Tensor=Tensor, ndarray=np.ndarray,
+                 plain=program.plain_runner, busy=program.busy)
+    lines = ["def call(args):",
+             f"    if len(args) != {len(arguments)} or mode.enabled is not {bool(grad_mode)!r}:",
+             "        return MISS"]
+    if arguments:
+        targets = "".join(f"s{obj if obj >= 0 else data}, " for data, obj in program.inputs)
+        lines.append(f"    {targets}= args")
+    for i, ((data, obj), (is_tensor, shape, dtype, requires_grad, alias)) in \
+            enumerate(zip(program.inputs, arguments)):
+        names[f"shape{i}"], names[f"dtype{i}"] = shape, dtype
+        test = []
+        if is_tensor:
+            lines += [f"    if type(s{obj}) is not Tensor or s{obj}.requires_grad != {bool(requires_grad)!r}:",
+                      "        return MISS", f"    s{data} = s{obj}.data"]
+        else:
+            test.append(f"type(s{data}) is not ndarray")
+        test += [f"s{data}.shape != shape{i}", f"s{data}.dtype != dtype{i}"]
+        for j, ((earlier, _), facts) in enumerate(zip(program.inputs[:i], arguments)):
+            test.append(f"s{data} {'is not' if alias == facts[4] else 'is'} s{earlier}")
+        lines += [f"    if {' or '.join(test)}:", "        return MISS"]
+    lines += _guard_lines(program, names)
+    for (slot, _), (shape, dtype, requires_grad) in zip(program.params, program.param_facts):
+        names[f"pshape{slot}"], names[f"pdtype{slot}"] = shape, dtype
+        lines += [f"    s{slot} = leaf{slot}.data",
+                  f"    if s{slot}.shape != pshape{slot} or s{slot}.dtype != pdtype{slot} or "
+                  f"leaf{slot}.requires_grad != {requires_grad!r}:", "        return MISS"]
+    if program.plain_runner is run:   # no planned buffers: nothing to keep for one replay
+        lines += ["    " + line for line in body]
+    else:
+        lines += ["    if not busy.acquire(False):", "        return plain(args)", "    try:"]
+        lines += ["        " + line for line in body]
+        lines += ["    finally:", "        busy.release()"]
+    return _define("call", lines, names, f"<ag.compile checked replay of {program.name}>")
 
 
 def holds(program: Program) -> bool:
@@ -135,6 +149,96 @@ def holds(program: Program) -> bool:
 
 
 _MISSING = object()
+
+
+def _guard_lines(program: Program, names: Dict[str, Any]) -> List[str]:
+    """`holds`' test of the guards as lines of `entry` (a setting compared with `!=`, an
+    object or list of objects held by a module (capture.Same) by identity)."""
+    from .capture import Same   # capture imports this module
+    lines = []
+    for k, (ref, attribute, value) in enumerate(program.guards):
+        names[f"ref{k}"] = ref
+        lines += [f"    g{k} = ref{k}()", f"    if g{k} is None:", "        return MISS"]
+        if attribute is not None:
+            names[f"guard{k}"], names[f"attribute{k}"] = value, attribute
+            lines += [f"    if getattr(g{k}, attribute{k}) != guard{k}:", "        return MISS"]
+            continue
+        lines += [f"    found = vars(g{k})", "    try:"]
+        for j, (key, setting) in enumerate(value):
+            name = f"guard{k}_{j}"
+            found = f"found[{key!r}]"
+            if type(setting) is Same and not setting.many:
+                names[name] = setting.objects
+                test = f"{found} is not {name}"
+            elif type(setting) is Same:
+                lines.append(f"        x = {found}")
+                test = f"not isinstance(x, (list, tuple)) or len(x) != {len(setting.objects)}"
+                for i, o in enumerate(setting.objects):
+                    names[f"{name}_{i}"] = o
+                    test += f" or x[{i}] is not {name}_{i}"
+            else:
+                names[name] = setting
+                test = f"{name} != {found}"   # the setting first, as in `holds`
+            lines += [f"        if {test}:", "            return MISS"]
+        lines += ["    except KeyError:", "        return MISS"]
+    return lines
+
+
+def _body(program: Program, buffers: Optional[Plan]) -> Tuple[Dict[str, Any], List[str]]:
+    """The runner's globals and its lines after the arguments and parameters are bound to
+    their slots' names (unindented), ending with the return."""
+    names: Dict[str, Any] = {"wrap": Tensor._wrap}
+    writers = buffers.writers if buffers is not None else {}
+    if buffers is not None:
+        for i, array in enumerate(buffers.allocate()):
+            names[f"b{i}"] = array
+    for slot, leaf in program.params:
+        names[f"leaf{slot}"] = leaf
+    bound = {s for s, _ in program.inputs} | {o for _, o in program.inputs if o >= 0}
+    bound |= {s for s, _ in program.params}
+    for slot, value in enumerate(program.values):
+        if value.kind in (CONST, OBJECT) and slot not in bound:
+            names[f"s{slot}"] = program.env[slot]   # constants: globals of the function
+    last = _last_uses(program)   # a step's result is dropped after its last use, as eager does
+    lines: List[str] = []
+    for n, step in enumerate(program.steps):
+        names[f"f{n}"] = writers.get(n, step.fn)
+        args = ", ".join(f"s{i}" for i in step.ins)
+        if n in writers:   # planned: out= a buffer, or one buffer or None per result
+            if isinstance(step.out, int):
+                args = f"{args}, out=b{buffers.buffer_of[step.out]}"
+            else:
+                outs = "".join((f"b{buffers.buffer_of[s]}" if s in buffers.buffer_of else "None")
+                               + ", " for s in step.out)
+                args = f"{args}, out=({outs})"
+            if step.kw:
+                names[f"kw{n}"] = step.kw
+                args = f"{args}, **kw{n}"
+        elif step.kw:
+            names[f"kw{n}"] = step.kw
+            args = f"{args}, **kw{n}" if args else f"**kw{n}"
+        call = f"f{n}({args})"
+        if step.out is None:
+            lines.append(call)
+        elif isinstance(step.out, int):
+            lines.append(f"s{step.out} = {call}")
+        else:
+            targets = ", ".join(f"s{s}" if s >= 0 else "_" for s in step.out)
+            lines.append(f"{targets}, = {call}")
+        dead = sorted({s for s in step.ins + step.outputs()
+                       if program.values[s].kind == VALUE and last.get(s, -1) <= n})
+        if dead:
+            lines.append("del " + ", ".join(f"s{s}" for s in dead))
+    lines.append(f"return {_expression(program.result, names)}")
+    return names, lines
+
+
+def _define(name: str, lines: List[str], names: Dict[str, Any], filename: str) -> Callable:
+    source = "\n".join(lines) + "\n"
+    exec(compile(source, filename, "exec"), names)
+    fn = names[name]
+    fn.source = source
+    return fn
 
 
 def _expression(template: Any, names: Dict[str, Any]) -> str:
