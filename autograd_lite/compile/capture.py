@@ -708,6 +708,7 @@ def _forward(prim: Any) -> Callable:
         return out if type(out) is np.ndarray else np.asarray(out)
     run.__name__ = prim.name
     run.forward = forward   # the buffer plan calls a ufunc forward with out=
+    run.inline = "forward"   # replay writes the call of `forward` and the asarray as lines
     return run
 
 
@@ -771,6 +772,7 @@ def _accumulate(exclusive: bool) -> Callable:
             return data
         engine._accumulate_grad(leaf, g, False, exclusive)
         return leaf.grad.data
+    run.inline, run.exclusive = "accumulate", exclusive   # replay writes the first branch as lines
     return run
 
 
@@ -813,6 +815,9 @@ def _assign_grad(t: Tensor, value: Optional[Tensor]) -> None:
 
 def _clear_grad(t: Tensor) -> None:
     t._grad = None
+
+
+_clear_grad.inline = "clear_grad"   # replay writes `t._grad = None` as a line
 
 
 def _data_of(call: Callable) -> Callable:

@@ -6,12 +6,14 @@ types, no list of slots to index. Parameters are read from their Tensors when it
 Results planned into buffers (plan.py) are written with `out=`, e.g. `s7 = f4(s2, s5, out=b0)`;
 a replay that starts while another replay of the same program runs (another thread, or a
 recursive call) uses the plain function, which allocates every result, so no buffer is shared.
-`entry` puts in front of the same lines the checks that say whether a
+The commonest steps are lines rather than calls: `t.grad = None`, a leaf's first gradient, a
+primitive's forward. `entry` puts in front of the same lines the checks that say whether a
 call may replay (what `ag.compile`'s signature and `holds` check), so that such a call runs
 one generated function.
 """
 from __future__ import annotations
 
+import keyword
 import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -25,6 +27,11 @@ from .program import CONST, OBJECT, VALUE, Program, _last_uses
 
 # what an `entry` returns for a call it does not replay (the caller takes the general path)
 MISS = object()
+
+# a step's result this small is not `del`eted after its last use (it goes with the replay's
+# locals at the end): the line would cost more than the memory it frees early
+SMALL_BYTES = 4096
+
 
 def replay(program: Program, flat: List[Any]) -> Any:
     """Run the program on the flattened arguments; returns what the function returned."""
@@ -90,8 +97,8 @@ def entry(program: Program, arguments: List[Tuple[bool, tuple, np.dtype, bool, i
     requires_grad). Built after the first replay (it reuses the runner's lines and buffers)."""
     run = program.runner
     names, body = run.parts
-    names = dict(names, MISS=MISS, mode=engine._grad_mode, Tensor=Tensor, ndarray=np.ndarray,
-                 plain=program.plain_runner, busy=program.busy)
+    names = dict(names, MISS=MISS, mode=engine._grad_mode, Tensor=Tensor, plain=program.plain_runner,
+                 busy=program.busy)
     lines = ["def call(args):",
              f"    if len(args) != {len(arguments)} or mode.enabled is not {bool(grad_mode)!r}:",
              "        return MISS"]
@@ -187,7 +194,8 @@ def _guard_lines(program: Program, names: Dict[str, Any]) -> List[str]:
 def _body(program: Program, buffers: Optional[Plan]) -> Tuple[Dict[str, Any], List[str]]:
     """The runner's globals and its lines after the arguments and parameters are bound to
     their slots' names (unindented), ending with the return."""
-    names: Dict[str, Any] = {"wrap": Tensor._wrap}
+    names: Dict[str, Any] = {"wrap": Tensor._wrap, "ndarray": np.ndarray, "asarray": np.asarray,
+                             "copy": np.array}
     writers = buffers.writers if buffers is not None else {}
     if buffers is not None:
         for i, array in enumerate(buffers.allocate()):
@@ -200,37 +208,104 @@ def _body(program: Program, buffers: Optional[Plan]) -> Tuple[Dict[str, Any], Li
         if value.kind in (CONST, OBJECT) and slot not in bound:
             names[f"s{slot}"] = program.env[slot]   # constants: globals of the function
     last = _last_uses(program)   # a step's result is dropped after its last use, as eager does
+    kept = _kept_alive(program)
     lines: List[str] = []
     for n, step in enumerate(program.steps):
-        names[f"f{n}"] = writers.get(n, step.fn)
-        args = ", ".join(f"s{i}" for i in step.ins)
-        if n in writers:   # planned: out= a buffer, or one buffer or None per result
-            if isinstance(step.out, int):
-                args = f"{args}, out=b{buffers.buffer_of[step.out]}"
-            else:
-                outs = "".join((f"b{buffers.buffer_of[s]}" if s in buffers.buffer_of else "None")
-                               + ", " for s in step.out)
-                args = f"{args}, out=({outs})"
-            if step.kw:
-                names[f"kw{n}"] = step.kw
-                args = f"{args}, **kw{n}"
-        elif step.kw:
-            names[f"kw{n}"] = step.kw
-            args = f"{args}, **kw{n}" if args else f"**kw{n}"
-        call = f"f{n}({args})"
-        if step.out is None:
-            lines.append(call)
-        elif isinstance(step.out, int):
-            lines.append(f"s{step.out} = {call}")
+        inline = getattr(step.fn, "inline", None) if n not in writers else None
+        unbound: set = set()   # results a line leaves unassigned (nobody reads them)
+        if inline == "clear_grad":   # capture._clear_grad
+            lines.append(f"s{step.ins[0]}._grad = None")
+        elif inline == "accumulate" and isinstance(step.out, int):   # capture._accumulate
+            names[f"f{n}"] = step.fn
+            used = last.get(step.out, -1) > n
+            lines += _accumulate_lines(n, step, step.fn.exclusive, used)
+            if not used:
+                unbound.add(step.out)
         else:
-            targets = ", ".join(f"s{s}" if s >= 0 else "_" for s in step.out)
-            lines.append(f"{targets}, = {call}")
+            args = ", ".join(f"s{i}" for i in step.ins)
+            if n in writers:   # planned: out= a buffer, or one buffer or None per result
+                names[f"f{n}"] = writers[n]
+                if isinstance(step.out, int):
+                    args = f"{args}, out=b{buffers.buffer_of[step.out]}"
+                else:
+                    outs = "".join((f"b{buffers.buffer_of[s]}" if s in buffers.buffer_of else "None")
+                                   + ", " for s in step.out)
+                    args = f"{args}, out=({outs})"
+            forward = inline == "forward" and isinstance(step.out, int)   # capture._forward
+            names[f"f{n}"] = step.fn.forward if forward else writers.get(n, step.fn)
+            if step.kw:
+                keywords = _keywords(step.kw, names, n)
+                args = f"{args}, {keywords}" if args else keywords
+            call = f"f{n}({args})"
+            if step.out is None:
+                lines.append(call)
+            elif isinstance(step.out, int):
+                lines.append(f"s{step.out} = {call}")
+                if forward:   # a forward may give a NumPy scalar: the step's value is an array
+                    lines += [f"if type(s{step.out}) is not ndarray:",
+                              f"    s{step.out} = asarray(s{step.out})"]
+            else:
+                targets = ", ".join(f"s{s}" if s >= 0 else "_" for s in step.out)
+                lines.append(f"{targets}, = {call}")
         dead = sorted({s for s in step.ins + step.outputs()
-                       if program.values[s].kind == VALUE and last.get(s, -1) <= n})
+                       if program.values[s].kind == VALUE and last.get(s, -1) <= n
+                       and s in kept and s not in unbound})
         if dead:
             lines.append("del " + ", ".join(f"s{s}" for s in dead))
     lines.append(f"return {_expression(program.result, names)}")
     return names, lines
+
+
+def _accumulate_lines(n: int, step: Any, exclusive: bool, used: bool) -> List[str]:
+    """capture._accumulate's first gradient (leaf.grad is None: g itself when nothing else
+    refers to it and it is writeable, else a copy) as lines; anything else calls it."""
+    leaf, g = (f"s{i}" for i in step.ins)
+    data = f"{g} if {g}.flags.writeable else copy({g})" if exclusive else f"copy({g})"
+    test = f"if {leaf}._grad is None and type({g}) is ndarray and {g}.dtype == {leaf}.data.dtype:"
+    if used:
+        out = f"s{step.out}"
+        return [test, f"    {out} = {data}", f"    {leaf}._grad = wrap({out})", "else:",
+                f"    {out} = f{n}({leaf}, {g})"]
+    return [test, f"    {leaf}._grad = wrap({data})", "else:", f"    f{n}({leaf}, {g})"]
+
+
+def _kept_alive(program: Program) -> set:
+    """The results whose `del` after their last use frees memory worth a line: all but plain
+    arrays (or NumPy scalars) of at most SMALL_BYTES that own their memory, as traced. A
+    gradient's array and the cotangent that becomes one are always let go, since an in-place
+    sum into a leaf's grad (capture._sole_grad_array) needs no other reference to it."""
+    grads = {s for step in program.steps if getattr(step.fn, "inline", None) == "accumulate"
+             for s in step.ins + step.outputs()}
+    kept = set()
+    for s, v in enumerate(program.values):
+        x = program.env[s]
+        small = isinstance(x, np.generic) or (type(x) is np.ndarray and x.base is None
+                                              and x.nbytes <= SMALL_BYTES)
+        if v.kind == VALUE and (not small or s in grads):
+            kept.add(s)
+    return kept
+
+
+def _keywords(kw: Dict[str, Any], names: Dict[str, Any], n: int) -> str:
+    """Keyword arguments as source: literals written out, other values as globals (the same
+    objects), `**kw{n}` where a key is not a name."""
+    if not all(isinstance(k, str) and k.isidentifier() and not keyword.iskeyword(k) for k in kw):
+        names[f"kw{n}"] = kw
+        return f"**kw{n}"
+    parts = []
+    for k, v in kw.items():
+        if _literal(v):
+            parts.append(f"{k}={v!r}")
+        else:
+            names[f"kw{n}_{k}"] = v
+            parts.append(f"{k}=kw{n}_{k}")
+    return ", ".join(parts)
+
+
+def _literal(v: Any) -> bool:
+    if v is None or type(v) in (bool, int, str):
+        return True
+    return type(v) is tuple and all(_literal(x) for x in v)
 
 
 def _define(name: str, lines: List[str], names: Dict[str, Any], filename: str) -> Callable:
