@@ -19,7 +19,8 @@ are copied first.
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional, Sequence, Tuple
+from types import ModuleType
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -39,7 +40,7 @@ __all__ = ["BACKENDS", "THRESHOLDS", "ACTIVATIONS", "set_kernels", "get_kernels"
            "bce_with_logits_loss", "scale", "sum_of_squares",
            "linear", "bias_activation", "activation_backward", "linear_backward",
            "linear_backward_codes", "add_scaled", "sgd_update", "sgd_update_many", "adam_update",
-           "adam_update_many"]
+           "adam_update_many", "MANY"]
 
 ACTIVATIONS = (None, "sigmoid", "tanh", "relu")
 _ACTIVATION_CODES = {None: 0, "sigmoid": 1, "tanh": 2, "relu": 3}  # as in jitted.py
@@ -460,64 +461,132 @@ def sgd_update(param: np.ndarray, grad: np.ndarray, velocity: Optional[np.ndarra
            float(weight_decay))
 
 
-def sgd_update_many(params: Tuple[np.ndarray, ...], grads: Tuple[np.ndarray, ...],
-                    velocities: Optional[Tuple[np.ndarray, ...]], lr: float, momentum: float = 0.0,
-                    nesterov: bool = False, weight_decay: float = 0.0) -> bool:
-    """`sgd_update` on several parameters in one call of one kernel (an optimizer step replayed
-    by ag.compile): the same arithmetic, bit for bit, as sgd_update on each in turn.
+def sgd_update_many(params: Sequence[np.ndarray], grads: Sequence[np.ndarray],
+                    velocities: Optional[Sequence[np.ndarray]], lr: float, momentum: float = 0.0,
+                    nesterov: bool = False, weight_decay: float = 0.0, check: bool = True) -> bool:
+    """`sgd_update` on several parameters in one kernel call (an optimizer's step): the same
+    arithmetic, bit for bit, as sgd_update on each in turn.
 
-    params, grads and velocities (None when momentum is 0) are tuples of 1-D C-contiguous
-    arrays of one float dtype (flattened views), params writable. Returns False, changing
-    nothing, where they are not (or Numba is off): the caller then updates them one by one.
-    A gradient or velocity of another size than its parameter raises a ValueError.
+    params, grads and velocities (None when momentum is 0) are sequences of 1-D C-contiguous
+    arrays of one float dtype (flattened views), params and velocities writable. Returns False,
+    changing nothing, where they are not (or Numba is off): the caller then updates them one by
+    one. A gradient or velocity of another size than its parameter raises a ValueError, before
+    anything is changed. `check=False` skips the checks of types, dtypes and layouts (not of
+    sizes), for a caller that has made them.
     """
-    kernel = _kernel("sgd_update", params[0]) if params else None
-    if kernel is None:
+    module = _many_kernels(params)
+    if module is None:
         return False
-    dtype = params[0].dtype
+    n, dtype = len(params), params[0].dtype
     if velocities is None:
         if momentum:
             raise ValueError("sgd_update_many: momentum != 0 needs velocities (zeros at the start)")
-        velocities = (_no_velocity(dtype),) * len(params)
-    for group in (params, grads, velocities):
-        for a in group:
-            if type(a) is not np.ndarray or a.dtype != dtype or a.ndim != 1 or not a.flags.c_contiguous:
-                return False
-    _jit().sgd_update_many(params, grads, velocities, float(lr), float(momentum), bool(nesterov),
-                           float(weight_decay))
+        velocities = (_no_velocity(dtype),) * n
+    if len(grads) != n or len(velocities) != n:
+        raise ValueError(f"sgd_update_many: {n} parameters, {len(grads)} gradients and "
+                         f"{len(velocities)} velocities; expected one of each per parameter")
+    if check and not (_flat_arrays(dtype, params, True) and _flat_arrays(dtype, grads, False)
+                      and _flat_arrays(dtype, velocities, True)):
+        return False
+    lr, momentum, nesterov, weight_decay = float(lr), float(momentum), bool(nesterov), float(weight_decay)
+    if n > MANY:   # several calls: the sizes checked before the first (one call checks them itself)
+        for p, g, v in zip(params, grads, velocities):
+            if g.size != p.size or (v.size != p.size and (momentum or v.size)):
+                raise ValueError(f"sgd_update_many: a gradient ({g.size} elements) or a velocity "
+                                 f"({v.size}) has another size than its parameter ({p.size})")
+    run = module.sgd_update_many
+    for chunk in _chunks(n, _no_velocity(dtype), params, grads, velocities):
+        run(*chunk, lr, momentum, nesterov, weight_decay)
     return True
 
 
-def adam_update_many(params: Tuple[np.ndarray, ...], grads: Tuple[np.ndarray, ...],
-                     ms: Tuple[np.ndarray, ...], vs: Tuple[np.ndarray, ...], steps: Sequence[int],
+def adam_update_many(params: Sequence[np.ndarray], grads: Sequence[np.ndarray],
+                     ms: Sequence[np.ndarray], vs: Sequence[np.ndarray], steps: Sequence[int],
                      lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
-                     weight_decay: float = 0.0) -> bool:
-    """`adam_update` on several parameters in one call of one kernel (an optimizer step
-    replayed by ag.compile): the same arithmetic, bit for bit, as adam_update on each in turn,
-    `steps[k]` (from 1) the update count of parameter k.
+                     weight_decay: float = 0.0, check: bool = True) -> bool:
+    """`adam_update` on several parameters in one kernel call (an optimizer's step): the same
+    arithmetic, bit for bit, as adam_update on each in turn, `steps[k]` (from 1) the update
+    count of parameter k.
 
-    params, grads, ms and vs are tuples of 1-D C-contiguous arrays of one float dtype
+    params, grads, ms and vs are sequences of 1-D C-contiguous arrays of one float dtype
     (flattened views), params, ms and vs writable. Returns False, changing nothing, where they
     are not (or Numba is off): the caller then updates them one by one. A gradient or moment of
-    another size than its parameter raises a ValueError.
+    another size than its parameter raises a ValueError, before anything is changed.
+    `check=False` skips the checks of types, dtypes and layouts (not of sizes), for a caller
+    that has made them.
     """
-    kernel = _kernel("adam_update", params[0]) if params else None
-    if kernel is None:
+    module = _many_kernels(params)
+    if module is None:
         return False
-    dtype = params[0].dtype
-    for group in (params, grads, ms, vs):
-        for a in group:
-            if type(a) is not np.ndarray or a.dtype != dtype or a.ndim != 1 or not a.flags.c_contiguous:
-                return False
+    n, dtype = len(params), params[0].dtype
+    if not len(grads) == len(ms) == len(vs) == len(steps) == n:
+        raise ValueError(f"adam_update_many: {n} parameters, {len(grads)} gradients, {len(ms)} "
+                         f"and {len(vs)} moments, {len(steps)} step counts; expected one of each "
+                         "per parameter")
+    if check and not (_flat_arrays(dtype, params, True) and _flat_arrays(dtype, grads, False)
+                      and _flat_arrays(dtype, ms, True) and _flat_arrays(dtype, vs, True)):
+        return False
+    if n > MANY:   # several calls: the sizes checked before the first (one call checks them itself)
+        for p, g, m, v in zip(params, grads, ms, vs):
+            if not g.size == m.size == v.size == p.size:
+                raise ValueError(f"adam_update_many: a gradient ({g.size} elements) or a moment "
+                                 f"({m.size}, {v.size}) has another size than its parameter "
+                                 f"({p.size})")
     lr, beta1, beta2 = float(lr), float(beta1), float(beta2)
-    sizes, corrections = [], []
-    for step in steps:   # as adam_update computes them
-        if int(step) != step or step < 1:
-            raise ValueError(f"adam_update_many: step counts updates from 1, got {step}")
-        sizes.append(lr / (1 - beta1 ** step))
-        corrections.append(math.sqrt(1 - beta2 ** step))
-    _jit().adam_update_many(params, grads, ms, vs, np.array(sizes), beta1, 1 - beta1, beta2,
-                            1 - beta2, np.array(corrections), float(eps), float(weight_decay))
+    sizes, corrections, last = [], [], None
+    for step in steps:   # as adam_update computes them, once per distinct count
+        if step != last:
+            if int(step) != step or step < 1:
+                raise ValueError(f"adam_update_many: step counts updates from 1, got {step}")
+            size, correction, last = lr / (1 - beta1 ** step), math.sqrt(1 - beta2 ** step), step
+        sizes.append(size)
+        corrections.append(correction)
+    run = module.adam_update_many
+    empty = _no_velocity(dtype)
+    for k, chunk in enumerate(_chunks(n, empty, params, grads, ms, vs)):
+        part = slice(k * MANY, (k + 1) * MANY)
+        pad = [1.0] * (MANY - len(sizes[part]))
+        run(*chunk, np.array(sizes[part] + pad), beta1, 1 - beta1, beta2, 1 - beta2,
+            np.array(corrections[part] + pad), float(eps), float(weight_decay))
+    return True
+
+
+# The *_many kernels take tuples of MANY arrays each: a call over more parameters goes in chunks
+# of MANY, the last padded with empty arrays, so that one compiled signature per dtype serves
+# every number of parameters (Numba compiles a tuple type anew for each length: about 0.4 s a
+# length on a cold cache, in the first step of every new model shape).
+MANY = 4
+
+
+def _chunks(n: int, pad: np.ndarray, *groups: Sequence[np.ndarray]) -> List[tuple]:
+    """The groups' arrays in chunks of MANY: for each chunk, a tuple of MANY arrays from each
+    group (the last chunk padded with `pad`)."""
+    if n == MANY:
+        return [tuple(map(tuple, groups))]
+    chunks = []
+    for start in range(0, n, MANY):
+        fill = (pad,) * (MANY - min(MANY, n - start))
+        chunks.append(tuple(tuple(group[start:start + MANY]) + fill for group in groups))
+    return chunks
+
+
+def _many_kernels(params: Sequence[np.ndarray]) -> Optional[ModuleType]:
+    """The jitted module, for a call over a non-empty list of parameters; None where the kernels
+    run their NumPy twins (set_kernels("numpy"), or no Numba)."""
+    return _jit() if params and get_kernels() == "numba" else None
+
+
+def _flat_arrays(dtype: np.dtype, arrays: Sequence[np.ndarray], writable: bool) -> bool:
+    """Whether each array is a 1-D C-contiguous ndarray of `dtype` (float32 or float64), and
+    writable if asked."""
+    if dtype.char not in "fd":
+        return False
+    for a in arrays:
+        if type(a) is not np.ndarray or a.dtype != dtype or a.ndim != 1:
+            return False
+        flags = a.flags
+        if not flags.c_contiguous or (writable and not flags.writeable):
+            return False
     return True
 
 

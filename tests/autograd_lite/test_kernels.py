@@ -560,6 +560,57 @@ def test_updates_of_non_contiguous_parameters_happen_in_place():
         np.testing.assert_array_equal(param, np.arange(12.0).reshape(3, 4).T - 0.5)
 
 
+def _signature_lengths(kernel, dtype) -> set:
+    """The tuple lengths of the compiled signatures of a *_many kernel for arrays of `dtype`."""
+    return {len(sig[0]) for sig in kernel.signatures if str(sig[0].dtype.dtype) == np.dtype(dtype).name}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_the_many_updates_give_each_parameter_the_bits_of_its_own_update_with_one_signature(dtype):
+    # Numba compiles a tuple of arrays anew for each length (a cold compile per parameter
+    # count); the calls go in chunks of MANY arrays, so every count shares one signature
+    with forced("serial"):
+        rng = np.random.default_rng(5)
+        for count in (1, 3, kernels.MANY, kernels.MANY + 1, 2 * kernels.MANY + 3):
+            sizes = rng.integers(0, 20, count)
+            grads = [rng.standard_normal(n).astype(dtype) for n in sizes]
+            sgd = [[rng.standard_normal(n).astype(dtype) for n in sizes], [np.zeros(n, dtype) for n in sizes]]
+            adam = [[p.copy() for p in sgd[0]], [np.zeros(n, dtype) for n in sizes],
+                    [np.zeros(n, dtype) for n in sizes]]
+            twins = [[a.copy() for a in group] for group in sgd + adam]
+            steps = [1 + k % 3 for k in range(count)]
+            for _ in range(2):
+                assert kernels.sgd_update_many(sgd[0], grads, sgd[1], 0.1, 0.9, True, 1e-2)
+                assert kernels.adam_update_many(adam[0], grads, adam[1], adam[2], steps, 1e-2, 0.9,
+                                                0.99, 1e-8, 1e-3)
+                for k in range(count):
+                    kernels.sgd_update(twins[0][k], grads[k], twins[1][k], 0.1, 0.9, True, 1e-2)
+                    kernels.adam_update(twins[2][k], grads[k], twins[3][k], twins[4][k], steps[k],
+                                        1e-2, 0.9, 0.99, 1e-8, 1e-3)
+                steps = [t + 1 for t in steps]
+            for got, want in zip(sgd + adam, twins):
+                assert all(np.array_equal(a, b) for a, b in zip(got, want))
+    assert _signature_lengths(jitted.sgd_update_many, dtype) == {kernels.MANY}
+    assert _signature_lengths(jitted.adam_update_many, dtype) == {kernels.MANY}
+
+
+@pytest.mark.parametrize("count", [2, kernels.MANY + 2])
+def test_the_many_updates_refuse_a_size_mismatch_before_changing_any_parameter(count):
+    if kernels.get_kernels() != "numba":
+        pytest.skip("the *_many updates run only with the Numba kernels")
+    params = [np.zeros(3) for _ in range(count)]
+    grads = [np.ones(3)] * (count - 1) + [np.ones(2)]
+    with pytest.raises(ValueError, match="sgd_update_many: a gradient .*another size than its parameter"):
+        kernels.sgd_update_many(params, grads, None, 0.1)
+    moments = [np.zeros(3) for _ in range(count)]
+    with pytest.raises(ValueError, match="adam_update_many: a gradient .*another size than its parameter"):
+        kernels.adam_update_many(params, grads, moments, moments, [1] * count)
+    assert not any(p.any() for p in params) and not any(m.any() for m in moments)
+    # float32 beside float64: declined, nothing changed, the caller updates one by one
+    assert not kernels.sgd_update_many([params[0], np.zeros(3, np.float32)], [np.ones(3)] * 2, None, 0.1)
+    assert not params[0].any()
+
+
 # ---------------------------------------------------------------- the switch
 def test_set_kernels_runs_the_numpy_twins_and_returns_the_previous_setting(monkeypatch):
     monkeypatch.setattr(dispatch, "THRESHOLDS", {name: (0, None) for name in dispatch.THRESHOLDS})
