@@ -4,7 +4,8 @@ The update formulas follow PyTorch's conventions (torch.optim.SGD and torch.opti
 weight decay adds `weight_decay * p` to the gradient (L2, not decoupled), the momentum
 buffer starts at zero, and Adam corrects the bias of both moment estimates. Updates are in
 place on each parameter's array, so a model and its optimizer share the same Parameters, and
-run as the one-pass kernels `autograd_lite.kernels.sgd_update` / `adam_update`; each step counts
+run as the one-pass kernels `autograd_lite.kernels.sgd_update_many` / `adam_update_many` (one
+call over all parameters; `sgd_update` / `adam_update` on each where they cannot); each step counts
 up the parameter's version, so a backward through a graph recorded before the step raises
 instead of using the updated values.
 """
@@ -13,12 +14,12 @@ from __future__ import annotations
 import copy
 import math
 import operator
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from autograd_lite import Tensor, kernels
-from autograd_lite.engine import increment_version, replayed
+from autograd_lite.engine import increment_versions, replayed
 
 from .module import Module
 
@@ -46,6 +47,7 @@ class Optimizer:
         self.params: List[Tensor] = params
         self.lr = float(lr)
         self.state: List[Dict[str, Any]] = [self._initial_state(p) for p in params]
+        self._flat_cache: Optional[Tuple[list, list]] = None   # see `_flat`
 
     def _initial_state(self, p: Tensor) -> Dict[str, Any]:
         return {}
@@ -54,68 +56,66 @@ class Optimizer:
         """The settings that define the update (lr included), as plain Python values."""
         return {"lr": self.lr}
 
-    @replayed   # inside ag.compile: called again at every replay
     def zero_grad(self) -> None:
         """Forget every parameter's gradient (sets `.grad` to None)."""
         for p in self.params:
             p.grad = None
 
-    def _step(self) -> None:
-        update = self._update
-        for p, state in zip(self.params, self.state):
-            if p.grad is None:
-                continue
-            param, grad = p.data, p.grad.data
-            if grad.shape != param.shape:
-                raise ValueError(f"{type(self).__name__}.step: a gradient of shape {grad.shape} "
-                                 f"for a parameter of shape {param.shape}")
-            update(param, grad if grad.dtype == param.dtype else grad.astype(param.dtype), state)
-            increment_version(p)
-
-    def _prepare_replay(self) -> Optional[Callable[[], None]]:
-        """For ag.compile (see `step`): a function that does one step with less Python per
-        parameter than `step`, reading the hyperparameters and the state at each call, or None
-        where this optimizer has none."""
-        return None
-
-    def _replay_arrays(self) -> Optional[List[np.ndarray]]:
-        """The parameters' arrays, when a one-kernel replay step can update them all: each a
-        writeable C-contiguous float32 or float64 array, all of one dtype; else None."""
-        arrays = [p.data for p in self.params]
-        dtype = arrays[0].dtype
-        if not all(type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous
-                   and a.flags.writeable for a in arrays) or dtype.char not in "fd":
-            return None
-        return arrays
-
-    def _replay_gradients(self, params: list, arrays: List[np.ndarray],
-                          states: list) -> Optional[List[np.ndarray]]:
-        """The flat gradients for a one-kernel step over `arrays`, or None where the general
-        `step` must run: the list of parameters, an array or the state replaced, a parameter
-        added or removed, a gradient missing (step skips it) or of another shape (step refuses)."""
-        if self.params is not params or self.state is not states or len(params) != len(arrays) \
-                or not all(map(operator.is_, [p.data for p in params], arrays)):
-            return None
-        grads = []
-        for p, a in zip(params, arrays):
-            g = p.grad
-            if g is None or g.data.shape != a.shape:
-                return None
-            grads.append(g.data.reshape(-1))
-        return grads
-
     def step(self) -> None:
         """Update every parameter that has a gradient, in place (the others are skipped).
 
-        Inside ag.compile it is called again at every replay, reading lr and the state then
-        (through `_prepare_replay`'s function where there is one: an SGD step over parameters
-        of one dtype is one kernel call over all of them)."""
-        self._step()
+        Every gradient is checked first (one of another shape raises, and nothing is changed);
+        parameters of one float dtype, C-contiguous, are then updated by one kernel call over
+        all of them (`_update_many`; the same arithmetic as the kernel on each), the others one
+        by one. Inside ag.compile it is called again at every replay, reading lr, the other
+        settings and the state then."""
+        chosen, arrays, grads, states = [], [], [], []
+        for p, state in zip(self.params, self.state):
+            g = p.grad
+            if g is None:
+                continue
+            param, grad = p.data, g.data
+            if grad.shape != param.shape:
+                raise ValueError(f"{type(self).__name__}.step: a gradient of shape {grad.shape} "
+                                 f"for a parameter of shape {param.shape}")
+            chosen.append(p)
+            arrays.append(param)
+            grads.append(grad if grad.dtype == param.dtype else grad.astype(param.dtype))
+            states.append(state)
+        if not chosen:
+            return
+        if not self._update_many(arrays, grads, states):
+            for param, grad, state in zip(arrays, grads, states):
+                self._update(param, grad, state)
+        increment_versions(chosen)
 
-    # ag.compile records the step as an effect replayed at every replay; it asks
-    # `prepare_replay(optimizer)` once, at trace time, for a cheaper function to replay
-    step.prepare_replay = lambda self: self._prepare_replay()   # type: ignore[attr-defined]
+    # ag.compile records both as effects replayed at every replay; it asks
+    # `prepare_replay(optimizer)` once, at trace time, for the function to call then: the
+    # method itself, without the generic replay's handling of recorded arguments
+    zero_grad.prepare_replay = lambda self: self.zero_grad   # type: ignore[attr-defined]
+    zero_grad = replayed(zero_grad)
+    step.prepare_replay = lambda self: self.step   # type: ignore[attr-defined]
     step = replayed(step)
+
+    def _update_many(self, arrays: List[np.ndarray], grads: List[np.ndarray],
+                     states: List[Dict[str, Any]]) -> bool:
+        """Update all of `arrays` (each with its gradient, of its dtype, and its state) in one
+        kernel call and return True, or return False, changing nothing, where this optimizer
+        cannot (the caller then calls `_update` on each)."""
+        return False
+
+    def _flat(self, arrays: List[Any], like: List[np.ndarray]) -> Optional[List[np.ndarray]]:
+        """`_flat_views(arrays, like)` (1-D views of the arrays a step writes: the parameters'
+        and the state's), remembered for the last list of arrays: a step over the same arrays
+        (by identity) as the last one reuses their views without checking them again (so an
+        array made read-only in place between two steps is still written)."""
+        cached = self._flat_cache
+        if cached is not None and len(cached[0]) == len(arrays) \
+                and all(map(operator.is_, arrays, cached[0])):
+            return cached[1]
+        views = _flat_views(arrays, like)
+        self._flat_cache = None if views is None else (arrays, views)
+        return views
 
     def _update(self, param: np.ndarray, grad: np.ndarray, state: Dict[str, Any]) -> None:
         raise NotImplementedError
@@ -188,35 +188,23 @@ class SGD(Optimizer):
         return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov,
                 "weight_decay": self.weight_decay}
 
-    def _prepare_replay(self) -> Optional[Callable[[], None]]:
-        """The step as one `kernels.sgd_update_many` call over all parameters (eager's bits:
-        the same kernel on each), when every parameter is a C-contiguous float array of one
-        dtype; lr, momentum, nesterov, weight_decay and the velocities are read at every call.
-        Anything else at a call (a missing gradient, a replaced array, state or list of
-        parameters, a parameter added or removed, another dtype) takes the general `step`."""
-        params, states, arrays = self.params, self.state, self._replay_arrays()
-        if arrays is None:
-            return None
-        flat = tuple(a.reshape(-1) for a in arrays)
-
-        def step() -> None:
-            grads = self._replay_gradients(params, arrays, states)
-            if grads is None:
-                return self._step()
-            momentum = self.momentum
-            velocities = None
-            if momentum:
-                found = [s.get("velocity") for s in states]
-                if any(v is None or not v.flags.c_contiguous for v in found):   # written in place
-                    return self._step()
-                velocities = tuple([v.reshape(-1) for v in found])
-            if not kernels.sgd_update_many(flat, tuple(grads),
-                                           velocities, self.lr, momentum, self.nesterov,
-                                           self.weight_decay):
-                return self._step()
-            for p in params:
-                increment_version(p)
-        return step
+    def _update_many(self, arrays: List[np.ndarray], grads: List[np.ndarray],
+                     states: List[Dict[str, Any]]) -> bool:
+        if not self.momentum:
+            flat, velocities = self._flat(arrays, arrays), None
+        else:
+            found = [s.get("velocity") for s in states]
+            if any(v is None for v in found):   # momentum turned on after construction
+                for a, state in zip(arrays, states):
+                    if state.get("velocity") is None:
+                        state["velocity"] = np.zeros_like(a)
+                found = [s["velocity"] for s in states]
+            flat = self._flat(arrays + found, arrays + arrays)
+            if flat is not None:
+                flat, velocities = flat[:len(arrays)], flat[len(arrays):]
+        return flat is not None and kernels.sgd_update_many(
+            flat, [g.ravel() for g in grads], velocities, self.lr, self.momentum, self.nesterov,
+            self.weight_decay, check=False)
 
     def _update(self, param: np.ndarray, grad: np.ndarray, state: Dict[str, Any]) -> None:
         if not self.momentum:
@@ -259,37 +247,19 @@ class Adam(Optimizer):
         return {"lr": self.lr, "betas": list(self.betas), "eps": self.eps,
                 "weight_decay": self.weight_decay}
 
-    def _prepare_replay(self) -> Optional[Callable[[], None]]:
-        """The step as one `kernels.adam_update_many` call over all parameters (eager's bits:
-        the same kernel on each), when every parameter is a C-contiguous float array of one
-        dtype; lr, betas, eps, weight_decay, the moments and step counts are read at every call.
-        Anything else at a call (a missing gradient, a replaced array, state or list of
-        parameters, a parameter added or removed, another dtype) takes the general `step`."""
-        params, states, arrays = self.params, self.state, self._replay_arrays()
-        if arrays is None:
-            return None
-        flat = tuple(a.reshape(-1) for a in arrays)
-
-        def step() -> None:
-            grads = self._replay_gradients(params, arrays, states)
-            if grads is None:
-                return self._step()
-            ms, vs = [], []
-            for s in states:
-                m, v = s["m"], s["v"]
-                if not (m.flags.c_contiguous and v.flags.c_contiguous):   # updated in place
-                    return self._step()
-                ms.append(m.reshape(-1))
-                vs.append(v.reshape(-1))
-            steps = [s["step"] + 1 for s in states]
-            if not kernels.adam_update_many(flat, tuple(grads), tuple(ms), tuple(vs), steps,
-                                            self.lr, self.betas[0], self.betas[1], self.eps,
-                                            self.weight_decay):
-                return self._step()
-            for p, s in zip(params, states):
-                s["step"] += 1
-                increment_version(p)
-        return step
+    def _update_many(self, arrays: List[np.ndarray], grads: List[np.ndarray],
+                     states: List[Dict[str, Any]]) -> bool:
+        n = len(arrays)
+        flat = self._flat(arrays + [s["m"] for s in states] + [s["v"] for s in states], arrays * 3)
+        if flat is None:
+            return False
+        if not kernels.adam_update_many(flat[:n], [g.ravel() for g in grads], flat[n:2 * n], flat[2 * n:],
+                                        [s["step"] + 1 for s in states], self.lr, self.betas[0],
+                                        self.betas[1], self.eps, self.weight_decay, check=False):
+            return False
+        for s in states:
+            s["step"] += 1
+        return True
 
     def _update(self, param: np.ndarray, grad: np.ndarray, state: Dict[str, Any]) -> None:
         state["step"] += 1
@@ -362,6 +332,24 @@ class CosineDecay(LRSchedule):
     def lr_at(self, epoch: int) -> float:
         progress = min(epoch, self.total_epochs) / self.total_epochs
         return self.min_lr + (self.base_lr - self.min_lr) * (1 + math.cos(math.pi * progress)) / 2
+
+
+def _flat_views(arrays: List[Any], like: List[np.ndarray]) -> Optional[List[np.ndarray]]:
+    """1-D views of `arrays` for a kernel that writes into them, or None where one is not a
+    writable C-contiguous ndarray of the shape and dtype of its counterpart in `like` (the
+    parameters), or the dtype is not float32 or float64."""
+    dtype = like[0].dtype
+    if dtype.char not in "fd":
+        return None
+    views = []
+    for a, p in zip(arrays, like):
+        if type(a) is not np.ndarray or a.dtype != dtype or a.shape != p.shape:
+            return None
+        flags = a.flags
+        if not (flags.c_contiguous and flags.writeable):
+            return None
+        views.append(a.ravel())
+    return views
 
 
 def _check_nonnegative(op: str, name: str, value: float) -> None:

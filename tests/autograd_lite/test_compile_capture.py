@@ -267,12 +267,13 @@ def test_the_fast_argument_check_sends_any_other_signature_to_the_general_path()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_an_sgd_step_replays_as_one_kernel_call_over_all_parameters_with_eager_bits(dtype, monkeypatch):
+def test_an_sgd_step_eager_or_replayed_is_one_kernel_call_over_all_parameters_with_eager_bits(dtype, monkeypatch):
     nn = pytest.importorskip("nn")
     from autograd_lite import kernels
     calls = []
     many = kernels.sgd_update_many
-    monkeypatch.setattr(kernels, "sgd_update_many", lambda *a: calls.append(len(a[0])) or many(*a))
+    monkeypatch.setattr(kernels, "sgd_update_many",
+                        lambda *a, **k: calls.append(len(a[0])) or many(*a, **k))
 
     def make(seed):
         model = nn.MLP([4, 5, 3], activation="tanh", seed=seed, dtype=dtype)   # same parameters
@@ -299,8 +300,8 @@ def test_an_sgd_step_replays_as_one_kernel_call_over_all_parameters_with_eager_b
         assert np.array_equal(a.data, b.data)
     for s1, s2 in zip(o1.state, o2.state):
         assert np.array_equal(s1["velocity"], s2["velocity"])
-    # calls 3.. are replays (1: traced, 2: traced again to check): one call each over 4 parameters
-    assert calls == [len(m2.parameters())] * 6
+    # every step, eager, traced (calls 1, 2) or replayed (3..), is one call over all 4 parameters
+    assert calls == [len(m2.parameters())] * 16
 
 
 def test_sgd_update_many_refuses_a_gradient_of_another_size_and_declines_mixed_dtypes():
@@ -316,12 +317,13 @@ def test_sgd_update_many_refuses_a_gradient_of_another_size_and_declines_mixed_d
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_an_adam_step_replays_as_one_kernel_call_over_all_parameters_with_eager_bits(dtype, monkeypatch):
+def test_an_adam_step_eager_or_replayed_is_one_kernel_call_over_all_parameters_with_eager_bits(dtype, monkeypatch):
     nn = pytest.importorskip("nn")
     from autograd_lite import kernels
     calls = []
     many = kernels.adam_update_many
-    monkeypatch.setattr(kernels, "adam_update_many", lambda *a: calls.append(len(a[0])) or many(*a))
+    monkeypatch.setattr(kernels, "adam_update_many",
+                        lambda *a, **k: calls.append(len(a[0])) or many(*a, **k))
 
     def make():
         model = nn.MLP([4, 5, 3], activation="relu", seed=0, dtype=dtype)
@@ -349,7 +351,7 @@ def test_an_adam_step_replays_as_one_kernel_call_over_all_parameters_with_eager_
     for s1, s2 in zip(o1.state, o2.state):
         assert s1["step"] == s2["step"] == 8
         assert np.array_equal(s1["m"], s2["m"]) and np.array_equal(s1["v"], s2["v"])
-    assert calls == [len(m2.parameters())] * 6
+    assert calls == [len(m2.parameters())] * 16   # one call per step, eager, traced or replayed
 
 
 def test_first_replays_started_by_several_threads_at_once_build_the_program_once():

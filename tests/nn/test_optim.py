@@ -246,3 +246,104 @@ def test_optimizers_and_schedules_by_name_build_what_their_names_say():
         get_optimizer("rmsprop", model, 0.1)
     with pytest.raises(ValueError, match="unknown schedule 'linear'"):
         get_schedule("linear", momentum, 10)
+
+
+# ---------------------------------------------------------------- one kernel call over all parameters
+def _layered(dtype, count, seed=0):
+    """`count` parameters of mixed shapes (matrices and vectors), each with a gradient."""
+    rng = np.random.default_rng(seed)
+    shapes = [(3, 4) if k % 2 == 0 else (4,) for k in range(count)]
+    params = [nn.Parameter(rng.standard_normal(s).astype(dtype)) for s in shapes]
+    for p in params:
+        p.grad = ag.tensor(rng.standard_normal(p.shape).astype(dtype))
+    return params
+
+
+def _one_by_one(make, params, steps):
+    """The same steps through the per-parameter kernels (`_update` on each), for comparison."""
+    optimizer = make(params)
+    optimizer._update_many = lambda *args: False
+    for _ in range(steps):
+        optimizer.step()
+    return optimizer
+
+
+@pytest.mark.parametrize("count", [1, 4, 6, 9])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("make", [lambda ps: nn.SGD(ps, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-2),
+                                  lambda ps: nn.SGD(ps, lr=0.1),
+                                  lambda ps: nn.Adam(ps, lr=1e-2, weight_decay=1e-3)],
+                         ids=["nesterov", "sgd", "adam"])
+def test_a_step_over_all_parameters_at_once_gives_the_bits_of_one_update_each(make, dtype, count):
+    together, alone = _layered(dtype, count), _layered(dtype, count)
+    optimizer = make(together)
+    for _ in range(3):
+        optimizer.step()
+    reference = _one_by_one(make, alone, 3)
+    for a, b in zip(together, alone):
+        assert a.dtype == dtype and np.array_equal(a.data, b.data)
+    for s1, s2 in zip(optimizer.state, reference.state):
+        assert s1.keys() == s2.keys()
+        for key in s1:
+            assert np.array_equal(s1[key], s2[key])
+
+
+def test_a_step_checks_every_gradient_before_it_changes_any_parameter():
+    params = _layered(np.float64, 3)
+    before = [p.data.copy() for p in params]
+    params[2].grad = ag.tensor(np.ones(5))
+    with pytest.raises(ValueError, match=r"SGD.step: a gradient of shape \(5,\) for a parameter of shape \(3, 4\)"):
+        nn.SGD(params, lr=0.1).step()
+    assert all(np.array_equal(p.data, b) for p, b in zip(params, before))
+
+
+def test_a_step_follows_parameter_arrays_and_state_replaced_between_steps():
+    # the step remembers the arrays of the last step; replaced ones must be the ones updated
+    params, ref = _layered(np.float64, 4), _layered(np.float64, 4)
+    optimizer, reference = (nn.SGD(ps, lr=0.1, momentum=0.5) for ps in (params, ref))
+    optimizer.step(), reference.step()
+    old = params[0].data
+    params[0].data = old.copy()
+    ref[0].data = ref[0].data.copy()
+    frozen = old.copy()
+    optimizer.load_state_dict(reference.state_dict())     # new velocity arrays
+    optimizer.step(), _one_by_one(lambda ps: reference, ref, 1)
+    assert np.array_equal(old, frozen)                     # the old array is left alone
+    for a, b in zip(params, ref):
+        assert np.array_equal(a.data, b.data)
+    for s1, s2 in zip(optimizer.state, reference.state):
+        assert np.array_equal(s1["velocity"], s2["velocity"])
+
+
+def test_a_step_falls_back_to_one_update_each_for_arrays_the_kernel_cannot_take():
+    params = _layered(np.float64, 4)
+    params[0].data = np.asfortranarray(np.ones((3, 4)))            # not C-contiguous
+    params[1].grad = ag.tensor(np.ones(4, dtype=np.float32))        # cast to the parameter's dtype
+    ref = _layered(np.float64, 4)
+    ref[0].data = np.ones((3, 4))
+    ref[1].grad = ag.tensor(np.ones(4))
+    nn.SGD(params, lr=0.1, momentum=0.9).step()
+    _one_by_one(lambda ps: nn.SGD(ps, lr=0.1, momentum=0.9), ref, 1)
+    for a, b in zip(params, ref):
+        assert np.array_equal(a.data, b.data)
+    mixed = [nn.Parameter(np.ones(3, dtype=np.float32)), nn.Parameter(np.ones(2))]
+    for p in mixed:
+        p.grad = ag.tensor(np.ones(p.shape, dtype=p.dtype))
+    nn.Adam(mixed, lr=0.5).step()                                   # float32 beside float64
+    assert mixed[0].dtype == np.float32 and np.allclose(mixed[0].data, 0.5)
+    assert np.allclose(mixed[1].data, 0.5)
+
+
+def test_momentum_turned_on_between_steps_starts_its_velocities_at_zero():
+    params, ref = _layered(np.float32, 4), _layered(np.float32, 4)
+    optimizer = nn.SGD(params, lr=0.1)
+    optimizer.step()
+    optimizer.momentum = 0.9
+    optimizer.step()
+    reference = nn.SGD(ref, lr=0.1)
+    reference._update_many = lambda *args: False
+    reference.step()
+    reference.momentum = 0.9
+    reference.step()
+    for a, b, s in zip(params, ref, optimizer.state):
+        assert np.array_equal(a.data, b.data) and s["velocity"].dtype == np.float32
