@@ -51,6 +51,9 @@ class Compiled:
         self._latest: Optional[Program] = None
         # the last replayed signature's check and replay in one function (replay.entry)
         self._fast: Optional[Callable[[tuple], Any]] = None
+        # (key, id(program)) -> (program, its entry): a signature met again (train and eval
+        # calls taking turns) gets its entry back instead of a new one generated
+        self._entries: Dict[tuple, tuple] = {}
 
     @property
     def cache_size(self) -> int:
@@ -83,9 +86,25 @@ class Compiled:
                         return self._check(key, n, program, args, kwargs, flat)
                     self._latest = program
                     result = replay(program, flat)   # the first replay builds the runner
-                    self._fast = _fast_entry(key, args, kwargs, flat, program)
+                    self._fast = self._entry(key, args, kwargs, flat, program)
                     return result
         return self._trace(key, args, kwargs, flat)
+
+    def _entry(self, key: tuple, args: tuple, kwargs: dict, flat: List[Any],
+               program: Program) -> Optional[Callable[[tuple], Any]]:
+        """The fast entry of this signature and program (see `_fast_entry`), made once."""
+        found = self._entries.get((key, id(program)))
+        if found is not None and found[0] is program:
+            return found[1]
+        fast = _fast_entry(key, args, kwargs, flat, program)
+        if fast is not None:
+            self._entries[(key, id(program))] = (program, fast)
+        return fast
+
+    def _forget_entries(self) -> None:
+        """Drop the entries of programs no longer in the cache (they hold its buffers)."""
+        held = {id(p) for programs in self._cache.values() for p in programs}
+        self._entries = {k: v for k, v in self._entries.items() if id(v[0]) in held}
 
     def _check(self, key: tuple, n: int, first: Program, args: tuple, kwargs: dict,
                flat: List[Any]) -> Any:
@@ -107,6 +126,7 @@ class Compiled:
                    "outside the function, or pass fallback=True to run it eagerly")
         if why is not None:
             del self._cache[key]
+            self._forget_entries()
             self._latest = None
             if not self.fallback:
                 raise TracingError(why)
@@ -144,6 +164,7 @@ class Compiled:
             self._cache[oldest].pop(0)
             if not self._cache[oldest]:
                 del self._cache[oldest]
+            self._forget_entries()
         self._latest = program
         return result
 
