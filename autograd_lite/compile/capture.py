@@ -317,7 +317,8 @@ class Tracer:
             out = self._value(result)
         name = getattr(fn, "__qualname__", getattr(fn, "__name__", "effect"))
         fixed = tuple(a for kind, a in specs + list(kwspecs.values()) if kind == "value")
-        self.steps.append(Step("effect", name, call, ins, out, fixed=fixed))
+        self.steps.append(Step("effect", name, call, ins, out, fixed=fixed,
+                               draw=getattr(fn, "draw", False)))
         if out is not None:
             self.env[out] = result.data if isinstance(result, Tensor) else result
         return result

@@ -129,7 +129,9 @@ def fused_program(program: Program) -> Program:
 
 
 # ------------------------------------------------------------------ moving steps to their use
-BARRIERS = ("effect", "grad")   # steps nothing moves across: they may write any array
+# steps nothing moves across: they may write any array (except an effect that only draws
+# random numbers, `Step.draw`, such as dropout's mask)
+BARRIERS = ("effect", "grad")
 
 
 def _sink(program: Program) -> None:
@@ -151,7 +153,7 @@ def _sink(program: Program) -> None:
             q = pos + 1
             ins = set(steps[n].ins)
             while q < len(order) and e.out not in steps[order[q]].ins and \
-                    steps[order[q]].kind not in BARRIERS and \
+                    (steps[order[q]].kind not in BARRIERS or steps[order[q]].draw) and \
                     not ins.intersection(steps[order[q]].outputs()):
                 q += 1
             if q > pos + 1 and q < len(order) and e.out in steps[order[q]].ins:
@@ -173,9 +175,10 @@ def _element(n: int, step: Step, env: List[Any]) -> Optional[_Element]:
     if not isinstance(step.out, int):
         return None
     scalar = getattr(step.prim, "scalar", None) if step.prim is not None else None
+    constants = _constants(scalar, step.kw) if scalar else None
     if step.kind == "primitive" and scalar:
-        if "forward" in scalar and not step.kw:
-            return _parsed(n, step, scalar["forward"], ("x", "y"), step.ins)
+        if "forward" in scalar and (not step.kw or constants):
+            return _parsed(n, step, scalar["forward"], ("x", "y"), step.ins, constants)
         if scalar.get("reduce") == "+" and step.kw.get("axis") is None \
                 and not step.kw.get("keepdims") and FUSE_FULL_SUMS:
             return _Element(n, step.out, None, {"v": step.ins[0]}, "all")
@@ -183,7 +186,9 @@ def _element(n: int, step: Step, env: List[Any]) -> Optional[_Element]:
         rules = scalar.get("vjps") or ()
         if step.argnum < len(rules) and rules[step.argnum] is not None and \
                 ("forward" in scalar or step.kw.get("axis", 0) is None):
-            return _parsed(n, step, rules[step.argnum], ("g", "a", "x", "y"), step.ins)
+            if "constants" in scalar and not constants:
+                return None
+            return _parsed(n, step, rules[step.argnum], ("g", "a", "x", "y"), step.ins, constants)
     if step.kind == "sum" and step.fn in (_add, _add_into):
         return _parsed(n, step, "t + c", ("t", "c"), step.ins)
     shape = getattr(step.fn, "shape", None)
@@ -194,8 +199,27 @@ def _element(n: int, step: Step, env: List[Any]) -> Optional[_Element]:
     return None
 
 
-def _parsed(n: int, step: Step, text: str, variables: tuple, ins: tuple) -> Optional[_Element]:
+def _constants(scalar: Dict[str, Any], kw: Dict[str, Any]) -> Optional[Dict[str, float]]:
+    """The numbers a declaration's expressions use besides the inputs (`scalar["constants"]`:
+    name -> Python expression of the step's keyword parameters, e.g. dropout's
+    `{"p": "p", "scale": "1 / (1 - p)"}`), computed in Python floats as the eager kernel
+    computes them before rounding to the dtype; None where there are none or they fail."""
+    texts = scalar.get("constants")
+    if not texts or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                            for v in kw.values()):
+        return None
+    try:
+        return {name: float(eval(text, {"__builtins__": {}}, dict(kw)))   # declared text only
+                for name, text in texts.items()}
+    except (ArithmeticError, NameError, TypeError, ValueError):   # e.g. dropout's p = 1
+        return None
+
+
+def _parsed(n: int, step: Step, text: str, variables: tuple, ins: tuple,
+            constants: Optional[Dict[str, float]] = None) -> Optional[_Element]:
     tree = ast.parse(text, mode="eval").body
+    if constants:
+        tree = _Substitute(constants).visit(tree)
     names: Dict[str, int] = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):
@@ -473,6 +497,18 @@ def _source(group: Group, kinds: List[str]) -> Tuple[str, str]:
         group.writes = [s for s in group.writes if s != members[-1].out] + [members[-1].out]
     w.append(f"    return {results[0]}" if len(results) == 1 else f"    return ({', '.join(results)},)")
     return source, "\n".join(w) + "\n"
+
+
+class _Substitute(ast.NodeTransformer):
+    """Names of declared constants to their numbers."""
+
+    def __init__(self, constants: Dict[str, float]) -> None:
+        self.constants = constants
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        if node.id in self.constants:
+            return ast.Constant(self.constants[node.id])
+        return node
 
 
 class _Rename(ast.NodeTransformer):

@@ -48,6 +48,7 @@ class Step:
     fixed: tuple = ()   # an effect's arguments taken by reference (compared by `differences`)
     prim: Any = None    # the primitive whose forward (or rule `argnum`) this step runs (fusion)
     argnum: int = -1
+    draw: bool = False  # an effect that only draws random numbers: it writes no array of the program
 
     def outputs(self) -> Tuple[int, ...]:
         if self.out is None:

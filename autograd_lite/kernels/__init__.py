@@ -35,7 +35,7 @@ from .dispatch import unary as _unary
 
 __all__ = ["BACKENDS", "THRESHOLDS", "ACTIVATIONS", "set_kernels", "get_kernels",
            "sigmoid", "sigmoid_backward", "tanh", "tanh_backward", "relu", "relu_backward",
-           "softplus", "log_sigmoid", "dropout", "softmax", "log_softmax", "logsumexp",
+           "softplus", "log_sigmoid", "dropout", "uniform", "softmax", "log_softmax", "logsumexp",
            "check_labels", "softmax_cross_entropy", "bce_with_logits", "bce_with_logits_total",
            "bce_with_logits_loss", "scale", "sum_of_squares",
            "linear", "bias_activation", "activation_backward", "linear_backward",
@@ -89,6 +89,28 @@ def log_sigmoid(x: np.ndarray) -> np.ndarray:
     if type(x) is not np.ndarray:
         x = np.asarray(x)
     return _unary("log_sigmoid", reference.log_sigmoid, x)
+
+
+def uniform(shape: Tuple[int, ...], dtype: np.dtype, keys: np.ndarray) -> np.ndarray:
+    """Uniform numbers on [0, 1) of `shape` in dtype (float32: 24 random bits, float64: 31),
+    from a counter-based hash: the flattened array is len(keys) equal blocks, element j of
+    block k a hash of (j, keys[k]) (uint64 keys). The same keys give the same numbers, and a
+    block's numbers do not depend on the others (dropout's masks: one key per example).
+    Blocks longer than 2**32 elements repeat."""
+    dtype = np.dtype(dtype)
+    if dtype.char not in "fd":
+        raise TypeError(f"uniform: dtype must be float32 or float64, got {dtype}")
+    keys = np.ascontiguousarray(keys, dtype=np.uint64).reshape(-1)
+    size = int(np.prod(shape, dtype=np.int64))
+    if keys.size == 0 or size % keys.size:
+        raise ValueError(f"uniform: {keys.size} keys cannot split shape {tuple(shape)} into equal "
+                         "blocks; expected a number of keys that divides its size")
+    out = np.empty(shape, dtype)
+    kernel = _kernel("uniform_fill", out)
+    if kernel is None:
+        return reference.uniform(tuple(shape), dtype, keys)
+    kernel(out.reshape(-1), keys)
+    return out
 
 
 def dropout(x: np.ndarray, u: np.ndarray, p: float) -> np.ndarray:

@@ -39,6 +39,7 @@ THRESHOLDS: Dict[str, object] = {
     "softplus": {"float32": (_INF, _PARALLEL_FROM), "float64": (32, _PARALLEL_FROM)},
     "log_sigmoid": {"float32": (_INF, _PARALLEL_FROM), "float64": (1, _PARALLEL_FROM)},
     "dropout": (1_000, None),
+    "uniform_fill": (1, None),
     "softmax": (1, _PARALLEL_FROM),
     "log_softmax": (1, _PARALLEL_FROM),
     "logsumexp": (1, _PARALLEL_FROM),

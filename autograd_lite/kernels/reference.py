@@ -62,6 +62,31 @@ def log_sigmoid(x: np.ndarray) -> np.ndarray:
     return np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
 
 
+def uniform(shape: tuple, dtype: np.dtype, keys: np.ndarray) -> np.ndarray:
+    """The twin of jitted.uniform_fill: len(keys) equal blocks of the flattened array, element
+    j of block k a hash of (j, keys[k]) (two rounds of MurmurHash3's 32-bit finaliser) scaled
+    to [0, 1): 24 bits in float32, 31 in float64."""
+    per_key = int(np.prod(shape, dtype=np.int64)) // max(len(keys), 1)
+    j = np.arange(per_key, dtype=np.uint32)
+    out = np.empty((len(keys), per_key), dtype)
+    for k, key in enumerate(int(key) for key in keys):
+        h = _fmix32(_fmix32(j * np.uint32(0x9E3779B9) + np.uint32(key & 0xFFFFFFFF))
+                    ^ np.uint32(key >> 32))
+        if np.dtype(dtype).itemsize == 4:
+            out[k] = (h >> np.uint32(8)).astype(np.int32).astype(np.float32) * np.float32(1 / 16777216)
+        else:
+            out[k] = (h >> np.uint32(1)).astype(np.int32).astype(np.float64) * (1 / 2147483648)
+    return out.reshape(shape)
+
+
+def _fmix32(h: np.ndarray) -> np.ndarray:
+    h = h ^ (h >> np.uint32(16))
+    h = h * np.uint32(0x85EBCA6B)
+    h = h ^ (h >> np.uint32(13))
+    h = h * np.uint32(0xC2B2AE35)
+    return h ^ (h >> np.uint32(16))
+
+
 def dropout(x: np.ndarray, u: np.ndarray, p: float) -> np.ndarray:
     """x / (1 - p) where u >= p (kept), 0 elsewhere; u uniform on [0, 1)."""
     scale = x.dtype.type(1 / (1 - p))

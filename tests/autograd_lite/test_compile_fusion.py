@@ -243,3 +243,34 @@ def test_a_run_of_0d_steps_is_one_python_function_with_the_eager_bits(dtype):
     for g_row, e_row in zip(got, eager):
         for g, e in zip(g_row, e_row):
             assert g.dtype == e.dtype and g.tobytes() == e.tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dropout_fuses_with_the_bias_and_relu_and_keeps_the_eager_bits(dtype):
+    """Dropout declares its element (`x * scale if u >= p else 0`, p and scale from its
+    parameter): its forward joins the bias and ReLU kernel, its rule the ReLU rule's."""
+    rng = np.random.default_rng(4)
+    W = ag.tensor(rng.normal(0, 0.5, (6, 8)).astype(dtype), requires_grad=True)
+    b = ag.tensor(rng.normal(0, 0.1, 8).astype(dtype), requires_grad=True)
+
+    def make():
+        stream = np.random.default_rng(9)
+
+        def f(x):
+            h = ag.fused.dropout(ag.relu(x @ W + b), 0.3, stream)
+            loss = (h * h).sum()
+            W.grad = b.grad = None
+            loss.backward()
+            return loss, W.grad, b.grad
+        return f
+    xs = [rng.normal(size=(5, 6)).astype(dtype) for _ in range(4)]
+    eager_f, compiled = make(), ag.compile(make())
+    eager = [[np.asarray(t.data).copy() for t in eager_f(x)] for x in xs]
+    got = [[np.asarray(t.data).copy() for t in compiled(x)] for x in xs]
+    names = [g.name for g in compiled.program.fusion]
+    assert any("relu" in n and "dropout" in n and "add" in n for n in names), names
+    assert any("vjp[dropout].0" in n and "vjp[relu].0" in n for n in names), names
+    for g_row, e_row in zip(got, eager):
+        np.testing.assert_array_equal(g_row[1], e_row[1])   # the gradients: the same bits
+        np.testing.assert_array_equal(g_row[2], e_row[2])
+        np.testing.assert_allclose(g_row[0], e_row[0], rtol=1e-6)   # the loss: a fused full sum
