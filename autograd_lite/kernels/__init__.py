@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from types import ModuleType
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -40,7 +40,7 @@ __all__ = ["BACKENDS", "THRESHOLDS", "ACTIVATIONS", "set_kernels", "get_kernels"
            "bce_with_logits_loss", "scale", "sum_of_squares",
            "linear", "bias_activation", "activation_backward", "linear_backward",
            "linear_backward_codes", "add_scaled", "sgd_update", "sgd_update_many", "adam_update",
-           "adam_update_many", "MANY"]
+           "adam_update_many"]
 
 ACTIVATIONS = (None, "sigmoid", "tanh", "relu")
 _ACTIVATION_CODES = {None: 0, "sigmoid": 1, "tanh": 2, "relu": 3}  # as in jitted.py
@@ -486,8 +486,10 @@ def sgd_update(param: np.ndarray, grad: np.ndarray, velocity: Optional[np.ndarra
 def sgd_update_many(params: Sequence[np.ndarray], grads: Sequence[np.ndarray],
                     velocities: Optional[Sequence[np.ndarray]], lr: float, momentum: float = 0.0,
                     nesterov: bool = False, weight_decay: float = 0.0, check: bool = True) -> bool:
-    """`sgd_update` on several parameters in one kernel call (an optimizer's step): the same
-    arithmetic, bit for bit, as sgd_update on each in turn.
+    """`sgd_update` on several parameters (an optimizer's step): the arguments checked once for
+    all, then the Numba kernel of sgd_update called on each in turn, straight away (the same
+    arithmetic, bit for bit; the per-call checks and dispatch of sgd_update cost more than the
+    kernel on small arrays). No kernel of its own: no compile for a new number of parameters.
 
     params, grads and velocities (None when momentum is 0) are sequences of 1-D C-contiguous
     arrays of one float dtype (flattened views), params and velocities writable. Returns False,
@@ -510,15 +512,14 @@ def sgd_update_many(params: Sequence[np.ndarray], grads: Sequence[np.ndarray],
     if check and not (_flat_arrays(dtype, params, True) and _flat_arrays(dtype, grads, False)
                       and _flat_arrays(dtype, velocities, True)):
         return False
+    for p, g, v in zip(params, grads, velocities):
+        if g.size != p.size or (v.size != p.size and (momentum or v.size)):
+            raise ValueError(f"sgd_update_many: a gradient ({g.size} elements) or a velocity "
+                             f"({v.size}) has another size than its parameter ({p.size})")
+    run = module.sgd_update
     lr, momentum, nesterov, weight_decay = float(lr), float(momentum), bool(nesterov), float(weight_decay)
-    if n > MANY:   # several calls: the sizes checked before the first (one call checks them itself)
-        for p, g, v in zip(params, grads, velocities):
-            if g.size != p.size or (v.size != p.size and (momentum or v.size)):
-                raise ValueError(f"sgd_update_many: a gradient ({g.size} elements) or a velocity "
-                                 f"({v.size}) has another size than its parameter ({p.size})")
-    run = module.sgd_update_many
-    for chunk in _chunks(n, _no_velocity(dtype), params, grads, velocities):
-        run(*chunk, lr, momentum, nesterov, weight_decay)
+    for p, g, v in zip(params, grads, velocities):
+        run(p, g, v, lr, momentum, nesterov, weight_decay)
     return True
 
 
@@ -526,9 +527,9 @@ def adam_update_many(params: Sequence[np.ndarray], grads: Sequence[np.ndarray],
                      ms: Sequence[np.ndarray], vs: Sequence[np.ndarray], steps: Sequence[int],
                      lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
                      weight_decay: float = 0.0, check: bool = True) -> bool:
-    """`adam_update` on several parameters in one kernel call (an optimizer's step): the same
-    arithmetic, bit for bit, as adam_update on each in turn, `steps[k]` (from 1) the update
-    count of parameter k.
+    """`adam_update` on several parameters (an optimizer's step), `steps[k]` (from 1) the update
+    count of parameter k: the arguments checked once for all, then the Numba kernel of
+    adam_update called on each in turn, straight away (the same arithmetic, bit for bit).
 
     params, grads, ms and vs are sequences of 1-D C-contiguous arrays of one float dtype
     (flattened views), params, ms and vs writable. Returns False, changing nothing, where they
@@ -548,48 +549,21 @@ def adam_update_many(params: Sequence[np.ndarray], grads: Sequence[np.ndarray],
     if check and not (_flat_arrays(dtype, params, True) and _flat_arrays(dtype, grads, False)
                       and _flat_arrays(dtype, ms, True) and _flat_arrays(dtype, vs, True)):
         return False
-    if n > MANY:   # several calls: the sizes checked before the first (one call checks them itself)
-        for p, g, m, v in zip(params, grads, ms, vs):
-            if not g.size == m.size == v.size == p.size:
-                raise ValueError(f"adam_update_many: a gradient ({g.size} elements) or a moment "
-                                 f"({m.size}, {v.size}) has another size than its parameter "
-                                 f"({p.size})")
+    for p, g, m, v, step in zip(params, grads, ms, vs, steps):
+        if not g.size == m.size == v.size == p.size:
+            raise ValueError(f"adam_update_many: a gradient ({g.size} elements) or a moment "
+                             f"({m.size}, {v.size}) has another size than its parameter ({p.size})")
+        if int(step) != step or step < 1:
+            raise ValueError(f"adam_update_many: step counts updates from 1, got {step}")
+    run = module.adam_update
     lr, beta1, beta2 = float(lr), float(beta1), float(beta2)
-    sizes, corrections, last = [], [], None
-    for step in steps:   # as adam_update computes them, once per distinct count
-        if step != last:
-            if int(step) != step or step < 1:
-                raise ValueError(f"adam_update_many: step counts updates from 1, got {step}")
+    eps, weight_decay = float(eps), float(weight_decay)
+    last = None
+    for p, g, m, v, step in zip(params, grads, ms, vs, steps):
+        if step != last:   # as adam_update computes them, once per distinct count
             size, correction, last = lr / (1 - beta1 ** step), math.sqrt(1 - beta2 ** step), step
-        sizes.append(size)
-        corrections.append(correction)
-    run = module.adam_update_many
-    empty = _no_velocity(dtype)
-    for k, chunk in enumerate(_chunks(n, empty, params, grads, ms, vs)):
-        part = slice(k * MANY, (k + 1) * MANY)
-        pad = [1.0] * (MANY - len(sizes[part]))
-        run(*chunk, np.array(sizes[part] + pad), beta1, 1 - beta1, beta2, 1 - beta2,
-            np.array(corrections[part] + pad), float(eps), float(weight_decay))
+        run(p, g, m, v, size, beta1, 1 - beta1, beta2, 1 - beta2, correction, eps, weight_decay)
     return True
-
-
-# The *_many kernels take tuples of MANY arrays each: a call over more parameters goes in chunks
-# of MANY, the last padded with empty arrays, so that one compiled signature per dtype serves
-# every number of parameters (Numba compiles a tuple type anew for each length: about 0.4 s a
-# length on a cold cache, in the first step of every new model shape).
-MANY = 4
-
-
-def _chunks(n: int, pad: np.ndarray, *groups: Sequence[np.ndarray]) -> List[tuple]:
-    """The groups' arrays in chunks of MANY: for each chunk, a tuple of MANY arrays from each
-    group (the last chunk padded with `pad`)."""
-    if n == MANY:
-        return [tuple(map(tuple, groups))]
-    chunks = []
-    for start in range(0, n, MANY):
-        fill = (pad,) * (MANY - min(MANY, n - start))
-        chunks.append(tuple(tuple(group[start:start + MANY]) + fill for group in groups))
-    return chunks
 
 
 def _many_kernels(params: Sequence[np.ndarray]) -> Optional[ModuleType]:
