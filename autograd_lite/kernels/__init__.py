@@ -37,7 +37,7 @@ __all__ = ["BACKENDS", "THRESHOLDS", "ACTIVATIONS", "set_kernels", "get_kernels"
            "sigmoid", "sigmoid_backward", "tanh", "tanh_backward", "relu", "relu_backward",
            "softplus", "log_sigmoid", "dropout", "uniform", "softmax", "log_softmax", "logsumexp",
            "check_labels", "softmax_cross_entropy", "bce_with_logits", "bce_with_logits_total",
-           "bce_with_logits_loss", "scale", "sum_of_squares",
+           "bce_with_logits_loss", "softmax_cross_entropy_loss", "scale", "sum_of_squares",
            "linear", "bias_activation", "activation_backward", "linear_backward",
            "linear_backward_codes", "add_scaled", "sgd_update", "sgd_update_many", "adam_update",
            "adam_update_many"]
@@ -275,6 +275,30 @@ def bce_with_logits_loss(logits: np.ndarray, targets: np.ndarray, rows: int) -> 
     buffer = np.empty(1 + size, logits.dtype)
     if kernel(logits, targets, buffer, rows):
         raise _targets_outside_error(targets)
+    return buffer
+
+
+def softmax_cross_entropy_loss(logits: np.ndarray, labels: np.ndarray, rows: int
+                               ) -> Optional[np.ndarray]:
+    """[loss, softmax(z) - onehot(label) ...] in one new array of 1 + logits.size elements,
+    from one pass: loss = the sum of the rows' losses logsumexp(z) - z[label] (in float64),
+    divided by `rows` when rows > 0 (reduction "mean"). For the fused loss's forward. None,
+    having done nothing, where the kernel does not take the arrays (Numba off, logits not a
+    non-empty C-contiguous float (n, C) array, labels not an intp array of shape (n,), or large
+    enough for the parallel kernel): the caller then takes the general path. A label outside
+    0..C-1 raises the ValueError of `check_labels`."""
+    if type(logits) is not np.ndarray or type(labels) is not np.ndarray or logits.ndim != 2:
+        return None
+    size = logits.size
+    if (not size or size >= _PARALLEL_FROM or labels.dtype != np.intp
+            or labels.shape != logits.shape[:1] or not logits.flags.c_contiguous):
+        return None
+    kernel = _kernel("softmax_cross_entropy_loss", logits)
+    if kernel is None:
+        return None
+    buffer = np.empty(1 + size, logits.dtype)
+    if kernel(logits, labels, buffer, rows) >= 0:
+        check_labels("softmax_cross_entropy", labels, *logits.shape)   # raises, naming the label
     return buffer
 
 

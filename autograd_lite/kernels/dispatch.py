@@ -46,6 +46,7 @@ THRESHOLDS: Dict[str, object] = {
     "softmax_cross_entropy": (1, _PARALLEL_FROM),
     "bce_with_logits": (1, _PARALLEL_FROM),
     "bce_with_logits_loss": (1, None),
+    "softmax_cross_entropy_loss": (1, None),
     "scale": (1, None),
     "sum_of_squares": (1, None),
     "bias_activation": (1, _PARALLEL_FROM),

@@ -637,6 +637,33 @@ def bce_with_logits_loss(logits, targets, buffer, rows):
     return outside
 
 
+@njit(**_FAST)
+def softmax_cross_entropy_loss(logits, labels, buffer, rows):
+    """The fused loss's forward in one pass over C-contiguous logits (n, C): buffer[1:] (n C
+    elements) = softmax(z) - onehot(label), buffer[0] = the sum of the rows' losses
+    logsumexp(z) - z[label] (each and the sum in float64), divided by `rows` when rows > 0.
+    Returns -1, or the first row whose label is outside 0..C-1 (then nothing is written)."""
+    n, c = logits.shape
+    for i in range(n):
+        if labels[i] < 0 or labels[i] >= c:
+            return i
+    delta = buffer[1:].reshape((n, c))
+    per_block, blocks = _blocks(n, c)
+    row_max, e = np.empty(per_block), np.empty(per_block * c)
+    losses = np.empty(n)
+    for b in range(blocks):
+        block = slice(b * per_block, (b + 1) * per_block)
+        _softmax_cross_entropy_block(logits[block], labels[block], losses[block], delta[block],
+                                     row_max, e)
+    total, start = 0.0, 0
+    while start < n:
+        stop = min(start + _CHUNK, n)
+        total += _sum_chunk(losses[start:stop])
+        start = stop
+    buffer[0] = total / rows if rows > 0 else total
+    return -1
+
+
 @njit(**_JIT)
 def scale(x, g, factor, out):
     """out = x * (g * factor) over flat x into out (any shape, C-contiguous), with g * factor

@@ -363,6 +363,35 @@ def test_bce_with_logits_loss_declines_what_its_kernel_does_not_take_and_refuses
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data())
+def test_softmax_cross_entropy_loss_is_the_twins_reduced_loss_and_derivative_in_one_buffer(dtype, data):
+    n, c = data.draw(st.integers(1, 40)), data.draw(st.integers(1, 12))
+    logits = data.draw(hnp.arrays(np.float64, (n, c), elements=st.floats(-1000, 1000))).astype(dtype)
+    labels = np.asarray(data.draw(st.lists(st.integers(0, c - 1), min_size=n, max_size=n)), np.intp)
+    rows = data.draw(st.sampled_from([0, n]))   # "sum", "mean"
+    with forced("serial"):
+        buffer = kernels.softmax_cross_entropy_loss(logits, labels, rows)
+    twin_losses, twin_delta = reference.softmax_cross_entropy(logits, labels)
+    terms = (1 + 2 * np.abs(logits.astype(np.float64))).sum()   # logsumexp(z) - z[label]
+    divisor = rows or 1
+    assert buffer.shape == (1 + logits.size,) and buffer.dtype == dtype
+    assert_close(buffer[0], twin_losses.astype(np.float64).sum() / divisor, dtype, scale=terms / divisor)
+    assert_close(buffer[1:].reshape(n, c), twin_delta, dtype, scale=1.0)
+
+
+def test_softmax_cross_entropy_loss_refuses_a_label_by_name_and_declines_other_arrays():
+    z = np.zeros((4, 3))
+    with forced("serial"):
+        with pytest.raises(ValueError, match=r"label 3 is outside 0\.\.2 .*C = 3"):
+            kernels.softmax_cross_entropy_loss(z, np.array([0, 1, 3, 2], np.intp), 4)
+        with pytest.raises(ValueError, match=r"label -1 is outside 0\.\.2"):
+            kernels.softmax_cross_entropy_loss(z, np.array([0, -1, 1, 2], np.intp), 4)
+        assert kernels.softmax_cross_entropy_loss(z, np.array([0, 1, 1, 2], np.int8), 4) is None
+        assert kernels.softmax_cross_entropy_loss(z.T, np.array([0, 1, 1], np.intp), 3) is None
+        assert kernels.softmax_cross_entropy_loss(z[:0], np.array([], np.intp), 0) is None
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_scale_gives_numpys_bits_for_a_0d_cotangent(dtype):
     rng = np.random.default_rng(5)
     x = rng.standard_normal(35).astype(dtype)
