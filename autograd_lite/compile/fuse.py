@@ -94,6 +94,7 @@ class Group:
     shape: tuple
     dtype: np.dtype
     name: str = ""
+    step: Optional[Step] = None   # the fused step that runs the group
 
 
 def fused_program(program: Program) -> Program:
@@ -102,7 +103,6 @@ def fused_program(program: Program) -> Program:
     program.fusion = []
     if not ENABLED:
         return program
-    _sink(program)
     steps = program.steps
     groups = _groups(program)
     if not groups:
@@ -126,46 +126,6 @@ def fused_program(program: Program) -> Program:
     result = copy.copy(program)
     result.steps = new_steps
     return result
-
-
-# ------------------------------------------------------------------ moving steps to their use
-# steps nothing moves across: they may write any array (except an effect that only draws
-# random numbers, `Step.draw`, such as dropout's mask)
-BARRIERS = ("effect", "grad")
-
-
-def _sink(program: Program) -> None:
-    """Move elementwise steps later, each to just before the first step that reads its value,
-    where that step is elementwise too, so the two can fuse (e.g. the L2 gradient `2 * W * g`,
-    computed early in the reverse sweep, joins the `add_into` of the weight's matrix-product
-    gradient: one pass instead of two). A step moves only across steps that do not read its
-    value, redefine what it reads, or may write arrays (effects, gradient accumulation), so
-    every value it computes is the same. Reorders `program.steps` in place."""
-    env, steps = program.env, program.steps
-    elements = [_element(n, s, env) for n, s in enumerate(steps)]
-    order = list(range(len(steps)))
-    pos = len(order) - 2
-    while pos >= 0:
-        n = order[pos]
-        e = elements[n]
-        out = env[e.out] if e is not None else None
-        if e is not None and not e.reduce and isinstance(out, (np.ndarray, np.generic)):
-            q = pos + 1
-            ins = set(steps[n].ins)
-            while q < len(order) and e.out not in steps[order[q]].ins and \
-                    (steps[order[q]].kind not in BARRIERS or steps[order[q]].draw) and \
-                    not ins.intersection(steps[order[q]].outputs()):
-                q += 1
-            if q > pos + 1 and q < len(order) and e.out in steps[order[q]].ins:
-                consumer = elements[order[q]]
-                value = env[consumer.out] if consumer is not None else None
-                source = env[consumer.names.get("v", -1)] if consumer is not None and consumer.reduce else value
-                if isinstance(source, (np.ndarray, np.generic)) and source.shape == out.shape and \
-                        source.dtype == out.dtype:
-                    order.insert(q - 1, order.pop(pos))
-        pos -= 1
-    if order != list(range(len(steps))):
-        program.steps = [steps[n] for n in order]
 
 
 # ------------------------------------------------------------------ finding the groups
@@ -367,7 +327,8 @@ def _fused_step(group: Group, program: Program) -> Optional[Step]:
     labels = [program.steps[n].label for n in group.steps]
     group.name = "fused[" + ", ".join(labels) + "]"
     out = group.writes[0] if len(group.writes) == 1 else tuple(group.writes)
-    return Step("fused", group.name, call, tuple(group.reads), out)
+    group.step = Step("fused", group.name, call, tuple(group.reads), out)
+    return group.step
 
 
 def _arithmetic(e: _Element) -> bool:
@@ -400,7 +361,8 @@ def _scalar_step(group: Group, program: Program, kinds: List[str]) -> Step:
     labels = [program.steps[n].label for n in group.steps]
     group.name = "fused[" + ", ".join(labels) + "]"
     out = group.writes[0] if len(group.writes) == 1 else tuple(group.writes)
-    return Step("fused", group.name, names["call"], tuple(group.reads), out)
+    group.step = Step("fused", group.name, names["call"], tuple(group.reads), out)
+    return group.step
 
 
 class _Constants(ast.NodeTransformer):

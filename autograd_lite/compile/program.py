@@ -85,6 +85,7 @@ class Program:
     busy: Any = None   # a lock held while the planned runner runs
     fusion: Any = None   # the groups of steps fused into kernels (fuse.Group), for explain
     returned_at: str = ""   # the line where the function returned, while traced
+    dropped: Any = ()   # indices of steps that do not run (their results unused; schedule.py)
 
     def peak_bytes(self) -> int:
         """The largest total size of the step results alive at once (each freed after its
@@ -123,6 +124,8 @@ class Program:
                            if s in buffer_of and s not in defined)
             if n in kernel_of:
                 into += f"   [kernel {kernel_of[n]}]"
+            if n in self.dropped:
+                into += "   (unused: not run)"
             defined.update(outs)
             lines.append(f"    {left} = {step.label} {args}".rstrip() + into)
         lines.append(f"  in {_template_text(self.result, names)}")
@@ -130,9 +133,10 @@ class Program:
                      f"peak {_bytes(self.peak_bytes())} alive at once")
         for k, group in enumerate(self.fusion or ()):
             kind = _type(Value(VALUE, group.shape, group.dtype))
+            unused = " (unused: not run)" if group.steps[0] in self.dropped else ""
             lines.append(f"  kernel {k}: {len(group.steps)} steps in one pass over {kind}, reads "
                          f"{' '.join(names[s] for s in group.reads)}, writes "
-                         f"{' '.join(names[s] for s in group.writes)}")
+                         f"{' '.join(names[s] for s in group.writes)}{unused}")
         if self.plan is not None:
             lines.append("  " + self.plan.text(self))
         else:

@@ -24,6 +24,7 @@ from ..tensor import Tensor
 from .fuse import fused_program
 from .plan import Plan, plan
 from .program import CONST, OBJECT, VALUE, Program, _last_uses
+from .schedule import drop_dead, schedule
 
 # what an `entry` returns for a call it does not replay (the caller takes the general path)
 MISS = object()
@@ -56,7 +57,9 @@ _BUILDING = threading.Lock()
 
 def _build(program: Program) -> None:
     """Fuse, plan and generate the runners; `program.runner` is set last, when all is ready."""
+    schedule(program)   # elementwise steps moved to their use
     steps = fused_program(program)   # the same program, runs of elementwise steps fused
+    steps = drop_dead(steps, program)   # steps whose results nothing reads do not run
     program.plan = plan(steps)
     run = runner(steps, program.plan)
     program.plain_runner = runner(steps) if program.plan.buffers else run

@@ -165,7 +165,7 @@ def test_a_kernel_that_does_not_compile_leaves_the_whole_program_unfused(monkeyp
     assert compiled.program.fusion == [] and losses == eager
 
 
-def test_a_chain_whose_values_nobody_reads_still_runs_fused():
+def test_a_chain_whose_values_nobody_reads_writes_nothing():
     W, b, _ = _mlp(np.float64)
 
     @ag.compile
@@ -174,7 +174,30 @@ def test_a_chain_whose_values_nobody_reads_still_runs_fused():
         return (x * W).sum()
     xs = [np.full((6, 5), float(i)) for i in range(4)]
     results = [f(x).data.item() for x in xs]
-    assert results == [(x * W.data).sum() for x in xs]
+    np.testing.assert_allclose(results, [(x * W.data).sum() for x in xs], rtol=1e-12)
+    assert [len(g.writes) for g in f.program.fusion] == [1], f.explain()   # the sum only
+
+
+def test_the_forward_of_a_backward_whose_rules_read_only_the_inputs_is_not_run():
+    """(a * b + c).sum().backward(): the rules of +, * and sum read a, b and the seed, not
+    the forward's values, so after fusion nothing reads the forward kernel and it goes."""
+    rng = np.random.default_rng(0)
+    a, b, c = (ag.tensor(rng.normal(size=3), requires_grad=True) for _ in range(3))
+
+    @ag.compile
+    def step():
+        a.grad = b.grad = c.grad = None
+        (a * b + c).sum().backward()
+    for _ in range(3):
+        step()
+    forward, backward = step.program.fusion
+    assert forward.name.startswith("fused[multiply, add, sum"), step.explain()
+    assert set(forward.steps) <= step.program.dropped and not set(backward.steps) & step.program.dropped
+    assert all(v is not forward.step.fn for v in step.program.runner.__globals__.values())
+    assert "(unused: not run)" in step.explain()
+    np.testing.assert_array_equal(a.grad.data, b.data)
+    np.testing.assert_array_equal(b.grad.data, a.data)
+    np.testing.assert_array_equal(c.grad.data, np.ones(3))
 
 
 def test_a_changed_kernels_module_gives_new_kernel_files(_cache, monkeypatch):
