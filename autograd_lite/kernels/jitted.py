@@ -742,18 +742,6 @@ def sgd_update(param, grad, velocity, lr, momentum, nesterov, weight_decay):
 
 
 @njit(**_JIT)
-def sgd_update_many(params, grads, velocities, lr, momentum, nesterov, weight_decay):
-    # tuples of 1-D arrays of one dtype: sgd_update on each parameter in turn, in one call
-    for k in range(len(params)):   # all checked before any is changed
-        n = params[k].size
-        if grads[k].size != n or (velocities[k].size != n and (momentum != 0 or velocities[k].size != 0)):
-            raise ValueError("sgd_update_many: a gradient or a velocity has another size than "
-                             "its parameter")
-    for k in range(len(params)):
-        sgd_update(params[k], grads[k], velocities[k], lr, momentum, nesterov, weight_decay)
-
-
-@njit(**_JIT)
 def adam_update(param, grad, m, v, step_size, beta1, one_minus_beta1, beta2, one_minus_beta2,
                 bias_correction2_sqrt, eps, weight_decay):
     to = param.dtype.type
@@ -770,18 +758,3 @@ def adam_update(param, grad, m, v, step_size, beta1, one_minus_beta1, beta2, one
         m[i] = mi
         v[i] = vi
         param[i] = param[i] - step_size_ * (mi / (np.sqrt(vi) / bias_correction2_sqrt_ + eps_))
-
-
-@njit(**_JIT)
-def adam_update_many(params, grads, ms, vs, step_sizes, beta1, one_minus_beta1, beta2,
-                     one_minus_beta2, bias_corrections2_sqrt, eps, weight_decay):
-    # tuples of 1-D arrays of one dtype, a step size and a bias correction per parameter:
-    # adam_update on each parameter in turn, in one call
-    for k in range(len(params)):   # all checked before any is changed
-        n = params[k].size
-        if grads[k].size != n or ms[k].size != n or vs[k].size != n:
-            raise ValueError("adam_update_many: a gradient or a moment has another size than "
-                             "its parameter")
-    for k in range(len(params)):
-        adam_update(params[k], grads[k], ms[k], vs[k], step_sizes[k], beta1, one_minus_beta1,
-                    beta2, one_minus_beta2, bias_corrections2_sqrt[k], eps, weight_decay)
