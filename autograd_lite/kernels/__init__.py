@@ -365,6 +365,14 @@ def bias_activation(z: np.ndarray, b: Optional[np.ndarray], activation: Optional
     """activation(z + b) in one pass over z (batch, out); b (out,) or None.
     `in_place=True` may overwrite z (linear's own matmul output)."""
     code = _activation_code("bias_activation", activation)
+    if (in_place and type(z) is np.ndarray and type(b) is np.ndarray and z.ndim == 2
+            and b.shape == z.shape[1:] and b.dtype == z.dtype):   # the common case, fewer steps
+        kernel = _kernel("bias_activation", z)
+        if kernel is not None:
+            flags = z.flags
+            if flags.c_contiguous and flags.writeable and b.flags.c_contiguous:
+                kernel(z, b, code)
+                return z
     if b is not None and np.shape(b) != z.shape[-1:]:
         raise ValueError(f"linear: the bias has shape {np.shape(b)}, expected ({z.shape[-1]},) "
                          f"for an output of shape {z.shape}")
