@@ -831,20 +831,21 @@ def _replay_call(fn: Callable, specs: list, kwspecs: dict, grad_mode: bool) -> C
     """fn called with its arguments found as `Tracer._argument` says, from the slot values
     passed in order (one per non-'value' argument), in the grad mode it was traced in."""
     mode = engine._grad_mode
+
+    def call(args: Any, kwargs: dict) -> Any:
+        if mode.enabled == grad_mode:
+            return fn(*args, **kwargs)
+        mode.enabled = grad_mode
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            mode.enabled = not grad_mode
+
     if all(kind == "value" for kind, _ in specs + list(kwspecs.values())):
         # every argument taken by reference (an optimizer's zero_grad): built once
-        args = tuple(what for _, what in specs)
-        kwargs = {k: what for k, (_, what) in kwspecs.items()}
-
-        def fixed() -> Any:
-            if mode.enabled == grad_mode:
-                return fn(*args, **kwargs)
-            mode.enabled = grad_mode
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                mode.enabled = not grad_mode
-        return fixed
+        fixed_args = tuple(what for _, what in specs)
+        fixed_kwargs = {k: what for k, (_, what) in kwspecs.items()}
+        return lambda: call(fixed_args, fixed_kwargs)
 
     def build(spec: Tuple[str, Any], it: Any) -> Any:
         kind, what = spec
@@ -855,15 +856,7 @@ def _replay_call(fn: Callable, specs: list, kwspecs: dict, grad_mode: bool) -> C
 
     def run(*slot_values: Any) -> Any:
         it = iter(slot_values)
-        args = [build(s, it) for s in specs]
-        kwargs = {k: build(s, it) for k, s in kwspecs.items()}
-        if mode.enabled == grad_mode:
-            return fn(*args, **kwargs)
-        mode.enabled = grad_mode
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            mode.enabled = not grad_mode
+        return call([build(s, it) for s in specs], {k: build(s, it) for k, s in kwspecs.items()})
     return run
 
 
