@@ -100,8 +100,9 @@ def uniform(shape: Tuple[int, ...], dtype: np.dtype, keys: np.ndarray) -> np.nda
     dtype = np.dtype(dtype)
     if dtype.char not in "fd":
         raise TypeError(f"uniform: dtype must be float32 or float64, got {dtype}")
-    keys = np.ascontiguousarray(keys, dtype=np.uint64).reshape(-1)
-    size = int(np.prod(shape, dtype=np.int64))
+    if type(keys) is not np.ndarray or keys.dtype != np.uint64 or keys.ndim != 1:
+        keys = np.ascontiguousarray(keys, dtype=np.uint64).reshape(-1)
+    size = math.prod(shape)
     if keys.size == 0 or size % keys.size:
         raise ValueError(f"uniform: {keys.size} keys cannot split shape {tuple(shape)} into equal "
                          "blocks; expected a number of keys that divides its size")
@@ -109,7 +110,7 @@ def uniform(shape: Tuple[int, ...], dtype: np.dtype, keys: np.ndarray) -> np.nda
     kernel = _kernel("uniform_fill", out)
     if kernel is None:
         return reference.uniform(tuple(shape), dtype, keys)
-    kernel(out.reshape(-1), keys)
+    kernel(out, keys)
     return out
 
 

@@ -306,23 +306,30 @@ def _fmix32(h):
     return h ^ (h >> uint32(16))
 
 
+@njit(**_INLINE)
+def _uniform_block(block, lo, hi):
+    if block.itemsize == 4:   # 24 bits: exact in float32
+        for j in range(block.size):
+            h = _fmix32(_fmix32(uint32(uint32(j) * uint32(0x9E3779B9) + lo)) ^ hi)
+            block[j] = np.float32(np.int32(h >> uint32(8))) * np.float32(1.0 / 16777216.0)
+    else:                     # 31 bits (a signed int32 converts in SIMD)
+        for j in range(block.size):
+            h = _fmix32(_fmix32(uint32(uint32(j) * uint32(0x9E3779B9) + lo)) ^ hi)
+            block[j] = np.float64(np.int32(h >> uint32(1))) * (1.0 / 2147483648.0)
+
+
 @njit(**_JIT)
 def uniform_fill(out, keys):
-    # out 1-D float32/float64, keys uint64: len(keys) equal blocks, block k from keys[k]
-    per_key = out.size // keys.size
+    # out C-contiguous float32/float64, keys uint64: len(keys) equal blocks of the flattened
+    # out, block k from keys[k] (one key: the whole array, whose contiguous type vectorises)
+    flat = out.reshape(out.size)
+    if keys.size == 1:
+        _uniform_block(flat, uint32(keys[0] & np.uint64(0xFFFFFFFF)), uint32(keys[0] >> np.uint64(32)))
+        return
+    per_key = flat.size // keys.size
     for k in range(keys.size):
-        key = keys[k]
-        lo = uint32(key & np.uint64(0xFFFFFFFF))
-        hi = uint32(key >> np.uint64(32))
-        base = k * per_key
-        if out.itemsize == 4:   # 24 bits: exact in float32
-            for j in range(per_key):
-                h = _fmix32(_fmix32(uint32(uint32(j) * uint32(0x9E3779B9) + lo)) ^ hi)
-                out[base + j] = np.float32(np.int32(h >> uint32(8))) * np.float32(1.0 / 16777216.0)
-        else:                   # 31 bits (a signed int32 converts in SIMD)
-            for j in range(per_key):
-                h = _fmix32(_fmix32(uint32(uint32(j) * uint32(0x9E3779B9) + lo)) ^ hi)
-                out[base + j] = np.float64(np.int32(h >> uint32(1))) * (1.0 / 2147483648.0)
+        _uniform_block(flat[k * per_key:(k + 1) * per_key], uint32(keys[k] & np.uint64(0xFFFFFFFF)),
+                       uint32(keys[k] >> np.uint64(32)))
 
 
 # ---------------------------------------------------------------- blocks of rows
