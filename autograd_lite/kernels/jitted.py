@@ -754,7 +754,10 @@ def adam_update(param, grad, m, v, step_size, beta1, one_minus_beta1, beta2, one
     to = param.dtype.type
     step_size_, beta1_, one_minus_beta1_ = to(step_size), to(beta1), to(one_minus_beta1)
     beta2_, one_minus_beta2_ = to(beta2), to(one_minus_beta2)
-    bias_correction2_sqrt_, eps_, weight_decay_ = to(bias_correction2_sqrt), to(eps), to(weight_decay)
+    # sqrt(v) times 1 / the bias correction rather than divided by it: one division per element
+    # instead of two (within an ulp of PyTorch's order; float64's divisions made this loop 40%
+    # slower than its memory traffic, float32's are hidden by it)
+    correction_, eps_, weight_decay_ = to(1.0 / bias_correction2_sqrt), to(eps), to(weight_decay)
     zero = to(0)
     for i in range(param.size):
         d = grad[i]
@@ -764,4 +767,4 @@ def adam_update(param, grad, m, v, step_size, beta1, one_minus_beta1, beta2, one
         vi = beta2_ * v[i] + one_minus_beta2_ * d * d
         m[i] = mi
         v[i] = vi
-        param[i] = param[i] - step_size_ * (mi / (np.sqrt(vi) / bias_correction2_sqrt_ + eps_))
+        param[i] = param[i] - step_size_ * (mi / (np.sqrt(vi) * correction_ + eps_))

@@ -203,12 +203,13 @@ def adam_update(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarra
                 lr: float, beta1: float, beta2: float, eps: float, weight_decay: float) -> None:
     """PyTorch's Adam (weight decay added to the gradient, not decoupled), step = 1, 2, ...:
     d = g + wd p; m = b1 m + (1 - b1) d; v = b2 v + (1 - b2) d**2;
-    p -= lr / (1 - b1**t) * m / (sqrt(v) / sqrt(1 - b2**t) + eps)."""
+    p -= lr / (1 - b1**t) * m / (sqrt(v) / sqrt(1 - b2**t) + eps), the division by the bias
+    correction made as a product with its reciprocal (within an ulp; the kernel's order)."""
     d = grad + weight_decay * param if weight_decay else grad
     m *= beta1
     m += (1 - beta1) * d
     v *= beta2
     v += (1 - beta2) * d * d
     step_size = lr / (1 - beta1 ** step)
-    denom = np.sqrt(v) / math.sqrt(1 - beta2 ** step) + eps
+    denom = np.sqrt(v) * (1 / math.sqrt(1 - beta2 ** step)) + eps   # the kernel's order
     param -= step_size * (m / denom)
