@@ -253,7 +253,8 @@ class Adam(Optimizer):
         flat = self._flat(arrays + [s["m"] for s in states] + [s["v"] for s in states], arrays * 3)
         if flat is None:
             return False
-        if not kernels.adam_update_many(flat[:n], [g.ravel() for g in grads], flat[n:2 * n], flat[2 * n:],
+        params, ms, vs = flat[:n], flat[n:2 * n], flat[2 * n:]
+        if not kernels.adam_update_many(params, [g.ravel() for g in grads], ms, vs,
                                         [s["step"] + 1 for s in states], self.lr, self.betas[0],
                                         self.betas[1], self.eps, self.weight_decay, check=False):
             return False
