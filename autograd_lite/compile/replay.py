@@ -274,11 +274,15 @@ def _accumulate_lines(n: int, step: Any, exclusive: bool, used: bool) -> List[st
 
 def _kept_alive(program: Program) -> set:
     """The results whose `del` after their last use frees memory worth a line: all but plain
-    arrays (or NumPy scalars) of at most SMALL_BYTES that own their memory, as traced. A
-    gradient's array and the cotangent that becomes one are always let go, since an in-place
-    sum into a leaf's grad (capture._sole_grad_array) needs no other reference to it."""
-    grads = {s for step in program.steps if getattr(step.fn, "inline", None) == "accumulate"
-             for s in step.ins + step.outputs()}
+    arrays (or NumPy scalars) of at most SMALL_BYTES that own their memory, as traced. A leaf's
+    gradient and the cotangent that becomes it are let go too when the same leaf gets another
+    gradient later in the replay (backward twice): the in-place sum into its grad
+    (capture._sole_grad_array) needs no other reference to it."""
+    accumulations = [step for step in program.steps
+                     if getattr(step.fn, "inline", None) == "accumulate"]
+    grads = {s for k, step in enumerate(accumulations)
+             if any(later.ins[0] == step.ins[0] for later in accumulations[k + 1:])
+             for s in step.ins[1:] + step.outputs()}
     kept = set()
     for s, v in enumerate(program.values):
         x = program.env[s]

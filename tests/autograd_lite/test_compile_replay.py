@@ -188,3 +188,29 @@ def test_first_gradients_written_as_lines_copy_shared_cotangents_cast_dtypes_and
         if kept:
             assert all(np.array_equal(k.data, b) for k, b in zip(kept, before))
             assert W.grad is not kept[0] and u.grad is not kept[1]
+
+
+def test_a_second_backward_in_one_replay_adds_into_the_first_gradient_in_place(monkeypatch):
+    from autograd_lite.compile import fuse
+    monkeypatch.setattr(fuse, "ENABLED", False)   # the same kernels as eager
+    W, W_eager = (ag.tensor(np.array([0.5, -1.0, 2.0]), requires_grad=True) for _ in range(2))
+
+    def make(W):
+        def step(x):
+            W.grad = None
+            loss = (W * x).sum()
+            loss.backward(retain_graph=True)
+            loss.backward()   # the first gradient's array is W.grad's alone: summed into it
+        return step
+    compiled, eager = ag.compile(make(W)), make(W_eager)
+    out_of_place = []
+    accumulate = engine._accumulate_grad
+    for n in range(5):
+        x = np.array([1.0, 2.0, 3.0]) * (n + 1)
+        if n == 4:   # replays from here on: the local names of the first sum are let go
+            monkeypatch.setattr(engine, "_accumulate_grad",
+                                lambda *a: out_of_place.append(1) or accumulate(*a))
+        compiled(x)
+        eager(x)
+        assert np.array_equal(W.grad.data, W_eager.grad.data)
+    assert out_of_place == [1, 1]   # eager's two backwards; the replay's sum went in place
