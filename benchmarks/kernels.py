@@ -67,7 +67,7 @@ def _case(name: str, n: int, dtype: np.dtype, classes: int) -> Tuple[Call, Call]
     if name == "bce_with_logits":
         y = rng.random((rows, classes)).astype(dtype)
         return (lambda: R.bce_with_logits(z, y)), (lambda: K.bce_with_logits(z, y))
-    if name == "bias_activation":  # linear's pass over the matmul output: sigmoid(z + b)
+    if name == "bias_sigmoid":  # linear's pass over the matmul output: sigmoid(z + b)
         b = arr(classes)
         return (lambda: R.bias_activation(z, b, "sigmoid")), (lambda: K.bias_activation(z, b, "sigmoid"))
     if name == "linear_backward":  # its elementwise part: delta = g a (1 - a) and db = sum(delta)
@@ -89,7 +89,7 @@ def _case(name: str, n: int, dtype: np.dtype, classes: int) -> Tuple[Call, Call]
 
 NAMES = ["sigmoid", "sigmoid_backward", "tanh", "tanh_backward", "relu", "relu_backward",
          "softplus", "log_sigmoid", "dropout", "softmax", "log_softmax", "logsumexp",
-         "softmax_cross_entropy", "bce_with_logits", "bias_activation", "linear_backward",
+         "softmax_cross_entropy", "bce_with_logits", "bias_sigmoid", "linear_backward",
          "sgd_update", "adam_update"]
 
 

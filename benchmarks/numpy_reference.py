@@ -137,7 +137,7 @@ class FusedKernelStep:
     def __call__(self) -> float:
         k = self.jitted
         np.dot(self.X, self.W1, out=self.A1)
-        k.bias_activation(self.A1, self.b1, k.SIGMOID)                   # a_h = sigmoid(X W1 + b1)
+        k.bias_sigmoid(self.A1, self.b1)                                 # a_h = sigmoid(X W1 + b1)
         np.dot(self.A1, self.W2, out=self.Z2)
         self.Z2 += self.b2
         total, _ = k.bce_with_logits(self.Z2, self.Y, self.losses, self.D2)   # D2 = a_out - y

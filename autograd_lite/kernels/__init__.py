@@ -44,6 +44,8 @@ __all__ = ["BACKENDS", "THRESHOLDS", "ACTIVATIONS", "set_kernels", "get_kernels"
 
 ACTIVATIONS = (None, "sigmoid", "tanh", "relu")
 _ACTIVATION_CODES = {None: 0, "sigmoid": 1, "tanh": 2, "relu": 3}  # as in jitted.py
+# the kernel of activation(z + b) for each activation code (one kernel each: see jitted.py)
+_BIAS_KERNELS = ("bias_add", "bias_sigmoid", "bias_tanh", "bias_relu")
 
 
 # ---------------------------------------------------------------- elementwise
@@ -353,11 +355,11 @@ def linear(x: np.ndarray, W: np.ndarray, b: Optional[np.ndarray] = None,
     pass over its output. x (batch, in), W (in, out), b (out,) or None."""
     code = _activation_code("linear", activation)
     z = np.dot(x, W)
-    kernel = _kernel("bias_activation", z) if b is not None or code else None
+    kernel = _kernel(_BIAS_KERNELS[code], z) if b is not None or code else None
     if (kernel is None or z.ndim != 2 or b is None or type(b) is not np.ndarray
             or b.shape != z.shape[1:] or b.dtype != z.dtype or not b.flags.c_contiguous):
         return bias_activation(z, b, activation, in_place=True)
-    kernel(z, b, code)       # np.dot's fresh output is C-contiguous: activation(z + b) in place
+    kernel(z, b)             # np.dot's fresh output is C-contiguous: activation(z + b) in place
     return z
 
 
@@ -368,21 +370,21 @@ def bias_activation(z: np.ndarray, b: Optional[np.ndarray], activation: Optional
     code = _activation_code("bias_activation", activation)
     if (in_place and type(z) is np.ndarray and type(b) is np.ndarray and z.ndim == 2
             and b.shape == z.shape[1:] and b.dtype == z.dtype):   # the common case, fewer steps
-        kernel = _kernel("bias_activation", z)
+        kernel = _kernel(_BIAS_KERNELS[code], z)
         if kernel is not None:
             flags = z.flags
             if flags.c_contiguous and flags.writeable and b.flags.c_contiguous:
-                kernel(z, b, code)
+                kernel(z, b)
                 return z
     if b is not None and np.shape(b) != z.shape[-1:]:
         raise ValueError(f"linear: the bias has shape {np.shape(b)}, expected ({z.shape[-1]},) "
                          f"for an output of shape {z.shape}")
-    kernel = _kernel("bias_activation", z) if z.ndim == 2 else None
+    kernel = _kernel(_BIAS_KERNELS[code], z) if z.ndim == 2 else None
     if kernel is None or (b is None and code == 0):
         return reference.bias_activation(z, b, activation)
     out = z if in_place and z.flags.c_contiguous and z.flags.writeable else np.array(z, order="C")
     bias = np.zeros(z.shape[1], z.dtype) if b is None else np.ascontiguousarray(b, dtype=z.dtype)
-    kernel(out, bias, code)
+    kernel(out, bias)
     return out
 
 

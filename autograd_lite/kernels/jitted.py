@@ -27,7 +27,7 @@ _JIT = dict(cache=True, nogil=True, error_model="numpy")
 _FAST = dict(_JIT, fastmath={"contract"})
 _INLINE = dict(inline="always", error_model="numpy")
 
-# activation codes of `bias_activation` and `linear_backward` (kernels._ACTIVATION_CODES)
+# activation codes of `linear_backward` (kernels._ACTIVATION_CODES)
 IDENTITY, SIGMOID, TANH, RELU = 0, 1, 2, 3
 
 # ---------------------------------------------------------------- scalar building blocks
@@ -461,23 +461,31 @@ def _bce_with_logits_block(x, y, c, losses, delta, per_unit):
 
 
 @njit(**_INLINE)
-def _bias_activation_block(z, b, code):
-    """z (rows, out) = activation(z + b): the bias row by row, the activation over the block."""
+def _add_bias(z, b):
+    """z (rows, out) += b, row by row."""
     for i in range(z.shape[0]):
         row = z[i]
         for j in range(row.size):
             row[j] += b[j]
-    flat = z.reshape(-1)
-    if code == SIGMOID:                             # one loop per activation: each vectorizes
-        for k in range(flat.size):
-            flat[k] = _sigmoid_in_kind(flat[k])
-    elif code == TANH:
-        for k in range(flat.size):
-            flat[k] = _tanh(np.float64(flat[k]))
-    elif code == RELU:
-        zero = flat.dtype.type(0)
-        for k in range(flat.size):
-            flat[k] = zero if flat[k] <= zero else flat[k]
+
+
+@njit(**_INLINE)
+def _sigmoid_all(x):
+    for k in range(x.size):
+        x[k] = _sigmoid_in_kind(x[k])
+
+
+@njit(**_INLINE)
+def _tanh_all(x):
+    for k in range(x.size):
+        x[k] = _tanh(np.float64(x[k]))
+
+
+@njit(**_INLINE)
+def _relu_all(x):
+    zero = x.dtype.type(0)
+    for k in range(x.size):
+        x[k] = zero if x[k] <= zero else x[k]
 
 
 # ---------------------------------------------------------------- row-wise kernels (batch, classes)
@@ -684,19 +692,79 @@ def scale(x, g, factor, out):
 
 
 # ---------------------------------------------------------------- the linear layer's elementwise part
+# z = activation(z + b), in place over the matmul's output z (batch, out), block by block: the bias
+# row by row, then the activation over the block while it is in cache. One kernel per activation
+# (each with its parallel version), so that a model compiles only the one it uses: one kernel
+# taking the activation as an argument compiled all four loops, 1.3 s on a cold cache against
+# 0.9 s for sigmoid's alone and 0.45 s for relu's.
 @njit(**_FAST)
-def bias_activation(z, b, code):
-    """z = activation(z + b), in place over the matmul's output z (batch, out)."""
-    per_block, blocks = _blocks(z.shape[0], z.shape[1])
-    for block in range(blocks):
-        _bias_activation_block(z[block * per_block:(block + 1) * per_block], b, code)
+def bias_add(z, b):
+    """z = z + b (no activation)."""
+    _add_bias(z, b)
 
 
 @njit(parallel=True, **_FAST)
-def bias_activation_parallel(z, b, code):
+def bias_add_parallel(z, b):
     per_block, blocks = _blocks(z.shape[0], z.shape[1])
     for block in prange(blocks):
-        _bias_activation_block(z[block * per_block:(block + 1) * per_block], b, code)
+        _add_bias(z[block * per_block:(block + 1) * per_block], b)
+
+
+@njit(**_FAST)
+def bias_sigmoid(z, b):
+    """z = sigmoid(z + b)."""
+    per_block, blocks = _blocks(z.shape[0], z.shape[1])
+    for block in range(blocks):
+        part = z[block * per_block:(block + 1) * per_block]
+        _add_bias(part, b)
+        _sigmoid_all(part.reshape(-1))
+
+
+@njit(parallel=True, **_FAST)
+def bias_sigmoid_parallel(z, b):
+    per_block, blocks = _blocks(z.shape[0], z.shape[1])
+    for block in prange(blocks):
+        part = z[block * per_block:(block + 1) * per_block]
+        _add_bias(part, b)
+        _sigmoid_all(part.reshape(-1))
+
+
+@njit(**_FAST)
+def bias_tanh(z, b):
+    """z = tanh(z + b)."""
+    per_block, blocks = _blocks(z.shape[0], z.shape[1])
+    for block in range(blocks):
+        part = z[block * per_block:(block + 1) * per_block]
+        _add_bias(part, b)
+        _tanh_all(part.reshape(-1))
+
+
+@njit(parallel=True, **_FAST)
+def bias_tanh_parallel(z, b):
+    per_block, blocks = _blocks(z.shape[0], z.shape[1])
+    for block in prange(blocks):
+        part = z[block * per_block:(block + 1) * per_block]
+        _add_bias(part, b)
+        _tanh_all(part.reshape(-1))
+
+
+@njit(**_FAST)
+def bias_relu(z, b):
+    """z = max(z + b, 0)."""
+    per_block, blocks = _blocks(z.shape[0], z.shape[1])
+    for block in range(blocks):
+        part = z[block * per_block:(block + 1) * per_block]
+        _add_bias(part, b)
+        _relu_all(part.reshape(-1))
+
+
+@njit(parallel=True, **_FAST)
+def bias_relu_parallel(z, b):
+    per_block, blocks = _blocks(z.shape[0], z.shape[1])
+    for block in prange(blocks):
+        part = z[block * per_block:(block + 1) * per_block]
+        _add_bias(part, b)
+        _relu_all(part.reshape(-1))
 
 
 @njit(**_JIT)

@@ -482,7 +482,7 @@ def test_float32_sigmoid_kernel_is_within_two_ulp_everywhere():
     assert np.isnan(out[np.isnan(x)]).all()
     assert out[x == np.inf].tolist() == [1.0] and out[x == -np.inf].tolist() == [0.0]
     z = x[:1000].reshape(10, 100).copy()
-    jitted.bias_activation(z, np.zeros(100, np.float32), jitted.SIGMOID)
+    jitted.bias_sigmoid(z, np.zeros(100, np.float32))
     np.testing.assert_array_equal(z.reshape(-1), out[:1000])
 
 
