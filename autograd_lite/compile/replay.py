@@ -100,8 +100,8 @@ def entry(program: Program, arguments: List[Tuple[bool, tuple, np.dtype, bool, i
     requires_grad). Built after the first replay (it reuses the runner's lines and buffers)."""
     run = program.runner
     names, body = run.parts
-    names = dict(names, MISS=MISS, mode=engine._grad_mode, Tensor=Tensor, plain=program.plain_runner,
-                 busy=program.busy)
+    names = dict(names, MISS=MISS, mode=engine._grad_mode, Tensor=Tensor,
+                 plain=program.plain_runner, busy=program.busy)
     lines = ["def call(args):",
              f"    if len(args) != {len(arguments)} or mode.enabled is not {bool(grad_mode)!r}:",
              "        return MISS"]
@@ -113,12 +113,13 @@ def entry(program: Program, arguments: List[Tuple[bool, tuple, np.dtype, bool, i
         names[f"shape{i}"], names[f"dtype{i}"] = shape, dtype
         test = []
         if is_tensor:
-            lines += [f"    if type(s{obj}) is not Tensor or s{obj}.requires_grad != {bool(requires_grad)!r}:",
+            lines += [f"    if type(s{obj}) is not Tensor or "
+                      f"s{obj}.requires_grad != {bool(requires_grad)!r}:",
                       "        return MISS", f"    s{data} = s{obj}.data"]
         else:
             test.append(f"type(s{data}) is not ndarray")
         test += [f"s{data}.shape != shape{i}", f"s{data}.dtype != dtype{i}"]
-        for j, ((earlier, _), facts) in enumerate(zip(program.inputs[:i], arguments)):
+        for (earlier, _), facts in zip(program.inputs[:i], arguments):
             test.append(f"s{data} {'is not' if alias == facts[4] else 'is'} s{earlier}")
         lines += [f"    if {' or '.join(test)}:", "        return MISS"]
     lines += _guard_lines(program, names)

@@ -68,7 +68,8 @@ def test_the_entry_misses_exactly_where_the_signature_or_holds_fails_and_replays
     guards_and_parameters = [
         setting("scale", 3.0), setting("mode", "eval"), removed,
         setting("weight", ag.tensor(W.data.copy(), requires_grad=True)),   # an equal, other Tensor
-        setting("layers", [ag.tensor(b.data.copy())]), setting("layers", [b, b]), setting("layers", b),
+        setting("layers", [ag.tensor(b.data.copy())]), setting("layers", [b, b]),
+        setting("layers", b),
         attribute(W, "data", W.data.astype(np.float32)), attribute(W, "data", np.ones((3, 5))),
         attribute(W, "requires_grad", False)]
     for change in guards_and_parameters:
@@ -160,7 +161,7 @@ def test_first_gradients_written_as_lines_copy_shared_cotangents_cast_dtypes_and
     from autograd_lite.compile import fuse
     monkeypatch.setattr(fuse, "ENABLED", fused)   # unfused, u and v get the add's one cotangent
     rng = np.random.default_rng(5)
-    start = [rng.standard_normal(4).astype(np.float32), rng.standard_normal(4), rng.standard_normal(4)]
+    start = [rng.standard_normal(4).astype(np.float32)] + [rng.standard_normal(4) for _ in range(2)]
 
     def make():
         W, u, v = (ag.tensor(s.copy(), requires_grad=True) for s in start)
