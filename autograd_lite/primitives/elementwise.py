@@ -251,10 +251,12 @@ sigmoid = elementwise("sigmoid", kernels.sigmoid, lambda ans, x: ans * (1 - ans)
 sigmoid.vjps = (_one_pass(lambda g, ans, x: kernels.sigmoid_backward(g, ans), sigmoid.vjps[0]),)
 sigmoid.scalar = {"forward": "sigmoid(x)", "vjps": ("g * a * (1 - a)",)}   # as sigmoid_backward
 
-relu = elementwise("relu", kernels.relu, lambda ans, x: _data(x) > 0, text="g * [x > 0]",
+# relu's slope reads its output: [a > 0] is [x > 0] element for element (NaN and -0.0 included,
+# as the kernel maps them), and ag.compile's fused forward need not write x for the backward
+relu = elementwise("relu", kernels.relu, lambda ans, x: _data(ans) > 0, text="g * [x > 0]",
                    domain=[AWAY_FROM_0], doc="max(x, 0), elementwise (the gradient at 0 is 0).")
-relu.vjps = (_one_pass(lambda g, ans, x: kernels.relu_backward(g, x), relu.vjps[0]),)
-relu.scalar = {"forward": "0 if x <= 0 else x", "vjps": ("g * (1 if x > 0 else 0)",)}   # as the kernels
+relu.vjps = (_one_pass(lambda g, ans, x: kernels.relu_backward(g, ans), relu.vjps[0]),)
+relu.scalar = {"forward": "0 if x <= 0 else x", "vjps": ("g * (1 if a > 0 else 0)",)}   # as the kernels
 
 softplus = elementwise("softplus", kernels.softplus, lambda ans, x: sigmoid(x),
                        text="g * sigmoid(x)", doc="log(1 + exp(x)), stable for large |x|.")
