@@ -221,3 +221,18 @@ def test_where_of_arrays_and_numbers_is_a_tensor_like_every_public_op(condition)
     out = ag.where(condition, np.array([1.0, 2.0]), 0.5)
     assert isinstance(out, ag.Tensor)
     np.testing.assert_array_equal(out.data, [1.0, 0.5])
+
+
+@pytest.mark.parametrize("size", [7, 2000])   # the NumPy twin and the Numba kernel
+def test_relu_gradient_reads_the_output_and_is_the_input_mask(size):
+    from autograd_lite.declaration import PRIMITIVES
+    special = np.array([np.nan, -0.0, 0.0, -1.0, 2.0, np.inf, -np.inf], np.float32)
+    x = np.resize(special, size)
+    a = ag.relu(x).data
+    g = np.arange(1, size + 1, dtype=np.float32)
+    unused = np.full_like(x, np.nan)   # the rule must not need the input
+    expected = g * (x > 0)
+    np.testing.assert_array_equal(PRIMITIVES["relu"].vjps[0](g, a, unused), expected)
+    xt = ag.tensor(x, requires_grad=True)
+    ag.relu(xt).backward(ag.tensor(g))
+    np.testing.assert_array_equal(xt.grad.data, expected)
