@@ -134,7 +134,8 @@ class Program:
         for k, group in enumerate(self.fusion or ()):
             kind = _type(Value(VALUE, group.shape, group.dtype))
             unused = " (unused: not run)" if group.steps[0] in self.dropped else ""
-            lines.append(f"  kernel {k}: {len(group.steps)} steps in one pass over {kind}, reads "
+            how = f"in one pass over {kind}" if group.shape else f"on {kind} values, one Python function"
+            lines.append(f"  kernel {k}: {len(group.steps)} steps {how}, reads "
                          f"{' '.join(names[s] for s in group.reads)}, writes "
                          f"{' '.join(names[s] for s in group.writes)}{unused}")
         if self.plan is not None:
