@@ -4,8 +4,9 @@ The update formulas follow PyTorch's conventions (torch.optim.SGD and torch.opti
 weight decay adds `weight_decay * p` to the gradient (L2, not decoupled), the momentum
 buffer starts at zero, and Adam corrects the bias of both moment estimates. Updates are in
 place on each parameter's array, so a model and its optimizer share the same Parameters, and
-run as the one-pass kernels `autograd_lite.kernels.sgd_update_many` / `adam_update_many` (one
-call over all parameters; `sgd_update` / `adam_update` on each where they cannot); each step counts
+run as one-pass Numba kernels: `autograd_lite.kernels.sgd_update_many` / `adam_update_many` (one
+call for all parameters, checked once, the kernel run on each; `sgd_update` / `adam_update` on each
+where they cannot); each step counts
 up the parameter's version, so a backward through a graph recorded before the step raises
 instead of using the updated values.
 """
@@ -65,9 +66,9 @@ class Optimizer:
         """Update every parameter that has a gradient, in place (the others are skipped).
 
         Every gradient is checked first (one of another shape raises, and nothing is changed);
-        parameters of one float dtype, C-contiguous, are then updated by one kernel call over
-        all of them (`_update_many`; the same arithmetic as the kernel on each), the others one
-        by one. Inside ag.compile it is called again at every replay, reading lr, the other
+        parameters of one float dtype, C-contiguous, are then updated by one call for all of
+        them (`_update_many`: checked once, then the kernel on each, with no per-parameter
+        checks), the others one by one; the arithmetic is the same kernel's either way. Inside ag.compile it is called again at every replay, reading lr, the other
         settings and the state then."""
         chosen, arrays, grads, states = [], [], [], []
         for p, state in zip(self.params, self.state):
@@ -100,8 +101,8 @@ class Optimizer:
     def _update_many(self, arrays: List[np.ndarray], grads: List[np.ndarray],
                      states: List[Dict[str, Any]]) -> bool:
         """Update all of `arrays` (each with its gradient, of its dtype, and its state) in one
-        kernel call and return True, or return False, changing nothing, where this optimizer
-        cannot (the caller then calls `_update` on each)."""
+        call of a kernels.*_update_many and return True, or return False, changing nothing,
+        where this optimizer cannot (the caller then calls `_update` on each)."""
         return False
 
     def _flat(self, arrays: List[Any], like: List[np.ndarray]) -> Optional[List[np.ndarray]]:
