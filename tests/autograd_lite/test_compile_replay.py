@@ -34,7 +34,14 @@ def _guarded(settings):
     return f
 
 
-def test_the_entry_misses_exactly_where_the_signature_or_holds_fails_and_replays_otherwise():
+@pytest.fixture
+def unfused(monkeypatch):
+    """Steps run one by one (no Numba kernel to compile: what is tested here is the call)."""
+    from autograd_lite.compile import fuse
+    monkeypatch.setattr(fuse, "ENABLED", False)
+
+
+def test_the_entry_misses_exactly_where_the_signature_or_holds_fails_and_replays_otherwise(unfused):
     W = ag.tensor(np.linspace(0.1, 1.2, 12).reshape(3, 4), requires_grad=True)
     b = ag.tensor(np.full(4, 0.5))
     settings = _Settings(W, [b])
@@ -88,7 +95,7 @@ def test_the_entry_misses_exactly_where_the_signature_or_holds_fails_and_replays
     assert f.trace_count == 1   # nothing above traced again
 
 
-def test_tensor_arguments_and_their_aliasing_are_checked_by_the_entry():
+def test_tensor_arguments_and_their_aliasing_are_checked_by_the_entry(unfused):
     @ag.compile
     def f(a, b):
         return (a * b).sum()
@@ -104,7 +111,7 @@ def test_tensor_arguments_and_their_aliasing_are_checked_by_the_entry():
     assert f(other, z).data == 6.0 and f(a, a.data).data == 5.0
 
 
-def test_a_signature_met_again_gets_its_entry_back_instead_of_a_new_one(monkeypatch):
+def test_a_signature_met_again_gets_its_entry_back_instead_of_a_new_one(monkeypatch, unfused):
     W = ag.tensor(np.linspace(0.1, 1.2, 12).reshape(3, 4), requires_grad=True)
     settings = _Settings(W, [ag.tensor(np.zeros(4))])
     f = ag.compile(_guarded(settings))
@@ -121,7 +128,10 @@ def test_a_signature_met_again_gets_its_entry_back_instead_of_a_new_one(monkeypa
     assert made == [] and f.trace_count == 2
 
 
-def test_a_program_without_buffers_replays_from_several_threads_at_once_without_the_lock():
+def test_a_program_without_buffers_replays_from_several_threads_at_once_without_the_lock(
+        unfused, monkeypatch):
+    from autograd_lite.compile import plan
+    monkeypatch.setattr(plan, "ENABLED", False)   # every result a fresh array: no buffers
     a, b, c = (ag.tensor(np.array([v]), requires_grad=True) for v in (1.5, -2.0, 0.25))
 
     def step(x):
