@@ -109,10 +109,13 @@ def uniform(shape: Tuple[int, ...], dtype: np.dtype, keys: np.ndarray) -> np.nda
         raise ValueError(f"uniform: {keys.size} keys cannot split shape {tuple(shape)} into equal "
                          "blocks; expected a number of keys that divides its size")
     out = np.empty(shape, dtype)
-    kernel = _kernel("uniform_fill", out)
+    kernel = _kernel("uniform_fill_" + dtype.name, out)
     if kernel is None:
         return reference.uniform(tuple(shape), dtype, keys)
-    kernel(out, keys)
+    flat = out.reshape(-1)
+    per_key = size // keys.size
+    for k, key in enumerate(keys.tolist()):   # one call per block (per example under vmap)
+        kernel(flat[k * per_key:(k + 1) * per_key], np.uint32(key & 0xFFFFFFFF), np.uint32(key >> 32))
     return out
 
 

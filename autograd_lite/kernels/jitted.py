@@ -306,30 +306,22 @@ def _fmix32(h):
     return h ^ (h >> uint32(16))
 
 
-@njit(**_INLINE)
-def _uniform_block(block, lo, hi):
-    if block.itemsize == 4:   # 24 bits: exact in float32
-        for j in range(block.size):
-            h = _fmix32(_fmix32(uint32(uint32(j) * uint32(0x9E3779B9) + lo)) ^ hi)
-            block[j] = np.float32(np.int32(h >> uint32(8))) * np.float32(1.0 / 16777216.0)
-    else:                     # 31 bits (a signed int32 converts in SIMD)
-        for j in range(block.size):
-            h = _fmix32(_fmix32(uint32(uint32(j) * uint32(0x9E3779B9) + lo)) ^ hi)
-            block[j] = np.float64(np.int32(h >> uint32(1))) * (1.0 / 2147483648.0)
+# one small function per dtype, one loop each: a generic one (both dtypes' loops, block views)
+# took about 2 s to compile cold
+@njit(**_JIT)
+def uniform_fill_float32(block, lo, hi):
+    # block: a C-contiguous 1-D float32 array; lo, hi: the key's two halves (uint32); 24 bits
+    for j in range(block.size):
+        h = _fmix32(_fmix32(uint32(uint32(j) * uint32(0x9E3779B9) + lo)) ^ hi)
+        block[j] = np.float32(np.int32(h >> uint32(8))) * np.float32(1.0 / 16777216.0)
 
 
 @njit(**_JIT)
-def uniform_fill(out, keys):
-    # out C-contiguous float32/float64, keys uint64: len(keys) equal blocks of the flattened
-    # out, block k from keys[k] (one key: the whole array, whose contiguous type vectorises)
-    flat = out.reshape(out.size)
-    if keys.size == 1:
-        _uniform_block(flat, uint32(keys[0] & np.uint64(0xFFFFFFFF)), uint32(keys[0] >> np.uint64(32)))
-        return
-    per_key = flat.size // keys.size
-    for k in range(keys.size):
-        _uniform_block(flat[k * per_key:(k + 1) * per_key], uint32(keys[k] & np.uint64(0xFFFFFFFF)),
-                       uint32(keys[k] >> np.uint64(32)))
+def uniform_fill_float64(block, lo, hi):
+    # the same in float64, 31 bits (a signed int32 converts in SIMD)
+    for j in range(block.size):
+        h = _fmix32(_fmix32(uint32(uint32(j) * uint32(0x9E3779B9) + lo)) ^ hi)
+        block[j] = np.float64(np.int32(h >> uint32(1))) * (1.0 / 2147483648.0)
 
 
 # ---------------------------------------------------------------- blocks of rows
