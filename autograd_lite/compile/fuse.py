@@ -318,6 +318,10 @@ def _fused_step(group: Group, program: Program) -> Optional[Step]:
             names: Dict[str, Any] = {"np": np, "kernel": kernel, "DT": dtype.type}
             exec(compile(wrapper, "<ag.compile fused kernel call>", "exec"), names)
             call = names["call"]
+            # a promise to replay: each array result is new at every call, writeable, distinct
+            # from the others and referenced by nothing else (a flat full sum's outputs are
+            # views of new arrays nothing else holds), so it may become a .grad without a copy
+            call.fresh = True
             call(*[env[s] for s in group.reads])   # compile now (or load), not in a replay
     except Exception as error:   # numba's errors have no common base class
         warnings.warn(f"ag.compile: a fused kernel did not compile ({type(error).__name__}: "
@@ -358,6 +362,7 @@ def _scalar_step(group: Group, program: Program, kinds: List[str]) -> Step:
             for s in group.writes]
     lines.append(f"    return {outs[0]}" if len(outs) == 1 else f"    return ({', '.join(outs)},)")
     exec(compile("\n".join(lines) + "\n", "<ag.compile fused scalar steps>", "exec"), names)
+    names["call"].fresh = True   # every array it returns is new (see _fused_step)
     labels = [program.steps[n].label for n in group.steps]
     group.name = "fused[" + ", ".join(labels) + "]"
     out = group.writes[0] if len(group.writes) == 1 else tuple(group.writes)
