@@ -420,9 +420,14 @@ def _source(group: Group, kinds: List[str]) -> Tuple[str, str]:
     for k, s in enumerate(w for w in group.writes if w != (members[-1].out if reduce else None)):
         outs.append(f"o{k}")
         body.append(f"o{k}[{index}] = {final[s]}")
+    # the sizes from an array of the group's shape (a tuple argument costs its dispatch more)
+    sized = [f"p{k}" for k, kind in enumerate(kinds) if kind == "full"] + outs
+    arguments = params + outs + (["r"] if reduce == "rows" else [])
+    if not sized:
+        arguments.insert(0, "shape")
     lines = [_HEADER, "", "@njit(cache=True, nogil=True, error_model='numpy')",
-             f"def kernel(shape, {', '.join(params + outs + (['r'] if reduce == 'rows' else []))}):"]
-    lines.append("    " + "".join(f"n{d}, " for d in range(ndim)) + "= shape")
+             f"def kernel({', '.join(arguments)}):"]
+    lines.append("    " + "".join(f"n{d}, " for d in range(ndim)) + f"= {sized[0] + '.shape' if sized else 'shape'}")
     lines += prologue
     last = f"i{ndim - 1}"
     if reduce == "rows":   # a bias gradient: the sum over the leading axis of a matrix
@@ -461,7 +466,7 @@ def _source(group: Group, kinds: List[str]) -> Tuple[str, str]:
     if reduce == "rows":
         w.append(f"    r = np.empty({shape[-1:]!r}, DT)")
         extra.append("r")
-    w.append(f"    total = kernel({shape!r}, {', '.join(args + extra)})")
+    w.append(f"    total = kernel({'' if sized else f'{shape!r}, '}{', '.join(args + extra)})")
     results = [f"o{k}.reshape({group.shape!r})" if flat else f"o{k}" for k in range(len(outs))]
     if reduce == "all":
         results.append("DT(total)")
