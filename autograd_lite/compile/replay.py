@@ -23,7 +23,7 @@ from .. import engine
 from ..tensor import Tensor
 from .fuse import fused_program
 from .plan import Plan, plan
-from .program import CONST, OBJECT, VALUE, Program, _last_uses
+from .program import CONST, OBJECT, VALUE, Program, _last_uses, _template_slots
 from .schedule import drop_dead, schedule
 
 # what an `entry` returns for a call it does not replay (the caller takes the general path)
@@ -213,6 +213,7 @@ def _body(program: Program, buffers: Optional[Plan]) -> Tuple[Dict[str, Any], Li
             names[f"s{slot}"] = program.env[slot]   # constants: globals of the function
     last = _last_uses(program)   # a step's result is dropped after its last use, as eager does
     kept = _kept_alive(program)
+    fresh = _fresh(program, writers)
     lines: List[str] = []
     for n, step in enumerate(program.steps):
         inline = getattr(step.fn, "inline", None) if n not in writers else None
@@ -222,7 +223,7 @@ def _body(program: Program, buffers: Optional[Plan]) -> Tuple[Dict[str, Any], Li
         elif inline == "accumulate" and isinstance(step.out, int):   # capture._accumulate
             names[f"f{n}"] = step.fn
             used = last.get(step.out, -1) > n
-            lines += _accumulate_lines(n, step, step.fn.exclusive, used)
+            lines += _accumulate_lines(n, step, step.fn.exclusive, used, step.ins[1] in fresh)
             if not used:
                 unbound.add(step.out)
         else:
@@ -260,17 +261,41 @@ def _body(program: Program, buffers: Optional[Plan]) -> Tuple[Dict[str, Any], Li
     return names, lines
 
 
-def _accumulate_lines(n: int, step: Any, exclusive: bool, used: bool) -> List[str]:
+def _accumulate_lines(n: int, step: Any, exclusive: bool, used: bool, fresh: bool) -> List[str]:
     """capture._accumulate's first gradient (leaf.grad is None: g itself when nothing else
-    refers to it and it is writeable, else a copy) as lines; anything else calls it."""
+    refers to it and it is writeable, else a copy) as lines; anything else calls it. A `fresh`
+    g (see `_fresh`) is known to be both."""
     leaf, g = (f"s{i}" for i in step.ins)
-    data = f"{g} if {g}.flags.writeable else copy({g})" if exclusive else f"copy({g})"
+    if fresh:
+        data = g
+    else:
+        data = f"{g} if {g}.flags.writeable else copy({g})" if exclusive else f"copy({g})"
     test = f"if {leaf}._grad is None and type({g}) is ndarray and {g}.dtype == {leaf}.data.dtype:"
     if used:
         out = f"s{step.out}"
         return [test, f"    {out} = {data}", f"    {leaf}._grad = wrap({out})", "else:",
                 f"    {out} = f{n}({leaf}, {g})"]
     return [test, f"    {leaf}._grad = wrap({data})", "else:", f"    f{n}({leaf}, {g})"]
+
+
+def _fresh(program: Program, writers: Dict[int, Any]) -> set:
+    """The values that nothing but their one reader can refer to: results of a step whose
+    function promises new, writeable, distinct arrays (`fn.fresh`: fuse's kernels), not written
+    into a planned buffer, read by one step only and not returned. (The tracer's `exclusive`
+    comes from the unfused rules: add's rule hands both inputs one cotangent, which a fused
+    kernel writes into two new arrays.)"""
+    readers: Dict[int, set] = {}
+    writes: Dict[int, int] = {}   # how many steps assign each slot (an in-place sum: again)
+    for n, step in enumerate(program.steps):
+        for s in step.ins:
+            readers.setdefault(s, set()).add(n)
+        for s in step.outputs():
+            writes[s] = writes.get(s, 0) + 1
+    returned = set(_template_slots(program.result))
+    return {s for n, step in enumerate(program.steps)
+            if getattr(step.fn, "fresh", False) and n not in writers
+            for s in step.outputs()
+            if len(readers.get(s, ())) == 1 and writes[s] == 1 and s not in returned}
 
 
 def _kept_alive(program: Program) -> set:

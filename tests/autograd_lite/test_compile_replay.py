@@ -199,6 +199,8 @@ def test_first_gradients_written_as_lines_copy_shared_cotangents_cast_dtypes_and
         if kept:
             assert all(np.array_equal(k.data, b) for k, b in zip(kept, before))
             assert W.grad is not kept[0] and u.grad is not kept[1]
+    # a fused kernel's results are new arrays (fn.fresh): handed over as they are, no copy
+    assert ("copy(" in f.program.runner.source) is not fused
 
 
 def test_a_second_backward_in_one_replay_adds_into_the_first_gradient_in_place(monkeypatch):
