@@ -159,17 +159,6 @@ def _residual(ans: np.ndarray, like: np.ndarray) -> Optional[np.ndarray]:
     return base[1:].reshape(like.shape)
 
 
-def _scaled_residual(g: np.ndarray, ans: np.ndarray, like: np.ndarray, scale: float
-                     ) -> Optional[np.ndarray]:
-    """The derivative kept behind the loss times g * scale, in one pass (NumPy's bits of
-    `delta * (g * scale)`), or None where there is none to use."""
-    base = ans.base
-    if (type(base) is np.ndarray and base.size == 1 + like.size and base.dtype == like.dtype
-            and g.dtype == like.dtype):
-        return kernels.scale(base[1:], float(g), scale, like.shape)
-    return None
-
-
 def _scale(reduction: str, rows: int) -> float:
     return 1.0 / rows if reduction == "mean" and rows else 1.0
 
@@ -205,9 +194,6 @@ def _softmax_cross_entropy_forward(logits, labels, reduction):
 def _softmax_cross_entropy_vjp(g, ans, logits, labels, reduction):
     scale = _scale(reduction, logits.shape[0])
     if _on_arrays(g, ans, logits):
-        out = _scaled_residual(g, ans, logits, scale)
-        if out is not None:
-            return out
         delta = _residual(ans, logits)
         if delta is None:
             delta = kernels.softmax_cross_entropy(logits, labels)[1]
@@ -268,9 +254,6 @@ def _bce_with_logits_forward(logits, targets, reduction):
 def _bce_with_logits_vjp_logits(g, ans, logits, targets, reduction):
     scale = _scale(reduction, logits.shape[0])
     if _on_arrays(g, ans, logits, targets):
-        out = _scaled_residual(g, ans, logits, scale)
-        if out is not None:
-            return out
         delta = _residual(ans, logits)
         if delta is None:
             delta = kernels.bce_with_logits(logits, targets)[1]

@@ -37,7 +37,7 @@ __all__ = ["BACKENDS", "THRESHOLDS", "ACTIVATIONS", "set_kernels", "get_kernels"
            "sigmoid", "sigmoid_backward", "tanh", "tanh_backward", "relu", "relu_backward",
            "softplus", "log_sigmoid", "dropout", "uniform", "softmax", "log_softmax", "logsumexp",
            "check_labels", "softmax_cross_entropy", "bce_with_logits", "bce_with_logits_total",
-           "bce_with_logits_loss", "softmax_cross_entropy_loss", "scale", "sum_of_squares",
+           "bce_with_logits_loss", "softmax_cross_entropy_loss", "sum_of_squares",
            "linear", "bias_activation", "activation_backward", "linear_backward",
            "linear_backward_codes", "add_scaled", "sgd_update", "sgd_update_many", "adam_update",
            "adam_update_many"]
@@ -306,20 +306,6 @@ def softmax_cross_entropy_loss(logits: np.ndarray, labels: np.ndarray, rows: int
     if kernel(logits, labels, buffer, rows) >= 0:
         check_labels("softmax_cross_entropy", labels, *logits.shape)   # raises, naming the label
     return buffer
-
-
-def scale(x: np.ndarray, g: float, factor: float, shape: tuple) -> Optional[np.ndarray]:
-    """x * (g * factor) as a new array of `shape` (x.size elements) in x's dtype, one pass, with
-    NumPy's bits for a 0-d g of x's dtype (g * factor rounded to that dtype first). x: a flat
-    C-contiguous float array. None, having done nothing, where the kernel does not run."""
-    kernel = _kernel("scale", x)
-    if kernel is None or not x.flags.c_contiguous:
-        return None
-    out = np.empty(shape, x.dtype)
-    if out.size != x.size:
-        raise ValueError(f"scale: x has {x.size} elements, the shape {shape} {out.size}")
-    kernel(x, g, factor, out)
-    return out
 
 
 def sum_of_squares(x: np.ndarray) -> float:

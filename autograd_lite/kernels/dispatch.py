@@ -48,7 +48,6 @@ THRESHOLDS: Dict[str, object] = {
     "bce_with_logits": (1, _PARALLEL_FROM),
     "bce_with_logits_loss": (1, None),
     "softmax_cross_entropy_loss": (1, None),
-    "scale": (1, None),
     "sum_of_squares": (1, None),
     "bias_add": (1, _PARALLEL_FROM),
     "bias_sigmoid": (1, _PARALLEL_FROM),

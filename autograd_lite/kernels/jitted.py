@@ -671,18 +671,6 @@ def softmax_cross_entropy_loss(logits, labels, buffer, rows):
     return -1
 
 
-@njit(**_JIT)
-def scale(x, g, factor, out):
-    """out = x * (g * factor) over flat x into out (any shape, C-contiguous), with g * factor
-    rounded to out's dtype first and multiplied in it (NumPy's `x * (g * factor)` for a 0-d g
-    of that dtype)."""
-    to = out.dtype.type
-    alpha = to(to(g) * to(factor))
-    flat = out.reshape(-1)
-    for k in range(flat.size):
-        flat[k] = x[k] * alpha
-
-
 # ---------------------------------------------------------------- the linear layer's elementwise part
 # z = activation(z + b), in place over the matmul's output z (batch, out), block by block: the bias
 # row by row, then the activation over the block while it is in cache. One kernel per activation

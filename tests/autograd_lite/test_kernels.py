@@ -392,17 +392,6 @@ def test_softmax_cross_entropy_loss_refuses_a_label_by_name_and_declines_other_a
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_scale_gives_numpys_bits_for_a_0d_cotangent(dtype):
-    rng = np.random.default_rng(5)
-    x = rng.standard_normal(35).astype(dtype)
-    g = np.asarray(rng.standard_normal(), dtype=dtype)
-    with forced("serial"):
-        out = kernels.scale(x, float(g), 1 / 7, (5, 7))
-    np.testing.assert_array_equal(out, (x * (g * (1 / 7))).reshape(5, 7))
-    assert out.dtype == dtype
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("size", [0, 1, 511, 512, 513, 78_400])
 def test_sum_of_squares_is_the_float64_sum_whatever_the_chunks(dtype, size):
     import math
