@@ -412,7 +412,7 @@ def _in_place(t: Tensor, ufunc: np.ufunc, other: Any, symbol: str) -> Tensor:
                              "written into; an in-place operation cannot change the shape")
     if not array.flags.writeable:
         raise ValueError(f"{symbol}: the tensor's array is read-only (e.g. a broadcast view of "
-                         "another array); change a copy instead (`t = t {symbol[:-1]} x`)")
+                         f"another array); change a copy instead (`t = t {symbol[:-1]} x`)")
     try:
         ufunc(array, value, out=array, casting="same_kind")
     except TypeError:
