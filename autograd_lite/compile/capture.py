@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from .. import engine
+from ..batching import Batched
 from ..tensor import Tensor, tracers
 from .program import (CONST, INPUT, OBJECT, PARAM, VALUE, Program, Step, Value, _slot_name,
                       _type)
@@ -205,6 +206,12 @@ class Tracer:
     def on_apply(self, prim: Any, args: tuple, params: dict, result: Tensor) -> None:
         if self.depth or threading.get_ident() != self.thread:
             return
+        if isinstance(result, Batched):   # vmap's per-example node (its rule's ops come too)
+            self.unsupported(
+                "ag.vmap inside a compiled function", "a replay would run its per-example "
+                "graph nodes on the whole batch with one example's parameters (wrong values, "
+                "or a crash in the backward), so call ag.vmap outside ag.compile, pass "
+                "fallback=True")
         ins = tuple(self.slot(a) for a in args)
         out = self._value(result.data, result)
         self.steps.append(Step("primitive", prim.name + _params_text(params), _forward(prim), ins,
