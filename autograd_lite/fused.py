@@ -327,8 +327,9 @@ def dropout(x: Any, p: float, rng: np.random.Generator) -> Tensor:
     if p == 0:
         return x
     if isinstance(x, Batched):  # inside vmap: one mask per example, the numbers a loop draws in turn
-        shape = x.data.shape
-        return _dropout(x, batched_like(x, _uniform(rng, shape, x.dtype, shape[0])), p=float(p))
+        shape = x.data.shape    # the batch axes of every nested vmap first, outermost first:
+        examples = int(np.prod(shape[:len(shape) - x.ndim], dtype=np.int64))   # one key each
+        return _dropout(x, batched_like(x, _uniform(rng, shape, x.dtype, examples)), p=float(p))
     return _dropout(x, _uniform(rng, x.shape, x.dtype), p=float(p))
 
 

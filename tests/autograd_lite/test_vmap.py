@@ -235,8 +235,15 @@ def test_dropout_draws_one_mask_per_example_the_numbers_a_loop_draws():
     want = np.stack([ag.fused.dropout(e, 0.5, stream).data for e in x])
     np.testing.assert_array_equal(got, want)
     assert not np.array_equal(got[0] == 0, got[1] == 0)   # not one mask shared by all examples
+    # nested: one key per innermost example, as the loop of loops (and the loop of the inner
+    # vmaps) draws them; with one key per outer example it drew the outer vmap's masks instead
     nested = vmap(vmap(lambda a: ag.fused.dropout(a, 0.5, np.random.default_rng(7))))(x)
-    np.testing.assert_array_equal(nested, got)
+    stream = np.random.default_rng(7)
+    loops = np.stack([[ag.fused.dropout(r, 0.5, stream).data for r in e] for e in x])
+    np.testing.assert_array_equal(nested, loops)
+    stream = np.random.default_rng(7)
+    inner = np.stack([vmap(lambda a: ag.fused.dropout(a, 0.5, stream))(e) for e in x])
+    np.testing.assert_array_equal(nested, inner)
 
 
 def test_a_vmap_on_one_thread_leaves_other_threads_eager():
