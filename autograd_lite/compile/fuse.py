@@ -468,8 +468,8 @@ def _source(group: Group, kinds: List[str]) -> Tuple[str, str]:
         extra.append("r")
     w.append(f"    total = kernel({'' if sized else f'{shape!r}, '}{', '.join(args + extra)})")
     results = [f"o{k}.reshape({group.shape!r})" if flat else f"o{k}" for k in range(len(outs))]
-    if reduce == "all":
-        results.append("DT(total)")
+    if reduce == "all":   # a 0-d array, as eager's sum gives (a NumPy scalar is read-only)
+        results.append("np.asarray(total, DT)")
     elif reduce == "rows":
         results.append("r")
     if reduce:   # the wrapper returns the reduction's value last: so is it listed

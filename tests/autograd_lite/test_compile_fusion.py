@@ -297,3 +297,18 @@ def test_dropout_fuses_with_the_bias_and_relu_and_keeps_the_eager_bits(dtype):
         np.testing.assert_array_equal(g_row[1], e_row[1])   # the gradients: the same bits
         np.testing.assert_array_equal(g_row[2], e_row[2])
         np.testing.assert_allclose(g_row[0], e_row[0], rtol=1e-6)   # the loss: a fused full sum
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_fused_full_sum_gives_a_writeable_0d_array_as_eager_does(dtype):
+    W = ag.tensor(np.linspace(0.1, 1, 20).reshape(4, 5).astype(dtype), requires_grad=True)
+    compiled = ag.compile(lambda: (W * W).sum())
+    for _ in range(3):
+        r = compiled()
+    assert any(g.members[-1].reduce == "all" for g in compiled.program.fusion), compiled.explain()
+    eager = (W * W).sum()
+    assert type(r.data) is type(eager.data) is np.ndarray and r.data.dtype == dtype
+    np.testing.assert_allclose(r.data, eager.data, rtol=1e-6)
+    with ag.no_grad():
+        r += 1.0
+    r.data[...] = 0
