@@ -349,6 +349,27 @@ def test_ctrl_c_while_the_command_line_loads_is_one_sentence():
     assert proc.returncode == 130 and proc.stderr == "interrupted (Ctrl-C) while starting\n", proc.stderr
 
 
+def test_a_ctrl_c_swallowed_by_an_extensions_import_is_one_sentence():
+    # NumPy's C import of `datetime` turns a KeyboardInterrupt into an ImportError with no trace
+    # of it ('PyCapsule_Import could not import module "datetime"'): the SIGINT itself is noted
+    code = ("import os, runpy, signal, sys, time\n"
+            "class Swallowing:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'nn.cli':\n"
+            "            try:\n"
+            "                os.kill(os.getpid(), signal.SIGINT)\n"
+            "                time.sleep(5)\n"
+            "            except KeyboardInterrupt:\n"
+            "                pass\n"
+            "            raise ImportError('PyCapsule_Import could not import module \"datetime\"')\n"
+            "sys.meta_path.insert(0, Swallowing())\n"
+            "sys.argv = ['nn', 'train']\n"
+            "runpy.run_module('nn', run_name='__main__', alter_sys=True)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 130 and proc.stderr == "interrupted (Ctrl-C) while starting\n", proc.stderr
+
+
 # CPython's stderr when SIGINT arrives while `python -m` is still importing runpy (Modules/main.c)
 CPYTHON_INTERRUPTED_BEFORE_RUNPY = ["Could not import runpy module", "KeyboardInterrupt"]
 # ... its first line when SIGINT arrives earlier still, while CPython imports `site`
