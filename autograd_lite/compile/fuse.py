@@ -29,7 +29,7 @@ import sys
 import tempfile
 import warnings
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -328,6 +328,11 @@ def _fused_step(group: Group, program: Program) -> Optional[Step]:
                       f"{str(error).splitlines()[0] if str(error) else ''}); the program runs "
                       "unfused", RuntimeWarning, stacklevel=4)
         return None
+    return _group_step(group, program, call)
+
+
+def _group_step(group: Group, program: Program, call: Callable) -> Step:
+    """The step that runs a group through `call`, named after the steps it fuses."""
     labels = [program.steps[n].label for n in group.steps]
     group.name = "fused[" + ", ".join(labels) + "]"
     out = group.writes[0] if len(group.writes) == 1 else tuple(group.writes)
@@ -363,11 +368,7 @@ def _scalar_step(group: Group, program: Program, kinds: List[str]) -> Step:
     lines.append(f"    return {outs[0]}" if len(outs) == 1 else f"    return ({', '.join(outs)},)")
     exec(compile("\n".join(lines) + "\n", "<ag.compile fused scalar steps>", "exec"), names)
     names["call"].fresh = True   # every array it returns is new (see _fused_step)
-    labels = [program.steps[n].label for n in group.steps]
-    group.name = "fused[" + ", ".join(labels) + "]"
-    out = group.writes[0] if len(group.writes) == 1 else tuple(group.writes)
-    group.step = Step("fused", group.name, names["call"], tuple(group.reads), out)
-    return group.step
+    return _group_step(group, program, names["call"])
 
 
 class _Constants(ast.NodeTransformer):
