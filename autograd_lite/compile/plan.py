@@ -20,14 +20,11 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .program import VALUE, Program, _last_uses, _template_slots
+from .program import PURE_KINDS, VALUE, Program, _last_uses, _template_slots
 
 __all__ = ["Plan", "plan", "ENABLED"]
 
 ENABLED = True   # False: replays allocate every result, as eager does (to measure the plan)
-
-# steps that only read their inputs and keep no reference to them after returning
-_PURE_KINDS = ("primitive", "rule", "sum", "compare", "fused")
 
 
 @dataclass
@@ -69,7 +66,7 @@ def plan(program: Program) -> Plan:
     last = _last_uses(program)
     escaped = {group(s) for s in _template_slots(program.result)}
     for step in steps:
-        if step.kind not in _PURE_KINDS:
+        if step.kind not in PURE_KINDS:
             escaped |= {group(s) for s in step.ins + step.outputs()}
     for slot, v in enumerate(values):
         if v.kind != VALUE:   # an argument, a parameter or a constant lives outside the replay

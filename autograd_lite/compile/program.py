@@ -14,6 +14,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 INPUT, PARAM, CONST, VALUE, OBJECT = "input", "param", "const", "value", "object"
+# the kinds of steps that only read their inputs and return new values: no effect on any array,
+# no reference kept to their inputs after returning
+PURE_KINDS = ("primitive", "rule", "sum", "compare", "fused")
 
 
 @dataclass

@@ -19,12 +19,10 @@ from typing import List
 import numpy as np
 
 from .fuse import _element
-from .program import Program, Step, _template_slots
+from .program import PURE_KINDS, Program, Step, _template_slots
 
 __all__ = ["schedule", "drop_dead"]
 
-# steps that only read their inputs and return new values (no effect on any array they read)
-PURE = ("primitive", "rule", "sum", "compare", "fused")
 # steps nothing moves across: they may write any array (except an effect that only draws
 # random numbers, `Step.draw`, such as dropout's mask)
 BARRIERS = ("effect", "grad")
@@ -61,7 +59,7 @@ def _live(program: Program) -> List[Step]:
     kept: List[Step] = []
     for step in reversed(program.steps):
         outs = set(step.outputs())
-        if step.kind in PURE and outs and not outs & live:
+        if step.kind in PURE_KINDS and outs and not outs & live:
             continue
         live -= outs
         live |= set(step.ins)
