@@ -275,17 +275,12 @@ def test_an_sgd_step_eager_or_replayed_is_one_kernel_call_over_all_parameters_wi
     monkeypatch.setattr(kernels, "sgd_update_many",
                         lambda *a, **k: calls.append(len(a[0])) or many(*a, **k))
 
+    from tests.nn.test_compile_training import ce_step
+
     def make(seed):
         model = nn.MLP([4, 5, 3], activation="tanh", seed=seed, dtype=dtype)   # same parameters
         opt = nn.SGD(model, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3)
-
-        def step(x, labels):
-            opt.zero_grad()
-            loss = nn.sparse_categorical_cross_entropy(model(x), labels)
-            loss.backward()
-            opt.step()
-            return loss
-        return model, opt, step
+        return model, opt, ce_step(model, opt)
 
     (m1, o1, eager), (m2, o2, step) = make(0), make(0)
     compiled = ag.compile(step)
@@ -325,17 +320,12 @@ def test_an_adam_step_eager_or_replayed_is_one_kernel_call_over_all_parameters_w
     monkeypatch.setattr(kernels, "adam_update_many",
                         lambda *a, **k: calls.append(len(a[0])) or many(*a, **k))
 
+    from tests.nn.test_compile_training import ce_step
+
     def make():
         model = nn.MLP([4, 5, 3], activation="relu", seed=0, dtype=dtype)
         opt = nn.Adam(model, lr=0.01, weight_decay=1e-3)
-
-        def step(x, labels):
-            opt.zero_grad()
-            loss = nn.sparse_categorical_cross_entropy(model(x), labels)
-            loss.backward()
-            opt.step()
-            return loss
-        return model, opt, step
+        return model, opt, ce_step(model, opt)
 
     (m1, o1, eager), (m2, o2, step) = make(), make()
     compiled = ag.compile(step)

@@ -5,19 +5,13 @@ import pytest
 
 import autograd_lite as ag
 import nn
+from tests.nn.test_compile_training import ce_step
 
 
 def _training(make_optimizer, dtype):
     model = nn.MLP([4, 5, 3], activation="tanh", seed=0, dtype=dtype)
     optimizer = make_optimizer(model)
-
-    def step(x, labels):
-        optimizer.zero_grad()
-        loss = nn.sparse_categorical_cross_entropy(model(x), labels)
-        loss.backward()
-        optimizer.step()
-        return loss
-    return model, optimizer, step
+    return model, optimizer, ce_step(model, optimizer)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
