@@ -334,39 +334,35 @@ def test_ctrl_c_in_evaluate_is_one_sentence(capsys, monkeypatch, digits_model):
     assert_one_sentence(code, err, r"^interrupted \(Ctrl-C\)$", expected_code=130)
 
 
-def test_ctrl_c_while_the_command_line_loads_is_one_sentence():
-    # `python -m nn` with the import of nn.cli interrupted, as a Ctrl-C during start-up would
-    code = ("import runpy, sys\n"
+def _main_with_cli_import(interruption: str) -> subprocess.CompletedProcess:
+    """`python -m nn train` in a new process whose import of nn.cli runs `interruption` (lines
+    of a finder's find_spec, indented for it) instead, as a Ctrl-C during start-up would."""
+    code = ("import os, runpy, signal, sys, time\n"
             "class Interrupting:\n"
             "    def find_spec(self, name, path=None, target=None):\n"
-            "        if name == 'nn.cli':\n"
-            "            raise KeyboardInterrupt\n"
+            "        if name == 'nn.cli':\n" + interruption +
             "sys.meta_path.insert(0, Interrupting())\n"
             "sys.argv = ['nn', 'train']\n"
             "runpy.run_module('nn', run_name='__main__', alter_sys=True)\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          timeout=60, stdin=subprocess.DEVNULL)
+
+
+def test_ctrl_c_while_the_command_line_loads_is_one_sentence():
+    proc = _main_with_cli_import("            raise KeyboardInterrupt\n")
     assert proc.returncode == 130 and proc.stderr == "interrupted (Ctrl-C) while starting\n", proc.stderr
 
 
 def test_a_ctrl_c_swallowed_by_an_extensions_import_is_one_sentence():
     # NumPy's C import of `datetime` turns a KeyboardInterrupt into an ImportError with no trace
     # of it ('PyCapsule_Import could not import module "datetime"'): the SIGINT itself is noted
-    code = ("import os, runpy, signal, sys, time\n"
-            "class Swallowing:\n"
-            "    def find_spec(self, name, path=None, target=None):\n"
-            "        if name == 'nn.cli':\n"
-            "            try:\n"
-            "                os.kill(os.getpid(), signal.SIGINT)\n"
-            "                time.sleep(5)\n"
-            "            except KeyboardInterrupt:\n"
-            "                pass\n"
-            "            raise ImportError('PyCapsule_Import could not import module \"datetime\"')\n"
-            "sys.meta_path.insert(0, Swallowing())\n"
-            "sys.argv = ['nn', 'train']\n"
-            "runpy.run_module('nn', run_name='__main__', alter_sys=True)\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL)
+    proc = _main_with_cli_import(
+        "            try:\n"
+        "                os.kill(os.getpid(), signal.SIGINT)\n"
+        "                time.sleep(5)\n"
+        "            except KeyboardInterrupt:\n"
+        "                pass\n"
+        "            raise ImportError('PyCapsule_Import could not import module \"datetime\"')\n")
     assert proc.returncode == 130 and proc.stderr == "interrupted (Ctrl-C) while starting\n", proc.stderr
 
 
