@@ -194,12 +194,7 @@ class SGD(Optimizer):
         if not self.momentum:
             flat, velocities = self._flat(arrays, arrays), None
         else:
-            found = [s.get("velocity") for s in states]
-            if any(v is None for v in found):   # momentum turned on after construction
-                for a, state in zip(arrays, states):
-                    if state.get("velocity") is None:
-                        state["velocity"] = np.zeros_like(a)
-                found = [s["velocity"] for s in states]
+            found = [_velocity(state, a) for a, state in zip(arrays, states)]
             flat = self._flat(arrays + found, arrays + arrays)
             if flat is not None:
                 flat, velocities = flat[:len(arrays)], flat[len(arrays):]
@@ -211,11 +206,17 @@ class SGD(Optimizer):
         if not self.momentum:
             kernels.sgd_update(param, grad, None, self.lr, 0.0, False, self.weight_decay)
             return
-        velocity = state.get("velocity")
-        if velocity is None:  # momentum turned on after construction
-            velocity = state["velocity"] = np.zeros_like(param)
-        kernels.sgd_update(param, grad, velocity, self.lr, self.momentum, self.nesterov,
-                           self.weight_decay)
+        kernels.sgd_update(param, grad, _velocity(state, param), self.lr, self.momentum,
+                           self.nesterov, self.weight_decay)
+
+
+def _velocity(state: Dict[str, Any], param: np.ndarray) -> np.ndarray:
+    """SGD's velocity of a parameter, zeros made on first use (momentum turned on after
+    construction)."""
+    velocity = state.get("velocity")
+    if velocity is None:
+        velocity = state["velocity"] = np.zeros_like(param)
+    return velocity
 
 
 class Adam(Optimizer):
