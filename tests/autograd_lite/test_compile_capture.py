@@ -266,35 +266,48 @@ def test_the_fast_argument_check_sends_any_other_signature_to_the_general_path()
     assert f(x.data, z).data.item() == 20.0 and f.trace_count == 6   # x.data: an array now
 
 
+# each optimizer: its model's activation, the optimizer, the data's seed, the lr set at step 5
+ONE_CALL_CASES = {
+    "sgd": ("tanh", lambda nn, m: nn.SGD(m, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3), 3, 0.02),
+    "adam": ("relu", lambda nn, m: nn.Adam(m, lr=0.01, weight_decay=1e-3), 4, 0.002),
+}
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_an_sgd_step_eager_or_replayed_is_one_kernel_call_over_all_parameters_with_eager_bits(dtype, monkeypatch):
+@pytest.mark.parametrize("kind", sorted(ONE_CALL_CASES))
+def test_an_optimizer_step_eager_or_replayed_is_one_kernel_call_over_all_parameters_with_eager_bits(
+        kind, dtype, monkeypatch):
     nn = pytest.importorskip("nn")
     from autograd_lite import kernels
-    calls = []
-    many = kernels.sgd_update_many
-    monkeypatch.setattr(kernels, "sgd_update_many",
-                        lambda *a, **k: calls.append(len(a[0])) or many(*a, **k))
-
     from tests.nn.test_compile_training import ce_step
+    activation, make_optimizer, seed, lr = ONE_CALL_CASES[kind]
+    calls = []
+    name = f"{kind}_update_many"
+    many = getattr(kernels, name)
+    monkeypatch.setattr(kernels, name, lambda *a, **k: calls.append(len(a[0])) or many(*a, **k))
 
-    def make(seed):
-        model = nn.MLP([4, 5, 3], activation="tanh", seed=seed, dtype=dtype)   # same parameters
-        opt = nn.SGD(model, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3)
+    def make():
+        model = nn.MLP([4, 5, 3], activation=activation, seed=0, dtype=dtype)   # same parameters
+        opt = make_optimizer(nn, model)
         return model, opt, ce_step(model, opt)
 
-    (m1, o1, eager), (m2, o2, step) = make(0), make(0)
+    (m1, o1, eager), (m2, o2, step) = make(), make()
     compiled = ag.compile(step)
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(seed)
     for i in range(8):
         if i == 5:
-            o1.lr = o2.lr = 0.02            # read at every replay, never frozen
-        x = rng.standard_normal((6, 4)).astype(m1.parameters()[0].dtype)
+            o1.lr = o2.lr = lr            # read at every replay, never frozen
+        x = rng.standard_normal((6, 4)).astype(dtype)
         labels = rng.integers(0, 3, 6)
         assert eager(x, labels).data.item() == compiled(x, labels).data.item()
     for a, b in zip(m1.parameters(), m2.parameters()):
         assert np.array_equal(a.data, b.data)
     for s1, s2 in zip(o1.state, o2.state):
-        assert np.array_equal(s1["velocity"], s2["velocity"])
+        assert s1.keys() == s2.keys() == ({"velocity"} if kind == "sgd" else {"step", "m", "v"})
+        for key in s1:
+            assert np.array_equal(s1[key], s2[key])
+        if kind == "adam":
+            assert s1["step"] == 8
     # every step, eager, traced (calls 1, 2) or replayed (3..), is one call over all 4 parameters
     assert calls == [len(m2.parameters())] * 16
 
@@ -309,39 +322,6 @@ def test_sgd_update_many_refuses_a_gradient_of_another_size_and_declines_mixed_d
     # float32 next to float64: nothing changed, the caller updates one by one
     assert not kernels.sgd_update_many((p, q.astype(np.float32)), (np.ones(4), np.ones(3)), None, 0.1)
     assert np.array_equal(p, np.zeros(4))
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_an_adam_step_eager_or_replayed_is_one_kernel_call_over_all_parameters_with_eager_bits(dtype, monkeypatch):
-    nn = pytest.importorskip("nn")
-    from autograd_lite import kernels
-    calls = []
-    many = kernels.adam_update_many
-    monkeypatch.setattr(kernels, "adam_update_many",
-                        lambda *a, **k: calls.append(len(a[0])) or many(*a, **k))
-
-    from tests.nn.test_compile_training import ce_step
-
-    def make():
-        model = nn.MLP([4, 5, 3], activation="relu", seed=0, dtype=dtype)
-        opt = nn.Adam(model, lr=0.01, weight_decay=1e-3)
-        return model, opt, ce_step(model, opt)
-
-    (m1, o1, eager), (m2, o2, step) = make(), make()
-    compiled = ag.compile(step)
-    rng = np.random.default_rng(4)
-    for i in range(8):
-        if i == 5:
-            o1.lr = o2.lr = 0.002
-        x = rng.standard_normal((6, 4)).astype(dtype)
-        labels = rng.integers(0, 3, 6)
-        assert eager(x, labels).data.item() == compiled(x, labels).data.item()
-    for a, b in zip(m1.parameters(), m2.parameters()):
-        assert np.array_equal(a.data, b.data)
-    for s1, s2 in zip(o1.state, o2.state):
-        assert s1["step"] == s2["step"] == 8
-        assert np.array_equal(s1["m"], s2["m"]) and np.array_equal(s1["v"], s2["v"])
-    assert calls == [len(m2.parameters())] * 16   # one call per step, eager, traced or replayed
 
 
 def test_first_replays_started_by_several_threads_at_once_build_the_program_once():
