@@ -93,7 +93,9 @@ class Primitive:
         # options of those tests: eps, rtol, atol where float32 inside needs wider; keeps_float32
         self.check: Dict[str, Any] = {}
         # one element's forward / VJP rules / reduction as Python expressions, where declared
-        # ({"forward": "x * y", "vjps": ("g * y", "g * x")}, {"reduce": "+"}): ag.compile's fusion
+        # ({"forward": "x * y", "vjps": ("g * y", "g * x")}, {"reduce": "+"}, an in-place rule's
+        # {"into": "t + g * lam * w"}, numbers from the parameters {"constants": {"lam": "lam"}}):
+        # ag.compile's fusion
         self.scalar: Optional[Dict[str, Any]] = None
         # where the forward / a VJP rule can write its result into a given array by the same
         # arithmetic (matmul: the same BLAS call with out=): {"when": test(*inputs) on arrays,

@@ -370,7 +370,10 @@ half_lambda_sum_of_squares.fresh_cotangents = True  # g * lam * W is a new array
 # in a plain backward, lam * g * W goes straight into the weight's cotangent A^T delta: one
 # pass, no temporary the size of W
 half_lambda_sum_of_squares.defvjp_into(
-    lambda total, g, ans, *ws, lam, argnum: kernels.add_scaled(total, float(g) * lam, ws[argnum]))
+    lambda total, g, ans, *ws, lam, argnum: kernels.add_scaled(total, float(g * lam), ws[argnum]))
+# the same as one element, for ag.compile's fused kernels: t is the cotangent added into, w the
+# weight; g * lam is rounded to the dtype first (NumPy's g * lam), as add_scaled's alpha
+half_lambda_sum_of_squares.scalar = {"into": "t + g * lam * w", "constants": {"lam": "lam"}}
 half_lambda_sum_of_squares.defjvp(lambda t, ans, *ws, lam, argnum: (ws[argnum] * t).sum() * lam)
 
 

@@ -13,6 +13,7 @@ instead of using the updated values.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import operator
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
@@ -68,12 +69,21 @@ class Optimizer:
         Every gradient is checked first (one of another shape raises, and nothing is changed);
         parameters of one float dtype, C-contiguous, are then updated by one call for all of
         them (`_update_many`: checked once, then the kernel on each, with no per-parameter
-        checks), the others one by one; the arithmetic is the same kernel's either way. Inside ag.compile it is called again at every replay, reading lr, the other
-        settings and the state then."""
-        chosen, arrays, grads, states = [], [], [], []
+        checks), the others one by one; the arithmetic is the same kernel's either way. Inside
+        ag.compile it is called again at every replay, reading lr, the other settings and the
+        state then (or its updates are folded into the gradients' kernels: `folded_update`)."""
+        self._step_except(frozenset())
+
+    def _step_except(self, folded: frozenset) -> None:
+        """`step`, where the parameters whose ids are in `folded` were updated already (their
+        updates folded into their gradients' kernels by ag.compile): only their versions count."""
+        chosen, arrays, grads, states, done = [], [], [], [], []
         for p, state in zip(self.params, self.state):
             g = p.grad
             if g is None:
+                continue
+            if folded and id(p) in folded:
+                done.append(p)
                 continue
             param, grad = p.data, g.data
             if grad.shape != param.shape:
@@ -83,12 +93,29 @@ class Optimizer:
             arrays.append(param)
             grads.append(grad if grad.dtype == param.dtype else grad.astype(param.dtype))
             states.append(state)
-        if not chosen:
-            return
-        if not self._update_many(arrays, grads, states):
+        if chosen and not self._update_many(arrays, grads, states):
             for param, grad, state in zip(arrays, grads, states):
                 self._update(param, grad, state)
-        increment_versions(chosen)
+        if chosen or done:
+            increment_versions(chosen + done)
+
+    def folded_update(self) -> Optional[Dict[str, Any]]:
+        """How ag.compile may fold this step's update of a parameter into the kernel that
+        computes the parameter's gradient (autograd_lite/compile/fold.py), or None where it may
+        not. A dict: "element", the new value of one element of a parameter `p` from its
+        gradient `g` and the learning rate `lr` (read at every replay) as a Python expression
+        that computes what the eager kernel computes, in the same order; "settings", the
+        attributes the expression depends on (a replay checks that they are unchanged);
+        "params", "zero_grad", "optimizer"; "apply(p, g, lr)", the update of one parameter in
+        place (where fusion does not take it); "rest(folded)", the step of the parameters not
+        in `folded`."""
+        return None
+
+    def _declaration(self, element: str, settings: Tuple[str, ...], apply: Any) -> Dict[str, Any]:
+        return {"element": element, "settings": settings, "apply": apply, "params": self.params,
+                "zero_grad": self.zero_grad, "optimizer": self,
+                "rest": lambda folded: functools.partial(self._step_except,
+                                                         frozenset(id(p) for p in folded))}
 
     # ag.compile records both as effects replayed at every replay; it asks
     # `prepare_replay(optimizer)` once, at trace time, for the function to call then: the
@@ -96,6 +123,7 @@ class Optimizer:
     zero_grad.prepare_replay = lambda self: self.zero_grad   # type: ignore[attr-defined]
     zero_grad = replayed(zero_grad)
     step.prepare_replay = lambda self: self.step   # type: ignore[attr-defined]
+    step.fold_replay = lambda self: self.folded_update()   # type: ignore[attr-defined]
     step = replayed(step)
 
     def _update_many(self, arrays: List[np.ndarray], grads: List[np.ndarray],
@@ -201,6 +229,16 @@ class SGD(Optimizer):
         return flat is not None and kernels.sgd_update_many(
             flat, [g.ravel() for g in grads], velocities, self.lr, self.momentum, self.nesterov,
             self.weight_decay, check=False)
+
+    def folded_update(self) -> Optional[Dict[str, Any]]:
+        """Plain SGD's update `p - lr * g` (with weight decay `p - lr * (g + wd * p)`), as
+        kernels.sgd_update computes it; None with momentum (its velocity is not folded)."""
+        if self.momentum:
+            return None
+        decay = self.weight_decay
+        element = f"p - lr * (g + {decay!r} * p)" if decay else "p - lr * g"
+        return self._declaration(element, ("momentum", "nesterov", "weight_decay"),
+                                 lambda p, g, lr: kernels.sgd_update(p, g, None, lr, 0.0, False, decay))
 
     def _update(self, param: np.ndarray, grad: np.ndarray, state: Dict[str, Any]) -> None:
         if not self.momentum:

@@ -306,10 +306,16 @@ class Tracer:
         ins = tuple(s for kind, s in specs + list(kwspecs.values()) if kind != "value")
         call = _replay_call(fn, specs, kwspecs, engine.is_grad_enabled())
         prepare = getattr(fn, "prepare_replay", None)
+        fold = None
         if prepare is not None and not ins and not kwargs and result is None:
             # an effect of objects only (an optimizer's step) may offer a cheaper function
-            # to replay, which reads the objects' settings and state at each call itself
+            # to replay, which reads the objects' settings and state at each call itself,
+            # and declare its update of each parameter for folding (fold.py)
             call = prepare(*args) or call
+            declare = getattr(fn, "fold_replay", None)
+            fold = declare(*args) if declare is not None else None
+            for name in fold["settings"] if fold else ():   # what the declaration assumed
+                self.guard(fold["optimizer"], name)
         out = None
         if isinstance(result, Tensor):
             same = [i for i, a in enumerate(args) if a is result]
@@ -325,7 +331,7 @@ class Tracer:
         name = getattr(fn, "__qualname__", getattr(fn, "__name__", "effect"))
         fixed = tuple(a for kind, a in specs + list(kwspecs.values()) if kind == "value")
         self.steps.append(Step("effect", name, call, ins, out, fixed=fixed,
-                               draw=getattr(fn, "draw", False)))
+                               draw=getattr(fn, "draw", False), fold=fold))
         if out is not None:
             self.env[out] = result.data if isinstance(result, Tensor) else result
         return result
@@ -497,6 +503,7 @@ class Tracer:
                     and env[total].shape == x.shape and env[total].dtype == x.dtype):
                 self.record("sum", f"vjp_into[{prim.name}].{i}", _into(prim, i),
                             (total, g, ans) + values, total, params)
+                self.steps[-1].prim, self.steps[-1].argnum = prim, i   # fusion: prim.scalar["into"]
                 continue
             wanted = tuple(j == i for j in range(len(values)))
             c = self._pull_back(prim, g, ans, values, wanted, params)[i]

@@ -82,6 +82,7 @@ class _Element:
     tree: Optional[ast.expr]
     names: Dict[str, int]
     reduce: str = ""
+    inplace: bool = False   # an optimizer's update (fold.py): written into its parameter's array
 
 
 @dataclass
@@ -151,6 +152,15 @@ def _element(n: int, step: Step, env: List[Any]) -> Optional[_Element]:
             return _parsed(n, step, rules[step.argnum], ("g", "a", "x", "y"), step.ins, constants)
     if step.kind == "sum" and step.fn in (_add, _add_into):
         return _parsed(n, step, "t + c", ("t", "c"), step.ins)
+    if step.kind == "sum" and scalar and "into" in scalar and 0 <= step.argnum < len(step.ins) - 3 \
+            and ("constants" not in scalar or constants):   # an in-place rule: total += ...
+        ins = (step.ins[0], step.ins[1], step.ins[3 + step.argnum])   # total, g, the input
+        return _parsed(n, step, scalar["into"], ("t", "g", "w"), ins, constants)
+    if step.kind == "update":   # fold.py: the new value of a parameter p from its gradient g
+        e = _parsed(n, step, step.prim, ("p", "g", "lr"), step.ins)
+        if e is not None:
+            e.inplace = True
+        return e
     shape = getattr(step.fn, "shape", None)
     if step.kind == "sum" and shape is not None and len(step.ins) == 1:
         source = env[step.ins[0]]
@@ -234,6 +244,17 @@ def _fits(e: _Element, env: List[Any], shape: tuple, dtype: np.dtype, inside: se
     return all(s in inside or _kind(env[s], shape, dtype) for s in e.names.values())
 
 
+def _after_rows(e: Optional[_Element], rows: _Element, env: List[Any], shape: tuple,
+                dtype: np.dtype) -> bool:
+    """Whether `e` is an update (fold.py) of a parameter vector from the sum over rows `rows`
+    (a bias from its gradient), which the kernel can run after its pass."""
+    if e is None or not e.inplace or rows.reduce != "rows" or e.names.get("g") != rows.out:
+        return False
+    p, lr = env[e.names.get("p", -1)], env[e.names["lr"]] if "lr" in e.names else 0.0
+    return type(p) is np.ndarray and p.shape == shape[-1:] and p.dtype == dtype and \
+        _kind(lr, shape, dtype) == "scalar"
+
+
 def _groups(program: Program) -> List[Group]:
     env, steps = program.env, program.steps
     elements = [_element(n, s, env) for n, s in enumerate(steps)]
@@ -256,6 +277,11 @@ def _groups(program: Program) -> List[Group]:
             members.append(elements[m])
             m += 1
             if members[-1].reduce:
+                # a bias's update may follow its gradient's sum over rows, as a loop after
+                # the pass (the sum must be complete)
+                if m < len(steps) and _after_rows(elements[m], members[-1], env, shape, dtype):
+                    members.append(elements[m])
+                    m += 1
                 break
             inside.add(members[-1].out)
         if len(members) >= 2:
@@ -288,7 +314,7 @@ def _groups(program: Program) -> List[Group]:
     for i, (members, shape, dtype) in enumerate(found):
         writes: List[int] = []
         for e in members:
-            if e.reduce or e.out in result_slots or \
+            if e.reduce or e.inplace or e.out in result_slots or \
                     any(who != ("group", i) for who in read_by.get(e.out, ())):
                 if e.out not in writes:
                     writes.append(e.out)
@@ -306,7 +332,7 @@ def _fused_step(group: Group, program: Program) -> Optional[Step]:
     env = program.env
     members: List[_Element] = group.members
     shape, dtype = group.shape, group.dtype
-    kinds = ["full" if s in {e.out for e in members} else _kind(env[s], shape, dtype)
+    kinds = ["full" if s in {e.out for e in members if not e.inplace} else _kind(env[s], shape, dtype)
              for s in group.reads]
     if not shape:
         return _scalar_step(group, program, kinds)
@@ -322,7 +348,9 @@ def _fused_step(group: Group, program: Program) -> Optional[Step]:
             # from the others and referenced by nothing else (a flat full sum's outputs are
             # views of new arrays nothing else holds), so it may become a .grad without a copy
             call.fresh = True
-            call(*[env[s] for s in group.reads])   # compile now (or load), not in a replay
+            # compile now (or load), not in a replay; on copies of what it writes in place
+            inplace = {e.out for e in members if e.inplace}
+            call(*[env[s].copy() if s in inplace else env[s] for s in group.reads])
     except Exception as error:   # numba's errors have no common base class
         warnings.warn(f"ag.compile: a fused kernel did not compile ({type(error).__name__}: "
                       f"{str(error).splitlines()[0] if str(error) else ''}); the program runs "
@@ -394,7 +422,13 @@ def _source(group: Group, kinds: List[str]) -> Tuple[str, str]:
     members: List[_Element] = group.members
     # a full sum without row vectors runs over the flattened arrays in chunks of CHUNK (rows
     # along the last axis can be short: 10 classes); the wrapper passes flat views
-    flat = members[-1].reduce == "all" and "row" not in kinds and len(group.shape) > 1
+    reducer = next((e for e in members if e.reduce), None)
+    # a bias's update after its gradient's sum over rows: a loop after the pass
+    after = members[members.index(reducer) + 1:] if reducer is not None else []
+    flat = reducer is not None and reducer.reduce == "all" and "row" not in kinds \
+        and len(group.shape) > 1 and not any(e.inplace for e in members)
+    inplace = {e.out for e in members if e.inplace}   # written into the array read as it
+    used = {s for e in members if e not in after for s in e.names.values()}
     shape = (int(np.prod(group.shape, dtype=np.int64)),) if flat else group.shape
     ndim = len(shape)
     index = ", ".join(f"i{d}" for d in range(ndim))
@@ -404,7 +438,7 @@ def _source(group: Group, kinds: List[str]) -> Tuple[str, str]:
         params.append(f"p{k}")
         if kind == "scalar":
             prologue.append(f"    e{k} = DT(p{k})")
-        else:
+        elif s in used:
             loads.append(f"e{k} = p{k}[{index if kind == 'full' else f'i{ndim - 1}'}]")
         local[s] = f"e{k}"
     body: List[str] = []
@@ -415,12 +449,22 @@ def _source(group: Group, kinds: List[str]) -> Tuple[str, str]:
         if e.reduce:
             reduce, value = e.reduce, local[e.names["v"]]
             continue
+        if e in after:
+            continue
         tree = _Rename({v: local[s] for v, s in e.names.items()}).visit(copy.deepcopy(e.tree))
         body.append(f"t{t} = DT({ast.unparse(tree)})")
         local[e.out] = final[e.out] = f"t{t}"
-    for k, s in enumerate(w for w in group.writes if w != (members[-1].out if reduce else None)):
-        outs.append(f"o{k}")
-        body.append(f"o{k}[{index}] = {final[s]}")
+    returned: Dict[int, str] = {}
+    for s in group.writes:
+        if s == (reducer.out if reducer is not None else None):
+            continue
+        if s in inplace:
+            returned[s] = f"p{group.reads.index(s)}"
+        else:
+            returned[s] = f"o{len(outs)}"
+            outs.append(returned[s])
+        if s in final:
+            body.append(f"{returned[s]}[{index}] = {final[s]}")
     # the sizes from an array of the group's shape (a tuple argument costs its dispatch more)
     sized = [f"p{k}" for k, kind in enumerate(kinds) if kind == "full"] + outs
     arguments = params + outs + (["r"] if reduce == "rows" else [])
@@ -454,6 +498,13 @@ def _source(group: Group, kinds: List[str]) -> Tuple[str, str]:
         lines += [inside + line for line in loads + body]
         if reduce == "all":
             lines.append("    " * ndim + f"total += _chunk_sum(chunk, n{ndim - 1})")
+    last = f"i{ndim - 1}"
+    for e in after:   # the bias's update, from its complete gradient r
+        names = {"g": f"r[{last}]", "p": f"{returned[e.out]}[{last}]"}
+        tree = _Rename({v: names.get(v, local.get(s, "")) for v, s in e.names.items()}) \
+            .visit(copy.deepcopy(e.tree))
+        lines += [f"    for {last} in range(n{ndim - 1}):",
+                  f"        {returned[e.out]}[{last}] = DT({ast.unparse(tree)})"]
     lines.append("    return total" if reduce == "all" else "    return 0.0")
     source = "\n".join(lines).replace("DT(", f"np.{np.dtype(group.dtype).name}(") \
         .replace(", DT)", f", np.{np.dtype(group.dtype).name})") + "\n"
@@ -468,13 +519,14 @@ def _source(group: Group, kinds: List[str]) -> Tuple[str, str]:
         w.append(f"    r = np.empty({shape[-1:]!r}, DT)")
         extra.append("r")
     w.append(f"    total = kernel({'' if sized else f'{shape!r}, '}{', '.join(args + extra)})")
-    results = [f"o{k}.reshape({group.shape!r})" if flat else f"o{k}" for k in range(len(outs))]
+    results = [f"{returned[s]}.reshape({group.shape!r})" if flat else returned[s]
+               for s in group.writes if s in returned]
     if reduce == "all":   # a 0-d array, as eager's sum gives (a NumPy scalar is read-only)
         results.append("np.asarray(total, DT)")
     elif reduce == "rows":
         results.append("r")
     if reduce:   # the wrapper returns the reduction's value last: so is it listed
-        group.writes = [s for s in group.writes if s != members[-1].out] + [members[-1].out]
+        group.writes = [s for s in group.writes if s != reducer.out] + [reducer.out]
     w.append(f"    return {results[0]}" if len(results) == 1 else f"    return ({', '.join(results)},)")
     return source, "\n".join(w) + "\n"
 

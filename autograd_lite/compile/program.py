@@ -52,6 +52,7 @@ class Step:
     prim: Any = None    # the primitive whose forward (or rule `argnum`) this step runs (fusion)
     argnum: int = -1
     draw: bool = False  # an effect that only draws random numbers: it writes no array of the program
+    fold: Any = None    # an optimizer step's declaration of its update, for fold.py
 
     def outputs(self) -> Tuple[int, ...]:
         if self.out is None:

@@ -24,6 +24,7 @@ from ..tensor import Tensor
 from .fuse import fused_program
 from .plan import Plan, plan
 from .program import CONST, OBJECT, VALUE, Program, _last_uses, _template_slots
+from .fold import fold_updates
 from .schedule import drop_dead, schedule
 
 # what an `entry` returns for a call it does not replay (the caller takes the general path)
@@ -58,6 +59,7 @@ _BUILDING = threading.Lock()
 def _build(program: Program) -> None:
     """Fuse, plan and generate the runners; `program.runner` is set last, when all is ready."""
     schedule(program)   # elementwise steps moved to their use
+    fold_updates(program)   # an optimizer's update joins its parameter's gradient kernel
     steps = fused_program(program)   # the same program, runs of elementwise steps fused
     steps = drop_dead(steps, program)   # steps whose results nothing reads do not run
     program.plan = plan(steps)
@@ -295,7 +297,8 @@ def _fresh(program: Program, writers: Dict[int, Any]) -> set:
     return {s for n, step in enumerate(program.steps)
             if getattr(step.fn, "fresh", False) and n not in writers
             for s in step.outputs()
-            if len(readers.get(s, ())) == 1 and writes[s] == 1 and s not in returned}
+            if len(readers.get(s, ())) == 1 and writes[s] == 1 and s not in returned
+            and program.values[s].kind == VALUE}   # not a parameter updated in place (fold.py)
 
 
 def _kept_alive(program: Program) -> set:
