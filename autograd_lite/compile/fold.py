@@ -70,7 +70,7 @@ def fold_updates(program: Program) -> None:
         inserted = {after: Step("update", label, _update(declaration["apply"]), (slot, g, lr), slot,
                                 kw={}, prim=declaration["element"])
                     for (after, g), slot, leaf in updates}
-        new: List[Step] = [Step("read", "lr", operator.attrgetter("lr"), (owner,), lr)]
+        new: List[Step] = [Step("read", "getattr[lr]", operator.attrgetter("lr"), (owner,), lr)]
         for n, old in enumerate(steps):
             if n == s_index:   # the optimizer's step, of the other parameters
                 old = dataclasses.replace(old, fn=declaration["rest"]([leaf for _, _, leaf in updates]),

@@ -173,3 +173,30 @@ def test_folding_switched_off_gives_the_same_bits(monkeypatch):
     monkeypatch.setattr(fold, "ENABLED", False)
     compiled = run_both(lambda: mlp_setup(np.float32), bce_l2_step, batches(6, 3, 8, np.float32, steps=5))
     assert not folded(compiled)
+
+
+def test_gradients_cleared_by_hand_fold_and_two_backward_passes_do_not():
+    def cleared_by_hand(model, opt):
+        def step(x, y):
+            for p in model.parameters():
+                p.grad = None
+            loss = nn.binary_cross_entropy_with_logits(model(x), y) + nn.l2_penalty(model, 1e-3)
+            loss.backward()
+            opt.step()
+            return loss
+        return step
+
+    def two_backward_passes(model, opt):
+        def step(x, y):
+            opt.zero_grad()
+            loss = nn.binary_cross_entropy_with_logits(model(x), y)
+            loss.backward()
+            penalty = nn.l2_penalty(model, 1e-3)
+            penalty.backward()   # the weights' gradients get a second contribution
+            opt.step()
+            return loss + penalty
+        return step
+    calls = batches(6, 3, 8, np.float32, steps=6)
+    assert len(folded(run_both(lambda: mlp_setup(np.float32), cleared_by_hand, calls))) == 2
+    compiled = run_both(lambda: mlp_setup(np.float32), two_backward_passes, calls)
+    assert not folded(compiled)
