@@ -49,7 +49,7 @@ class Optimizer:
         self.params: List[Tensor] = params
         self.lr = float(lr)
         self.state: List[Dict[str, Any]] = [self._initial_state(p) for p in params]
-        self._flat_cache: Optional[Tuple[list, list]] = None   # see `_flat`
+        self._flat_cache: Dict[int, Tuple[list, list]] = {}   # see `_flat`
 
     def _initial_state(self, p: Tensor) -> Dict[str, Any]:
         return {}
@@ -105,7 +105,8 @@ class Optimizer:
         not. A dict: "element", the new value of one element of a parameter `p` from its
         gradient `g` and the learning rate `lr` (read at every replay) as a Python expression
         that computes what the eager kernel computes, in the same order; "settings", the
-        attributes the expression depends on (a replay checks that they are unchanged);
+        attributes the expression depends on (a replay checks that they are unchanged, and
+        that "params" holds the same Tensors);
         "params", "zero_grad", "optimizer"; "apply(p, g, lr)", the update of one parameter in
         place (where fusion does not take it); "rest(folded)", the step of the parameters not
         in `folded`."""
@@ -135,15 +136,20 @@ class Optimizer:
 
     def _flat(self, arrays: List[Any], like: List[np.ndarray]) -> Optional[List[np.ndarray]]:
         """`_flat_views(arrays, like)` (1-D views of the arrays a step writes: the parameters'
-        and the state's), remembered for the last list of arrays: a step over the same arrays
-        (by identity) as the last one reuses their views without checking them again (so an
-        array made read-only in place between two steps is still written)."""
-        cached = self._flat_cache
+        and the state's), remembered for the last list of arrays of each length (a compiled
+        step's update of the parameters ag.compile does not fold is another list than the
+        eager step's): a step over the same arrays (by identity) reuses their views without
+        checking them again (so an array made read-only in place between two steps is still
+        written)."""
+        cached = self._flat_cache.get(len(arrays))
         if cached is not None and len(cached[0]) == len(arrays) \
                 and all(map(operator.is_, arrays, cached[0])):
             return cached[1]
         views = _flat_views(arrays, like)
-        self._flat_cache = None if views is None else (arrays, views)
+        if views is None:
+            self._flat_cache.pop(len(arrays), None)
+        else:
+            self._flat_cache[len(arrays)] = (arrays, views)
         return views
 
     def _update(self, param: np.ndarray, grad: np.ndarray, state: Dict[str, Any]) -> None:
@@ -233,11 +239,12 @@ class SGD(Optimizer):
     def folded_update(self) -> Optional[Dict[str, Any]]:
         """Plain SGD's update `p - lr * g` (with weight decay `p - lr * (g + wd * p)`), as
         kernels.sgd_update computes it; None with momentum (its velocity is not folded)."""
-        if self.momentum:
-            return None
+        if self.momentum or type(self)._update is not SGD._update or \
+                type(self)._update_many is not SGD._update_many:
+            return None   # (a subclass with an update of its own)
         decay = self.weight_decay
         element = f"p - lr * (g + {decay!r} * p)" if decay else "p - lr * g"
-        return self._declaration(element, ("momentum", "nesterov", "weight_decay"),
+        return self._declaration(element, ("momentum", "nesterov", "weight_decay", "params"),
                                  lambda p, g, lr: kernels.sgd_update(p, g, None, lr, 0.0, False, decay))
 
     def _update(self, param: np.ndarray, grad: np.ndarray, state: Dict[str, Any]) -> None:

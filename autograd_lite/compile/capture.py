@@ -624,7 +624,9 @@ def settings(obj: Any, attribute: Optional[str]) -> Any:
     list or tuple: the program reads the traced ones, so a layer or a Parameter replaced by
     another object must trace again rather than replay with the old one."""
     if attribute is not None:
-        return getattr(obj, attribute)
+        v = getattr(obj, attribute)
+        return Same(v) if _held(v) or (isinstance(v, (list, tuple)) and v and all(_held(x) for x in v)) \
+            else v
     found = []
     for k, v in vars(obj).items():
         if v is None or isinstance(v, (bool, int, float, str)):

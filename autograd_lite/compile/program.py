@@ -90,6 +90,7 @@ class Program:
     fusion: Any = None   # the groups of steps fused into kernels (fuse.Group), for explain
     returned_at: str = ""   # the line where the function returned, while traced
     dropped: Any = ()   # indices of steps that do not run (their results unused; schedule.py)
+    written: tuple = ()   # slots of parameters a kernel updates in place (fold.py): writeable
 
     def peak_bytes(self) -> int:
         """The largest total size of the step results alive at once (each freed after its

@@ -127,9 +127,10 @@ def entry(program: Program, arguments: List[Tuple[bool, tuple, np.dtype, bool, i
     lines += _guard_lines(program, names)
     for (slot, _), (shape, dtype, requires_grad) in zip(program.params, program.param_facts):
         names[f"pshape{slot}"], names[f"pdtype{slot}"] = shape, dtype
+        writeable = f" or not s{slot}.flags.writeable" if slot in program.written else ""
         lines += [f"    s{slot} = leaf{slot}.data",
                   f"    if s{slot}.shape != pshape{slot} or s{slot}.dtype != pdtype{slot} or "
-                  f"leaf{slot}.requires_grad != {requires_grad!r}:", "        return MISS"]
+                  f"leaf{slot}.requires_grad != {requires_grad!r}{writeable}:", "        return MISS"]
     if program.plain_runner is run:   # no planned buffers: nothing to keep for one replay
         lines += ["    " + line for line in body]
     else:
@@ -142,7 +143,7 @@ def entry(program: Program, arguments: List[Tuple[bool, tuple, np.dtype, bool, i
 def holds(program: Program) -> bool:
     """Whether the program still fits: every guard (a module's settings: training, dropout's p)
     has its traced value and every leaf read by reference kept its shape, dtype and
-    requires_grad."""
+    requires_grad (and stays writeable where a kernel updates it in place)."""
     for ref, attribute, value in program.guards:
         obj = ref()
         if obj is None:
@@ -154,9 +155,11 @@ def holds(program: Program) -> bool:
                     return False
         elif getattr(obj, attribute) != value:
             return False
-    for (_, leaf), (shape, dtype, requires_grad) in zip(program.params, program.param_facts):
+    for (slot, leaf), (shape, dtype, requires_grad) in zip(program.params, program.param_facts):
         data = leaf.data
         if data.shape != shape or data.dtype != dtype or leaf.requires_grad != requires_grad:
+            return False
+        if slot in program.written and not data.flags.writeable:   # updated in place (fold.py)
             return False
     return True
 
