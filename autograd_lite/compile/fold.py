@@ -6,8 +6,11 @@ reads the weights and the gradients again to write `W - lr * grad`. Where the op
 declares its update as one element's expression (`p - lr * g` for plain SGD: its
 `folded_update()`), the update becomes a step of the program right after the gradient's last
 step, so fusion (fuse.py) makes both one kernel that writes the gradient and, in place, the new
-weights: one pass over memory instead of two. The optimizer's own step then updates only the
-other parameters (and counts every parameter's version, as its step does).
+weights: one pass over memory instead of two. A bias whose gradient is a sum over rows is
+updated in a loop after that kernel's pass; one whose gradient comes from another kind of step
+(a fused layer's joint rule) in a loop after the pass of the next weight's kernel. The
+optimizer's own step then updates only the other parameters (and counts every parameter's
+version, as its step does).
 
 A parameter's update is folded only where a replay gives the values an eager step gives:
 - its gradient is cleared earlier in the program (the optimizer's `zero_grad` or `p.grad =
@@ -63,32 +66,47 @@ def fold_updates(program: Program) -> None:
                 found = _foldable(program, s_index, slot, leaf, declaration)
                 if found is not None:
                     updates.append((found, slot, leaf))
-        if not updates:
+        # each update goes right after the step that completes its gradient; a vector's whose
+        # gradient comes from another kind of step, after the next update of a parameter whose
+        # gradient's last step is elementwise (it runs as a loop after that kernel's pass)
+        anchors = sorted(after for (after, _, how), _, _ in updates if how == "elementwise")
+        placed = []
+        for (after, g, how), slot, leaf in sorted(updates, key=lambda u: u[0][2] == "other"):
+            if how == "other":
+                after = next((a for a in anchors if a > after), None)
+            if after is not None:
+                placed.append((after, g, slot, leaf))
+        if not placed:
             continue
         optimizer = declaration["optimizer"]
         lr = _new_slot(program, Value(VALUE, None, None, "lr"), float(optimizer.lr))
         owner = _new_slot(program, Value(OBJECT, name=type(optimizer).__name__.lower()), optimizer)
         label = f"{type(optimizer).__name__}.update"
-        inserted = {after: Step("update", label, _update(declaration["apply"]), (slot, g, lr), slot,
-                                kw={}, prim=declaration["element"])
-                    for (after, g), slot, leaf in updates}
+        inserted: Dict[int, List[Step]] = {}
+        for after, g, slot, leaf in placed:
+            inserted.setdefault(after, []).append(
+                Step("update", label, _update(declaration["apply"]), (slot, g, lr), slot, kw={},
+                     prim=declaration["element"]))
+        folded = [(slot, leaf) for _, _, slot, leaf in placed]
         new: List[Step] = [Step("read", "getattr[lr]", operator.attrgetter("lr"), (owner,), lr)]
         for n, old in enumerate(steps):
             if n == s_index:   # the optimizer's step, of the other parameters
-                old = dataclasses.replace(old, fn=declaration["rest"]([leaf for _, _, leaf in updates]),
+                old = dataclasses.replace(old, fn=declaration["rest"]([leaf for _, leaf in folded]),
                                           label=old.label + " (the rest)")
                 done.add(id(old))
             new.append(old)
-            if n in inserted:
-                new.append(inserted[n])
+            new.extend(inserted.get(n, ()))
         program.steps = new
-        program.written += tuple(slot for _, slot, _ in updates)
+        program.written += tuple(slot for slot, _ in folded)
 
 
 def _foldable(program: Program, s_index: int, slot: int, leaf: Any,
               declaration: Dict[str, Any]) -> Optional[tuple]:
-    """(index of the step after which the update goes, the gradient's slot), or None where the
-    update of `leaf` (read from `slot`) cannot be folded (see the module docstring)."""
+    """(index of the step that completes the gradient, the gradient's slot, what that step is:
+    "elementwise", "rows" (a sum over rows) or "other"), or None where the update of `leaf` (read from `slot`) cannot be folded
+    (see the module docstring). A vector's gradient may come from any step (a fused layer's
+    joint rule): its update then follows another parameter's update, in a loop after that
+    kernel's pass."""
     from .capture import _clear_grad
     from .fuse import _element
     steps, env = program.steps, program.env
@@ -114,7 +132,8 @@ def _foldable(program: Program, s_index: int, slot: int, leaf: Any,
     if any(s != slot and isinstance(x, np.ndarray) and np.may_share_memory(x, data)
            for s, x in enumerate(env)):
         return None   # a view of the parameter (W.T, another Parameter on its array) is read
-    if e is None or e.reduce == "all" or type(value) is not np.ndarray or type(data) is not np.ndarray \
+    if (e is None and data.ndim != 1) or (e is not None and e.reduce == "all") \
+            or type(value) is not np.ndarray or type(data) is not np.ndarray \
             or value.shape != data.shape or value.dtype != data.dtype \
             or not data.flags.writeable or data.dtype.char not in "fd" or data.ndim == 0:
         return None
@@ -129,7 +148,7 @@ def _foldable(program: Program, s_index: int, slot: int, leaf: Any,
         if step.fn is _clear_grad and not objects.intersection(step.ins):
             continue
         return None
-    return w, g
+    return w, g, "other" if e is None else "rows" if e.reduce else "elementwise"
 
 
 def _update(apply: Any) -> Any:

@@ -83,6 +83,7 @@ class _Element:
     names: Dict[str, int]
     reduce: str = ""
     inplace: bool = False   # an optimizer's update (fold.py): written into its parameter's array
+    after: bool = False     # an update of a vector run in a loop after the group's pass
 
 
 @dataclass
@@ -255,6 +256,17 @@ def _after_rows(e: Optional[_Element], rows: _Element, env: List[Any], shape: tu
         _kind(lr, shape, dtype) == "scalar"
 
 
+def _after_update(e: Optional[_Element], env: List[Any], dtype: np.dtype, inside: set) -> bool:
+    """Whether `e` is an update (fold.py) of a parameter vector from a gradient computed before
+    the group (a bias's from a fused layer's joint rule), which the kernel can run after its
+    pass."""
+    if e is None or not e.inplace or set(e.names) != {"p", "g", "lr"} or e.names["g"] in inside:
+        return False
+    p, g, lr = (env[e.names[k]] for k in ("p", "g", "lr"))
+    return type(p) is np.ndarray and type(g) is np.ndarray and p.ndim == 1 and \
+        p.shape == g.shape and p.dtype == g.dtype == dtype and _kind(lr, (), dtype) == "scalar"
+
+
 def _groups(program: Program) -> List[Group]:
     env, steps = program.env, program.steps
     elements = [_element(n, s, env) for n, s in enumerate(steps)]
@@ -280,9 +292,17 @@ def _groups(program: Program) -> List[Group]:
                 # a bias's update may follow its gradient's sum over rows, as a loop after
                 # the pass (the sum must be complete)
                 if m < len(steps) and _after_rows(elements[m], members[-1], env, shape, dtype):
+                    elements[m].after = True
                     members.append(elements[m])
                     m += 1
                 break
+            if members[-1].inplace:   # updates of vectors whose gradients are complete may follow
+                while m < len(steps) and _after_update(elements[m], env, dtype, inside):
+                    elements[m].after = True
+                    members.append(elements[m])
+                    m += 1
+                if members[-1].after:
+                    break
             inside.add(members[-1].out)
         if len(members) >= 2:
             found.append((members, shape, dtype))
@@ -349,7 +369,7 @@ def _fused_step(group: Group, program: Program) -> Optional[Step]:
             # views of new arrays nothing else holds), so it may become a .grad without a copy
             call.fresh = True
             # compile now (or load), not in a replay; on copies of what it writes in place
-            inplace = {e.out for e in members if e.inplace}
+            inplace = _inplace(group)
             call(*[env[s].copy() if s in inplace else env[s] for s in group.reads])
     except Exception as error:   # numba's errors have no common base class
         warnings.warn(f"ag.compile: a fused kernel did not compile ({type(error).__name__}: "
@@ -412,6 +432,13 @@ class _Constants(ast.NodeTransformer):
         return ast.Name(key, ast.Load())
 
 
+def _inplace(group: Group) -> set:
+    """The slots a group's kernel writes into the array it reads them from: a parameter's
+    update (fold.py), and a value the group reads and writes again, as its unfused step does
+    (`add_into`, an in-place rule's total)."""
+    return {e.out for e in group.members if e.inplace} | set(group.writes).intersection(group.reads)
+
+
 def _source(group: Group, kinds: List[str]) -> Tuple[str, str]:
     """The kernel's module source (free of the sizes, so chains alike of the same rank share
     one compiled kernel) and the Python wrapper that calls it for this group's shape.
@@ -423,11 +450,12 @@ def _source(group: Group, kinds: List[str]) -> Tuple[str, str]:
     # a full sum without row vectors runs over the flattened arrays in chunks of CHUNK (rows
     # along the last axis can be short: 10 classes); the wrapper passes flat views
     reducer = next((e for e in members if e.reduce), None)
-    # a bias's update after its gradient's sum over rows: a loop after the pass
-    after = members[members.index(reducer) + 1:] if reducer is not None else []
+    # a bias's update after its gradient's sum over rows, or from a gradient computed before
+    # the group: a loop after the pass
+    after = [e for e in members if e.after]
+    inplace = _inplace(group)   # written into the array read as it
     flat = reducer is not None and reducer.reduce == "all" and "row" not in kinds \
-        and len(group.shape) > 1 and not any(e.inplace for e in members)
-    inplace = {e.out for e in members if e.inplace}   # written into the array read as it
+        and len(group.shape) > 1 and not inplace
     used = {s for e in members if e not in after for s in e.names.values()}
     shape = (int(np.prod(group.shape, dtype=np.int64)),) if flat else group.shape
     ndim = len(shape)
@@ -498,13 +526,14 @@ def _source(group: Group, kinds: List[str]) -> Tuple[str, str]:
         lines += [inside + line for line in loads + body]
         if reduce == "all":
             lines.append("    " * ndim + f"total += _chunk_sum(chunk, n{ndim - 1})")
-    last = f"i{ndim - 1}"
-    for e in after:   # the bias's update, from its complete gradient r
-        names = {"g": f"r[{last}]", "p": f"{returned[e.out]}[{last}]"}
+    for e in after:   # a bias's update, from its complete gradient
+        target, g = returned[e.out], e.names["g"]
+        source = "r[j]" if reducer is not None and g == reducer.out else f"p{group.reads.index(g)}[j]"
+        names = {"g": source, "p": f"{target}[j]"}
         tree = _Rename({v: names.get(v, local.get(s, "")) for v, s in e.names.items()}) \
             .visit(copy.deepcopy(e.tree))
-        lines += [f"    for {last} in range(n{ndim - 1}):",
-                  f"        {returned[e.out]}[{last}] = DT({ast.unparse(tree)})"]
+        lines += [f"    for j in range({target}.shape[0]):",
+                  f"        {target}[j] = DT({ast.unparse(tree)})"]
     lines.append("    return total" if reduce == "all" else "    return 0.0")
     source = "\n".join(lines).replace("DT(", f"np.{np.dtype(group.dtype).name}(") \
         .replace(", DT)", f", np.{np.dtype(group.dtype).name})") + "\n"

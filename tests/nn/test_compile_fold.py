@@ -10,7 +10,7 @@ import pytest
 
 import autograd_lite as ag
 import nn
-from tests.nn.test_compile_training import bce_l2_step, labelled, mlp_setup, ce_step
+from tests.nn.test_compile_training import bce_l2_step, ce_step, labelled, mlp_setup, readme_step
 from tests.autograd_lite.test_compile_equivalence import as_array, batches
 
 fold = importlib.import_module("autograd_lite.compile.fold")
@@ -68,17 +68,8 @@ class Weights:
         return [(f"p{k}", p) for k, p in enumerate(self.params)]
 
 
-def by_hand_step(model, opt, lam=1e-3):
-    W1, b1, W2, b2 = model.params
-
-    def step(x, y):
-        opt.zero_grad()
-        h = ag.sigmoid(x @ W1 + b1)
-        loss = nn.binary_cross_entropy_with_logits(h @ W2 + b2, y) + lam / 2 * ((W1 * W1).sum() + (W2 * W2).sum())
-        loss.backward()
-        opt.step()
-        return loss
-    return step
+def by_hand_step(model, opt):
+    return readme_step(model.params, opt)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -99,8 +90,9 @@ def test_sgd_update_is_folded_into_the_gradient_kernels_of_a_step_written_by_han
 def test_sgd_update_of_the_weights_is_folded_into_the_l2_penalty_kernels_of_an_mlp(dtype):
     compiled = run_both(lambda: mlp_setup(dtype), bce_l2_step, batches(6, 3, 8, dtype))
     lines = folded(compiled)
-    # the weights; the biases' gradients come from the fused linear layer's joint rule
-    assert len(lines) == 2 and all("[kernel" in line for line in lines), compiled.explain()
+    # the weights' updates in their L2 kernels; the biases' (their gradients come from the fused
+    # linear layers' joint rules) in loops after the first of those kernels
+    assert len(lines) == 4 and all("[kernel" in line for line in lines), compiled.explain()
     assert compiled.trace_count == 1
 
 
@@ -128,12 +120,7 @@ def test_weight_decay_is_folded_and_a_changed_setting_traces_again():
 
 def test_nothing_is_folded_where_gradients_accumulate_across_calls():
     def step_without_zero_grad(model, opt):
-        def step(x, y):
-            loss = nn.binary_cross_entropy_with_logits(model(x), y) + nn.l2_penalty(model, 1e-3)
-            loss.backward()
-            opt.step()
-            return loss
-        return step
+        return bce_l2_step(model, opt, clear=lambda: None)
     compiled = run_both(lambda: mlp_setup(np.float32), step_without_zero_grad, batches(6, 3, 8, np.float32))
     assert not folded(compiled)
 
@@ -152,7 +139,7 @@ def test_a_parameter_read_after_its_gradient_is_not_folded():
         return step
     compiled = run_both(lambda: mlp_setup(np.float32), step_reading_weights, batches(6, 3, 8, np.float32),
                         reference="unfolded")   # (first * first).sum() is a fused full sum
-    assert len(folded(compiled)) == 1   # the output layer's weights, not the first layer's
+    assert len(folded(compiled)) == 3   # all but the first layer's weights
 
 
 @pytest.mark.parametrize("optimizer", ["momentum", "adam"])
@@ -177,14 +164,10 @@ def test_folding_switched_off_gives_the_same_bits(monkeypatch):
 
 def test_gradients_cleared_by_hand_fold_and_two_backward_passes_do_not():
     def cleared_by_hand(model, opt):
-        def step(x, y):
+        def clear():
             for p in model.parameters():
                 p.grad = None
-            loss = nn.binary_cross_entropy_with_logits(model(x), y) + nn.l2_penalty(model, 1e-3)
-            loss.backward()
-            opt.step()
-            return loss
-        return step
+        return bce_l2_step(model, opt, clear=clear)
 
     def two_backward_passes(model, opt):
         def step(x, y):
@@ -197,6 +180,6 @@ def test_gradients_cleared_by_hand_fold_and_two_backward_passes_do_not():
             return loss + penalty
         return step
     calls = batches(6, 3, 8, np.float32, steps=6)
-    assert len(folded(run_both(lambda: mlp_setup(np.float32), cleared_by_hand, calls))) == 2
+    assert len(folded(run_both(lambda: mlp_setup(np.float32), cleared_by_hand, calls))) == 4
     compiled = run_both(lambda: mlp_setup(np.float32), two_backward_passes, calls)
     assert not folded(compiled)

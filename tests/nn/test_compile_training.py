@@ -23,9 +23,13 @@ def mlp_setup(dtype, sizes=(6, 5, 3), activation="sigmoid", dropout=0.0, optimiz
     return model, opt
 
 
-def bce_l2_step(model, opt, lam=1e-3):
+def bce_l2_step(model, opt, lam=1e-3, clear=None):
+    """The training step with the logistic cost and nn.l2_penalty; `clear()` forgets the
+    gradients first (opt.zero_grad by default)."""
+    clear = opt.zero_grad if clear is None else clear
+
     def step(x, y):
-        opt.zero_grad()
+        clear()
         loss = nn.binary_cross_entropy_with_logits(model(x), y) + nn.l2_penalty(model, lam)
         loss.backward()
         opt.step()
@@ -86,6 +90,20 @@ def test_mlp_l2_penalty_sgd_step_matches_eager(dtype):
     assert compiled.trace_count == 1
 
 
+def readme_step(weights, opt, lam=1e-3):
+    """The README tour's step on weights (W1, b1, W2, b2)."""
+    W1, b1, W2, b2 = weights
+
+    def step(x, y):
+        opt.zero_grad()
+        h = ag.sigmoid(x @ W1 + b1)
+        loss = nn.binary_cross_entropy_with_logits(h @ W2 + b2, y) + lam / 2 * ((W1 * W1).sum() + (W2 * W2).sum())
+        loss.backward()
+        opt.step()
+        return loss
+    return step
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_handwritten_step_with_nn_loss_and_sgd_matches_eager(dtype):
     """The README tour's step: x @ W + b, ag.sigmoid, nn.binary_cross_entropy_with_logits,
@@ -96,21 +114,9 @@ def test_handwritten_step_with_nn_loss_and_sgd_matches_eager(dtype):
                    for s in [(6, 5), (5,), (5, 3), (3,)]]
         return weights, nn.SGD(weights, lr=0.5)
 
-    def make_step(weights, opt, lam=1e-3):
-        W1, b1, W2, b2 = weights
-
-        def step(x, y):
-            opt.zero_grad()
-            h = ag.sigmoid(x @ W1 + b1)
-            loss = nn.binary_cross_entropy_with_logits(h @ W2 + b2, y) + lam / 2 * ((W1 * W1).sum() + (W2 * W2).sum())
-            loss.backward()
-            opt.step()
-            return loss
-        return step
-
     eager_weights, eager_opt = setup()
     weights, opt = setup()
-    eager, compiled = make_step(eager_weights, eager_opt), ag.compile(make_step(weights, opt))
+    eager, compiled = readme_step(eager_weights, eager_opt), ag.compile(readme_step(weights, opt))
     for k, (x, y) in enumerate(batches(6, 3, 8, dtype)):
         assert_close(as_array(compiled(x, y)), as_array(eager(x, y)), f"loss at step {k}")
     for k, (w, e) in enumerate(zip(weights, eager_weights)):
