@@ -16,8 +16,10 @@ A parameter's update is folded only where a replay gives the values an eager ste
 - its gradient is cleared earlier in the program (the optimizer's `zero_grad` or `p.grad =
   None`) and gets exactly one contribution after that (so `.grad` is that one value when the
   step reads it), from an elementwise step of the parameter's shape and dtype;
-- no value of the program shares the parameter's memory (a view such as `W.T`, another
-  Parameter on its array: the kernel writes the parameter while other elements are read);
+- the parameter's array owns its memory and no value of the program shares it (a view such as
+  `W.T`, another Parameter on its array: the kernel writes the parameter while other elements
+  are read); a replay checks that it still owns it (an array made a view of another
+  parameter's after the trace traces again);
 - nothing after that step and before the optimizer's step reads the parameter or writes the
   gradient, and no effect other than a random draw or clearing another gradient runs before
   the optimizer's step (the learning rate, read at the replay's start, is the step's);
@@ -129,8 +131,8 @@ def _foldable(program: Program, s_index: int, slot: int, leaf: Any,
     w = writers[-1]
     e = _element(w, steps[w], env)
     value, data = env[g], leaf.data
-    if any(s != slot and isinstance(x, np.ndarray) and np.may_share_memory(x, data)
-           for s, x in enumerate(env)):
+    if data.base is not None or any(s != slot and isinstance(x, np.ndarray) and
+                                    np.may_share_memory(x, data) for s, x in enumerate(env)):
         return None   # a view of the parameter (W.T, another Parameter on its array) is read
     if (e is None and data.ndim != 1) or (e is not None and e.reduce == "all") \
             or type(value) is not np.ndarray or type(data) is not np.ndarray \

@@ -139,6 +139,9 @@ class Program:
         for k, group in enumerate(self.fusion or ()):
             kind = _type(Value(VALUE, group.shape, group.dtype))
             unused = " (unused: not run)" if group.steps[0] in self.dropped else ""
+            after = [names[e.out] for e in getattr(group, "members", ()) if getattr(e, "after", False)]
+            if after:
+                unused += f", then updates {' '.join(after)} after the pass"
             how = f"in one pass over {kind}" if group.shape else f"on {kind} values, one Python function"
             lines.append(f"  kernel {k}: {len(group.steps)} steps {how}, reads "
                          f"{' '.join(names[s] for s in group.reads)}, writes "

@@ -127,7 +127,8 @@ def entry(program: Program, arguments: List[Tuple[bool, tuple, np.dtype, bool, i
     lines += _guard_lines(program, names)
     for (slot, _), (shape, dtype, requires_grad) in zip(program.params, program.param_facts):
         names[f"pshape{slot}"], names[f"pdtype{slot}"] = shape, dtype
-        writeable = f" or not s{slot}.flags.writeable" if slot in program.written else ""
+        writeable = f" or not s{slot}.flags.writeable or s{slot}.base is not None" \
+            if slot in program.written else ""
         lines += [f"    s{slot} = leaf{slot}.data",
                   f"    if s{slot}.shape != pshape{slot} or s{slot}.dtype != pdtype{slot} or "
                   f"leaf{slot}.requires_grad != {requires_grad!r}{writeable}:", "        return MISS"]
@@ -143,7 +144,8 @@ def entry(program: Program, arguments: List[Tuple[bool, tuple, np.dtype, bool, i
 def holds(program: Program) -> bool:
     """Whether the program still fits: every guard (a module's settings: training, dropout's p)
     has its traced value and every leaf read by reference kept its shape, dtype and
-    requires_grad (and stays writeable where a kernel updates it in place)."""
+    requires_grad (and, where a kernel updates it in place, stays writeable and owns its
+    memory)."""
     for ref, attribute, value in program.guards:
         obj = ref()
         if obj is None:
@@ -159,8 +161,8 @@ def holds(program: Program) -> bool:
         data = leaf.data
         if data.shape != shape or data.dtype != dtype or leaf.requires_grad != requires_grad:
             return False
-        if slot in program.written and not data.flags.writeable:   # updated in place (fold.py)
-            return False
+        if slot in program.written and (not data.flags.writeable or data.base is not None):
+            return False   # updated in place (fold.py): writeable, sharing no other's memory
     return True
 
 
