@@ -115,8 +115,15 @@ class Optimizer:
     def _declaration(self, element: str, settings: Tuple[str, ...], apply: Any) -> Dict[str, Any]:
         return {"element": element, "settings": settings, "apply": apply, "params": self.params,
                 "zero_grad": self.zero_grad, "optimizer": self,
-                "rest": lambda folded: functools.partial(self._step_except,
-                                                         frozenset(id(p) for p in folded))}
+                "rest": self._rest}
+
+    def _rest(self, folded: List[Tensor]) -> Any:
+        """The step of the parameters not in `folded` (whose updates ag.compile folded); where
+        that is all of them (the params list is guarded), only their versions count."""
+        ids = frozenset(id(p) for p in folded)
+        if ids == frozenset(id(p) for p in self.params):
+            return functools.partial(increment_versions, list(self.params))
+        return functools.partial(self._step_except, ids)
 
     # ag.compile records both as effects replayed at every replay; it asks
     # `prepare_replay(optimizer)` once, at trace time, for the function to call then: the
