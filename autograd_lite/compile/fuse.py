@@ -516,7 +516,7 @@ def _source(group: Group, kinds: List[str]) -> Tuple[str, str]:
     # a sum of one operation's results (W * W): nothing to reassociate but the sum itself, so
     # the kernel may reassociate and add in float64 directly, without chunks
     direct = reduce == "all" and _one_operation([e for e in members if not e.reduce])
-    options = "fastmath={'reassoc'}" if direct else "error_model='numpy'"
+    options = "error_model='numpy'" + (", fastmath={'reassoc'}" if direct else "")
     lines = [_HEADER, "", f"@njit(cache=True, nogil=True, {options})",
              f"def kernel({', '.join(arguments)}):"]
     lines.append("    " + "".join(f"n{d}, " for d in range(ndim)) + f"= {sized[0] + '.shape' if sized else 'shape'}")
