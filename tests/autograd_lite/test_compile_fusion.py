@@ -312,3 +312,22 @@ def test_a_fused_full_sum_gives_a_writeable_0d_array_as_eager_does(dtype):
     with ag.no_grad():
         r += 1.0
     r.data[...] = 0
+
+
+@pytest.mark.parametrize("op", ["divide", "multiply"])
+def test_a_full_sum_of_one_operation_adds_in_float64_with_numpys_error_model(op):
+    """(a / b).sum() and (a * b).sum() are one operation then the sum: the kernel adds the
+    results in float64 directly; a division by zero gives inf and nan as eager's does, not an
+    exception."""
+    a = ag.tensor(np.array([[1.0, -2.0, 0.0], [3.0, 0.5, 2.0]], np.float32), requires_grad=True)
+    b = ag.tensor(np.array([[0.0, 0.0, 0.0], [2.0, 4.0, 8.0]], np.float32))
+    c = ag.tensor(np.array([[1.0, 3.0, 5.0], [2.0, 4.0, 8.0]], np.float32))
+    fn = (lambda x, y: (x / y).sum()) if op == "divide" else (lambda x, y: (x * y).sum())
+    compiled = ag.compile(fn)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for y in (c, c, b, c, b):
+            got, expected = compiled(a, y), fn(a, y)
+            np.testing.assert_allclose(got.data, expected.data, rtol=1e-6)
+    (group,) = compiled.program.fusion
+    kernel = group.step.fn.__globals__["kernel"]
+    assert kernel.targetoptions["fastmath"] and kernel.targetoptions["error_model"] == "numpy"
