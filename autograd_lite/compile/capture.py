@@ -625,15 +625,20 @@ def settings(obj: Any, attribute: Optional[str]) -> Any:
     another object must trace again rather than replay with the old one."""
     if attribute is not None:
         v = getattr(obj, attribute)
-        return Same(v) if _held(v) or (isinstance(v, (list, tuple)) and v and all(_held(x) for x in v)) \
-            else v
+        return Same(v) if _held_objects(v) else v
     found = []
     for k, v in vars(obj).items():
         if v is None or isinstance(v, (bool, int, float, str)):
             found.append((k, v))
-        elif _held(v) or (isinstance(v, (list, tuple)) and v and all(_held(x) for x in v)):
+        elif _held_objects(v):
             found.append((k, Same(v)))
     return found
+
+
+def _held_objects(v: Any) -> bool:
+    """Whether v is a Tensor or a module, or a non-empty list or tuple of them: what a guard
+    compares by identity."""
+    return _held(v) or (isinstance(v, (list, tuple)) and bool(v) and all(_held(x) for x in v))
 
 
 def _held(x: Any) -> bool:

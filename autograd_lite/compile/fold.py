@@ -47,6 +47,7 @@ def fold_updates(program: Program) -> None:
     optimizer step that has some update only the others."""
     from . import fuse
     from .capture import _clear_grad
+    from .fuse import _element
     if not (ENABLED and fuse.ENABLED):
         return
     done: set = set()
@@ -62,10 +63,11 @@ def fold_updates(program: Program) -> None:
         if any(other.kind == "effect" and not other.draw and other.fn is not _clear_grad
                and other.fn != declaration["zero_grad"] for other in steps[:s_index]):
             continue   # an effect before the step might change what the update reads
+        elements = [_element(n, s, program.env) for n, s in enumerate(steps[:s_index])]
         updates = []
         for slot, leaf in program.params:
             if any(leaf is p for p in declaration["params"]):
-                found = _foldable(program, s_index, slot, leaf, declaration)
+                found = _foldable(program, elements, slot, leaf, declaration)
                 if found is not None:
                     updates.append((found, slot, leaf))
         # each update goes right after the step that completes its gradient; a vector's whose
@@ -102,16 +104,16 @@ def fold_updates(program: Program) -> None:
         program.written += tuple(slot for slot, _ in folded)
 
 
-def _foldable(program: Program, s_index: int, slot: int, leaf: Any,
+def _foldable(program: Program, elements: List[Any], slot: int, leaf: Any,
               declaration: Dict[str, Any]) -> Optional[tuple]:
     """(index of the step that completes the gradient, the gradient's slot, what that step is:
-    "elementwise", "rows" (a sum over rows) or "other"), or None where the update of `leaf` (read from `slot`) cannot be folded
-    (see the module docstring). A vector's gradient may come from any step (a fused layer's
-    joint rule): its update then follows another parameter's update, in a loop after that
-    kernel's pass."""
+    "elementwise", "rows" (a sum over rows) or "other"), or None where the update of `leaf`
+    (read from `slot`) by the optimizer's step at index len(elements) cannot be folded (see the
+    module docstring); `elements` are the earlier steps as fuse._element gives them. A
+    vector's gradient may come from any step (a fused layer's joint rule): its update then
+    follows another parameter's update, in a loop after that kernel's pass."""
     from .capture import _clear_grad
-    from .fuse import _element
-    steps, env = program.steps, program.env
+    steps, env, s_index = program.steps, program.env, len(elements)
     objects = {n for n, v in enumerate(program.values) if v.kind == OBJECT and env[n] is leaf}
     cleared = -1
     for n in range(s_index):
@@ -129,7 +131,7 @@ def _foldable(program: Program, s_index: int, slot: int, leaf: Any,
     if not writers:
         return None
     w = writers[-1]
-    e = _element(w, steps[w], env)
+    e = elements[w]
     value, data = env[g], leaf.data
     if data.base is not None or any(s != slot and isinstance(x, np.ndarray) and
                                     np.may_share_memory(x, data) for s, x in enumerate(env)):
@@ -140,8 +142,7 @@ def _foldable(program: Program, s_index: int, slot: int, leaf: Any,
             or not data.flags.writeable or data.dtype.char not in "fd" or data.ndim == 0:
         return None
     for n in range(w + 1, s_index):
-        step = steps[n]
-        element = _element(n, step, env)   # an elementwise step reads what its element uses
+        step, element = steps[n], elements[n]   # an elementwise step reads what its element uses
         reads = set(element.names.values()) if element is not None else set(step.ins)
         if slot in reads or slot in step.outputs() or g in step.outputs():
             return None

@@ -247,21 +247,10 @@ def _fits(e: _Element, env: List[Any], shape: tuple, dtype: np.dtype, inside: se
     return all(s in inside or _kind(env[s], shape, dtype) for s in e.names.values())
 
 
-def _after_rows(e: Optional[_Element], rows: _Element, env: List[Any], shape: tuple,
-                dtype: np.dtype) -> bool:
-    """Whether `e` is an update (fold.py) of a parameter vector from the sum over rows `rows`
-    (a bias from its gradient), which the kernel can run after its pass."""
-    if e is None or not e.inplace or rows.reduce != "rows" or e.names.get("g") != rows.out:
-        return False
-    p, lr = env[e.names.get("p", -1)], env[e.names["lr"]] if "lr" in e.names else 0.0
-    return type(p) is np.ndarray and p.shape == shape[-1:] and p.dtype == dtype and \
-        _kind(lr, shape, dtype) == "scalar"
-
-
 def _after_update(e: Optional[_Element], env: List[Any], dtype: np.dtype, inside: set) -> bool:
-    """Whether `e` is an update (fold.py) of a parameter vector from a gradient computed before
-    the group (a bias's from a fused layer's joint rule), which the kernel can run after its
-    pass."""
+    """Whether `e` is an update (fold.py) of a parameter vector from a gradient complete when
+    the group's pass ends (a bias's: the group's own sum over rows, or a fused layer's joint
+    rule's result from before the group), which the kernel can run after its pass."""
     if e is None or not e.inplace or set(e.names) != {"p", "g", "lr"} or e.names["g"] in inside:
         return False
     p, g, lr = (env[e.names[k]] for k in ("p", "g", "lr"))
@@ -290,20 +279,14 @@ def _groups(program: Program) -> List[Group]:
                 (shape or _arithmetic(elements[m])):
             members.append(elements[m])
             m += 1
-            if members[-1].reduce:
-                # a bias's update may follow its gradient's sum over rows, as a loop after
-                # the pass (the sum must be complete)
-                if m < len(steps) and _after_rows(elements[m], members[-1], env, shape, dtype):
-                    elements[m].after = True
-                    members.append(elements[m])
-                    m += 1
-                break
-            if members[-1].inplace:   # updates of vectors whose gradients are complete may follow
+            if members[-1].reduce or members[-1].inplace:
+                # updates of vectors whose gradients are then complete may follow, as loops
+                # after the pass (a bias's from the sum over rows just ended, or from before)
                 while m < len(steps) and _after_update(elements[m], env, dtype, inside):
                     elements[m].after = True
                     members.append(elements[m])
                     m += 1
-                if members[-1].after:
+                if members[-1].reduce or members[-1].after:
                     break
             inside.add(members[-1].out)
         if len(members) >= 2:

@@ -139,7 +139,7 @@ class Program:
         for k, group in enumerate(self.fusion or ()):
             kind = _type(Value(VALUE, group.shape, group.dtype))
             unused = " (unused: not run)" if group.steps[0] in self.dropped else ""
-            after = [names[e.out] for e in getattr(group, "members", ()) if getattr(e, "after", False)]
+            after = [names[e.out] for e in getattr(group, "members", ()) if e.after]
             if after:
                 unused += f", then updates {' '.join(after)} after the pass"
             how = f"in one pass over {kind}" if group.shape else f"on {kind} values, one Python function"
