@@ -106,10 +106,9 @@ class Optimizer:
         gradient `g` and the learning rate `lr` (read at every replay) as a Python expression
         that computes what the eager kernel computes, in the same order; "settings", the
         attributes the expression depends on (a replay checks that they are unchanged, and
-        that "params" holds the same Tensors);
-        "params", "zero_grad", "optimizer"; "apply(p, g, lr)", the update of one parameter in
-        place (where fusion does not take it); "rest(folded)", the step of the parameters not
-        in `folded`."""
+        that "params" holds the same Tensors); "params", "zero_grad", "optimizer";
+        "apply(p, g, lr)", the update of one parameter in place (where fusion does not take
+        it); "rest(folded)", the step of the parameters not in `folded`."""
         return None
 
     def _declaration(self, element: str, settings: Tuple[str, ...], apply: Any) -> Dict[str, Any]:
@@ -149,8 +148,7 @@ class Optimizer:
         checking them again (so an array made read-only in place between two steps is still
         written)."""
         cached = self._flat_cache.get(len(arrays))
-        if cached is not None and len(cached[0]) == len(arrays) \
-                and all(map(operator.is_, arrays, cached[0])):
+        if cached is not None and all(map(operator.is_, arrays, cached[0])):
             return cached[1]
         views = _flat_views(arrays, like)
         if views is None:
